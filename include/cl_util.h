@@ -1,0 +1,55 @@
+/* Small helpers every module uses: SHA-256, whole-buffer I/O, atomic output
+ * files, hex, and a parallel for-loop over all cores. */
+#ifndef CL_UTIL_H
+#define CL_UTIL_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#define CL_SHA256_LEN 32
+
+void cl_sha256(const void *data, size_t len, uint8_t out[CL_SHA256_LEN]);
+
+/* Lower-case hex of len bytes into out (2 * len + 1 bytes). */
+void cl_hex(const uint8_t *data, size_t len, char *out);
+/* Parses exactly 2 * len hex digits; 0 or -EINVAL. */
+int cl_unhex(const char *hex, uint8_t *out, size_t len);
+
+/* Read or write exactly len bytes at off; EINTR is retried, a short file is
+ * -EIO. path only names the file in error messages. */
+int cl_pread_full(int fd, void *buf, size_t len, uint64_t off, const char *path);
+int cl_pwrite_full(int fd, const void *buf, size_t len, uint64_t off, const char *path);
+
+/* Output that replaces path only when complete: data goes to a temporary
+ * name in the same directory, cl_out_commit() fsyncs and renames it over
+ * path, cl_out_abort() removes it. Either must be called exactly once. */
+struct cl_out {
+	int fd;
+	char *path;
+	char *tmp;
+};
+int cl_out_open(struct cl_out *o, const char *path, mode_t mode);
+int cl_out_commit(struct cl_out *o);
+void cl_out_abort(struct cl_out *o);
+/* Writes a whole buffer to path through cl_out. */
+int cl_write_file_atomic(const char *path, const void *data, size_t len, mode_t mode);
+/* Reads a whole regular file of at most max bytes; caller frees *buf. */
+int cl_read_file(const char *path, size_t max, void **buf, size_t *len);
+
+/* mkdir -p: creates path and its missing parents. */
+int cl_mkdir_p(const char *path, mode_t mode);
+
+/* Number of worker threads to use: the online CPUs, or CLOUDLET_THREADS. */
+unsigned cl_nthreads(void);
+
+/* Calls fn(ctx, i) for i in [0, n) on up to nthreads threads (0 = all
+ * cores). Returns 0, or the first negative value an fn returned; after a
+ * failure no new items start. */
+typedef int (*cl_pfor_fn)(void *ctx, size_t i);
+int cl_pfor(unsigned nthreads, size_t n, cl_pfor_fn fn, void *ctx);
+
+/* Monotonic clock in seconds. */
+double cl_now(void);
+
+#endif

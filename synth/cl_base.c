@@ -1,0 +1,766 @@
+#include "cl_base.h"
+#include "cl_error.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <openssl/evp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define INDEX_MAGIC   "CLBIDX01"
+#define INDEX_VERSION 1
+#define HASH_BATCH    1024 /* chunks hashed per work item */
+
+const char *cl_home(void)
+{
+	static char buf[PATH_MAX];
+	const char *env = getenv("CLOUDLET_HOME"), *xdg, *home;
+
+	if (env && *env)
+		return env;
+	if (geteuid() == 0)
+		return "/var/lib/cloudlet";
+	xdg = getenv("XDG_DATA_HOME");
+	home = getenv("HOME");
+	if (xdg && *xdg)
+		snprintf(buf, sizeof(buf), "%s/cloudlet", xdg);
+	else
+		snprintf(buf, sizeof(buf), "%s/.local/share/cloudlet", home ? home : "/tmp");
+	return buf;
+}
+
+void cl_zero_hash(uint32_t chunk_len, uint8_t out[CL_SHA256_LEN])
+{
+	static _Thread_local uint32_t cached_len = UINT32_MAX;
+	static _Thread_local uint8_t cached[CL_SHA256_LEN];
+	void *zero;
+
+	if (chunk_len != cached_len) {
+		zero = calloc(1, chunk_len ? chunk_len : 1);
+		if (!zero)
+			abort(); /* a few KiB; nothing sensible to return */
+		cl_sha256(zero, chunk_len, cached);
+		free(zero);
+		cached_len = chunk_len;
+	}
+	memcpy(out, cached, CL_SHA256_LEN);
+}
+
+struct hash_job {
+	int fd;
+	const char *path;
+	uint64_t size;
+	uint32_t chunk_size;
+	uint8_t (*hashes)[CL_SHA256_LEN];
+	struct cl_progress *prog;
+};
+
+static int hash_batch(void *ctx, size_t item)
+{
+	struct hash_job *j = ctx;
+	uint64_t first = (uint64_t)item * HASH_BATCH, n, k, start, end;
+	uint8_t zero[CL_SHA256_LEN];
+	off_t data;
+	uint8_t *buf;
+	int r;
+
+	n = cl_chunk_count(j->size, j->chunk_size) - first;
+	if (n > HASH_BATCH)
+		n = HASH_BATCH;
+	start = first * j->chunk_size;
+	end = start + n * j->chunk_size;
+	if (end > j->size)
+		end = j->size;
+	/* A batch wholly inside a hole is zeros without reading it. */
+	data = lseek(j->fd, (off_t)start, SEEK_DATA);
+	if ((data < 0 && errno == ENXIO) || (data >= 0 && (uint64_t)data >= end)) {
+		for (k = 0; k < n; k++) {
+			cl_zero_hash(cl_chunk_len(j->size, j->chunk_size, first + k), zero);
+			memcpy(j->hashes[first + k], zero, CL_SHA256_LEN);
+		}
+		cl_progress_add(j->prog, end - start);
+		return 0;
+	}
+	buf = malloc(end - start);
+	if (!buf)
+		return -ENOMEM;
+	r = cl_pread_full(j->fd, buf, end - start, start, j->path);
+	if (r == 0)
+		for (k = 0; k < n; k++)
+			cl_sha256(buf + k * j->chunk_size,
+				  cl_chunk_len(j->size, j->chunk_size, first + k),
+				  j->hashes[first + k]);
+	free(buf);
+	cl_progress_add(j->prog, end - start);
+	return r;
+}
+
+int cl_hash_image(int fd, const char *path, uint64_t size, uint32_t chunk_size,
+		  uint8_t (*hashes)[CL_SHA256_LEN], struct cl_progress *prog)
+{
+	struct hash_job j = {fd, path, size, chunk_size, hashes, prog};
+	uint64_t n = cl_chunk_count(size, chunk_size);
+
+	if (!path || !chunk_size || (!hashes && n))
+		return -EINVAL;
+	return cl_pfor(0, (size_t)((n + HASH_BATCH - 1) / HASH_BATCH), hash_batch, &j);
+}
+
+static void put_le(uint8_t *p, uint64_t v, int n)
+{
+	int i;
+
+	for (i = 0; i < n; i++)
+		p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static uint64_t get_le(const uint8_t *p, int n)
+{
+	uint64_t v = 0;
+	int i;
+
+	for (i = n - 1; i >= 0; i--)
+		v = v << 8 | p[i];
+	return v;
+}
+
+static void base_compute_id(struct cl_base *b)
+{
+	uint8_t hdr[14 + 4 + 16];
+	EVP_MD_CTX *ctx;
+	unsigned n = CL_SHA256_LEN;
+	int i;
+
+	memcpy(hdr, "cloudlet-base", 14);
+	put_le(hdr + 14, b->chunk_size, 4);
+	put_le(hdr + 18, b->size[CL_DISK], 8);
+	put_le(hdr + 26, b->size[CL_MEMORY], 8);
+	ctx = EVP_MD_CTX_new();
+	if (!ctx)
+		abort();
+	EVP_DigestInit_ex(ctx, EVP_sha256(), NULL);
+	EVP_DigestUpdate(ctx, hdr, sizeof(hdr));
+	for (i = 0; i < CL_NIMAGES; i++)
+		EVP_DigestUpdate(ctx, b->hash[i], b->nchunks[i] * CL_SHA256_LEN);
+	EVP_DigestFinal_ex(ctx, b->id, &n);
+	EVP_MD_CTX_free(ctx);
+}
+
+static struct cl_base *base_new(void)
+{
+	struct cl_base *b = calloc(1, sizeof(*b));
+
+	if (b)
+		b->fd[CL_DISK] = b->fd[CL_MEMORY] = -1;
+	return b;
+}
+
+static int base_open_images(struct cl_base *b, const char *const paths[CL_NIMAGES])
+{
+	struct stat st;
+	int i;
+
+	for (i = 0; i < CL_NIMAGES; i++) {
+		b->path[i] = realpath(paths[i], NULL);
+		if (!b->path[i])
+			return cl_errorf(-errno, "%s: %s", paths[i], strerror(errno));
+		b->fd[i] = open(b->path[i], O_RDONLY | O_CLOEXEC);
+		if (b->fd[i] < 0)
+			return cl_errorf(-errno, "%s: %s", paths[i], strerror(errno));
+		if (fstat(b->fd[i], &st) < 0)
+			return cl_errorf(-errno, "%s: %s", paths[i], strerror(errno));
+		if (!S_ISREG(st.st_mode) && !S_ISBLK(st.st_mode))
+			return cl_errorf(-EINVAL, "%s: not a regular file", paths[i]);
+		b->size[i] = (uint64_t)st.st_size;
+		b->nchunks[i] = cl_chunk_count(b->size[i], b->chunk_size);
+	}
+	return 0;
+}
+
+static int base_alloc_hashes(struct cl_base *b)
+{
+	int i;
+
+	for (i = 0; i < CL_NIMAGES; i++) {
+		b->hash[i] = malloc(b->nchunks[i] ? b->nchunks[i] * CL_SHA256_LEN : 1);
+		if (!b->hash[i])
+			return -ENOMEM;
+	}
+	return 0;
+}
+
+int cl_base_index(const char *disk, const char *memory, uint32_t chunk_size,
+		  struct cl_base **out)
+{
+	const char *paths[CL_NIMAGES] = {disk, memory};
+	struct cl_progress prog;
+	struct cl_base *b;
+	int r, i;
+
+	if (!disk || !memory || !out || chunk_size < 512 || chunk_size > (1u << 20) ||
+	    (chunk_size & (chunk_size - 1)))
+		return -EINVAL;
+	b = base_new();
+	if (!b)
+		return -ENOMEM;
+	b->chunk_size = chunk_size;
+	r = base_open_images(b, paths);
+	if (r < 0)
+		goto fail;
+	r = base_alloc_hashes(b);
+	if (r < 0)
+		goto fail;
+	cl_progress_start(&prog, "indexing base", b->size[CL_DISK] + b->size[CL_MEMORY]);
+	for (i = 0; i < CL_NIMAGES && r == 0; i++)
+		r = cl_hash_image(b->fd[i], b->path[i], b->size[i], chunk_size, b->hash[i], &prog);
+	cl_progress_end(&prog);
+	if (r < 0)
+		goto fail;
+	base_compute_id(b);
+	*out = b;
+	return 0;
+
+fail:
+	cl_base_free(b);
+	return r;
+}
+
+/* ---- index file ---- */
+
+static int index_write(const struct cl_base *b, const char *path)
+{
+	uint8_t hdr[8 + 4 + 4 + 8 + 8 + CL_SHA256_LEN], digest[CL_SHA256_LEN];
+	unsigned n = CL_SHA256_LEN;
+	struct cl_out o;
+	EVP_MD_CTX *ctx;
+	uint64_t off;
+	int r, i;
+
+	memcpy(hdr, INDEX_MAGIC, 8);
+	put_le(hdr + 8, INDEX_VERSION, 4);
+	put_le(hdr + 12, b->chunk_size, 4);
+	put_le(hdr + 16, b->size[CL_DISK], 8);
+	put_le(hdr + 24, b->size[CL_MEMORY], 8);
+	memcpy(hdr + 32, b->id, CL_SHA256_LEN);
+	ctx = EVP_MD_CTX_new();
+	if (!ctx)
+		return -ENOMEM;
+	r = cl_out_open(&o, path, 0644);
+	if (r < 0)
+		goto out_ctx;
+	EVP_DigestInit_ex(ctx, EVP_sha256(), NULL);
+	EVP_DigestUpdate(ctx, hdr, sizeof(hdr));
+	r = cl_pwrite_full(o.fd, hdr, sizeof(hdr), 0, path);
+	off = sizeof(hdr);
+	for (i = 0; i < CL_NIMAGES && r == 0; i++) {
+		EVP_DigestUpdate(ctx, b->hash[i], b->nchunks[i] * CL_SHA256_LEN);
+		r = cl_pwrite_full(o.fd, b->hash[i], b->nchunks[i] * CL_SHA256_LEN, off, path);
+		off += b->nchunks[i] * CL_SHA256_LEN;
+	}
+	EVP_DigestFinal_ex(ctx, digest, &n);
+	if (r == 0)
+		r = cl_pwrite_full(o.fd, digest, CL_SHA256_LEN, off, path);
+	if (r < 0)
+		cl_out_abort(&o);
+	else
+		r = cl_out_commit(&o);
+out_ctx:
+	EVP_MD_CTX_free(ctx);
+	return r;
+}
+
+static int index_read(struct cl_base *b, const char *path)
+{
+	uint8_t hdr[8 + 4 + 4 + 8 + 8 + CL_SHA256_LEN], digest[CL_SHA256_LEN],
+		stored[CL_SHA256_LEN], id[CL_SHA256_LEN];
+	unsigned n = CL_SHA256_LEN;
+	EVP_MD_CTX *ctx;
+	struct stat st;
+	uint64_t off, expect;
+	int fd, r, i;
+
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return cl_errorf(-errno, "%s: %s", path, strerror(errno));
+	ctx = EVP_MD_CTX_new();
+	if (!ctx) {
+		r = -ENOMEM;
+		goto out_fd;
+	}
+	r = cl_pread_full(fd, hdr, sizeof(hdr), 0, path);
+	if (r < 0)
+		goto out;
+	if (memcmp(hdr, INDEX_MAGIC, 8) || get_le(hdr + 8, 4) != INDEX_VERSION ||
+	    get_le(hdr + 12, 4) != b->chunk_size || get_le(hdr + 16, 8) != b->size[CL_DISK] ||
+	    get_le(hdr + 24, 8) != b->size[CL_MEMORY]) {
+		r = cl_errorf(-EBADMSG, "%s: index does not match the base images", path);
+		goto out;
+	}
+	expect = sizeof(hdr) + (b->nchunks[0] + b->nchunks[1] + 1) * CL_SHA256_LEN;
+	if (fstat(fd, &st) < 0 || (uint64_t)st.st_size != expect) {
+		r = cl_errorf(-EBADMSG, "%s: index is truncated or corrupt", path);
+		goto out;
+	}
+	EVP_DigestInit_ex(ctx, EVP_sha256(), NULL);
+	EVP_DigestUpdate(ctx, hdr, sizeof(hdr));
+	off = sizeof(hdr);
+	for (i = 0; i < CL_NIMAGES && r == 0; i++) {
+		r = cl_pread_full(fd, b->hash[i], b->nchunks[i] * CL_SHA256_LEN, off, path);
+		EVP_DigestUpdate(ctx, b->hash[i], b->nchunks[i] * CL_SHA256_LEN);
+		off += b->nchunks[i] * CL_SHA256_LEN;
+	}
+	if (r == 0)
+		r = cl_pread_full(fd, stored, CL_SHA256_LEN, off, path);
+	if (r < 0)
+		goto out;
+	EVP_DigestFinal_ex(ctx, digest, &n);
+	memcpy(id, b->id, CL_SHA256_LEN);
+	base_compute_id(b);
+	if (memcmp(digest, stored, CL_SHA256_LEN) || memcmp(b->id, hdr + 32, CL_SHA256_LEN) ||
+	    memcmp(b->id, id, CL_SHA256_LEN))
+		r = cl_errorf(-EBADMSG, "%s: index is corrupt (checksum mismatch)", path);
+out:
+	EVP_MD_CTX_free(ctx);
+out_fd:
+	close(fd);
+	return r;
+}
+
+/* ---- registry ---- */
+
+static int copy_into(const char *src, const char *dir, const char *name, char **out)
+{
+	char *dst;
+	size_t len;
+	void *buf;
+	int r;
+
+	r = cl_read_file(src, 64u << 20, &buf, &len);
+	if (r < 0)
+		return r;
+	if (asprintf(&dst, "%s/%s", dir, name) < 0) {
+		free(buf);
+		return -ENOMEM;
+	}
+	r = cl_write_file_atomic(dst, buf, len, 0644);
+	free(buf);
+	if (r < 0) {
+		free(dst);
+		return r;
+	}
+	free(*out);
+	*out = dst;
+	return 0;
+}
+
+static int conf_write(const struct cl_base *b, const char *path)
+{
+	char id[2 * CL_SHA256_LEN + 1], *text = NULL;
+	struct stat st[CL_NIMAGES];
+	int r, i;
+
+	for (i = 0; i < CL_NIMAGES; i++) {
+		if (strchr(b->path[i], '\n'))
+			return cl_errorf(-EINVAL, "%s: image path has a newline", b->path[i]);
+		if (fstat(b->fd[i], &st[i]) < 0)
+			return cl_errorf(-errno, "%s: %s", b->path[i], strerror(errno));
+	}
+	cl_hex(b->id, CL_SHA256_LEN, id);
+	r = asprintf(&text,
+		     "# cloudlet base, written by `cloudlet base`\n"
+		     "id=%s\nchunk_size=%u\n"
+		     "disk=%s\ndisk_size=%llu\ndisk_mtime=%lld.%09ld\n"
+		     "memory=%s\nmemory_size=%llu\nmemory_mtime=%lld.%09ld\n",
+		     id, b->chunk_size, b->path[CL_DISK], (unsigned long long)b->size[CL_DISK],
+		     (long long)st[CL_DISK].st_mtim.tv_sec, st[CL_DISK].st_mtim.tv_nsec,
+		     b->path[CL_MEMORY], (unsigned long long)b->size[CL_MEMORY],
+		     (long long)st[CL_MEMORY].st_mtim.tv_sec, st[CL_MEMORY].st_mtim.tv_nsec);
+	if (r < 0)
+		return -ENOMEM;
+	r = cl_write_file_atomic(path, text, strlen(text), 0644);
+	free(text);
+	return r;
+}
+
+int cl_base_register(struct cl_base *b, const char *state, const char *domain)
+{
+	char hex[2 * CL_SHA256_LEN + 1], *dir = NULL, *path = NULL;
+	int r;
+
+	if (!b)
+		return -EINVAL;
+	cl_hex(b->id, CL_SHA256_LEN, hex);
+	hex[16] = '\0';
+	if (asprintf(&dir, "%s/bases/%s", cl_home(), hex) < 0)
+		return -ENOMEM;
+	r = cl_mkdir_p(dir, 0755);
+	if (r < 0)
+		goto out;
+	if (state && (r = copy_into(state, dir, "state", &b->state_path)) < 0)
+		goto out;
+	if (domain && (r = copy_into(domain, dir, "domain.xml", &b->domain_path)) < 0)
+		goto out;
+	if (asprintf(&path, "%s/index", dir) < 0) {
+		r = -ENOMEM;
+		goto out;
+	}
+	r = index_write(b, path);
+	if (r < 0)
+		goto out;
+	free(path);
+	if (asprintf(&path, "%s/base.conf", dir) < 0) {
+		path = NULL;
+		r = -ENOMEM;
+		goto out;
+	}
+	/* base.conf last: a base without it is not registered. */
+	r = conf_write(b, path);
+	if (r < 0)
+		goto out;
+	free(b->dir);
+	b->dir = dir;
+	dir = NULL;
+out:
+	free(path);
+	free(dir);
+	return r;
+}
+
+struct conf {
+	char id[2 * CL_SHA256_LEN + 1];
+	uint32_t chunk_size;
+	char *path[CL_NIMAGES];
+	uint64_t size[CL_NIMAGES];
+	char mtime[CL_NIMAGES][32];
+};
+
+static void conf_free(struct conf *c)
+{
+	free(c->path[0]);
+	free(c->path[1]);
+}
+
+static int conf_read(const char *dir, struct conf *c)
+{
+	char *path, *line = NULL, *eq;
+	size_t cap = 0;
+	ssize_t n;
+	FILE *f;
+	int i, r = 0;
+
+	memset(c, 0, sizeof(*c));
+	if (asprintf(&path, "%s/base.conf", dir) < 0)
+		return -ENOMEM;
+	f = fopen(path, "re");
+	if (!f) {
+		r = -errno;
+		free(path);
+		return r;
+	}
+	while ((n = getline(&line, &cap, f)) > 0) {
+		if (line[n - 1] == '\n')
+			line[n - 1] = '\0';
+		eq = strchr(line, '=');
+		if (line[0] == '#' || !eq)
+			continue;
+		*eq++ = '\0';
+		for (i = 0; i < CL_NIMAGES; i++) {
+			const char *name = cl_image_name(i);
+			size_t nl = strlen(name);
+			if (!strcmp(line, name)) {
+				free(c->path[i]);
+				c->path[i] = strdup(eq);
+			} else if (!strncmp(line, name, nl) && !strcmp(line + nl, "_size")) {
+				c->size[i] = strtoull(eq, NULL, 10);
+			} else if (!strncmp(line, name, nl) && !strcmp(line + nl, "_mtime")) {
+				snprintf(c->mtime[i], sizeof(c->mtime[i]), "%s", eq);
+			}
+		}
+		if (!strcmp(line, "id"))
+			snprintf(c->id, sizeof(c->id), "%s", eq);
+		else if (!strcmp(line, "chunk_size"))
+			c->chunk_size = (uint32_t)strtoul(eq, NULL, 10);
+	}
+	free(line);
+	fclose(f);
+	if (!c->path[0] || !c->path[1] || strlen(c->id) != 2 * CL_SHA256_LEN || !c->chunk_size)
+		r = cl_errorf(-EBADMSG, "%s: incomplete base registration", path);
+	free(path);
+	if (r < 0)
+		conf_free(c);
+	return r;
+}
+
+static char *optional_file(const char *dir, const char *name)
+{
+	char *p;
+
+	if (asprintf(&p, "%s/%s", dir, name) < 0)
+		return NULL;
+	if (access(p, R_OK) == 0)
+		return p;
+	free(p);
+	return NULL;
+}
+
+/* Opens a registered base from its registry directory. With load_index 0
+ * only base.conf is read (for listing). */
+static int base_open_dir(const char *dir, int load_index, struct cl_base **out)
+{
+	const char *paths[CL_NIMAGES];
+	struct cl_base *b;
+	struct conf c;
+	struct stat st;
+	char mt[32], *idx = NULL;
+	int r, i;
+
+	r = conf_read(dir, &c);
+	if (r < 0)
+		return r;
+	b = base_new();
+	if (!b) {
+		conf_free(&c);
+		return -ENOMEM;
+	}
+	b->chunk_size = c.chunk_size;
+	b->dir = strdup(dir);
+	if (!b->dir || cl_unhex(c.id, b->id, CL_SHA256_LEN) < 0) {
+		r = -EBADMSG;
+		goto fail;
+	}
+	b->state_path = optional_file(dir, "state");
+	b->domain_path = optional_file(dir, "domain.xml");
+	if (!load_index) {
+		for (i = 0; i < CL_NIMAGES; i++) {
+			b->path[i] = c.path[i];
+			c.path[i] = NULL;
+			b->size[i] = c.size[i];
+		}
+		goto done;
+	}
+	paths[0] = c.path[0];
+	paths[1] = c.path[1];
+	r = base_open_images(b, paths);
+	if (r < 0)
+		goto fail;
+	for (i = 0; i < CL_NIMAGES; i++) {
+		fstat(b->fd[i], &st);
+		snprintf(mt, sizeof(mt), "%lld.%09ld", (long long)st.st_mtim.tv_sec,
+			 st.st_mtim.tv_nsec);
+		if (b->size[i] != c.size[i] || strcmp(mt, c.mtime[i])) {
+			r = cl_errorf(-ESTALE,
+				      "%s: base %s image changed since it was registered; "
+				      "register it again with `cloudlet base`",
+				      b->path[i], cl_image_name(i));
+			goto fail;
+		}
+	}
+	r = base_alloc_hashes(b);
+	if (r < 0)
+		goto fail;
+	if (asprintf(&idx, "%s/index", dir) < 0) {
+		r = -ENOMEM;
+		goto fail;
+	}
+	r = index_read(b, idx);
+	free(idx);
+	if (r < 0)
+		goto fail;
+done:
+	conf_free(&c);
+	*out = b;
+	return 0;
+fail:
+	conf_free(&c);
+	cl_base_free(b);
+	return r;
+}
+
+int cl_base_list(int (*fn)(void *ctx, const struct cl_base *b), void *ctx)
+{
+	struct dirent *de;
+	struct cl_base *b;
+	char *root, *dir;
+	DIR *d;
+	int r = 0;
+
+	if (!fn)
+		return -EINVAL;
+	if (asprintf(&root, "%s/bases", cl_home()) < 0)
+		return -ENOMEM;
+	d = opendir(root);
+	if (!d) {
+		r = errno == ENOENT ? 0 : cl_errorf(-errno, "%s: %s", root, strerror(errno));
+		free(root);
+		return r;
+	}
+	while (!r && (de = readdir(d))) {
+		if (de->d_name[0] == '.')
+			continue;
+		if (asprintf(&dir, "%s/%s", root, de->d_name) < 0) {
+			r = -ENOMEM;
+			break;
+		}
+		if (base_open_dir(dir, 0, &b) == 0) {
+			r = fn(ctx, b);
+			cl_base_free(b);
+		}
+		free(dir);
+	}
+	closedir(d);
+	free(root);
+	return r;
+}
+
+struct find_ctx {
+	const char *want_path; /* realpath of the image asked for, or NULL */
+	const char *want;      /* as given */
+	char *dir;             /* found */
+	int matches;
+};
+
+static int find_one(void *ctx, const struct cl_base *b)
+{
+	struct find_ctx *f = ctx;
+	char hex[2 * CL_SHA256_LEN + 1];
+
+	cl_hex(b->id, CL_SHA256_LEN, hex);
+	if ((f->want_path && !strcmp(b->path[CL_DISK], f->want_path)) ||
+	    (strlen(f->want) >= 8 && !strncmp(hex, f->want, strlen(f->want))) ||
+	    (f->want_path && !strcmp(b->dir, f->want_path))) {
+		f->matches++;
+		free(f->dir);
+		f->dir = strdup(b->dir);
+	}
+	return 0;
+}
+
+int cl_base_find(const char *image, struct cl_base **out)
+{
+	struct find_ctx f = {0};
+	char *real;
+	int r;
+
+	if (!image || !out)
+		return -EINVAL;
+	real = realpath(image, NULL);
+	f.want_path = real;
+	f.want = image;
+	r = cl_base_list(find_one, &f);
+	free(real);
+	if (r < 0)
+		goto out;
+	if (f.matches == 0) {
+		r = cl_errorf(-ENOENT,
+			      "%s: not a registered base (hint: register it with "
+			      "`cloudlet base %s --memory RAMFILE`; registry: %s/bases)",
+			      image, image, cl_home());
+		goto out;
+	}
+	if (f.matches > 1) {
+		r = cl_errorf(-EEXIST, "%s: matches %d registered bases; give a longer id", image,
+			      f.matches);
+		goto out;
+	}
+	r = base_open_dir(f.dir, 1, out);
+out:
+	free(f.dir);
+	return r;
+}
+
+int cl_base_read(const struct cl_base *b, enum cl_image_id image, uint64_t idx, uint32_t len,
+		 void *buf)
+{
+	uint64_t off = idx * b->chunk_size, have = 0;
+	int r;
+
+	if (!b || (unsigned)image >= CL_NIMAGES || len > b->chunk_size || !buf)
+		return -EINVAL;
+	if (off < b->size[image])
+		have = b->size[image] - off < len ? b->size[image] - off : len;
+	r = cl_pread_full(b->fd[image], buf, (size_t)have, off, b->path[image]);
+	if (r < 0)
+		return r;
+	memset((uint8_t *)buf + have, 0, len - have);
+	return 0;
+}
+
+static uint64_t hash_key(const uint8_t *h)
+{
+	return get_le(h, 8);
+}
+
+int cl_base_build_lookup(struct cl_base *b)
+{
+	uint8_t zero[CL_SHA256_LEN];
+	uint64_t total = b->nchunks[0] + b->nchunks[1], size = 16, k, slot;
+	int i;
+
+	while (size < 2 * total)
+		size <<= 1;
+	free(b->table);
+	b->table = calloc(size, sizeof(*b->table));
+	if (!b->table)
+		return -ENOMEM;
+	b->table_mask = size - 1;
+	for (i = 0; i < CL_NIMAGES; i++) {
+		for (k = 0; k < b->nchunks[i]; k++) {
+			cl_zero_hash(cl_chunk_len(b->size[i], b->chunk_size, k), zero);
+			if (!memcmp(b->hash[i][k], zero, CL_SHA256_LEN))
+				continue;
+			for (slot = hash_key(b->hash[i][k]) & b->table_mask; b->table[slot];
+			     slot = (slot + 1) & b->table_mask) {
+				uint64_t e = b->table[slot] - 1;
+				if (!memcmp(b->hash[e >> 63][e & ~(1ull << 63)], b->hash[i][k],
+					    CL_SHA256_LEN))
+					break; /* first copy wins */
+			}
+			if (!b->table[slot])
+				b->table[slot] = ((uint64_t)i << 63 | k) + 1;
+		}
+	}
+	return 0;
+}
+
+int cl_base_lookup(const struct cl_base *b, const uint8_t hash[CL_SHA256_LEN],
+		   enum cl_image_id *image, uint64_t *idx)
+{
+	uint64_t slot, e;
+
+	if (!b->table)
+		return -ENOENT;
+	for (slot = hash_key(hash) & b->table_mask; b->table[slot];
+	     slot = (slot + 1) & b->table_mask) {
+		e = b->table[slot] - 1;
+		if (!memcmp(b->hash[e >> 63][e & ~(1ull << 63)], hash, CL_SHA256_LEN)) {
+			*image = (enum cl_image_id)(e >> 63);
+			*idx = e & ~(1ull << 63);
+			return 0;
+		}
+	}
+	return -ENOENT;
+}
+
+void cl_base_free(struct cl_base *b)
+{
+	int i;
+
+	if (!b)
+		return;
+	for (i = 0; i < CL_NIMAGES; i++) {
+		if (b->fd[i] >= 0)
+			close(b->fd[i]);
+		free(b->path[i]);
+		free(b->hash[i]);
+	}
+	free(b->table);
+	free(b->state_path);
+	free(b->domain_path);
+	free(b->dir);
+	free(b);
+}

@@ -1,0 +1,511 @@
+#include "cl_meta.h"
+#include "cl_error.h"
+#include "cl_source.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <msgpack.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#define META_FORMAT "cloudlet-overlay"
+
+const char *cl_image_name(enum cl_image_id i)
+{
+	return i == CL_DISK ? "disk" : i == CL_MEMORY ? "memory" : "?";
+}
+
+const char *cl_recipe_name(enum cl_recipe r)
+{
+	static const char *names[CL_R_COUNT] = {"zero",  "base-disk", "base-memory",
+						"dedup", "delta",     "raw"};
+	return (unsigned)r < CL_R_COUNT ? names[r] : "?";
+}
+
+uint64_t cl_chunk_count(uint64_t size, uint32_t chunk_size)
+{
+	return size / chunk_size + (size % chunk_size != 0);
+}
+
+uint32_t cl_chunk_len(uint64_t size, uint32_t chunk_size, uint64_t idx)
+{
+	uint64_t start = idx * chunk_size;
+
+	if (start >= size)
+		return 0;
+	return size - start < chunk_size ? (uint32_t)(size - start) : chunk_size;
+}
+
+/* ---- encoding ---- */
+
+static void pack_key(msgpack_packer *pk, const char *key)
+{
+	size_t n = strlen(key);
+
+	msgpack_pack_str(pk, n);
+	msgpack_pack_str_body(pk, key, n);
+}
+
+static void pack_bin(msgpack_packer *pk, const void *data, size_t len)
+{
+	msgpack_pack_bin(pk, len);
+	msgpack_pack_bin_body(pk, data, len);
+}
+
+static void pack_blob(msgpack_packer *pk, const struct cl_blob *b)
+{
+	if (!b->present) {
+		msgpack_pack_nil(pk);
+		return;
+	}
+	msgpack_pack_array(pk, 4);
+	msgpack_pack_uint32(pk, b->p.seg);
+	msgpack_pack_uint32(pk, b->p.off);
+	msgpack_pack_uint32(pk, b->p.len);
+	pack_bin(pk, b->sha256, CL_SHA256_LEN);
+}
+
+int cl_meta_encode(const struct cl_meta *m, void **buf, size_t *len)
+{
+	msgpack_sbuffer sb;
+	msgpack_packer pk;
+	const char *codec;
+	uint64_t i;
+
+	if (!m || !buf || !len || !m->pack)
+		return -EINVAL;
+	codec = cl_codec_name(m->codec);
+	if (!codec)
+		return -EINVAL;
+	msgpack_sbuffer_init(&sb);
+	msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+
+	msgpack_pack_map(&pk, 14);
+	pack_key(&pk, "format");
+	pack_key(&pk, META_FORMAT);
+	pack_key(&pk, "version");
+	msgpack_pack_uint32(&pk, m->version);
+	pack_key(&pk, "base_id");
+	pack_bin(&pk, m->base_id, CL_SHA256_LEN);
+	pack_key(&pk, "chunk_size");
+	msgpack_pack_uint32(&pk, m->chunk_size);
+	pack_key(&pk, "codec");
+	pack_key(&pk, codec);
+	pack_key(&pk, "images");
+	msgpack_pack_array(&pk, CL_NIMAGES);
+	for (i = 0; i < CL_NIMAGES; i++) {
+		msgpack_pack_array(&pk, 2);
+		msgpack_pack_uint64(&pk, m->image_size[i]);
+		msgpack_pack_uint64(&pk, m->base_image_size[i]);
+	}
+	pack_key(&pk, "pack");
+	pack_key(&pk, m->pack);
+	pack_key(&pk, "pack_size");
+	msgpack_pack_uint64(&pk, m->pack_size);
+	pack_key(&pk, "state");
+	pack_blob(&pk, &m->state);
+	pack_key(&pk, "domain_xml");
+	pack_blob(&pk, &m->domain);
+	pack_key(&pk, "segments");
+	msgpack_pack_array(&pk, m->nsegments);
+	for (i = 0; i < m->nsegments; i++) {
+		const struct cl_segment *s = &m->segments[i];
+		msgpack_pack_array(&pk, 4);
+		msgpack_pack_uint64(&pk, s->offset);
+		msgpack_pack_uint32(&pk, s->clen);
+		msgpack_pack_uint32(&pk, s->rlen);
+		pack_bin(&pk, s->sha256, CL_SHA256_LEN);
+	}
+	pack_key(&pk, "chunk_fields");
+	msgpack_pack_array(&pk, 8);
+	pack_key(&pk, "image");
+	pack_key(&pk, "index");
+	pack_key(&pk, "recipe");
+	pack_key(&pk, "arg");
+	pack_key(&pk, "segment");
+	pack_key(&pk, "offset");
+	pack_key(&pk, "length");
+	pack_key(&pk, "sha256");
+	pack_key(&pk, "chunks");
+	msgpack_pack_array(&pk, m->nchunks);
+	for (i = 0; i < m->nchunks; i++) {
+		const struct cl_chunk *c = &m->chunks[i];
+		int has_payload = c->recipe >= CL_R_DEDUP;
+		msgpack_pack_array(&pk, 8);
+		msgpack_pack_uint8(&pk, c->image);
+		msgpack_pack_uint64(&pk, c->index);
+		msgpack_pack_uint8(&pk, c->recipe);
+		msgpack_pack_uint64(&pk, c->arg);
+		msgpack_pack_uint32(&pk, has_payload ? c->p.seg : 0);
+		msgpack_pack_uint32(&pk, has_payload ? c->p.off : 0);
+		msgpack_pack_uint32(&pk, has_payload ? c->p.len : 0);
+		pack_bin(&pk, c->sha256, CL_SHA256_LEN);
+	}
+	/* The pack's layout summary last, for humans reading a dump. */
+	pack_key(&pk, "created_by");
+	pack_key(&pk, "cloudlet");
+	if (!sb.data) {
+		msgpack_sbuffer_destroy(&sb);
+		return -ENOMEM;
+	}
+	*buf = sb.data;
+	*len = sb.size;
+	return 0;
+}
+
+/* ---- parsing ---- */
+
+struct parse {
+	const char *name;
+	const msgpack_object *root;
+};
+
+static const msgpack_object *map_get(const msgpack_object *map, const char *key)
+{
+	size_t n = strlen(key);
+	uint32_t i;
+
+	for (i = 0; i < map->via.map.size; i++) {
+		const msgpack_object *k = &map->via.map.ptr[i].key;
+		if (k->type == MSGPACK_OBJECT_STR && k->via.str.size == n &&
+		    !memcmp(k->via.str.ptr, key, n))
+			return &map->via.map.ptr[i].val;
+	}
+	return NULL;
+}
+
+static int get_u64(const msgpack_object *o, uint64_t max, uint64_t *out)
+{
+	if (!o || o->type != MSGPACK_OBJECT_POSITIVE_INTEGER || o->via.u64 > max)
+		return -EBADMSG;
+	*out = o->via.u64;
+	return 0;
+}
+
+static int get_u32(const msgpack_object *o, uint32_t max, uint32_t *out)
+{
+	uint64_t v;
+
+	if (get_u64(o, max, &v) < 0)
+		return -EBADMSG;
+	*out = (uint32_t)v;
+	return 0;
+}
+
+static int get_sha(const msgpack_object *o, uint8_t out[CL_SHA256_LEN])
+{
+	if (!o || o->type != MSGPACK_OBJECT_BIN || o->via.bin.size != CL_SHA256_LEN)
+		return -EBADMSG;
+	memcpy(out, o->via.bin.ptr, CL_SHA256_LEN);
+	return 0;
+}
+
+static int get_str(const msgpack_object *o, size_t max, char **out)
+{
+	char *s;
+
+	if (!o || o->type != MSGPACK_OBJECT_STR || o->via.str.size > max ||
+	    memchr(o->via.str.ptr, '\0', o->via.str.size))
+		return -EBADMSG;
+	s = strndup(o->via.str.ptr, o->via.str.size);
+	if (!s)
+		return -ENOMEM;
+	*out = s;
+	return 0;
+}
+
+static int get_array(const msgpack_object *o, uint32_t n, const msgpack_object **items)
+{
+	if (!o || o->type != MSGPACK_OBJECT_ARRAY || (n && o->via.array.size != n))
+		return -EBADMSG;
+	*items = o->via.array.ptr;
+	return 0;
+}
+
+/* A payload reference must lie inside its segment's raw bytes. */
+static int check_payload(const struct cl_meta *m, const struct cl_payload *p)
+{
+	if (p->seg >= m->nsegments)
+		return -EBADMSG;
+	if (p->off > m->segments[p->seg].rlen || p->len > m->segments[p->seg].rlen - p->off)
+		return -EBADMSG;
+	return 0;
+}
+
+static int parse_blob(const struct parse *ps, struct cl_meta *m, const char *key,
+		      struct cl_blob *b)
+{
+	const msgpack_object *o = map_get(ps->root, key), *it;
+
+	if (!o || o->type == MSGPACK_OBJECT_NIL)
+		return 0;
+	if (get_array(o, 4, &it) < 0 || get_u32(&it[0], UINT32_MAX, &b->p.seg) < 0 ||
+	    get_u32(&it[1], UINT32_MAX, &b->p.off) < 0 ||
+	    get_u32(&it[2], UINT32_MAX, &b->p.len) < 0 || get_sha(&it[3], b->sha256) < 0 ||
+	    check_payload(m, &b->p) < 0)
+		return cl_errorf(-EBADMSG, "%s: corrupt meta: bad %s entry", ps->name, key);
+	b->present = 1;
+	return 0;
+}
+
+static int parse_segments(const struct parse *ps, struct cl_meta *m)
+{
+	const msgpack_object *o = map_get(ps->root, "segments"), *it;
+	uint64_t pos = 0;
+	uint32_t i;
+
+	if (get_array(o, 0, &it) < 0)
+		return cl_errorf(-EBADMSG, "%s: corrupt meta: no segment table", ps->name);
+	m->nsegments = o->via.array.size;
+	m->segments = calloc(m->nsegments ? m->nsegments : 1, sizeof(*m->segments));
+	if (!m->segments)
+		return -ENOMEM;
+	for (i = 0; i < m->nsegments; i++) {
+		struct cl_segment *s = &m->segments[i];
+		const msgpack_object *f;
+		if (get_array(&it[i], 4, &f) < 0 || get_u64(&f[0], UINT64_MAX, &s->offset) < 0 ||
+		    get_u32(&f[1], CL_SEGMENT_MAX, &s->clen) < 0 ||
+		    get_u32(&f[2], CL_SEGMENT_MAX, &s->rlen) < 0 || get_sha(&f[3], s->sha256) < 0)
+			return cl_errorf(-EBADMSG, "%s: corrupt meta: bad segment %u", ps->name, i);
+		/* Segments lie back to back from the pack's start. */
+		if (s->offset != pos || s->clen == 0)
+			return cl_errorf(-EBADMSG, "%s: corrupt meta: segment %u is misplaced",
+					 ps->name, i);
+		pos += s->clen;
+	}
+	if (pos != m->pack_size)
+		return cl_errorf(-EBADMSG,
+				 "%s: corrupt meta: segments cover %llu bytes, pack is %llu",
+				 ps->name, (unsigned long long)pos,
+				 (unsigned long long)m->pack_size);
+	return 0;
+}
+
+static int parse_chunk(const struct cl_meta *m, uint64_t i, const msgpack_object *o,
+		       struct cl_chunk *c)
+{
+	const msgpack_object *f;
+	uint32_t image, recipe;
+	uint64_t nchunks, len;
+
+	if (get_array(o, 8, &f) < 0 || get_u32(&f[0], CL_NIMAGES - 1, &image) < 0 ||
+	    get_u64(&f[1], UINT64_MAX, &c->index) < 0 ||
+	    get_u32(&f[2], CL_R_COUNT - 1, &recipe) < 0 || get_u64(&f[3], UINT64_MAX, &c->arg) < 0 ||
+	    get_u32(&f[4], UINT32_MAX, &c->p.seg) < 0 || get_u32(&f[5], UINT32_MAX, &c->p.off) < 0 ||
+	    get_u32(&f[6], UINT32_MAX, &c->p.len) < 0 || get_sha(&f[7], c->sha256) < 0)
+		return -EBADMSG;
+	c->image = (uint8_t)image;
+	c->recipe = (uint8_t)recipe;
+	nchunks = cl_chunk_count(m->image_size[image], m->chunk_size);
+	if (c->index >= nchunks)
+		return -EBADMSG;
+	len = cl_chunk_len(m->image_size[image], m->chunk_size, c->index);
+	switch (c->recipe) {
+	case CL_R_ZERO:
+		break;
+	case CL_R_BASE_DISK:
+	case CL_R_BASE_MEMORY:
+		image = c->recipe == CL_R_BASE_DISK ? CL_DISK : CL_MEMORY;
+		if (c->arg >= cl_chunk_count(m->base_image_size[image], m->chunk_size))
+			return -EBADMSG;
+		break;
+	case CL_R_DEDUP:
+		/* Points back at a payload record, whose reference it repeats. */
+		if (c->arg >= i || m->chunks[c->arg].recipe < CL_R_DELTA ||
+		    memcmp(&m->chunks[c->arg].p, &c->p, sizeof(c->p)) ||
+		    memcmp(m->chunks[c->arg].sha256, c->sha256, CL_SHA256_LEN))
+			return -EBADMSG;
+		break;
+	case CL_R_DELTA:
+	case CL_R_RAW:
+		if (check_payload(m, &c->p) < 0)
+			return -EBADMSG;
+		if (c->recipe == CL_R_RAW && c->p.len != len)
+			return -EBADMSG;
+		break;
+	}
+	if (c->recipe < CL_R_DEDUP)
+		memset(&c->p, 0, sizeof(c->p));
+	return 0;
+}
+
+static int parse_chunks(const struct parse *ps, struct cl_meta *m)
+{
+	const msgpack_object *o = map_get(ps->root, "chunks"), *it;
+	uint8_t *seen[CL_NIMAGES] = {NULL, NULL};
+	uint64_t i, n;
+	int r = 0;
+
+	if (get_array(o, 0, &it) < 0)
+		return cl_errorf(-EBADMSG, "%s: corrupt meta: no chunk table", ps->name);
+	m->nchunks = o->via.array.size;
+	m->chunks = calloc(m->nchunks ? m->nchunks : 1, sizeof(*m->chunks));
+	if (!m->chunks)
+		return -ENOMEM;
+	for (i = 0; i < CL_NIMAGES; i++) {
+		n = cl_chunk_count(m->image_size[i], m->chunk_size);
+		seen[i] = calloc(n / 8 + 1, 1);
+		if (!seen[i]) {
+			r = -ENOMEM;
+			goto out;
+		}
+	}
+	for (i = 0; i < m->nchunks; i++) {
+		struct cl_chunk *c = &m->chunks[i];
+		if (parse_chunk(m, i, &it[i], c) < 0) {
+			r = cl_errorf(-EBADMSG, "%s: corrupt meta: bad chunk record %llu", ps->name,
+				      (unsigned long long)i);
+			goto out;
+		}
+		if (seen[c->image][c->index / 8] & (1u << (c->index % 8))) {
+			r = cl_errorf(-EBADMSG, "%s: corrupt meta: %s chunk %llu listed twice",
+				      ps->name, cl_image_name(c->image),
+				      (unsigned long long)c->index);
+			goto out;
+		}
+		seen[c->image][c->index / 8] |= (uint8_t)(1u << (c->index % 8));
+	}
+out:
+	free(seen[0]);
+	free(seen[1]);
+	return r;
+}
+
+static int parse_root(const struct parse *ps, struct cl_meta *m)
+{
+	const msgpack_object *o, *it;
+	char *s = NULL;
+	uint64_t v;
+	int r, i;
+
+	o = map_get(ps->root, "format");
+	if (!o || o->type != MSGPACK_OBJECT_STR || o->via.str.size != strlen(META_FORMAT) ||
+	    memcmp(o->via.str.ptr, META_FORMAT, o->via.str.size))
+		return cl_errorf(-EBADMSG, "%s: not a cloudlet overlay-meta", ps->name);
+	if (get_u64(map_get(ps->root, "version"), UINT32_MAX, &v) < 0)
+		return cl_errorf(-EBADMSG, "%s: corrupt meta: no version", ps->name);
+	if (v != CL_META_VERSION)
+		return cl_errorf(-EPROTONOSUPPORT,
+				 "%s: overlay format version %llu; this cloudlet reads version %d",
+				 ps->name, (unsigned long long)v, CL_META_VERSION);
+	m->version = (uint32_t)v;
+	if (get_sha(map_get(ps->root, "base_id"), m->base_id) < 0 ||
+	    get_u32(map_get(ps->root, "chunk_size"), 1u << 20, &m->chunk_size) < 0 ||
+	    m->chunk_size < 512 || (m->chunk_size & (m->chunk_size - 1)))
+		return cl_errorf(-EBADMSG, "%s: corrupt meta: bad base id or chunk size", ps->name);
+	r = get_str(map_get(ps->root, "codec"), 16, &s);
+	if (r < 0 || cl_codec_parse(s, &m->codec) < 0) {
+		r = cl_errorf(-EBADMSG, "%s: unknown codec '%s'", ps->name, s ? s : "?");
+		free(s);
+		return r;
+	}
+	free(s);
+	o = map_get(ps->root, "images");
+	if (get_array(o, CL_NIMAGES, &it) < 0)
+		return cl_errorf(-EBADMSG, "%s: corrupt meta: bad image sizes", ps->name);
+	for (i = 0; i < CL_NIMAGES; i++) {
+		const msgpack_object *f;
+		/* 2^50 bytes bounds chunk counts well inside size_t. */
+		if (get_array(&it[i], 2, &f) < 0 ||
+		    get_u64(&f[0], 1ull << 50, &m->image_size[i]) < 0 ||
+		    get_u64(&f[1], 1ull << 50, &m->base_image_size[i]) < 0)
+			return cl_errorf(-EBADMSG, "%s: corrupt meta: bad image sizes", ps->name);
+	}
+	if (get_str(map_get(ps->root, "pack"), 255, &m->pack) < 0 || !*m->pack ||
+	    strchr(m->pack, '/') || !strcmp(m->pack, ".") || !strcmp(m->pack, ".."))
+		return cl_errorf(-EBADMSG, "%s: corrupt meta: bad pack name", ps->name);
+	if (get_u64(map_get(ps->root, "pack_size"), 1ull << 50, &m->pack_size) < 0)
+		return cl_errorf(-EBADMSG, "%s: corrupt meta: bad pack size", ps->name);
+	r = parse_segments(ps, m);
+	if (r < 0)
+		return r;
+	r = parse_blob(ps, m, "state", &m->state);
+	if (r < 0)
+		return r;
+	r = parse_blob(ps, m, "domain_xml", &m->domain);
+	if (r < 0)
+		return r;
+	return parse_chunks(ps, m);
+}
+
+int cl_meta_parse(const void *buf, size_t len, const char *name, struct cl_meta **out)
+{
+	msgpack_unpacked up;
+	struct cl_meta *m;
+	struct parse ps;
+	size_t off = 0;
+	int r;
+
+	if (!buf || !name || !out)
+		return -EINVAL;
+	m = calloc(1, sizeof(*m));
+	if (!m)
+		return -ENOMEM;
+	msgpack_unpacked_init(&up);
+	if (msgpack_unpack_next(&up, buf, len, &off) != MSGPACK_UNPACK_SUCCESS ||
+	    up.data.type != MSGPACK_OBJECT_MAP) {
+		r = cl_errorf(-EBADMSG, "%s: not a cloudlet overlay-meta (corrupt or truncated)",
+			      name);
+		goto fail;
+	}
+	if (off != len) {
+		r = cl_errorf(-EBADMSG, "%s: corrupt meta: %zu trailing bytes", name, len - off);
+		goto fail;
+	}
+	ps.name = name;
+	ps.root = &up.data;
+	r = parse_root(&ps, m);
+	if (r < 0)
+		goto fail;
+	cl_sha256(buf, len, m->id);
+	msgpack_unpacked_destroy(&up);
+	*out = m;
+	return 0;
+
+fail:
+	msgpack_unpacked_destroy(&up);
+	cl_meta_free(m);
+	return r;
+}
+
+int cl_meta_load(const char *overlay, struct cl_meta **out, char **meta_location)
+{
+	char *loc = NULL;
+	struct stat st;
+	size_t len;
+	void *buf;
+	int r;
+
+	if (!overlay || !out)
+		return -EINVAL;
+	if (!cl_source_is_url(overlay) && stat(overlay, &st) == 0 && S_ISDIR(st.st_mode)) {
+		if (asprintf(&loc, "%s/overlay-meta", overlay) < 0)
+			return -ENOMEM;
+	} else {
+		loc = strdup(overlay);
+		if (!loc)
+			return -ENOMEM;
+	}
+	r = cl_source_read_all(loc, NULL, CL_META_MAX_SIZE, &buf, &len);
+	if (r < 0)
+		goto out;
+	r = cl_meta_parse(buf, len, loc, out);
+	free(buf);
+out:
+	if (r == 0 && meta_location)
+		*meta_location = loc;
+	else
+		free(loc);
+	return r;
+}
+
+void cl_meta_free(struct cl_meta *m)
+{
+	if (!m)
+		return;
+	free(m->pack);
+	free(m->segments);
+	free(m->chunks);
+	free(m);
+}

@@ -1,0 +1,654 @@
+#include "cl_overlay.h"
+#include "cl_error.h"
+#include "cl_trace.h"
+#include "cl_vcdiff.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define PAYLOAD_BATCH 4096 /* chunks delta-encoded per parallel step */
+#define BLOB_MAX      (64u << 20)
+
+/* The customized images being turned into an overlay. */
+struct newimg {
+	const char *path;
+	int fd;
+	uint64_t size;
+	uint64_t nchunks;
+	uint8_t (*hash)[CL_SHA256_LEN];
+};
+
+struct segbuf {
+	uint8_t *data;
+	size_t len, cap;
+};
+
+struct builder {
+	struct cl_base *b;
+	struct newimg img[CL_NIMAGES];
+	const struct cl_overlay_opts *opts;
+	uint32_t cs;
+	struct cl_meta m;
+	uint64_t cap_chunks;
+	/* dedup: sha256 of a payload record -> record number + 1 */
+	uint64_t *dedup;
+	uint64_t dedup_mask;
+	/* segments being filled and compressed */
+	struct segbuf cur;
+	struct segbuf *pending;
+	uint32_t npending, cap_pending;
+	uint32_t cap_segments;
+	struct cl_out pack;
+	uint64_t pack_pos;
+	struct cl_progress prog;
+	struct cl_overlay_stats *st;
+};
+
+static int seg_append(struct segbuf *s, const void *data, size_t len)
+{
+	uint8_t *p;
+	size_t cap;
+
+	if (s->len + len > s->cap) {
+		cap = s->cap ? s->cap : (1u << 20);
+		while (cap < s->len + len)
+			cap *= 2;
+		p = realloc(s->data, cap);
+		if (!p)
+			return -ENOMEM;
+		s->data = p;
+		s->cap = cap;
+	}
+	memcpy(s->data + s->len, data, len);
+	s->len += len;
+	return 0;
+}
+
+static int add_record(struct builder *bd, const struct cl_chunk *c)
+{
+	struct cl_chunk *p;
+
+	if (bd->m.nchunks == bd->cap_chunks) {
+		bd->cap_chunks = bd->cap_chunks ? 2 * bd->cap_chunks : 4096;
+		p = realloc(bd->m.chunks, bd->cap_chunks * sizeof(*p));
+		if (!p)
+			return -ENOMEM;
+		bd->m.chunks = p;
+	}
+	bd->m.chunks[bd->m.nchunks++] = *c;
+	return 0;
+}
+
+/* Number of the segment now being filled. */
+static uint32_t cur_seg(const struct builder *bd)
+{
+	return bd->m.nsegments + bd->npending;
+}
+
+static int close_segment(struct builder *bd)
+{
+	struct segbuf *p;
+
+	if (!bd->cur.len)
+		return 0;
+	if (bd->npending == bd->cap_pending) {
+		bd->cap_pending = bd->cap_pending ? 2 * bd->cap_pending : 16;
+		p = realloc(bd->pending, bd->cap_pending * sizeof(*p));
+		if (!p)
+			return -ENOMEM;
+		bd->pending = p;
+	}
+	bd->pending[bd->npending++] = bd->cur;
+	memset(&bd->cur, 0, sizeof(bd->cur));
+	return 0;
+}
+
+/* Appends a payload to the current segment; its reference goes to *p. */
+static int add_payload(struct builder *bd, const void *data, size_t len, struct cl_payload *p)
+{
+	int r;
+
+	if (len > BLOB_MAX)
+		return cl_errorf(-EFBIG, "payload of %zu bytes is too large", len);
+	p->seg = cur_seg(bd);
+	p->off = (uint32_t)bd->cur.len;
+	p->len = (uint32_t)len;
+	r = seg_append(&bd->cur, data, len);
+	if (r < 0)
+		return r;
+	if (bd->cur.len >= bd->opts->segment_size)
+		return close_segment(bd);
+	return 0;
+}
+
+struct compressed {
+	void *data;
+	size_t len;
+};
+
+struct compress_job {
+	struct builder *bd;
+	struct compressed *out;
+};
+
+static int compress_one(void *ctx, size_t i)
+{
+	struct compress_job *j = ctx;
+	struct segbuf *s = &j->bd->pending[i];
+
+	return cl_codec_compress(j->bd->m.codec, j->bd->opts->level, s->data, s->len,
+				 &j->out[i].data, &j->out[i].len);
+}
+
+/* Compresses the closed segments on all cores and appends them, in order,
+ * to the pack. */
+static int flush_segments(struct builder *bd)
+{
+	struct compressed *out;
+	struct compress_job j;
+	struct cl_segment *segs, *s;
+	uint32_t i;
+	int r;
+
+	if (!bd->npending)
+		return 0;
+	out = calloc(bd->npending, sizeof(*out));
+	if (!out)
+		return -ENOMEM;
+	j.bd = bd;
+	j.out = out;
+	r = cl_pfor(0, bd->npending, compress_one, &j);
+	if (r < 0)
+		goto out;
+	if (bd->m.nsegments + bd->npending > bd->cap_segments) {
+		bd->cap_segments = 2 * (bd->m.nsegments + bd->npending);
+		segs = realloc(bd->m.segments, bd->cap_segments * sizeof(*segs));
+		if (!segs) {
+			r = -ENOMEM;
+			goto out;
+		}
+		bd->m.segments = segs;
+	}
+	for (i = 0; i < bd->npending; i++) {
+		if (out[i].len > CL_SEGMENT_MAX) {
+			r = cl_errorf(-EFBIG, "segment of %zu bytes is too large", out[i].len);
+			goto out;
+		}
+		r = cl_pwrite_full(bd->pack.fd, out[i].data, out[i].len, bd->pack_pos,
+				   bd->pack.path);
+		if (r < 0)
+			goto out;
+		s = &bd->m.segments[bd->m.nsegments++];
+		s->offset = bd->pack_pos;
+		s->clen = (uint32_t)out[i].len;
+		s->rlen = (uint32_t)bd->pending[i].len;
+		cl_sha256(out[i].data, out[i].len, s->sha256);
+		bd->pack_pos += out[i].len;
+	}
+out:
+	for (i = 0; i < bd->npending; i++) {
+		free(out[i].data);
+		free(bd->pending[i].data);
+	}
+	bd->npending = 0;
+	free(out);
+	return r;
+}
+
+static int add_blob(struct builder *bd, const char *path, struct cl_blob *blob)
+{
+	size_t len;
+	void *buf;
+	int r;
+
+	if (!path)
+		return 0;
+	r = cl_read_file(path, BLOB_MAX, &buf, &len);
+	if (r < 0)
+		return r;
+	cl_sha256(buf, len, blob->sha256);
+	blob->present = 1;
+	r = add_payload(bd, buf, len, &blob->p);
+	free(buf);
+	return r;
+}
+
+/* The hash of chunk k of image i as the base has it (zero-filled past the
+ * base's end), for a chunk of len bytes. */
+static int base_view_hash(struct builder *bd, int i, uint64_t k, uint32_t len,
+			  uint8_t out[CL_SHA256_LEN])
+{
+	struct cl_base *b = bd->b;
+	uint8_t *buf;
+	int r;
+
+	if (k < b->nchunks[i] && cl_chunk_len(b->size[i], bd->cs, k) == len) {
+		memcpy(out, b->hash[i][k], CL_SHA256_LEN);
+		return 0;
+	}
+	if (k * bd->cs >= b->size[i]) {
+		cl_zero_hash(len, out);
+		return 0;
+	}
+	/* Only the chunk where the sizes of base and new image part. */
+	buf = malloc(bd->cs);
+	if (!buf)
+		return -ENOMEM;
+	r = cl_base_read(b, i, k, len, buf);
+	if (r == 0)
+		cl_sha256(buf, len, out);
+	free(buf);
+	return r;
+}
+
+static uint64_t key64(const uint8_t *hash)
+{
+	uint64_t k;
+
+	memcpy(&k, hash, sizeof(k));
+	return k;
+}
+
+static int dedup_find(const struct builder *bd, const uint8_t *hash, uint64_t *rec)
+{
+	uint64_t slot;
+
+	for (slot = key64(hash) & bd->dedup_mask; bd->dedup[slot];
+	     slot = (slot + 1) & bd->dedup_mask) {
+		if (!memcmp(bd->m.chunks[bd->dedup[slot] - 1].sha256, hash, CL_SHA256_LEN)) {
+			*rec = bd->dedup[slot] - 1;
+			return 0;
+		}
+	}
+	return -ENOENT;
+}
+
+static void dedup_add(struct builder *bd, uint64_t rec)
+{
+	uint64_t slot;
+
+	for (slot = key64(bd->m.chunks[rec].sha256) & bd->dedup_mask;
+	     bd->dedup[slot]; slot = (slot + 1) & bd->dedup_mask)
+		;
+	bd->dedup[slot] = rec + 1;
+}
+
+/* Chooses the recipe of one changed chunk among those needing no payload;
+ * payload chunks are left as RAW for encode_payloads() to settle. */
+static int classify(struct builder *bd, uint8_t image, uint64_t k)
+{
+	struct cl_chunk c = {0};
+	uint8_t zero[CL_SHA256_LEN];
+	enum cl_image_id bi;
+	uint64_t bk, rec;
+	uint32_t len = cl_chunk_len(bd->img[image].size, bd->cs, k);
+	int r;
+
+	c.image = image;
+	c.index = k;
+	memcpy(c.sha256, bd->img[image].hash[k], CL_SHA256_LEN);
+	cl_zero_hash(len, zero);
+	if (!memcmp(c.sha256, zero, CL_SHA256_LEN)) {
+		c.recipe = CL_R_ZERO;
+	} else if (cl_base_lookup(bd->b, c.sha256, &bi, &bk) == 0 &&
+		   cl_chunk_len(bd->b->size[bi], bd->cs, bk) == len) {
+		c.recipe = bi == CL_DISK ? CL_R_BASE_DISK : CL_R_BASE_MEMORY;
+		c.arg = bk;
+	} else if (dedup_find(bd, c.sha256, &rec) == 0) {
+		c.recipe = CL_R_DEDUP;
+		c.arg = rec;
+	} else {
+		c.recipe = CL_R_RAW;
+		r = add_record(bd, &c);
+		if (r == 0)
+			dedup_add(bd, bd->m.nchunks - 1);
+		return r;
+	}
+	return add_record(bd, &c);
+}
+
+struct payload_job {
+	struct builder *bd;
+	uint64_t first; /* record number of the batch's first item */
+	uint64_t *recs; /* record numbers of payload chunks */
+	uint8_t **out;
+	uint32_t *out_len;
+};
+
+static int encode_one(void *ctx, size_t i)
+{
+	struct payload_job *j = ctx;
+	struct builder *bd = j->bd;
+	struct cl_chunk *c = &bd->m.chunks[j->recs[i]];
+	uint32_t len = cl_chunk_len(bd->img[c->image].size, bd->cs, c->index);
+	uint8_t *buf, *base, *delta;
+	size_t dlen;
+	int r;
+
+	buf = malloc(3 * (size_t)bd->cs);
+	if (!buf)
+		return -ENOMEM;
+	base = buf + bd->cs;
+	delta = base + bd->cs;
+	r = cl_pread_full(bd->img[c->image].fd, buf, len, c->index * bd->cs,
+			  bd->img[c->image].path);
+	if (r < 0)
+		goto out;
+	r = cl_base_read(bd->b, c->image, c->index, len, base);
+	if (r < 0)
+		goto out;
+	/* A delta is kept only if smaller than the raw chunk. */
+	if (cl_vcdiff_encode(base, len, buf, len, delta, len - 1, &dlen) == 0) {
+		c->recipe = CL_R_DELTA;
+		memmove(buf, delta, dlen);
+		len = (uint32_t)dlen;
+	} else {
+		c->recipe = CL_R_RAW;
+	}
+	j->out[i] = buf;
+	j->out_len[i] = len;
+	buf = NULL;
+out:
+	free(buf);
+	return r;
+}
+
+static int encode_payloads(struct builder *bd, uint64_t *recs, uint64_t n)
+{
+	struct payload_job j = {.bd = bd};
+	uint64_t at, k, cnt;
+	int r = 0;
+
+	j.out = calloc(PAYLOAD_BATCH, sizeof(*j.out));
+	j.out_len = calloc(PAYLOAD_BATCH, sizeof(*j.out_len));
+	if (!j.out || !j.out_len) {
+		r = -ENOMEM;
+		goto out;
+	}
+	for (at = 0; at < n && r == 0; at += cnt) {
+		cnt = n - at < PAYLOAD_BATCH ? n - at : PAYLOAD_BATCH;
+		j.recs = recs + at;
+		r = cl_pfor(0, cnt, encode_one, &j);
+		for (k = 0; k < cnt; k++) {
+			struct cl_chunk *c = &bd->m.chunks[recs[at + k]];
+			if (r == 0)
+				r = add_payload(bd, j.out[k], j.out_len[k], &c->p);
+			if (r == 0)
+				bd->st->payload[c->recipe] += j.out_len[k];
+			free(j.out[k]);
+			j.out[k] = NULL;
+			cl_progress_add(&bd->prog, cl_chunk_len(bd->img[c->image].size, bd->cs,
+								 c->index));
+		}
+		/* Keep about two segments per core in flight. */
+		if (r == 0 && bd->npending >= 2 * cl_nthreads())
+			r = flush_segments(bd);
+	}
+out:
+	free(j.out);
+	free(j.out_len);
+	return r;
+}
+
+static int open_new_images(struct builder *bd, const char *disk, const char *memory)
+{
+	const char *paths[CL_NIMAGES] = {disk, memory};
+	struct stat st;
+	int i;
+
+	for (i = 0; i < CL_NIMAGES; i++) {
+		struct newimg *im = &bd->img[i];
+		im->path = paths[i];
+		im->fd = open(paths[i], O_RDONLY | O_CLOEXEC);
+		if (im->fd < 0)
+			return cl_errorf(-errno, "%s: %s", paths[i], strerror(errno));
+		if (fstat(im->fd, &st) < 0)
+			return cl_errorf(-errno, "%s: %s", paths[i], strerror(errno));
+		if (!S_ISREG(st.st_mode) && !S_ISBLK(st.st_mode))
+			return cl_errorf(-EINVAL, "%s: not a regular file", paths[i]);
+		im->size = (uint64_t)st.st_size;
+		if (im->size > (1ull << 50))
+			return cl_errorf(-EFBIG, "%s: image too large", paths[i]);
+		im->nchunks = cl_chunk_count(im->size, bd->cs);
+		im->hash = malloc(im->nchunks ? im->nchunks * CL_SHA256_LEN : 1);
+		if (!im->hash)
+			return -ENOMEM;
+	}
+	return 0;
+}
+
+/* Lists the changed chunks in overlay order: the TRACE's first, then
+ * memory, then disk, each by offset. */
+static int plan_order(struct builder *bd, uint8_t *changed[CL_NIMAGES])
+{
+	struct cl_trace_entry *tr = NULL;
+	uint64_t nchunks[CL_NIMAGES], k;
+	size_t ntr = 0, t;
+	int i, r;
+	static const int order[CL_NIMAGES] = {CL_MEMORY, CL_DISK};
+
+	for (i = 0; i < CL_NIMAGES; i++)
+		nchunks[i] = bd->img[i].nchunks;
+	if (bd->opts->trace) {
+		r = cl_trace_load(bd->opts->trace, nchunks, &tr, &ntr);
+		if (r < 0)
+			return r;
+	}
+	for (t = 0; t < ntr; t++) {
+		uint8_t *bit = &changed[tr[t].image][tr[t].index / 8];
+		if (*bit & (1u << (tr[t].index % 8))) {
+			*bit &= (uint8_t)~(1u << (tr[t].index % 8));
+			r = classify(bd, tr[t].image, tr[t].index);
+			if (r < 0)
+				goto out;
+			bd->st->traced++;
+		}
+	}
+	for (i = 0; i < CL_NIMAGES; i++)
+		for (k = 0; k < nchunks[order[i]]; k++)
+			if (changed[order[i]][k / 8] & (1u << (k % 8))) {
+				r = classify(bd, (uint8_t)order[i], k);
+				if (r < 0)
+					goto out;
+			}
+	r = 0;
+out:
+	free(tr);
+	return r;
+}
+
+static int find_changes(struct builder *bd, uint8_t *changed[CL_NIMAGES], uint64_t *total)
+{
+	uint8_t h[CL_SHA256_LEN];
+	uint64_t k;
+	uint32_t len;
+	int i, r;
+
+	*total = 0;
+	for (i = 0; i < CL_NIMAGES; i++) {
+		struct newimg *im = &bd->img[i];
+		changed[i] = calloc(im->nchunks / 8 + 1, 1);
+		if (!changed[i])
+			return -ENOMEM;
+		for (k = 0; k < im->nchunks; k++) {
+			len = cl_chunk_len(im->size, bd->cs, k);
+			r = base_view_hash(bd, i, k, len, h);
+			if (r < 0)
+				return r;
+			if (memcmp(h, im->hash[k], CL_SHA256_LEN)) {
+				changed[i][k / 8] |= (uint8_t)(1u << (k % 8));
+				bd->st->changed_bytes[i] += len;
+				(*total)++;
+			}
+		}
+	}
+	return 0;
+}
+
+static int write_meta(struct builder *bd, const char *outdir)
+{
+	char *path;
+	size_t len;
+	void *buf;
+	int r;
+
+	r = cl_meta_encode(&bd->m, &buf, &len);
+	if (r < 0)
+		return r;
+	if (asprintf(&path, "%s/%s", outdir, CL_META_NAME) < 0) {
+		free(buf);
+		return -ENOMEM;
+	}
+	r = cl_write_file_atomic(path, buf, len, 0644);
+	bd->st->meta_size = len;
+	free(path);
+	free(buf);
+	return r;
+}
+
+int cl_overlay_create(struct cl_base *b, const char *disk, const char *memory, const char *outdir,
+		      const struct cl_overlay_opts *opts, struct cl_overlay_stats *st)
+{
+	struct cl_overlay_opts o = {0};
+	struct cl_overlay_stats dummy;
+	uint8_t *changed[CL_NIMAGES] = {NULL, NULL};
+	uint64_t *recs = NULL, npay = 0, total, k, size;
+	struct builder bd;
+	char *packpath = NULL;
+	int r, i;
+
+	if (!b || !b->hash[0] || !disk || !memory || !outdir)
+		return -EINVAL;
+	if (opts)
+		o = *opts;
+	if (!o.codec)
+		o.codec = CL_CODEC_XZ;
+	if (!o.segment_size)
+		o.segment_size = CL_SEGMENT_TARGET;
+	if (o.segment_size < b->chunk_size || o.segment_size > CL_SEGMENT_MAX / 2)
+		return cl_errorf(-EINVAL, "segment size %u is out of range (%u to %u bytes)",
+				 o.segment_size, b->chunk_size, CL_SEGMENT_MAX / 2);
+	memset(&bd, 0, sizeof(bd));
+	memset(&dummy, 0, sizeof(dummy));
+	bd.st = st ? st : &dummy;
+	memset(bd.st, 0, sizeof(*bd.st));
+	bd.b = b;
+	bd.opts = &o;
+	bd.cs = b->chunk_size;
+	bd.pack.fd = -1;
+	for (i = 0; i < CL_NIMAGES; i++)
+		bd.img[i].fd = -1;
+	bd.m.version = CL_META_VERSION;
+	memcpy(bd.m.base_id, b->id, CL_SHA256_LEN);
+	bd.m.chunk_size = bd.cs;
+	bd.m.codec = o.codec;
+	bd.m.pack = CL_PACK_NAME;
+
+	r = open_new_images(&bd, disk, memory);
+	if (r < 0)
+		goto out;
+	for (i = 0; i < CL_NIMAGES; i++) {
+		bd.m.image_size[i] = bd.img[i].size;
+		bd.m.base_image_size[i] = b->size[i];
+	}
+	r = cl_mkdir_p(outdir, 0755);
+	if (r < 0)
+		goto out;
+	if (asprintf(&packpath, "%s/%s", outdir, CL_PACK_NAME) < 0) {
+		packpath = NULL;
+		r = -ENOMEM;
+		goto out;
+	}
+	r = cl_out_open(&bd.pack, packpath, 0644);
+	if (r < 0)
+		goto out;
+
+	cl_progress_start(&bd.prog, "hashing images", bd.img[0].size + bd.img[1].size);
+	for (i = 0; i < CL_NIMAGES && r == 0; i++)
+		r = cl_hash_image(bd.img[i].fd, bd.img[i].path, bd.img[i].size, bd.cs,
+				  bd.img[i].hash, &bd.prog);
+	cl_progress_end(&bd.prog);
+	if (r < 0)
+		goto out_pack;
+	r = cl_base_build_lookup(b);
+	if (r < 0)
+		goto out_pack;
+	r = find_changes(&bd, changed, &total);
+	if (r < 0)
+		goto out_pack;
+	for (size = 16; size < 2 * total + 2;)
+		size <<= 1;
+	bd.dedup = calloc(size, sizeof(*bd.dedup));
+	if (!bd.dedup) {
+		r = -ENOMEM;
+		goto out_pack;
+	}
+	bd.dedup_mask = size - 1;
+
+	/* Device state and domain XML come first: synthesis needs them first. */
+	r = add_blob(&bd, o.state, &bd.m.state);
+	if (r == 0)
+		r = add_blob(&bd, o.domain, &bd.m.domain);
+	if (r < 0)
+		goto out_pack;
+	r = plan_order(&bd, changed);
+	if (r < 0)
+		goto out_pack;
+
+	recs = malloc((bd.m.nchunks ? bd.m.nchunks : 1) * sizeof(*recs));
+	if (!recs) {
+		r = -ENOMEM;
+		goto out_pack;
+	}
+	for (k = 0; k < bd.m.nchunks; k++)
+		if (bd.m.chunks[k].recipe == CL_R_RAW)
+			recs[npay++] = k;
+	cl_progress_start(&bd.prog, "encoding overlay", npay * (uint64_t)bd.cs);
+	r = encode_payloads(&bd, recs, npay);
+	if (r == 0)
+		r = close_segment(&bd);
+	if (r == 0)
+		r = flush_segments(&bd);
+	cl_progress_end(&bd.prog);
+	if (r < 0)
+		goto out_pack;
+	for (k = 0; k < bd.m.nchunks; k++) {
+		struct cl_chunk *c = &bd.m.chunks[k];
+		if (c->recipe == CL_R_DEDUP)
+			c->p = bd.m.chunks[c->arg].p;
+		bd.st->chunks[c->image][c->recipe]++;
+	}
+	bd.m.pack_size = bd.pack_pos;
+	bd.st->pack_size = bd.pack_pos;
+	bd.st->nsegments = bd.m.nsegments;
+	r = cl_out_commit(&bd.pack);
+	if (r < 0)
+		goto out;
+	r = write_meta(&bd, outdir);
+	goto out;
+
+out_pack:
+	cl_out_abort(&bd.pack);
+out:
+	for (i = 0; i < CL_NIMAGES; i++) {
+		if (bd.img[i].fd >= 0)
+			close(bd.img[i].fd);
+		free(bd.img[i].hash);
+		free(changed[i]);
+	}
+	for (k = 0; k < bd.npending; k++)
+		free(bd.pending[k].data);
+	free(bd.pending);
+	free(bd.cur.data);
+	free(bd.dedup);
+	free(recs);
+	free(packpath);
+	free(bd.m.chunks);
+	free(bd.m.segments);
+	return r;
+}

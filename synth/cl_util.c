@@ -1,0 +1,346 @@
+#include "cl_util.h"
+#include "cl_error.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <libgen.h>
+#include <openssl/evp.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+void cl_sha256(const void *data, size_t len, uint8_t out[CL_SHA256_LEN])
+{
+	unsigned int n = CL_SHA256_LEN;
+
+	/* EVP_Digest cannot fail for SHA-256 on memory input short of OOM in
+	 * context allocation; OpenSSL 3 uses a stack context here. */
+	EVP_Digest(data, len, out, &n, EVP_sha256(), NULL);
+}
+
+void cl_hex(const uint8_t *data, size_t len, char *out)
+{
+	static const char digits[] = "0123456789abcdef";
+	size_t i;
+
+	for (i = 0; i < len; i++) {
+		out[2 * i] = digits[data[i] >> 4];
+		out[2 * i + 1] = digits[data[i] & 15];
+	}
+	out[2 * len] = '\0';
+}
+
+static int hexval(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
+int cl_unhex(const char *hex, uint8_t *out, size_t len)
+{
+	size_t i;
+	int hi, lo;
+
+	if (strlen(hex) != 2 * len)
+		return -EINVAL;
+	for (i = 0; i < len; i++) {
+		hi = hexval(hex[2 * i]);
+		lo = hexval(hex[2 * i + 1]);
+		if (hi < 0 || lo < 0)
+			return -EINVAL;
+		out[i] = (uint8_t)(hi << 4 | lo);
+	}
+	return 0;
+}
+
+int cl_pread_full(int fd, void *buf, size_t len, uint64_t off, const char *path)
+{
+	size_t done = 0;
+	ssize_t n;
+
+	while (done < len) {
+		n = pread(fd, (char *)buf + done, len - done, (off_t)(off + done));
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return cl_errorf(-errno, "%s: read failed: %s", path, strerror(errno));
+		}
+		if (n == 0)
+			return cl_errorf(-EIO, "%s: unexpected end of file at byte %llu", path,
+					 (unsigned long long)(off + done));
+		done += (size_t)n;
+	}
+	return 0;
+}
+
+int cl_pwrite_full(int fd, const void *buf, size_t len, uint64_t off, const char *path)
+{
+	size_t done = 0;
+	ssize_t n;
+
+	while (done < len) {
+		n = pwrite(fd, (const char *)buf + done, len - done, (off_t)(off + done));
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return cl_errorf(-errno, "%s: write failed: %s", path, strerror(errno));
+		}
+		done += (size_t)n;
+	}
+	return 0;
+}
+
+int cl_out_open(struct cl_out *o, const char *path, mode_t mode)
+{
+	char *copy, *dir, *base;
+	int r;
+
+	if (!o || !path)
+		return -EINVAL;
+	memset(o, 0, sizeof(*o));
+	o->fd = -1;
+	copy = strdup(path);
+	o->path = strdup(path);
+	if (!copy || !o->path) {
+		r = -ENOMEM;
+		goto fail;
+	}
+	base = strdup(basename(copy));
+	strcpy(copy, path);
+	dir = dirname(copy);
+	if (!base || asprintf(&o->tmp, "%s/.%s.XXXXXX", dir, base) < 0) {
+		free(base);
+		o->tmp = NULL;
+		r = -ENOMEM;
+		goto fail;
+	}
+	free(base);
+	o->fd = mkostemp(o->tmp, O_CLOEXEC);
+	if (o->fd < 0) {
+		r = cl_errorf(-errno, "%s: cannot create: %s", path, strerror(errno));
+		goto fail;
+	}
+	if (fchmod(o->fd, mode) < 0) {
+		r = cl_errorf(-errno, "%s: %s", o->tmp, strerror(errno));
+		goto fail_unlink;
+	}
+	free(copy);
+	return 0;
+
+fail_unlink:
+	close(o->fd);
+	unlink(o->tmp);
+fail:
+	free(copy);
+	free(o->tmp);
+	free(o->path);
+	memset(o, 0, sizeof(*o));
+	o->fd = -1;
+	return r;
+}
+
+int cl_out_commit(struct cl_out *o)
+{
+	int r = 0;
+
+	if (fsync(o->fd) < 0)
+		r = cl_errorf(-errno, "%s: %s", o->path, strerror(errno));
+	if (close(o->fd) < 0 && !r)
+		r = cl_errorf(-errno, "%s: %s", o->path, strerror(errno));
+	o->fd = -1;
+	if (!r && rename(o->tmp, o->path) < 0)
+		r = cl_errorf(-errno, "%s: cannot replace: %s", o->path, strerror(errno));
+	if (r)
+		unlink(o->tmp);
+	free(o->tmp);
+	free(o->path);
+	o->tmp = o->path = NULL;
+	return r;
+}
+
+void cl_out_abort(struct cl_out *o)
+{
+	if (o->fd >= 0)
+		close(o->fd);
+	if (o->tmp)
+		unlink(o->tmp);
+	free(o->tmp);
+	free(o->path);
+	o->tmp = o->path = NULL;
+	o->fd = -1;
+}
+
+int cl_write_file_atomic(const char *path, const void *data, size_t len, mode_t mode)
+{
+	struct cl_out o;
+	int r;
+
+	r = cl_out_open(&o, path, mode);
+	if (r < 0)
+		return r;
+	r = cl_pwrite_full(o.fd, data, len, 0, path);
+	if (r < 0) {
+		cl_out_abort(&o);
+		return r;
+	}
+	return cl_out_commit(&o);
+}
+
+int cl_read_file(const char *path, size_t max, void **buf, size_t *len)
+{
+	struct stat st;
+	void *data;
+	int fd, r;
+
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return cl_errorf(-errno, "%s: %s", path, strerror(errno));
+	if (fstat(fd, &st) < 0) {
+		r = cl_errorf(-errno, "%s: %s", path, strerror(errno));
+		goto out;
+	}
+	if (!S_ISREG(st.st_mode)) {
+		r = cl_errorf(-EINVAL, "%s: not a regular file", path);
+		goto out;
+	}
+	if ((uint64_t)st.st_size > max) {
+		r = cl_errorf(-EFBIG, "%s: too large (%lld bytes, at most %zu accepted)", path,
+			      (long long)st.st_size, max);
+		goto out;
+	}
+	data = malloc(st.st_size ? (size_t)st.st_size : 1);
+	if (!data) {
+		r = -ENOMEM;
+		goto out;
+	}
+	r = cl_pread_full(fd, data, (size_t)st.st_size, 0, path);
+	if (r < 0) {
+		free(data);
+		goto out;
+	}
+	*buf = data;
+	*len = (size_t)st.st_size;
+out:
+	close(fd);
+	return r;
+}
+
+int cl_mkdir_p(const char *path, mode_t mode)
+{
+	char *tmp, *p, c;
+	int r = 0;
+
+	if (!path || !*path)
+		return -EINVAL;
+	tmp = strdup(path);
+	if (!tmp)
+		return -ENOMEM;
+	for (p = tmp + 1;; p++) {
+		if (*p && *p != '/')
+			continue;
+		c = *p;
+		*p = '\0';
+		if (mkdir(tmp, mode) < 0 && errno != EEXIST)
+			r = cl_errorf(-errno, "%s: cannot create directory: %s", tmp,
+				      strerror(errno));
+		*p = c;
+		if (r || !c)
+			break;
+	}
+	free(tmp);
+	return r;
+}
+
+unsigned cl_nthreads(void)
+{
+	const char *env = getenv("CLOUDLET_THREADS");
+	long n;
+
+	if (env && (n = strtol(env, NULL, 10)) > 0 && n <= 1024)
+		return (unsigned)n;
+	n = sysconf(_SC_NPROCESSORS_ONLN);
+	return n > 0 ? (unsigned)n : 1;
+}
+
+struct pfor {
+	cl_pfor_fn fn;
+	void *ctx;
+	size_t n;
+	atomic_size_t next;
+	atomic_int err;
+	char msg[1024]; /* written once, by the thread that set err */
+};
+
+static void *pfor_worker(void *arg)
+{
+	struct pfor *p = arg;
+	size_t i;
+	int r;
+
+	while (!atomic_load(&p->err)) {
+		i = atomic_fetch_add(&p->next, 1);
+		if (i >= p->n)
+			break;
+		r = p->fn(p->ctx, i);
+		if (r < 0) {
+			int zero = 0;
+			/* Messages are per thread: keep the first failure's so
+			 * that the caller's thread can report it. */
+			if (atomic_compare_exchange_strong(&p->err, &zero, r))
+				snprintf(p->msg, sizeof(p->msg), "%s", cl_error_msg());
+		}
+	}
+	return NULL;
+}
+
+int cl_pfor(unsigned nthreads, size_t n, cl_pfor_fn fn, void *ctx)
+{
+	struct pfor p = {.fn = fn, .ctx = ctx, .n = n};
+	pthread_t tids[64];
+	unsigned i, started = 0;
+	int r;
+
+	if (!fn)
+		return -EINVAL;
+	if (!nthreads)
+		nthreads = cl_nthreads();
+	if (nthreads > 64)
+		nthreads = 64;
+	if (nthreads > n)
+		nthreads = (unsigned)n;
+	atomic_init(&p.next, 0);
+	atomic_init(&p.err, 0);
+	p.msg[0] = '\0';
+	if (nthreads <= 1) {
+		pfor_worker(&p);
+		return atomic_load(&p.err);
+	}
+	for (i = 1; i < nthreads; i++)
+		if (pthread_create(&tids[started], NULL, pfor_worker, &p) == 0)
+			started++;
+	pfor_worker(&p);
+	for (i = 0; i < started; i++)
+		pthread_join(tids[i], NULL);
+	r = atomic_load(&p.err);
+	if (r < 0)
+		cl_errorf(r, "%s", p.msg);
+	return r;
+}
+
+double cl_now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}

@@ -1,0 +1,25 @@
+/* The cloudlet program: one function per subcommand, shared helpers. */
+#ifndef CL_CLI_H
+#define CL_CLI_H
+
+#include <stdint.h>
+
+/* Each returns the process exit status. */
+int cl_cmd_base(int argc, char **argv);
+int cl_cmd_list_base(int argc, char **argv);
+int cl_cmd_overlay(int argc, char **argv);
+int cl_cmd_apply(int argc, char **argv);
+int cl_cmd_info(int argc, char **argv);
+int cl_cmd_verify(int argc, char **argv);
+
+/* Prints "cloudlet: <msg>" and, if hint is given, "hint: <hint>" for a
+ * failure r (-errno) of the core; returns 1. */
+int cl_cli_fail(int r, const char *hint);
+/* Prints "cloudlet CMD: <fmt>" and a pointer to --help; returns 2. */
+int cl_cli_usage(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Parses 4096, 4K, 1M, 2G; 0 or -EINVAL. */
+int cl_parse_size(const char *s, uint64_t *out);
+/* "12.3 MiB" into a static buffer per call site slot (0..3). */
+const char *cl_fmt_size(uint64_t bytes, int slot);
+
+#endif

@@ -1,0 +1,150 @@
+#include "cl_cli.h"
+#include "cl_error.h"
+#include "cl_overlay.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <libgen.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char overlay_usage[] =
+	"Usage: cloudlet overlay IMAGE --disk NEW_DISK --memory NEW_RAM [options]\n"
+	"\n"
+	"Makes an overlay of a customized VM (NEW_DISK, NEW_RAM) against the registered\n"
+	"base whose disk is IMAGE. Each changed chunk becomes, cheapest first: zero, a copy\n"
+	"of a base disk or memory chunk, a copy of an earlier overlay chunk, a VCDIFF delta\n"
+	"against the base chunk at the same place, or raw bytes. Payloads are packed into\n"
+	"independently compressed segments in DIR/overlay-blob, described by\n"
+	"DIR/overlay-meta. Prints the overlay's size and a breakdown by recipe.\n"
+	"\n"
+	"Options:\n"
+	"  -D, --disk FILE          the customized VM's raw disk image (required)\n"
+	"  -m, --memory FILE        the customized VM's memory image (required)\n"
+	"  -s, --state FILE         its device state, carried as is\n"
+	"  -d, --domain XML         its libvirt domain XML, carried as is\n"
+	"  -o, --output DIR         where to write the overlay (default: IMAGE's directory)\n"
+	"  -c, --codec xz|zstd      segment compression (default xz; zstd decodes faster)\n"
+	"  -l, --level N            compression level (default 9 for xz, 19 for zstd)\n"
+	"  -S, --segment-size BYTES uncompressed bytes per segment (default 1M)\n"
+	"  -t, --order TRACE        put the chunks listed in TRACE first, in its order\n"
+	"                           (lines `disk N` / `memory N`)\n"
+	"  -h, --help               this help\n";
+
+static void print_stats(const char *outdir, const struct cl_overlay_stats *st)
+{
+	int r;
+
+	printf("overlay %s/%s (+ %s)\n", outdir, CL_META_NAME, CL_PACK_NAME);
+	printf("  size      %s: pack %s in %u segments, meta %s\n",
+	       cl_fmt_size(st->pack_size + st->meta_size, 0), cl_fmt_size(st->pack_size, 1),
+	       st->nsegments, cl_fmt_size(st->meta_size, 2));
+	printf("  changed   memory %s, disk %s\n", cl_fmt_size(st->changed_bytes[CL_MEMORY], 0),
+	       cl_fmt_size(st->changed_bytes[CL_DISK], 1));
+	if (st->traced)
+		printf("  traced    %llu chunks first\n", (unsigned long long)st->traced);
+	printf("  %-12s %10s %10s %12s\n", "recipe", "memory", "disk", "payload");
+	for (r = 0; r < CL_R_COUNT; r++) {
+		printf("  %-12s %10llu %10llu %12s\n", cl_recipe_name(r),
+		       (unsigned long long)st->chunks[CL_MEMORY][r],
+		       (unsigned long long)st->chunks[CL_DISK][r],
+		       r >= CL_R_DELTA ? cl_fmt_size(st->payload[r], 0) : "-");
+	}
+}
+
+int cl_cmd_overlay(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{"disk", required_argument, NULL, 'D'},
+		{"memory", required_argument, NULL, 'm'},
+		{"state", required_argument, NULL, 's'},
+		{"domain", required_argument, NULL, 'd'},
+		{"output", required_argument, NULL, 'o'},
+		{"codec", required_argument, NULL, 'c'},
+		{"level", required_argument, NULL, 'l'},
+		{"segment-size", required_argument, NULL, 'S'},
+		{"order", required_argument, NULL, 't'},
+		{"help", no_argument, NULL, 'h'},
+		{NULL, 0, NULL, 0},
+	};
+	struct cl_overlay_opts o = {.level = -1};
+	struct cl_overlay_stats st;
+	const char *disk = NULL, *memory = NULL;
+	char *outdir = NULL, *tmp;
+	struct cl_base *b;
+	uint64_t v;
+	int c, r;
+
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "D:m:s:d:o:c:l:S:t:h", opts, NULL)) != -1) {
+		switch (c) {
+		case 'D':
+			disk = optarg;
+			break;
+		case 'm':
+			memory = optarg;
+			break;
+		case 's':
+			o.state = optarg;
+			break;
+		case 'd':
+			o.domain = optarg;
+			break;
+		case 'o':
+			free(outdir);
+			outdir = strdup(optarg);
+			break;
+		case 'c':
+			if (cl_codec_parse(optarg, &o.codec) < 0)
+				return cl_cli_usage("overlay", "unknown codec '%s' (xz or zstd)",
+						    optarg);
+			break;
+		case 'l':
+			o.level = atoi(optarg);
+			if (o.level < 0 || o.level > 22)
+				return cl_cli_usage("overlay", "bad level '%s'", optarg);
+			break;
+		case 'S':
+			if (cl_parse_size(optarg, &v) < 0 || v > (32u << 20))
+				return cl_cli_usage("overlay", "bad segment size '%s'", optarg);
+			o.segment_size = (uint32_t)v;
+			break;
+		case 't':
+			o.trace = optarg;
+			break;
+		case 'h':
+			fputs(overlay_usage, stdout);
+			return 0;
+		default:
+			return cl_cli_usage("overlay", "bad option");
+		}
+	}
+	if (optind != argc - 1)
+		return cl_cli_usage("overlay", "expected the base IMAGE");
+	if (!disk || !memory)
+		return cl_cli_usage("overlay",
+				    "--disk and --memory are required (making an overlay from a "
+				    "running VM is not available in this version)");
+	if (!outdir) {
+		tmp = strdup(argv[optind]);
+		outdir = tmp ? strdup(dirname(tmp)) : NULL;
+		free(tmp);
+	}
+	if (!outdir)
+		return cl_cli_fail(-ENOMEM, NULL);
+	r = cl_base_find(argv[optind], &b);
+	if (r < 0) {
+		free(outdir);
+		return cl_cli_fail(r, NULL);
+	}
+	r = cl_overlay_create(b, disk, memory, outdir, &o, &st);
+	cl_base_free(b);
+	if (r < 0) {
+		free(outdir);
+		return cl_cli_fail(r, NULL);
+	}
+	print_stats(outdir, &st);
+	free(outdir);
+	return 0;
+}

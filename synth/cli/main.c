@@ -1,0 +1,169 @@
+#include "cl_cli.h"
+#include "cl_error.h"
+#include "cl_progress.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define CL_VERSION "0.1.0"
+
+static const char usage[] =
+	"Usage: cloudlet [--quiet] COMMAND [ARGS...]\n"
+	"\n"
+	"VM synthesis for edge computing: keep base VMs on a cloudlet, ship a customized\n"
+	"VM as a small overlay, and rebuild (synthesize) it from base + overlay.\n"
+	"\n"
+	"Commands:\n"
+	"  base IMAGE --memory RAMFILE   register a raw disk + memory image as a base VM\n"
+	"  list-base                     list the registered base VMs\n"
+	"  overlay IMAGE --disk D --memory M\n"
+	"                                make an overlay of a customized VM against base IMAGE\n"
+	"  apply IMAGE OVERLAY -o DIR    synthesize the customized VM's files into DIR\n"
+	"  info OVERLAY                  describe an overlay (--json for machines)\n"
+	"  verify IMAGE OVERLAY          check base id, every segment and every chunk\n"
+	"\n"
+	"OVERLAY is the overlay-meta file or the directory that holds it; apply, info and\n"
+	"verify also take an http:// or https:// URL of the overlay-meta.\n"
+	"\n"
+	"Options:\n"
+	"  -q, --quiet    no progress bars\n"
+	"  -h, --help     this help; `cloudlet COMMAND --help` for a command's options\n"
+	"  -V, --version  print the version\n"
+	"\n"
+	"Environment:\n"
+	"  CLOUDLET_HOME     registry of bases (default /var/lib/cloudlet for root,\n"
+	"                    ~/.local/share/cloudlet otherwise)\n"
+	"  CLOUDLET_THREADS  worker threads (default: all cores)\n"
+	"\n"
+	"Exit status: 0 on success, 1 on failure, 2 on a usage error.\n";
+
+struct command {
+	const char *name;
+	int (*fn)(int argc, char **argv);
+};
+
+static const struct command commands[] = {
+	{"base", cl_cmd_base},       {"list-base", cl_cmd_list_base},
+	{"overlay", cl_cmd_overlay}, {"apply", cl_cmd_apply},
+	{"info", cl_cmd_info},       {"verify", cl_cmd_verify},
+};
+
+int cl_cli_fail(int r, const char *hint)
+{
+	const char *msg = cl_error_msg();
+
+	if (*msg)
+		fprintf(stderr, "cloudlet: %s\n", msg);
+	else
+		fprintf(stderr, "cloudlet: %s\n", strerror(-r));
+	if (hint)
+		fprintf(stderr, "hint: %s\n", hint);
+	return 1;
+}
+
+int cl_cli_usage(const char *cmd, const char *fmt, ...)
+{
+	va_list ap;
+
+	fprintf(stderr, "cloudlet %s: ", cmd);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fprintf(stderr, "\nTry `cloudlet %s --help`.\n", cmd);
+	return 2;
+}
+
+int cl_parse_size(const char *s, uint64_t *out)
+{
+	unsigned long long v;
+	char *end;
+	int shift = 0;
+
+	if (!s || !*s || *s == '-')
+		return -EINVAL;
+	errno = 0;
+	v = strtoull(s, &end, 10);
+	if (errno || end == s)
+		return -EINVAL;
+	switch (*end) {
+	case '\0':
+		break;
+	case 'k':
+	case 'K':
+		shift = 10;
+		break;
+	case 'm':
+	case 'M':
+		shift = 20;
+		break;
+	case 'g':
+	case 'G':
+		shift = 30;
+		break;
+	default:
+		return -EINVAL;
+	}
+	if (*end && end[1] && strcmp(end + 1, "iB") && strcmp(end + 1, "B"))
+		return -EINVAL;
+	if (v > (UINT64_MAX >> shift))
+		return -EINVAL;
+	*out = (uint64_t)v << shift;
+	return 0;
+}
+
+const char *cl_fmt_size(uint64_t bytes, int slot)
+{
+	static char buf[4][32];
+	static const char *units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+	double v = (double)bytes;
+	int u = 0;
+
+	slot &= 3;
+	while (v >= 1024 && u < 4) {
+		v /= 1024;
+		u++;
+	}
+	if (u == 0)
+		snprintf(buf[slot], sizeof(buf[slot]), "%llu B", (unsigned long long)bytes);
+	else
+		snprintf(buf[slot], sizeof(buf[slot]), "%.1f %s", v, units[u]);
+	return buf[slot];
+}
+
+int main(int argc, char **argv)
+{
+	int i;
+
+	while (argc > 1 && argv[1][0] == '-') {
+		if (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help")) {
+			fputs(usage, stdout);
+			return 0;
+		} else if (!strcmp(argv[1], "-V") || !strcmp(argv[1], "--version")) {
+			printf("cloudlet %s\n", CL_VERSION);
+			return 0;
+		} else if (!strcmp(argv[1], "-q") || !strcmp(argv[1], "--quiet")) {
+			cl_progress_enabled = 0;
+		} else {
+			fprintf(stderr, "cloudlet: unknown option '%s'\n%s", argv[1], usage);
+			return 2;
+		}
+		argc--;
+		argv++;
+	}
+	if (argc < 2) {
+		fputs(usage, stderr);
+		return 2;
+	}
+	for (i = 0; i < (int)(sizeof(commands) / sizeof(commands[0])); i++)
+		if (!strcmp(argv[1], commands[i].name))
+			return commands[i].fn(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "help")) {
+		fputs(usage, stdout);
+		return 0;
+	}
+	fprintf(stderr, "cloudlet: unknown command '%s'\nTry `cloudlet --help`.\n", argv[1]);
+	return 2;
+}
