@@ -7,7 +7,7 @@ packages=(
 	build-essential cmake pkg-config clang-format
 	liblzma-dev libzstd-dev libssl-dev libmsgpack-dev libxml2-dev libcurl4-openssl-dev
 	libfuse3-dev fuse3 libvirt-dev libcmocka-dev
-	xdelta3 xz-utils zstd python3 cpio e2fsprogs busybox-static
+	xdelta3 xz-utils zstd bc python3 cpio e2fsprogs busybox-static
 	libvirt-daemon-system libvirt-clients qemu-system-x86 qemu-utils
 	nginx-light squashfuse squashfs-tools
 )
