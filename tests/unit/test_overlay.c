@@ -14,28 +14,28 @@
 #include "cl_overlay.h"
 #include "cl_synth.h"
 
-#define CS 4096
+#include "cl_testimg.h"
 
-static char dir[] = "/tmp/cl-test-overlay-XXXXXX";
+#define CS CL_TEST_CS
 
-static char *path(const char *name)
+static char dir[4096];
+
+static const char *path(const char *name)
 {
-	static char buf[8][256];
-	static int slot;
-
-	slot = (slot + 1) & 7;
-	snprintf(buf[slot], sizeof(buf[slot]), "%s/%s", dir, name);
-	return buf[slot];
+	return cl_test_path(dir, name);
 }
 
-/* xorshift64*: an LCG's low bits repeat within a few chunks, which would
- * turn "random" chunks into duplicates. */
-static uint32_t rnd(uint64_t *s)
+static int setup(void **state)
 {
-	*s ^= *s >> 12;
-	*s ^= *s << 25;
-	*s ^= *s >> 27;
-	return (uint32_t)((*s * 2685821657736338717ull) >> 32);
+	(void)state;
+	return cl_test_images(dir);
+}
+
+static int teardown(void **state)
+{
+	(void)state;
+	cl_test_cleanup(dir);
+	return 0;
 }
 
 static void write_file(const char *name, const uint8_t *data, size_t len)
@@ -47,83 +47,10 @@ static void write_file(const char *name, const uint8_t *data, size_t len)
 	fclose(f);
 }
 
-static uint8_t *read_all(const char *p, size_t *len)
-{
-	FILE *f = fopen(p, "rb");
-	uint8_t *buf;
-	long n;
-
-	assert_non_null(f);
-	fseek(f, 0, SEEK_END);
-	n = ftell(f);
-	fseek(f, 0, SEEK_SET);
-	buf = malloc((size_t)n + 1);
-	assert_int_equal(fread(buf, 1, (size_t)n, f), (size_t)n);
-	fclose(f);
-	*len = (size_t)n;
-	return buf;
-}
-
-/* Base: disk of 300 chunks + 100 bytes, memory of 200 chunks. The new VM
- * exercises every recipe. */
-static void make_images(void)
-{
-	size_t dsz = 300 * CS + 100, msz = 200 * CS, i;
-	uint8_t *bd = calloc(1, dsz), *bm = calloc(1, msz), *nd, *nm;
-	uint64_t s = 42;
-
-	for (i = 0; i < dsz / 2; i++)
-		bd[i] = (uint8_t)rnd(&s);
-	for (i = 0; i < msz; i++)
-		bm[i] = (uint8_t)(i / CS);
-	nd = malloc(dsz + 2 * CS);
-	nm = malloc(msz);
-	memcpy(nd, bd, dsz);
-	memset(nd + dsz, 0xee, 2 * CS); /* grown by two chunks */
-	memcpy(nm, bm, msz);
-	memset(nd, 0, CS);                      /* zero */
-	memcpy(nd + 200 * CS, bm + 5 * CS, CS); /* base memory copy */
-	memcpy(nm + 10 * CS, bd + 7 * CS, CS);  /* base disk copy */
-	for (i = 0; i < 20; i++)                /* sparse edits: delta */
-		nd[(20 + i) * CS + 99] ^= 0xff;
-	for (i = 0; i < 30 * CS; i++)           /* new data: raw */
-		nm[100 * CS + i] = (uint8_t)rnd(&s);
-	memcpy(nd + 250 * CS, nm + 100 * CS, 3 * CS); /* dedup across images */
-	nd[dsz + 2 * CS - 1] = 1;                     /* partial last chunk */
-	write_file("bd", bd, dsz);
-	write_file("bm", bm, msz);
-	write_file("nd", nd, dsz + 2 * CS);
-	write_file("nm", nm, msz);
-	write_file("state", (const uint8_t *)"device state", 12);
-	free(bd);
-	free(bm);
-	free(nd);
-	free(nm);
-}
-
-static int setup(void **state)
-{
-	(void)state;
-	if (!mkdtemp(dir))
-		return -1;
-	setenv("CLOUDLET_HOME", path("home"), 1);
-	make_images();
-	return 0;
-}
-
-static int teardown(void **state)
-{
-	char cmd[300];
-
-	(void)state;
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
-	return system(cmd);
-}
-
 static void assert_same_file(const char *a, const char *b)
 {
 	size_t la, lb;
-	uint8_t *da = read_all(a, &la), *db = read_all(b, &lb);
+	uint8_t *da = cl_test_read(a, &la), *db = cl_test_read(b, &lb);
 
 	assert_int_equal(la, lb);
 	assert_memory_equal(da, db, la);
@@ -222,7 +149,7 @@ static void test_faults(void **state)
 	assert_int_equal(access(path("out2/disk.img"), F_OK), -1);
 	cl_base_free(other);
 
-	pack = read_all(path("ov2/overlay-blob"), &len);
+	pack = cl_test_read(path("ov2/overlay-blob"), &len);
 	fd = open(path("ov2/overlay-blob"), O_WRONLY);
 	pack[len / 2] ^= 1;
 	assert_int_equal(pwrite(fd, pack + len / 2, 1, (off_t)(len / 2)), 1);

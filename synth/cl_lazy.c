@@ -1,0 +1,2010 @@
+/* Lazy synthesis engine (see include/cl_lazy.h).
+ *
+ * State lives under one mutex, l->lock; I/O on the base, cache and store
+ * files happens outside it. A segment moves ABSENT -> FETCHING -> DONE (its
+ * payload chunks written to the cache file) or back to ABSENT after a
+ * transient failure, or to BAD after it failed its checks twice. Requests
+ * that need a segment that is not DONE become waiters, listed on each such
+ * segment and on l->waiters (for timeouts and shutdown); the worker that
+ * finishes the last of a waiter's segments completes it.
+ *
+ * Threads: `connections` fetch workers (one keeps itself free of the
+ * background stream for demand fetches), and a timer that fails waiters
+ * whose bound has passed. Completion callbacks always run without l->lock. */
+#include "cl_lazy.h"
+#include "cl_base.h"
+#include "cl_error.h"
+#include "cl_source.h"
+#include "cl_synth.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#define DEFAULT_CONNECTIONS   4
+#define DEFAULT_TIMEOUT_MS    60000
+#define DEFAULT_MEM_TIMEOUT   300000
+#define DEFAULT_CACHE_LIMIT   (10ull << 30)
+#define MAP_SAVE_INTERVAL     1.0   /* seconds between saves of the presence map */
+#define RETRY_DELAY_MIN       0.2   /* background refetch backoff after a failure */
+#define RETRY_DELAY_MAX       5.0
+#define SEG_TRIES             2     /* integrity failures before a segment is BAD */
+
+enum seg_state {
+	SEG_ABSENT = 0,
+	SEG_FETCHING = 1,
+	SEG_DONE = 2,
+	SEG_BAD = 3,
+	SEG_MEM = 4, /* decoded, but held in memory: the cache could not take it */
+};
+
+#define SPILL_MAX 16 /* segments held in memory at most (about 1 MiB each) */
+
+struct waiter {
+	struct waiter *prev, *next; /* l->waiters */
+	int is_write;
+	enum cl_image_id image;
+	uint64_t off;
+	size_t len;
+	void *buf;        /* read target */
+	const void *wbuf; /* write source, NULL for zeros */
+	cl_lazy_done_fn done;
+	void *ctx;
+	uint32_t pending; /* segments still missing */
+	double deadline;
+	struct waiter *cnext; /* completion list link (local to one thread) */
+	ssize_t result;
+};
+
+struct segment {
+	uint8_t state;
+	uint8_t bad_tries;
+	uint8_t demanded; /* someone waits on it: fetch ahead of the stream */
+	uint8_t *raw;     /* SEG_MEM: the decoded segment */
+	double used;      /* SEG_MEM: last use, for eviction */
+	struct waiter **w;
+	uint32_t nw, capw;
+};
+
+struct evlog {
+	struct cl_lazy_event *ev;
+	uint64_t n, cap;
+	uint8_t *seen; /* bitmap per chunk */
+};
+
+struct evwait {
+	struct evwait *next;
+	enum cl_image_id image;
+	enum cl_lazy_event_kind kind;
+	uint64_t from;
+	cl_lazy_done_fn done;
+	void *ctx;
+	int result;
+};
+
+struct image {
+	uint64_t size, nchunks;
+	uint64_t *recs;     /* record numbers with a payload, sorted by chunk index */
+	uint64_t nrecs;
+	uint64_t *allrecs;  /* every record of this image, sorted by chunk index */
+	uint64_t nallrecs;
+	int cache_fd, store_fd;
+	char *cache_path, *store_path;
+	uint8_t *modified;  /* lock: bitmap */
+	uint8_t *verified;  /* lock: cache chunks checked this session */
+	struct evlog log[CL_EV_KINDS]; /* lock */
+	struct cl_lazy_image_stats st; /* lock */
+	uint64_t missing;   /* lock: payload records whose segment is not DONE */
+	unsigned timeout_ms;
+};
+
+struct cl_lazy {
+	struct cl_lazy_opts o;
+	struct cl_base *base;
+	struct cl_meta *m;
+	char *meta_location;
+	struct cl_source *pack;
+	int ranges;
+	uint32_t cs;
+	struct image img[CL_NIMAGES];
+	uint32_t *seg_nrec[CL_NIMAGES]; /* payload records per segment and image */
+	uint64_t *seg_start;            /* CSR: payload records of each segment */
+	uint64_t *seg_recs;
+	void *blob[2];
+	size_t blob_len[2];
+	char *cache_dir;   /* this overlay's cache directory */
+	int cache_lock_fd;
+	int cache_private; /* cache dir is ours alone and removed at close */
+	char *store_dir;
+	int store_created; /* we made store_dir, remove it at close */
+	double t0;
+
+	pthread_mutex_t lock;
+	pthread_mutex_t store_lock; /* serializes first writes to a chunk */
+	pthread_cond_t work;        /* lock: workers wait for something to fetch */
+	pthread_cond_t tick;        /* lock: the timer waits for a deadline */
+	struct segment *seg;        /* lock */
+	uint32_t segs_done;         /* lock */
+	uint32_t bg_next;           /* lock: background stream cursor */
+	double bg_resume;           /* lock: no background fetch before this time */
+	double bg_delay;            /* lock: current backoff */
+	unsigned bg_busy;           /* lock: workers on background segments */
+	unsigned demand_queue;      /* lock: demanded segments not yet taken */
+	struct waiter waiters;      /* lock: list head */
+	struct evwait *evwaits;     /* lock */
+	int shutdown;               /* lock */
+	int started;
+	unsigned spilled;           /* lock: segments in SEG_MEM */
+	enum cl_lazy_state state;   /* lock */
+	char reason[256];           /* lock */
+	char cache_note[256];       /* lock: why the cache is bypassed, or "" */
+	uint64_t bytes_fetched;     /* lock */
+	uint64_t cache_hits;
+	double map_saved;           /* lock */
+	int map_dirty;              /* lock */
+	pthread_t *threads;
+	unsigned nthreads;
+	pthread_t timer;
+	int timer_started;
+};
+
+static uint64_t bit_get(const uint8_t *b, uint64_t i)
+{
+	return b[i / 8] >> (i % 8) & 1;
+}
+
+static void bit_set(uint8_t *b, uint64_t i)
+{
+	b[i / 8] |= (uint8_t)(1u << (i % 8));
+}
+
+/* ---- records ---- */
+
+/* The record of chunk k in a sorted record list, or NULL. */
+static const struct cl_chunk *find_in(const struct cl_lazy *l, const uint64_t *list, uint64_t n,
+				      uint64_t k)
+{
+	uint64_t lo = 0, hi = n, mid;
+
+	while (lo < hi) {
+		mid = lo + (hi - lo) / 2;
+		if (l->m->chunks[list[mid]].index < k)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	if (lo < n && l->m->chunks[list[lo]].index == k)
+		return &l->m->chunks[list[lo]];
+	return NULL;
+}
+
+static const struct cl_chunk *find_record(const struct cl_lazy *l, enum cl_image_id im, uint64_t k)
+{
+	return find_in(l, l->img[im].allrecs, l->img[im].nallrecs, k);
+}
+
+static struct cl_meta *sort_meta; /* qsort has no context argument */
+
+static int cmp_rec(const void *a, const void *b)
+{
+	uint64_t x = sort_meta->chunks[*(const uint64_t *)a].index;
+	uint64_t y = sort_meta->chunks[*(const uint64_t *)b].index;
+
+	return x < y ? -1 : x > y;
+}
+
+static pthread_mutex_t sort_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static int index_records(struct cl_lazy *l)
+{
+	const struct cl_meta *m = l->m;
+	uint64_t i, *fill;
+	int im;
+
+	for (im = 0; im < CL_NIMAGES; im++) {
+		l->img[im].recs = malloc((m->nchunks + 1) * sizeof(uint64_t));
+		l->img[im].allrecs = malloc((m->nchunks + 1) * sizeof(uint64_t));
+		l->seg_nrec[im] = calloc((size_t)m->nsegments + 1, sizeof(uint32_t));
+		if (!l->img[im].recs || !l->img[im].allrecs || !l->seg_nrec[im])
+			return -ENOMEM;
+	}
+	l->seg_start = calloc((size_t)m->nsegments + 1, sizeof(uint64_t));
+	l->seg_recs = malloc((m->nchunks + 1) * sizeof(uint64_t));
+	fill = calloc((size_t)m->nsegments + 1, sizeof(uint64_t));
+	if (!l->seg_start || !l->seg_recs || !fill) {
+		free(fill);
+		return -ENOMEM;
+	}
+	for (i = 0; i < m->nchunks; i++) {
+		const struct cl_chunk *c = &m->chunks[i];
+		struct image *img = &l->img[c->image];
+		img->allrecs[img->nallrecs++] = i;
+		if (c->recipe >= CL_R_DEDUP) {
+			img->recs[img->nrecs++] = i;
+			l->seg_nrec[c->image][c->p.seg]++;
+			l->seg_start[c->p.seg + 1]++;
+		}
+	}
+	for (i = 0; i < m->nsegments; i++)
+		l->seg_start[i + 1] += l->seg_start[i];
+	for (i = 0; i < m->nchunks; i++) {
+		const struct cl_chunk *c = &m->chunks[i];
+		if (c->recipe >= CL_R_DEDUP)
+			l->seg_recs[l->seg_start[c->p.seg] + fill[c->p.seg]++] = i;
+	}
+	free(fill);
+	pthread_mutex_lock(&sort_lock);
+	sort_meta = l->m;
+	for (im = 0; im < CL_NIMAGES; im++) {
+		qsort(l->img[im].recs, l->img[im].nrecs, sizeof(uint64_t), cmp_rec);
+		qsort(l->img[im].allrecs, l->img[im].nallrecs, sizeof(uint64_t), cmp_rec);
+	}
+	pthread_mutex_unlock(&sort_lock);
+	return 0;
+}
+
+/* ---- events ---- */
+
+static double now(void)
+{
+	return cl_now();
+}
+
+/* Appends chunk to an event log unless it is there already. */
+static void _event(struct cl_lazy *l, enum cl_image_id im, enum cl_lazy_event_kind kind,
+		   uint64_t chunk)
+{
+	struct evlog *e = &l->img[im].log[kind];
+	struct cl_lazy_event *p;
+
+	if (bit_get(e->seen, chunk))
+		return;
+	if (e->n == e->cap) {
+		uint64_t cap = e->cap ? 2 * e->cap : 1024;
+		p = realloc(e->ev, cap * sizeof(*p));
+		if (!p)
+			return; /* the stream misses an event; nothing breaks */
+		e->ev = p;
+		e->cap = cap;
+	}
+	bit_set(e->seen, chunk);
+	e->ev[e->n].usec = (uint64_t)((now() - l->t0) * 1e6);
+	e->ev[e->n].chunk = chunk;
+	e->n++;
+	if (kind == CL_EV_ACCESSED)
+		l->img[im].st.chunks_accessed++;
+	else if (kind == CL_EV_MODIFIED)
+		l->img[im].st.chunks_modified++;
+}
+
+/* Takes the event waits that are now satisfied off the list. */
+static struct evwait *_ready_evwaits(struct cl_lazy *l)
+{
+	struct evwait **pp = &l->evwaits, *w, *ready = NULL;
+
+	while ((w = *pp)) {
+		if (l->shutdown || l->img[w->image].log[w->kind].n > w->from) {
+			w->result = l->img[w->image].log[w->kind].n > w->from ? 0 : -ESHUTDOWN;
+			*pp = w->next;
+			w->next = ready;
+			ready = w;
+		} else {
+			pp = &w->next;
+		}
+	}
+	return ready;
+}
+
+static void run_evwaits(struct evwait *ready)
+{
+	struct evwait *next;
+
+	for (; ready; ready = next) {
+		next = ready->next;
+		ready->done(ready->ctx, ready->result);
+		free(ready);
+	}
+}
+
+/* ---- reading pieces of chunks ---- */
+
+/* One contiguous piece of a request and where its bytes are. */
+struct piece {
+	uint8_t *dst;
+	uint32_t len;
+	int fd;          /* -1: zeros */
+	uint64_t foff;   /* offset in fd */
+	uint32_t valid;  /* bytes to read from fd; the rest of the piece is zero */
+	const char *path;
+	/* A cache chunk not yet checked this session: read whole, hash. */
+	const struct cl_chunk *verify;
+};
+
+/* Pieces from the base image, zero past its end. */
+static void base_piece(struct cl_lazy *l, enum cl_image_id im, uint64_t off, struct piece *p)
+{
+	uint64_t size = l->base->size[im];
+
+	p->fd = l->base->fd[im];
+	p->path = l->base->path[im];
+	p->foff = off;
+	p->valid = off >= size ? 0 : (size - off < p->len ? (uint32_t)(size - off) : p->len);
+}
+
+static void _spill_drop(struct cl_lazy *l, uint32_t s);
+static void _spill(struct cl_lazy *l, uint32_t s, uint8_t *raw);
+
+/* A chunk of a segment held in memory is made at once, under the lock (a
+ * degraded mode: the cache refused the segment), straight into p->dst;
+ * fd -2 marks the piece as filled. */
+static int64_t _resolve_mem(struct cl_lazy *l, const struct cl_chunk *c, uint32_t co,
+			    struct piece *p)
+{
+	struct segment *sg = &l->seg[c->p.seg];
+	uint8_t *buf;
+
+	sg->used = now();
+	p->fd = -2;
+	p->valid = p->len;
+	if (!p->dst)
+		return -1;
+	buf = malloc(l->cs);
+	if (!buf)
+		return c->p.seg;
+	if (cl_chunk_synthesize(l->m, l->base, c, sg->raw, buf) < 0) {
+		free(buf);
+		_spill_drop(l, c->p.seg); /* fetch it again */
+		return c->p.seg;
+	}
+	memcpy(p->dst, buf + co, p->len);
+	free(buf);
+	return -1;
+}
+
+/* Decides where chunk k's bytes [co, co + n) come from, or returns the
+ * segment to wait for (>= 0) when they have not arrived. */
+static int64_t _resolve(struct cl_lazy *l, enum cl_image_id im, uint64_t k, uint32_t co,
+			struct piece *p)
+{
+	struct image *img = &l->img[im];
+	const struct cl_chunk *c;
+
+	p->verify = NULL;
+	if (bit_get(img->modified, k)) {
+		p->fd = img->store_fd;
+		p->path = img->store_path;
+		p->foff = k * l->cs + co;
+		p->valid = p->len;
+		return -1;
+	}
+	c = find_record(l, im, k);
+	if (!c) {
+		base_piece(l, im, k * l->cs + co, p);
+		return -1;
+	}
+	switch (c->recipe) {
+	case CL_R_ZERO:
+		p->fd = -1;
+		p->valid = 0;
+		return -1;
+	case CL_R_BASE_DISK:
+	case CL_R_BASE_MEMORY:
+		base_piece(l, c->recipe == CL_R_BASE_DISK ? CL_DISK : CL_MEMORY,
+			   c->arg * l->cs + co, p);
+		return -1;
+	}
+	if (l->seg[c->p.seg].state == SEG_MEM)
+		return _resolve_mem(l, c, co, p);
+	if (l->seg[c->p.seg].state != SEG_DONE)
+		return c->p.seg;
+	p->fd = img->cache_fd;
+	p->path = img->cache_path;
+	p->foff = k * l->cs + co;
+	p->valid = p->len;
+	if (!bit_get(img->verified, k))
+		p->verify = c;
+	return -1;
+}
+
+/* Reads pieces, merging neighbours in the same file. Returns 0, -errno, or
+ * -EAGAIN if a cached chunk failed its check (its segment is then marked
+ * absent again and the request must be retried). */
+static int run_pieces(struct cl_lazy *l, enum cl_image_id im, struct piece *p, size_t n)
+{
+	uint8_t *chunk = NULL, h[CL_SHA256_LEN];
+	size_t i, j;
+	uint64_t len;
+	int r = 0;
+
+	for (i = 0; i < n && r == 0; i = j) {
+		if (p[i].verify) {
+			const struct cl_chunk *c = p[i].verify;
+			uint32_t clen = cl_chunk_len(l->m->image_size[im], l->cs, c->index);
+			if (!chunk && !(chunk = malloc(l->cs)))
+				return -ENOMEM;
+			r = cl_pread_full(p[i].fd, chunk, clen, c->index * l->cs, p[i].path);
+			if (r < 0)
+				break;
+			cl_sha256(chunk, clen, h);
+			pthread_mutex_lock(&l->lock);
+			if (memcmp(h, c->sha256, CL_SHA256_LEN)) {
+				/* A damaged cache is refetched, never served. */
+				struct segment *s = &l->seg[c->p.seg];
+				if (s->state == SEG_DONE) {
+					s->state = SEG_ABSENT;
+					l->segs_done--;
+					l->img[CL_DISK].missing += l->seg_nrec[CL_DISK][c->p.seg];
+					l->img[CL_MEMORY].missing += l->seg_nrec[CL_MEMORY][c->p.seg];
+					if (l->state == CL_LAZY_COMPLETE)
+						l->state = CL_LAZY_STREAMING;
+					l->map_dirty = 1;
+				}
+				r = -EAGAIN;
+			} else {
+				bit_set(l->img[im].verified, c->index);
+			}
+			pthread_mutex_unlock(&l->lock);
+			if (r == 0)
+				memcpy(p[i].dst, chunk + (p[i].foff - c->index * l->cs), p[i].len);
+			j = i + 1;
+			continue;
+		}
+		/* Merge the run of pieces that continue this one in the same file. */
+		len = p[i].valid;
+		for (j = i + 1; j < n && !p[j].verify && p[j].fd == p[i].fd && p[i].fd >= 0 &&
+				p[j - 1].valid == p[j - 1].len && p[j].foff == p[i].foff + len &&
+				p[j].dst == p[i].dst + len;
+		     j++)
+			len += p[j].valid;
+		if (p[i].fd == -2) {
+			j = i + 1; /* filled while planning */
+			continue;
+		}
+		if (p[i].fd >= 0 && len)
+			r = cl_pread_full(p[i].fd, p[i].dst, (size_t)len, p[i].foff, p[i].path);
+		/* Zero what no file supplies: holes past the base, zero chunks. */
+		if (r == 0) {
+			size_t k;
+			for (k = i; k < j; k++)
+				if (p[k].valid < p[k].len)
+					memset(p[k].dst + p[k].valid, 0, p[k].len - p[k].valid);
+		}
+	}
+	free(chunk);
+	return r;
+}
+
+/* ---- requests ---- */
+
+struct plan {
+	struct piece *p;
+	size_t n;
+	int64_t *segs; /* segments to wait for, without repeats */
+	size_t nsegs;
+};
+
+static void plan_free(struct plan *pl)
+{
+	free(pl->p);
+	free(pl->segs);
+}
+
+/* Under l->lock: splits [off, off + len) into pieces, or lists the segments
+ * it waits for. */
+static int _plan(struct cl_lazy *l, enum cl_image_id im, uint64_t off, size_t len, uint8_t *dst,
+		 struct plan *pl)
+{
+	uint64_t k = off / l->cs, end = off + len, pos = off;
+	size_t max = len / l->cs + 2, i;
+	int64_t s;
+
+	memset(pl, 0, sizeof(*pl));
+	pl->p = malloc(max * sizeof(*pl->p));
+	pl->segs = malloc(max * sizeof(*pl->segs));
+	if (!pl->p || !pl->segs) {
+		plan_free(pl);
+		return -ENOMEM;
+	}
+	for (; pos < end; k++) {
+		struct piece *p = &pl->p[pl->n];
+		uint32_t co = (uint32_t)(pos - k * l->cs);
+		p->len = (uint32_t)((end - pos) < l->cs - co ? end - pos : l->cs - co);
+		p->dst = dst ? dst + (pos - off) : NULL;
+		s = _resolve(l, im, k, co, p);
+		if (s >= 0) {
+			for (i = 0; i < pl->nsegs && pl->segs[i] != s; i++)
+				;
+			if (i == pl->nsegs)
+				pl->segs[pl->nsegs++] = s;
+		} else {
+			pl->n++;
+		}
+		pos += p->len;
+	}
+	return 0;
+}
+
+static void unlink_waiter(struct waiter *w)
+{
+	w->prev->next = w->next;
+	w->next->prev = w->prev;
+	w->prev = w->next = w;
+}
+
+/* Takes w off every segment list and l->waiters. */
+static void _drop_waiter(struct cl_lazy *l, struct waiter *w)
+{
+	uint32_t s, i;
+
+	if (w->pending) {
+		for (s = 0; s < l->m->nsegments; s++) {
+			struct segment *sg = &l->seg[s];
+			for (i = 0; i < sg->nw; i++)
+				if (sg->w[i] == w) {
+					sg->w[i] = sg->w[--sg->nw];
+					break;
+				}
+		}
+	}
+	w->pending = 0;
+	if (w->next != w) {
+		l->img[w->image].st.waiting--;
+		unlink_waiter(w);
+	}
+}
+
+/* Lists w on the segments of pl; 1 if it now waits, 0 if nothing was left
+ * to wait for (retry), -errno if it cannot wait. */
+static int _park(struct cl_lazy *l, struct waiter *w, const struct plan *pl)
+{
+	size_t i;
+	int queued = 0;
+
+	if (l->shutdown)
+		return cl_errorf(-EIO, "shutting down");
+	for (i = 0; i < pl->nsegs; i++)
+		if (l->seg[pl->segs[i]].state == SEG_BAD)
+			return cl_errorf(-EIO, "segment %lld cannot be had", (long long)pl->segs[i]);
+	for (i = 0; i < pl->nsegs; i++) {
+		struct segment *sg = &l->seg[pl->segs[i]];
+		struct waiter **nw;
+		if (sg->state == SEG_DONE || sg->state == SEG_MEM)
+			continue;
+		if (sg->nw == sg->capw) {
+			sg->capw = sg->capw ? 2 * sg->capw : 4;
+			nw = realloc(sg->w, sg->capw * sizeof(*nw));
+			if (!nw)
+				return -ENOMEM; /* the caller drops w from the lists */
+			sg->w = nw;
+		}
+		sg->w[sg->nw++] = w;
+		w->pending++;
+		if (sg->state == SEG_ABSENT && !sg->demanded) {
+			sg->demanded = 1;
+			l->demand_queue++;
+			queued = 1;
+		}
+	}
+	if (!w->pending)
+		return 0;
+	if (w->next == w) {
+		/* First park: join the list and start the clock. */
+		w->next = &l->waiters;
+		w->prev = l->waiters.prev;
+		l->waiters.prev->next = w;
+		l->waiters.prev = w;
+		l->img[w->image].st.waiting++;
+		pthread_cond_signal(&l->tick);
+	}
+	if (queued)
+		pthread_cond_broadcast(&l->work);
+	return 1;
+}
+
+static void finish(struct cl_lazy *l, struct waiter *w, ssize_t r)
+{
+	if (r < 0 && r != -ENOMEM) {
+		pthread_mutex_lock(&l->lock);
+		l->img[w->image].st.io_errors++;
+		pthread_mutex_unlock(&l->lock);
+	}
+	w->done(w->ctx, r);
+	free(w);
+}
+
+/* Marks the chunks of a request accessed (and, for writes, modified). */
+static void _touch(struct cl_lazy *l, struct waiter *w, int modified)
+{
+	uint64_t k, last = (w->off + w->len - 1) / l->cs;
+
+	for (k = w->off / l->cs; k <= last; k++) {
+		_event(l, w->image, CL_EV_ACCESSED, k);
+		if (modified) {
+			bit_set(l->img[w->image].modified, k);
+			_event(l, w->image, CL_EV_MODIFIED, k);
+		}
+	}
+}
+
+static void attempt(struct cl_lazy *l, struct waiter *w);
+
+static void attempt_read(struct cl_lazy *l, struct waiter *w)
+{
+	struct evwait *ready;
+	struct plan pl;
+	int r;
+
+	for (;;) {
+		pthread_mutex_lock(&l->lock);
+		r = _plan(l, w->image, w->off, w->len, w->buf, &pl);
+		if (r == 0 && pl.nsegs) {
+			r = _park(l, w, &pl);
+			if (r != 0) {
+				if (r < 0)
+					_drop_waiter(l, w);
+				pthread_mutex_unlock(&l->lock);
+				plan_free(&pl);
+				if (r < 0)
+					finish(l, w, r);
+				return; /* parked: a worker calls attempt() again */
+			}
+			/* Everything arrived meanwhile: plan again. */
+			pthread_mutex_unlock(&l->lock);
+			plan_free(&pl);
+			continue;
+		}
+		_drop_waiter(l, w);
+		pthread_mutex_unlock(&l->lock);
+		if (r == 0)
+			r = run_pieces(l, w->image, pl.p, pl.n);
+		plan_free(&pl);
+		if (r != -EAGAIN)
+			break;
+	}
+	if (r == 0) {
+		pthread_mutex_lock(&l->lock);
+		_touch(l, w, 0);
+		l->img[w->image].st.bytes_read += w->len;
+		ready = _ready_evwaits(l);
+		pthread_mutex_unlock(&l->lock);
+		run_evwaits(ready);
+	}
+	finish(l, w, r < 0 ? r : (ssize_t)w->len);
+}
+
+/* Copy-on-write: a chunk's first write copies what it held into the store
+ * (unless the write covers it whole); l->store_lock makes that first write
+ * atomic against other writers of the same chunk. */
+static void attempt_write(struct cl_lazy *l, struct waiter *w)
+{
+	struct image *img = &l->img[w->image];
+	uint64_t k, first = w->off / l->cs, last = (w->off + w->len - 1) / l->cs;
+	uint8_t *chunk = NULL, *zero = NULL;
+	struct evwait *ready;
+	struct plan pl = {0};
+	int r = 0;
+
+	chunk = malloc(l->cs);
+	if (!chunk) {
+		finish(l, w, -ENOMEM);
+		return;
+	}
+	pthread_mutex_lock(&l->store_lock);
+retry:
+	pthread_mutex_lock(&l->lock);
+	/* Only the partly written chunks at either end need their old bytes. */
+	for (k = first; k <= last && r == 0; k += (last > first ? last - first : 1)) {
+		uint64_t cstart = k * l->cs;
+		uint32_t clen = cl_chunk_len(l->m->image_size[w->image], l->cs, k);
+		int whole = w->off <= cstart && w->off + w->len >= cstart + clen;
+		if (whole || bit_get(img->modified, k))
+			continue;
+		plan_free(&pl);
+		r = _plan(l, w->image, cstart, clen, NULL, &pl);
+		if (r == 0 && pl.nsegs) {
+			r = _park(l, w, &pl);
+			if (r > 0) {
+				pthread_mutex_unlock(&l->lock);
+				pthread_mutex_unlock(&l->store_lock);
+				plan_free(&pl);
+				free(chunk);
+				return;
+			}
+			if (r == 0)
+				goto again;
+		}
+	}
+	_drop_waiter(l, w);
+	pthread_mutex_unlock(&l->lock);
+	plan_free(&pl);
+	if (r < 0)
+		goto out;
+	for (k = first; k <= last && r == 0; k++) {
+		uint64_t cstart = k * l->cs;
+		uint32_t clen = cl_chunk_len(l->m->image_size[w->image], l->cs, k);
+		uint64_t a = w->off > cstart ? w->off : cstart;
+		uint64_t b = w->off + w->len < cstart + clen ? w->off + w->len : cstart + clen;
+		int whole = a == cstart && b == cstart + clen;
+		const uint8_t *src;
+
+		pthread_mutex_lock(&l->lock);
+		int modified = bit_get(img->modified, k);
+		if (!whole && !modified)
+			r = _plan(l, w->image, cstart, clen, chunk, &pl);
+		pthread_mutex_unlock(&l->lock);
+		if (r < 0)
+			break;
+		if (!whole && !modified) {
+			if (pl.nsegs) {
+				/* Its segment went away meanwhile (bad cache). */
+				plan_free(&pl);
+				r = 0;
+				goto retry;
+			}
+			r = run_pieces(l, w->image, pl.p, pl.n);
+			plan_free(&pl);
+			if (r == -EAGAIN) {
+				r = 0;
+				goto retry;
+			}
+			if (r < 0)
+				break;
+			r = cl_pwrite_full(img->store_fd, chunk, clen, cstart, img->store_path);
+			if (r < 0)
+				break;
+		}
+		if (w->wbuf) {
+			src = (const uint8_t *)w->wbuf + (a - w->off);
+		} else {
+			if (!zero && !(zero = calloc(1, l->cs))) {
+				r = -ENOMEM;
+				break;
+			}
+			src = zero;
+		}
+		r = cl_pwrite_full(img->store_fd, src, (size_t)(b - a), a, img->store_path);
+		if (r == 0 && !modified) {
+			pthread_mutex_lock(&l->lock);
+			bit_set(img->modified, k);
+			_event(l, w->image, CL_EV_MODIFIED, k);
+			pthread_mutex_unlock(&l->lock);
+		}
+	}
+out:
+	pthread_mutex_unlock(&l->store_lock);
+	free(chunk);
+	free(zero);
+	if (r == 0) {
+		pthread_mutex_lock(&l->lock);
+		_touch(l, w, 0);
+		img->st.bytes_written += w->len;
+		ready = _ready_evwaits(l);
+		pthread_mutex_unlock(&l->lock);
+		run_evwaits(ready);
+	}
+	finish(l, w, r < 0 ? r : (ssize_t)w->len);
+	return;
+
+again:
+	pthread_mutex_unlock(&l->lock);
+	r = 0;
+	goto retry;
+}
+
+static void attempt(struct cl_lazy *l, struct waiter *w)
+{
+	if (w->is_write)
+		attempt_write(l, w);
+	else
+		attempt_read(l, w);
+}
+
+static void submit(struct cl_lazy *l, int is_write, enum cl_image_id im, uint64_t off,
+		   size_t len, void *buf, const void *wbuf, cl_lazy_done_fn done, void *ctx)
+{
+	struct waiter *w;
+	uint64_t size;
+
+	if (!l || (unsigned)im >= CL_NIMAGES || !done) {
+		if (done)
+			done(ctx, -EINVAL);
+		return;
+	}
+	size = l->img[im].size;
+	if (off >= size || !len) {
+		/* Reads past the end see EOF; images do not grow. */
+		done(ctx, is_write && len ? -ENOSPC : 0);
+		return;
+	}
+	if (len > size - off) {
+		if (is_write) {
+			done(ctx, -ENOSPC);
+			return;
+		}
+		len = (size_t)(size - off);
+	}
+	w = calloc(1, sizeof(*w));
+	if (!w) {
+		done(ctx, -ENOMEM);
+		return;
+	}
+	w->prev = w->next = w;
+	w->is_write = is_write;
+	w->image = im;
+	w->off = off;
+	w->len = len;
+	w->buf = buf;
+	w->wbuf = wbuf;
+	w->done = done;
+	w->ctx = ctx;
+	w->deadline = now() + l->img[im].timeout_ms / 1000.0;
+	attempt(l, w);
+}
+
+void cl_lazy_read(struct cl_lazy *l, enum cl_image_id image, uint64_t off, size_t len, void *buf,
+		  cl_lazy_done_fn done, void *ctx)
+{
+	submit(l, 0, image, off, len, buf, NULL, done, ctx);
+}
+
+void cl_lazy_write(struct cl_lazy *l, enum cl_image_id image, uint64_t off, size_t len,
+		   const void *buf, cl_lazy_done_fn done, void *ctx)
+{
+	submit(l, 1, image, off, len, NULL, buf, done, ctx);
+}
+
+/* ---- segments ---- */
+
+/* Writes the payload chunks of decoded segment s into the cache. */
+static int decode_into_cache(struct cl_lazy *l, uint32_t s, const uint8_t *raw)
+{
+	uint8_t *buf;
+	uint64_t i;
+	int r = 0;
+
+	buf = malloc(l->cs);
+	if (!buf)
+		return -ENOMEM;
+	for (i = l->seg_start[s]; i < l->seg_start[s + 1] && r == 0; i++) {
+		const struct cl_chunk *c = &l->m->chunks[l->seg_recs[i]];
+		struct image *img = &l->img[c->image];
+		uint32_t len = cl_chunk_len(l->m->image_size[c->image], l->cs, c->index);
+		r = cl_chunk_synthesize(l->m, l->base, c, raw, buf);
+		if (r == 0)
+			r = cl_pwrite_full(img->cache_fd, buf, len, c->index * l->cs,
+					   img->cache_path);
+	}
+	free(buf);
+	return r;
+}
+
+static void save_map(struct cl_lazy *l);
+
+/* Under l->lock: segment s is in the cache; wakes its waiters onto *done. */
+static void _segment_done(struct cl_lazy *l, uint32_t s, struct waiter **done)
+{
+	struct segment *sg = &l->seg[s];
+	uint64_t i;
+	uint32_t k;
+
+	sg->state = SEG_DONE;
+	sg->bad_tries = 0;
+	if (sg->demanded) {
+		sg->demanded = 0;
+		l->demand_queue--;
+	}
+	l->segs_done++;
+	l->map_dirty = 1;
+	for (i = l->seg_start[s]; i < l->seg_start[s + 1]; i++) {
+		const struct cl_chunk *c = &l->m->chunks[l->seg_recs[i]];
+		bit_set(l->img[c->image].verified, c->index);
+		if (!bit_get(l->img[c->image].log[CL_EV_PRESENT].seen, c->index))
+			l->img[c->image].st.chunk_fetches++;
+		_event(l, c->image, CL_EV_PRESENT, c->index);
+	}
+	for (k = 0; k < CL_NIMAGES; k++)
+		l->img[k].missing -= l->seg_nrec[k][s];
+	for (k = 0; k < sg->nw; k++) {
+		struct waiter *w = sg->w[k];
+		if (--w->pending == 0) {
+			l->img[w->image].st.waiting--;
+			unlink_waiter(w);
+			w->cnext = *done;
+			*done = w;
+		}
+	}
+	sg->nw = 0;
+	if (l->segs_done == l->m->nsegments && l->state == CL_LAZY_STREAMING)
+		l->state = CL_LAZY_COMPLETE;
+}
+
+/* Under l->lock: fails every waiter of segment s onto *done. */
+static void _segment_fail(struct cl_lazy *l, uint32_t s, struct waiter **done)
+{
+	struct segment *sg = &l->seg[s];
+
+	while (sg->nw) {
+		struct waiter *w = sg->w[0];
+		_drop_waiter(l, w);
+		w->result = -EIO;
+		w->cnext = *done;
+		*done = w;
+	}
+}
+
+static void run_done(struct cl_lazy *l, struct waiter *done)
+{
+	struct waiter *next;
+	struct evwait *ready;
+
+	pthread_mutex_lock(&l->lock);
+	ready = _ready_evwaits(l);
+	pthread_mutex_unlock(&l->lock);
+	run_evwaits(ready);
+	for (; done; done = next) {
+		next = done->cnext;
+		if (done->result < 0)
+			finish(l, done, done->result);
+		else
+			attempt(l, done);
+	}
+}
+
+/* After fetching (or failing to fetch) segment s: records the outcome. */
+static void segment_outcome(struct cl_lazy *l, uint32_t s, int r, uint8_t *spill, int background)
+{
+	uint32_t clen = l->m->segments[s].clen;
+	struct segment *sg = &l->seg[s];
+	struct waiter *done = NULL;
+	double t = now();
+	int save;
+
+	pthread_mutex_lock(&l->lock);
+	if (background)
+		l->bg_busy--;
+	if (r == 0) {
+		l->bytes_fetched += clen;
+		_segment_done(l, s, &done);
+		if (spill) {
+			l->seg[s].state = SEG_MEM;
+			_spill(l, s, spill);
+			snprintf(l->cache_note, sizeof(l->cache_note),
+				 "cannot write the cache (%s); serving from memory", cl_error_msg());
+		}
+		l->bg_delay = 0;
+	} else {
+		sg->state = SEG_ABSENT;
+		snprintf(l->reason, sizeof(l->reason), "%s", cl_error_msg());
+		if (r == -EBADMSG && ++sg->bad_tries >= SEG_TRIES) {
+			/* Fetched twice and wrong twice: the pack is bad. */
+			sg->state = SEG_BAD;
+			if (sg->demanded) {
+				sg->demanded = 0;
+				l->demand_queue--;
+			}
+			l->state = CL_LAZY_FAILED;
+			_segment_fail(l, s, &done);
+		} else if (r != -EBADMSG) {
+			/* Transient (or so we hope): back off; waiters keep their
+			 * deadlines and the demand stays queued. */
+			l->bg_delay = l->bg_delay ? l->bg_delay * 2 : RETRY_DELAY_MIN;
+			if (l->bg_delay > RETRY_DELAY_MAX)
+				l->bg_delay = RETRY_DELAY_MAX;
+			l->bg_resume = t + l->bg_delay;
+		}
+		if (s < l->bg_next)
+			l->bg_next = s;
+	}
+	save = l->map_dirty && t - l->map_saved >= MAP_SAVE_INTERVAL;
+	if (l->segs_done == l->m->nsegments && l->map_dirty)
+		save = 1;
+	pthread_cond_broadcast(&l->work);
+	pthread_mutex_unlock(&l->lock);
+	if (save)
+		save_map(l);
+	run_done(l, done);
+}
+
+/* Under l->lock: forgets a segment held in memory. */
+static void _spill_drop(struct cl_lazy *l, uint32_t s)
+{
+	struct segment *sg = &l->seg[s];
+	int k;
+
+	free(sg->raw);
+	sg->raw = NULL;
+	sg->state = SEG_ABSENT;
+	l->spilled--;
+	l->segs_done--;
+	for (k = 0; k < CL_NIMAGES; k++)
+		l->img[k].missing += l->seg_nrec[k][s];
+	if (l->state == CL_LAZY_COMPLETE)
+		l->state = CL_LAZY_STREAMING;
+	if (s < l->bg_next)
+		l->bg_next = s;
+}
+
+/* Under l->lock: holds decoded segment s in memory, evicting the least
+ * recently used one past SPILL_MAX. */
+static void _spill(struct cl_lazy *l, uint32_t s, uint8_t *raw)
+{
+	uint32_t i, lru = UINT32_MAX;
+
+	if (l->spilled >= SPILL_MAX) {
+		for (i = 0; i < l->m->nsegments; i++)
+			if (l->seg[i].state == SEG_MEM &&
+			    (lru == UINT32_MAX || l->seg[i].used < l->seg[lru].used))
+				lru = i;
+		if (lru != UINT32_MAX)
+			_spill_drop(l, lru);
+	}
+	l->seg[s].raw = raw;
+	l->seg[s].used = now();
+	l->spilled++;
+}
+
+/* Fetches, checks and decodes segment s into the cache. If the cache
+ * cannot take it (full, read-only), *spill receives the decoded segment
+ * and 0 is returned: reads are then served from memory. */
+static int fetch_segment(struct cl_lazy *l, uint32_t s, const uint8_t *comp, uint8_t **spill)
+{
+	uint8_t *raw;
+	int r;
+
+	*spill = NULL;
+	if (comp) {
+		raw = malloc(l->m->segments[s].rlen ? l->m->segments[s].rlen : 1);
+		if (!raw)
+			return -ENOMEM;
+		r = cl_segment_decode(l->m, s, comp, l->m->segments[s].clen, raw);
+		if (r < 0) {
+			free(raw);
+			return r;
+		}
+	} else {
+		r = cl_segment_fetch(l->m, l->pack, s, &raw);
+		if (r < 0)
+			return r;
+	}
+	r = decode_into_cache(l, s, raw);
+	if (r < 0 && r != -EBADMSG && r != -ENOMEM) {
+		*spill = raw;
+		return 0;
+	}
+	free(raw);
+	return r;
+}
+
+/* Under l->lock: the next segment to fetch, or -1 (then *wait_until says
+ * when to look again). Demand first; one worker stays off the stream. */
+static int64_t _pick(struct cl_lazy *l, int *background, double *wait_until)
+{
+	double t = now();
+	uint32_t s;
+
+	*wait_until = t + 1.0;
+	if (l->demand_queue) {
+		for (s = 0; s < l->m->nsegments; s++) {
+			struct segment *sg = &l->seg[s];
+			if (sg->demanded && sg->state == SEG_ABSENT &&
+			    (l->bg_resume <= t || sg->bad_tries)) {
+				int seen[CL_NIMAGES] = {0, 0};
+				uint32_t i;
+				for (i = 0; i < sg->nw; i++)
+					if (!seen[sg->w[i]->image]++)
+						l->img[sg->w[i]->image].st.demand_fetches++;
+				sg->state = SEG_FETCHING;
+				sg->demanded = 0;
+				l->demand_queue--;
+				*background = 0;
+				return s;
+			}
+		}
+		if (l->bg_resume > t)
+			*wait_until = l->bg_resume;
+	}
+	if (!l->started || l->o.no_stream || l->bg_busy + 1 >= l->nthreads + (l->nthreads == 1))
+		return -1;
+	if (l->bg_resume > t) {
+		*wait_until = l->bg_resume;
+		return -1;
+	}
+	while (l->bg_next < l->m->nsegments && l->seg[l->bg_next].state != SEG_ABSENT)
+		l->bg_next++;
+	if (l->bg_next >= l->m->nsegments)
+		return -1;
+	s = l->bg_next++;
+	l->seg[s].state = SEG_FETCHING;
+	l->bg_busy++;
+	*background = 1;
+	return s;
+}
+
+static void wait_until(pthread_cond_t *c, pthread_mutex_t *m, double until)
+{
+	struct timespec ts;
+	double d = until - now();
+
+	if (d <= 0)
+		return;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	ts.tv_sec += (time_t)d;
+	ts.tv_nsec += (long)((d - (double)(time_t)d) * 1e9);
+	if (ts.tv_nsec >= 1000000000L) {
+		ts.tv_sec++;
+		ts.tv_nsec -= 1000000000L;
+	}
+	pthread_cond_timedwait(c, m, &ts);
+}
+
+static void *worker_main(void *arg)
+{
+	struct cl_lazy *l = arg;
+	uint8_t *spill;
+	int64_t s;
+	double until;
+	int background, r;
+
+	pthread_mutex_lock(&l->lock);
+	while (!l->shutdown) {
+		s = _pick(l, &background, &until);
+		if (s < 0) {
+			wait_until(&l->work, &l->lock, until);
+			continue;
+		}
+		pthread_mutex_unlock(&l->lock);
+		r = fetch_segment(l, (uint32_t)s, NULL, &spill);
+		segment_outcome(l, (uint32_t)s, r, spill, background);
+		pthread_mutex_lock(&l->lock);
+	}
+	pthread_mutex_unlock(&l->lock);
+	return NULL;
+}
+
+/* A server that ignores Range: one worker reads the pack in order. */
+struct stream_ctx {
+	struct cl_lazy *l;
+	uint32_t seg;    /* segment being filled */
+	uint8_t *buf;
+	uint32_t have;
+};
+
+static int stream_piece(void *arg, uint64_t off, const void *data, size_t len)
+{
+	struct stream_ctx *sc = arg;
+	struct cl_lazy *l = sc->l;
+	const uint8_t *p = data;
+	uint8_t *spill;
+	int r, skip;
+
+	(void)off;
+	while (len) {
+		const struct cl_segment *sg = &l->m->segments[sc->seg];
+		uint32_t n = sg->clen - sc->have < len ? sg->clen - sc->have : (uint32_t)len;
+		memcpy(sc->buf + sc->have, p, n);
+		sc->have += n;
+		p += n;
+		len -= n;
+		if (sc->have < sg->clen)
+			break;
+		pthread_mutex_lock(&l->lock);
+		if (l->shutdown) {
+			pthread_mutex_unlock(&l->lock);
+			return -ECANCELED;
+		}
+		skip = l->seg[sc->seg].state != SEG_ABSENT;
+		if (!skip)
+			l->seg[sc->seg].state = SEG_FETCHING;
+		pthread_mutex_unlock(&l->lock);
+		if (!skip) {
+			r = fetch_segment(l, sc->seg, sc->buf, &spill);
+			segment_outcome(l, sc->seg, r, spill, 0);
+		}
+		sc->seg++;
+		sc->have = 0;
+		if (sc->seg == l->m->nsegments)
+			return 1;
+	}
+	return 0;
+}
+
+static void *stream_main(void *arg)
+{
+	struct cl_lazy *l = arg;
+	struct stream_ctx sc = {.l = l};
+	uint32_t max = 0, s;
+	int r;
+
+	for (s = 0; s < l->m->nsegments; s++)
+		if (l->m->segments[s].clen > max)
+			max = l->m->segments[s].clen;
+	sc.buf = malloc(max ? max : 1);
+	if (!sc.buf)
+		return NULL;
+	pthread_mutex_lock(&l->lock);
+	while (!l->shutdown && l->segs_done < l->m->nsegments) {
+		for (s = 0; s < l->m->nsegments && l->seg[s].state != SEG_ABSENT; s++)
+			;
+		if (s == l->m->nsegments) {
+			wait_until(&l->work, &l->lock, now() + 1.0);
+			continue;
+		}
+		pthread_mutex_unlock(&l->lock);
+		sc.seg = s;
+		sc.have = 0;
+		r = cl_source_stream(l->pack, l->m->segments[s].offset, stream_piece, &sc);
+		pthread_mutex_lock(&l->lock);
+		if (r < 0 && r != -ECANCELED && !l->shutdown) {
+			snprintf(l->reason, sizeof(l->reason), "%s", cl_error_msg());
+			l->bg_delay = l->bg_delay ? l->bg_delay * 2 : RETRY_DELAY_MIN;
+			if (l->bg_delay > RETRY_DELAY_MAX)
+				l->bg_delay = RETRY_DELAY_MAX;
+			wait_until(&l->work, &l->lock, now() + l->bg_delay);
+		}
+	}
+	pthread_mutex_unlock(&l->lock);
+	free(sc.buf);
+	return NULL;
+}
+
+/* Fails the waiters whose bound has passed. */
+static void *timer_main(void *arg)
+{
+	struct cl_lazy *l = arg;
+	struct waiter *w, *next, *done = NULL;
+	double t, until;
+	int save;
+
+	pthread_mutex_lock(&l->lock);
+	while (!l->shutdown) {
+		t = now();
+		until = t + MAP_SAVE_INTERVAL;
+		for (w = l->waiters.next; w != &l->waiters; w = next) {
+			next = w->next;
+			if (w->deadline <= t) {
+				char last[sizeof(l->reason)];
+				_drop_waiter(l, w);
+				memcpy(last, l->reason, sizeof(last));
+				snprintf(l->reason, sizeof(l->reason),
+					 "a %s request waited %u s for its data (last error: %s)",
+					 cl_image_name(w->image), l->img[w->image].timeout_ms / 1000,
+					 last[0] ? last : "none");
+				w->result = -EIO;
+				w->cnext = done;
+				done = w;
+			} else if (w->deadline < until) {
+				until = w->deadline;
+			}
+		}
+		save = l->map_dirty && t - l->map_saved >= MAP_SAVE_INTERVAL;
+		if (done || save) {
+			pthread_mutex_unlock(&l->lock);
+			if (save)
+				save_map(l);
+			run_done(l, done);
+			done = NULL;
+			pthread_mutex_lock(&l->lock);
+			continue;
+		}
+		wait_until(&l->tick, &l->lock, until);
+	}
+	pthread_mutex_unlock(&l->lock);
+	return NULL;
+}
+
+/* ---- cache and store ---- */
+
+static void save_map(struct cl_lazy *l)
+{
+	uint8_t *map;
+	char *path;
+	uint32_t s, n = l->m->nsegments;
+
+	map = calloc(n / 8 + 1, 1);
+	if (!map)
+		return;
+	pthread_mutex_lock(&l->lock);
+	for (s = 0; s < n; s++)
+		if (l->seg[s].state == SEG_DONE)
+			bit_set(map, s);
+	l->map_dirty = 0;
+	l->map_saved = now();
+	pthread_mutex_unlock(&l->lock);
+	/* Best effort: a lost map only costs a refetch. The data it vouches
+	 * for was written before, and every chunk is rechecked on first use. */
+	if (asprintf(&path, "%s/segments.map", l->cache_dir) >= 0) {
+		cl_write_file_atomic(path, map, n / 8 + 1, 0644);
+		free(path);
+	}
+	free(map);
+}
+
+static void load_map(struct cl_lazy *l)
+{
+	struct waiter *none = NULL;
+	uint8_t *map;
+	size_t len;
+	char *path;
+	uint32_t s;
+
+	if (asprintf(&path, "%s/segments.map", l->cache_dir) < 0)
+		return;
+	if (cl_read_file(path, l->m->nsegments / 8 + 1, (void **)&map, &len) == 0) {
+		if (len == l->m->nsegments / 8 + 1) {
+			for (s = 0; s < l->m->nsegments; s++)
+				if (bit_get(map, s)) {
+					_segment_done(l, s, &none);
+					l->cache_hits++;
+				}
+			/* Chunks of a reused cache are checked on first use. */
+			for (s = 0; s < CL_NIMAGES; s++) {
+				memset(l->img[s].verified, 0, l->img[s].nchunks / 8 + 1);
+				l->img[s].st.chunk_fetches = 0;
+			}
+		}
+		free(map);
+	}
+	cl_error_clear();
+	free(path);
+}
+
+static int rm_rf(const char *path)
+{
+	struct dirent *de;
+	char *sub;
+	DIR *d;
+
+	d = opendir(path);
+	if (!d)
+		return unlink(path) < 0 && errno != ENOENT ? -errno : 0;
+	while ((de = readdir(d))) {
+		if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
+			continue;
+		if (asprintf(&sub, "%s/%s", path, de->d_name) < 0)
+			break;
+		rm_rf(sub);
+		free(sub);
+	}
+	closedir(d);
+	return rmdir(path) < 0 ? -errno : 0;
+}
+
+struct cache_entry {
+	char *path;
+	time_t mtime;
+	uint64_t bytes;
+};
+
+static int cmp_entry(const void *a, const void *b)
+{
+	const struct cache_entry *x = a, *y = b;
+
+	return x->mtime < y->mtime ? -1 : x->mtime > y->mtime;
+}
+
+static uint64_t dir_bytes(const char *dir)
+{
+	struct dirent *de;
+	struct stat st;
+	uint64_t total = 0;
+	char *p;
+	DIR *d = opendir(dir);
+
+	if (!d)
+		return 0;
+	while ((de = readdir(d))) {
+		if (de->d_name[0] == '.' || asprintf(&p, "%s/%s", dir, de->d_name) < 0)
+			continue;
+		if (stat(p, &st) == 0)
+			total += (uint64_t)st.st_blocks * 512;
+		free(p);
+	}
+	closedir(d);
+	return total;
+}
+
+/* Removes the least recently used overlays' caches (not ours, not in use)
+ * until the cache root holds at most limit bytes plus what we will add. */
+static void evict(const char *root, const char *mine, uint64_t limit, uint64_t need)
+{
+	struct cache_entry *e = NULL, *tmp;
+	size_t n = 0, cap = 0, i;
+	struct dirent *de;
+	struct stat st;
+	uint64_t total = need;
+	char *p;
+	DIR *d = opendir(root);
+
+	if (!d)
+		return;
+	while ((de = readdir(d))) {
+		if (strlen(de->d_name) != 2 * CL_SHA256_LEN || asprintf(&p, "%s/%s", root, de->d_name) < 0)
+			continue;
+		if (!strcmp(p, mine) || stat(p, &st) < 0 || !S_ISDIR(st.st_mode)) {
+			free(p);
+			continue;
+		}
+		if (n == cap) {
+			cap = cap ? 2 * cap : 16;
+			tmp = realloc(e, cap * sizeof(*e));
+			if (!tmp) {
+				free(p);
+				break;
+			}
+			e = tmp;
+		}
+		e[n].path = p;
+		e[n].mtime = st.st_mtime;
+		e[n].bytes = dir_bytes(p);
+		total += e[n].bytes;
+		n++;
+	}
+	closedir(d);
+	qsort(e, n, sizeof(*e), cmp_entry);
+	for (i = 0; i < n && total > limit; i++) {
+		char *lock;
+		int fd;
+		if (asprintf(&lock, "%s/lock", e[i].path) < 0)
+			continue;
+		fd = open(lock, O_RDWR | O_CLOEXEC);
+		/* A cache another daemon holds stays. */
+		if (fd >= 0 && flock(fd, LOCK_EX | LOCK_NB) == 0) {
+			rm_rf(e[i].path);
+			total -= e[i].bytes;
+		}
+		if (fd >= 0)
+			close(fd);
+		free(lock);
+	}
+	for (i = 0; i < n; i++)
+		free(e[i].path);
+	free(e);
+}
+
+static int open_image_file(const char *dir, const char *name, uint64_t size, char **path, int *fd)
+{
+	if (asprintf(path, "%s/%s", dir, name) < 0) {
+		*path = NULL;
+		return -ENOMEM;
+	}
+	*fd = open(*path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	if (*fd < 0)
+		return cl_errorf(-errno, "%s: %s", *path, strerror(errno));
+	if (ftruncate(*fd, (off_t)size) < 0)
+		return cl_errorf(-errno, "%s: %s", *path, strerror(errno));
+	return 0;
+}
+
+static int make_temp_dir(const char *prefix, char **out)
+{
+	const char *tmp = getenv("TMPDIR");
+
+	if (asprintf(out, "%s/%s-XXXXXX", tmp && *tmp ? tmp : "/var/tmp", prefix) < 0) {
+		*out = NULL;
+		return -ENOMEM;
+	}
+	if (!mkdtemp(*out))
+		return cl_errorf(-errno, "%s: cannot create: %s", *out, strerror(errno));
+	return 0;
+}
+
+/* The cache directory of this overlay, locked; a private temporary one if
+ * the shared one cannot be had (read-only, in use, or no_cache). */
+static int setup_cache(struct cl_lazy *l)
+{
+	char id[2 * CL_SHA256_LEN + 1], *root = NULL, *lock = NULL;
+	uint64_t need = 0;
+	int r, i;
+
+	cl_hex(l->m->id, CL_SHA256_LEN, id);
+	for (i = 0; i < CL_NIMAGES; i++)
+		need += (uint64_t)l->img[i].nrecs * l->cs;
+	if (!l->o.no_cache) {
+		if (l->o.cache_dir)
+			root = strdup(l->o.cache_dir);
+		else if (asprintf(&root, "%s/cache", cl_home()) < 0)
+			root = NULL;
+		if (!root)
+			return -ENOMEM;
+		if (asprintf(&l->cache_dir, "%s/%s", root, id) < 0) {
+			l->cache_dir = NULL;
+			free(root);
+			return -ENOMEM;
+		}
+		if (cl_mkdir_p(l->cache_dir, 0700) == 0 && asprintf(&lock, "%s/lock", l->cache_dir) >= 0) {
+			l->cache_lock_fd = open(lock, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+			if (l->cache_lock_fd >= 0 && flock(l->cache_lock_fd, LOCK_EX | LOCK_NB) == 0) {
+				utimensat(AT_FDCWD, l->cache_dir, NULL, 0);
+				evict(root, l->cache_dir, l->o.cache_limit, need);
+				free(lock);
+				free(root);
+				return 0;
+			}
+			if (l->cache_lock_fd >= 0)
+				close(l->cache_lock_fd);
+			l->cache_lock_fd = -1;
+		}
+		free(lock);
+		free(root);
+		free(l->cache_dir);
+		l->cache_dir = NULL;
+		cl_error_clear();
+	}
+	r = make_temp_dir("cloudlet-cache", &l->cache_dir);
+	if (r < 0)
+		return r;
+	l->cache_private = 1;
+	return 0;
+}
+
+static int setup_files(struct cl_lazy *l)
+{
+	static const char *cache_names[CL_NIMAGES] = {"disk.cache", "memory.cache"};
+	static const char *store_names[CL_NIMAGES] = {"disk.store", "memory.store"};
+	int r, i;
+
+	r = setup_cache(l);
+	if (r < 0)
+		return r;
+	if (l->o.store_dir) {
+		l->store_dir = strdup(l->o.store_dir);
+		if (!l->store_dir)
+			return -ENOMEM;
+		r = cl_mkdir_p(l->store_dir, 0700);
+	} else {
+		r = make_temp_dir("cloudlet-store", &l->store_dir);
+		l->store_created = 1;
+	}
+	if (r < 0)
+		return r;
+	for (i = 0; i < CL_NIMAGES; i++) {
+		struct image *img = &l->img[i];
+		r = open_image_file(l->cache_dir, cache_names[i], img->size, &img->cache_path,
+				    &img->cache_fd);
+		if (r < 0)
+			return r;
+		/* A kept store is not reused: its map of modified chunks is
+		 * not kept, so start afresh. */
+		r = open_image_file(l->store_dir, store_names[i], 0, &img->store_path,
+				    &img->store_fd);
+		if (r == 0 && ftruncate(img->store_fd, (off_t)img->size) < 0)
+			r = cl_errorf(-errno, "%s: %s", img->store_path, strerror(errno));
+		if (r < 0)
+			return r;
+	}
+	return 0;
+}
+
+/* ---- blobs: device state and domain XML ---- */
+
+/* The blobs come from the cache directory if a checked copy is there,
+ * otherwise their segment is fetched (and decoded into the cache) now. */
+static int load_blobs(struct cl_lazy *l)
+{
+	static const char *names[2] = {"state", "domain.xml"};
+	const struct cl_blob *b;
+	uint8_t h[CL_SHA256_LEN], *raw, *spill;
+	char *path;
+	int i, r;
+
+	for (i = 0; i < 2; i++) {
+		b = i ? &l->m->domain : &l->m->state;
+		if (!b->present)
+			continue;
+		if (asprintf(&path, "%s/%s", l->cache_dir, names[i]) < 0)
+			return -ENOMEM;
+		if (cl_read_file(path, CL_SEGMENT_MAX, &l->blob[i], &l->blob_len[i]) == 0) {
+			cl_sha256(l->blob[i], l->blob_len[i], h);
+			if (!memcmp(h, b->sha256, CL_SHA256_LEN)) {
+				free(path);
+				continue;
+			}
+			free(l->blob[i]);
+			l->blob[i] = NULL;
+		}
+		cl_error_clear();
+		r = cl_segment_fetch(l->m, l->pack, b->p.seg, &raw);
+		if (r == 0)
+			r = cl_blob_extract(l->m, b, raw, &l->blob[i], &l->blob_len[i]);
+		if (r < 0) {
+			free(raw);
+			free(path);
+			return r;
+		}
+		cl_write_file_atomic(path, l->blob[i], l->blob_len[i], 0600);
+		free(path);
+		pthread_mutex_lock(&l->lock);
+		r = l->seg[b->p.seg].state == SEG_ABSENT;
+		if (r)
+			l->seg[b->p.seg].state = SEG_FETCHING;
+		pthread_mutex_unlock(&l->lock);
+		if (r) {
+			/* The rest of that segment is wanted first anyway. */
+			r = decode_into_cache(l, b->p.seg, raw);
+			spill = NULL;
+			if (r < 0 && r != -EBADMSG && r != -ENOMEM) {
+				spill = raw;
+				raw = NULL;
+				r = 0;
+			}
+			segment_outcome(l, b->p.seg, r, spill, 0);
+		}
+		free(raw);
+	}
+	cl_error_clear();
+	return 0;
+}
+
+/* ---- life cycle ---- */
+
+static void free_all(struct cl_lazy *l)
+{
+	uint32_t s;
+	int i, k;
+
+	for (i = 0; i < CL_NIMAGES; i++) {
+		struct image *img = &l->img[i];
+		if (img->cache_fd >= 0)
+			close(img->cache_fd);
+		if (img->store_fd >= 0)
+			close(img->store_fd);
+		if (!l->o.keep_store && img->store_path)
+			unlink(img->store_path);
+		free(img->cache_path);
+		free(img->store_path);
+		free(img->recs);
+		free(img->allrecs);
+		free(img->modified);
+		free(img->verified);
+		for (k = 0; k < CL_EV_KINDS; k++) {
+			free(img->log[k].ev);
+			free(img->log[k].seen);
+		}
+		free(l->seg_nrec[i]);
+	}
+	if (l->seg) {
+		for (s = 0; s < l->m->nsegments; s++) {
+			free(l->seg[s].w);
+			free(l->seg[s].raw);
+		}
+	}
+	if (l->cache_private && l->cache_dir)
+		rm_rf(l->cache_dir);
+	if (l->store_created && !l->o.keep_store && l->store_dir)
+		rmdir(l->store_dir);
+	if (l->cache_lock_fd >= 0)
+		close(l->cache_lock_fd);
+	free(l->seg);
+	free(l->seg_start);
+	free(l->seg_recs);
+	free(l->blob[0]);
+	free(l->blob[1]);
+	free(l->cache_dir);
+	free(l->store_dir);
+	free(l->meta_location);
+	cl_source_close(l->pack);
+	cl_meta_free(l->m);
+	cl_base_free(l->base);
+	pthread_mutex_destroy(&l->lock);
+	pthread_mutex_destroy(&l->store_lock);
+	pthread_cond_destroy(&l->work);
+	pthread_cond_destroy(&l->tick);
+	free(l);
+}
+
+static int init_images(struct cl_lazy *l)
+{
+	int i, k;
+
+	for (i = 0; i < CL_NIMAGES; i++) {
+		struct image *img = &l->img[i];
+		img->size = l->m->image_size[i];
+		img->nchunks = cl_chunk_count(img->size, l->cs);
+		img->modified = calloc(img->nchunks / 8 + 1, 1);
+		img->verified = calloc(img->nchunks / 8 + 1, 1);
+		if (!img->modified || !img->verified)
+			return -ENOMEM;
+		for (k = 0; k < CL_EV_KINDS; k++) {
+			img->log[k].seen = calloc(img->nchunks / 8 + 1, 1);
+			if (!img->log[k].seen)
+				return -ENOMEM;
+		}
+		img->missing = img->nrecs;
+		img->st.chunk_size = l->cs;
+		img->st.chunks = img->nchunks;
+		img->st.chunks_overlay = img->nallrecs;
+		img->timeout_ms = i == CL_MEMORY ? l->o.memory_timeout_ms : l->o.timeout_ms;
+	}
+	return 0;
+}
+
+int cl_lazy_open(const char *base, const char *overlay, const struct cl_lazy_opts *opts,
+		 struct cl_lazy **out)
+{
+	struct cl_source_opts so = {0};
+	struct cl_lazy *l;
+	char *packloc = NULL;
+	int r, i;
+
+	if (!base || !overlay || !out)
+		return -EINVAL;
+	l = calloc(1, sizeof(*l));
+	if (!l)
+		return -ENOMEM;
+	if (opts)
+		l->o = *opts;
+	if (!l->o.connections)
+		l->o.connections = DEFAULT_CONNECTIONS;
+	if (!l->o.timeout_ms)
+		l->o.timeout_ms = DEFAULT_TIMEOUT_MS;
+	if (!l->o.memory_timeout_ms)
+		l->o.memory_timeout_ms = DEFAULT_MEM_TIMEOUT;
+	if (!l->o.cache_limit)
+		l->o.cache_limit = DEFAULT_CACHE_LIMIT;
+	l->t0 = now();
+	l->cache_lock_fd = -1;
+	for (i = 0; i < CL_NIMAGES; i++)
+		l->img[i].cache_fd = l->img[i].store_fd = -1;
+	l->waiters.next = l->waiters.prev = &l->waiters;
+	pthread_mutex_init(&l->lock, NULL);
+	pthread_mutex_init(&l->store_lock, NULL);
+	{
+		pthread_condattr_t ca;
+		pthread_condattr_init(&ca);
+		pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+		pthread_cond_init(&l->work, &ca);
+		pthread_cond_init(&l->tick, &ca);
+		pthread_condattr_destroy(&ca);
+	}
+
+	r = cl_meta_load(overlay, &l->m, &l->meta_location);
+	if (r < 0)
+		goto fail;
+	r = cl_base_find(base, &l->base);
+	if (r < 0)
+		goto fail;
+	r = cl_synth_check_base(l->m, l->base, l->meta_location);
+	if (r < 0)
+		goto fail;
+	l->cs = l->m->chunk_size;
+	so.timeout_ms = l->o.fetch_timeout_ms;
+	so.retries = l->o.retries;
+	so.connections = l->o.connections;
+	r = cl_source_sibling(l->meta_location, l->m->pack, &packloc);
+	if (r < 0)
+		goto fail;
+	r = cl_source_open(packloc, &so, &l->pack);
+	if (r < 0)
+		goto fail;
+	if (cl_source_size(l->pack) != l->m->pack_size) {
+		r = cl_errorf(-EBADMSG, "%s: pack is %llu bytes, the meta says %llu", packloc,
+			      (unsigned long long)cl_source_size(l->pack),
+			      (unsigned long long)l->m->pack_size);
+		goto fail;
+	}
+	l->ranges = cl_source_has_ranges(l->pack);
+	l->seg = calloc((size_t)l->m->nsegments + 1, sizeof(*l->seg));
+	if (!l->seg) {
+		r = -ENOMEM;
+		goto fail;
+	}
+	r = index_records(l);
+	if (r == 0)
+		r = init_images(l);
+	if (r == 0)
+		r = setup_files(l);
+	if (r < 0)
+		goto fail;
+	pthread_mutex_lock(&l->lock);
+	load_map(l);
+	pthread_mutex_unlock(&l->lock);
+	r = load_blobs(l);
+	if (r < 0)
+		goto fail;
+	free(packloc);
+	*out = l;
+	return 0;
+
+fail:
+	free(packloc);
+	free_all(l);
+	return r;
+}
+
+int cl_lazy_start(struct cl_lazy *l)
+{
+	unsigned i, n;
+	int r;
+
+	if (!l || l->started)
+		return -EINVAL;
+	n = l->ranges ? l->o.connections : 1;
+	l->threads = calloc(n, sizeof(pthread_t));
+	if (!l->threads)
+		return -ENOMEM;
+	pthread_mutex_lock(&l->lock);
+	l->started = 1;
+	l->nthreads = n;
+	pthread_mutex_unlock(&l->lock);
+	for (i = 0; i < n; i++) {
+		r = pthread_create(&l->threads[i], NULL, l->ranges ? worker_main : stream_main, l);
+		if (r) {
+			l->nthreads = i;
+			return cl_errorf(-r, "cannot start fetch threads: %s", strerror(r));
+		}
+	}
+	r = pthread_create(&l->timer, NULL, timer_main, l);
+	if (r)
+		return cl_errorf(-r, "cannot start the timer thread: %s", strerror(r));
+	l->timer_started = 1;
+	return 0;
+}
+
+void cl_lazy_shutdown(struct cl_lazy *l)
+{
+	struct waiter *done = NULL, *w;
+	struct evwait *ready;
+
+	if (!l)
+		return;
+	pthread_mutex_lock(&l->lock);
+	l->shutdown = 1;
+	while ((w = l->waiters.next) != &l->waiters) {
+		_drop_waiter(l, w);
+		w->result = -EIO;
+		w->cnext = done;
+		done = w;
+	}
+	ready = _ready_evwaits(l);
+	pthread_cond_broadcast(&l->work);
+	pthread_cond_broadcast(&l->tick);
+	pthread_mutex_unlock(&l->lock);
+	run_evwaits(ready);
+	for (; done; done = w) {
+		w = done->cnext;
+		finish(l, done, -EIO);
+	}
+}
+
+void cl_lazy_close(struct cl_lazy *l)
+{
+	unsigned i;
+
+	if (!l)
+		return;
+	cl_lazy_shutdown(l);
+	for (i = 0; i < l->nthreads; i++)
+		pthread_join(l->threads[i], NULL);
+	if (l->timer_started)
+		pthread_join(l->timer, NULL);
+	free(l->threads);
+	if (!l->cache_private)
+		save_map(l);
+	free_all(l);
+}
+
+const struct cl_meta *cl_lazy_meta(const struct cl_lazy *l)
+{
+	return l->m;
+}
+
+uint64_t cl_lazy_size(const struct cl_lazy *l, enum cl_image_id image)
+{
+	return (unsigned)image < CL_NIMAGES ? l->img[image].size : 0;
+}
+
+void cl_lazy_blob(const struct cl_lazy *l, int which, const void **data, size_t *len)
+{
+	which = which ? 1 : 0;
+	*data = l->blob[which];
+	*len = l->blob[which] ? l->blob_len[which] : 0;
+}
+
+void cl_lazy_stats(struct cl_lazy *l, struct cl_lazy_stats *st)
+{
+	int i;
+
+	memset(st, 0, sizeof(*st));
+	pthread_mutex_lock(&l->lock);
+	for (i = 0; i < CL_NIMAGES; i++) {
+		st->image[i] = l->img[i].st;
+		st->image[i].chunks_present = l->img[i].nchunks - l->img[i].missing;
+		st->image[i].chunks_fetched = l->img[i].log[CL_EV_PRESENT].n;
+	}
+	st->state = l->state;
+	if (l->cache_note[0] && !l->reason[0])
+		snprintf(st->reason, sizeof(st->reason), "%s", l->cache_note);
+	else
+		snprintf(st->reason, sizeof(st->reason), "%s", l->reason);
+	st->ranges = l->ranges;
+	st->segments = l->m->nsegments;
+	st->segments_present = l->segs_done;
+	st->pack_bytes = l->m->pack_size;
+	st->bytes_fetched = l->bytes_fetched;
+	st->cache_hits = l->cache_hits;
+	st->seconds = now() - l->t0;
+	pthread_mutex_unlock(&l->lock);
+}
+
+size_t cl_lazy_events(struct cl_lazy *l, enum cl_image_id image, enum cl_lazy_event_kind kind,
+		      uint64_t from, struct cl_lazy_event *out, size_t max)
+{
+	struct evlog *e;
+	size_t n = 0;
+
+	if (!l || (unsigned)image >= CL_NIMAGES || (unsigned)kind >= CL_EV_KINDS || !out)
+		return 0;
+	pthread_mutex_lock(&l->lock);
+	e = &l->img[image].log[kind];
+	if (from < e->n) {
+		n = e->n - from < max ? (size_t)(e->n - from) : max;
+		memcpy(out, e->ev + from, n * sizeof(*out));
+	}
+	pthread_mutex_unlock(&l->lock);
+	return n;
+}
+
+void *cl_lazy_events_wait(struct cl_lazy *l, enum cl_image_id image, enum cl_lazy_event_kind kind,
+			  uint64_t from, cl_lazy_done_fn done, void *ctx)
+{
+	struct evwait *w;
+	int now_result = 1;
+
+	if (!l || (unsigned)image >= CL_NIMAGES || (unsigned)kind >= CL_EV_KINDS || !done) {
+		if (done)
+			done(ctx, -EINVAL);
+		return NULL;
+	}
+	w = calloc(1, sizeof(*w));
+	pthread_mutex_lock(&l->lock);
+	if (l->img[image].log[kind].n > from)
+		now_result = 0;
+	else if (l->shutdown)
+		now_result = -ESHUTDOWN;
+	else if (!w)
+		now_result = -ENOMEM;
+	if (now_result == 1) {
+		w->image = image;
+		w->kind = kind;
+		w->from = from;
+		w->done = done;
+		w->ctx = ctx;
+		w->next = l->evwaits;
+		l->evwaits = w;
+	}
+	pthread_mutex_unlock(&l->lock);
+	if (now_result != 1) {
+		free(w);
+		done(ctx, now_result);
+		return NULL;
+	}
+	return w;
+}
+
+void cl_lazy_events_cancel(struct cl_lazy *l, void *handle)
+{
+	struct evwait **pp, *w = NULL;
+
+	if (!l || !handle)
+		return;
+	pthread_mutex_lock(&l->lock);
+	for (pp = &l->evwaits; *pp; pp = &(*pp)->next)
+		if (*pp == handle) {
+			w = *pp;
+			*pp = w->next;
+			break;
+		}
+	pthread_mutex_unlock(&l->lock);
+	if (w) {
+		w->done(w->ctx, -ECANCELED);
+		free(w);
+	}
+}

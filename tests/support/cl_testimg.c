@@ -1,0 +1,114 @@
+#include "cl_testimg.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+const char *cl_test_path(const char *dir, const char *name)
+{
+	static char buf[8][512];
+	static int slot;
+
+	slot = (slot + 1) & 7;
+	snprintf(buf[slot], sizeof(buf[slot]), "%s/%s", dir, name);
+	return buf[slot];
+}
+
+/* xorshift64*: an LCG's low bits repeat within a few chunks, which would
+ * turn "random" chunks into duplicates. */
+static uint8_t rnd(uint64_t *s)
+{
+	*s ^= *s >> 12;
+	*s ^= *s << 25;
+	*s ^= *s >> 27;
+	return (uint8_t)((*s * 2685821657736338717ull) >> 56);
+}
+
+static int write_file(const char *dir, const char *name, const uint8_t *data, size_t len)
+{
+	FILE *f = fopen(cl_test_path(dir, name), "wb");
+	int ok;
+
+	if (!f)
+		return -1;
+	ok = fwrite(data, 1, len, f) == len;
+	return fclose(f) == 0 && ok ? 0 : -1;
+}
+
+int cl_test_images(char *dir)
+{
+	const size_t cs = CL_TEST_CS, dsz = 300 * cs + 100, msz = 200 * cs;
+	uint8_t *bd, *bm, *nd, *nm;
+	uint64_t s = 42;
+	size_t i;
+	int r = -1;
+
+	strcpy(dir, "/tmp/cl-test-XXXXXX");
+	if (!mkdtemp(dir))
+		return -1;
+	setenv("CLOUDLET_HOME", cl_test_path(dir, "home"), 1);
+	bd = calloc(1, dsz);
+	bm = calloc(1, msz);
+	nd = malloc(dsz + 2 * cs);
+	nm = malloc(msz);
+	if (!bd || !bm || !nd || !nm)
+		goto out;
+	for (i = 0; i < dsz / 2; i++)
+		bd[i] = rnd(&s);
+	for (i = 0; i < msz; i++)
+		bm[i] = (uint8_t)(i / cs);
+	memcpy(nd, bd, dsz);
+	memset(nd + dsz, 0xee, 2 * cs);
+	memcpy(nm, bm, msz);
+	memset(nd, 0, cs);
+	memcpy(nd + 200 * cs, bm + 5 * cs, cs);
+	memcpy(nm + 10 * cs, bd + 7 * cs, cs);
+	for (i = 0; i < 20; i++)
+		nd[(20 + i) * cs + 99] ^= 0xff;
+	for (i = 0; i < 30 * cs; i++)
+		nm[100 * cs + i] = rnd(&s);
+	memcpy(nd + 250 * cs, nm + 100 * cs, 3 * cs);
+	nd[dsz + 2 * cs - 1] = 1;
+	if (write_file(dir, "bd", bd, dsz) || write_file(dir, "bm", bm, msz) ||
+	    write_file(dir, "nd", nd, dsz + 2 * cs) || write_file(dir, "nm", nm, msz) ||
+	    write_file(dir, "state", (const uint8_t *)"device state", 12))
+		goto out;
+	r = 0;
+out:
+	free(bd);
+	free(bm);
+	free(nd);
+	free(nm);
+	return r;
+}
+
+uint8_t *cl_test_read(const char *path, size_t *len)
+{
+	FILE *f = fopen(path, "rb");
+	uint8_t *buf;
+	long n;
+
+	if (!f)
+		return NULL;
+	fseek(f, 0, SEEK_END);
+	n = ftell(f);
+	fseek(f, 0, SEEK_SET);
+	buf = malloc((size_t)n + 1);
+	if (buf && fread(buf, 1, (size_t)n, f) != (size_t)n) {
+		free(buf);
+		buf = NULL;
+	}
+	fclose(f);
+	*len = (size_t)n;
+	return buf;
+}
+
+void cl_test_cleanup(const char *dir)
+{
+	char cmd[600];
+
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+	if (system(cmd) != 0)
+		fprintf(stderr, "cannot remove %s\n", dir);
+}
