@@ -30,6 +30,9 @@ struct cl_out {
 	char *tmp;
 };
 int cl_out_open(struct cl_out *o, const char *path, mode_t mode);
+/* Forces the data to disk (where a full disk shows up) without renaming:
+ * lets several outputs be checked before any of them replaces a file. */
+int cl_out_flush(struct cl_out *o);
 int cl_out_commit(struct cl_out *o);
 void cl_out_abort(struct cl_out *o);
 /* Writes a whole buffer to path through cl_out. */

@@ -111,6 +111,7 @@ struct cl_lazy {
 	struct cl_base *base;
 	struct cl_meta *m;
 	char *meta_location;
+	char *pack_location;
 	struct cl_source *pack;
 	int ranges;
 	uint32_t cs;
@@ -1067,12 +1068,12 @@ static int fetch_segment(struct cl_lazy *l, uint32_t s, const uint8_t *comp, uin
 		r = cl_segment_decode(l->m, s, comp, l->m->segments[s].clen, raw);
 		if (r < 0) {
 			free(raw);
-			return r;
+			return cl_errorf(r, "%s: %s", l->pack_location, cl_error_msg());
 		}
 	} else {
 		r = cl_segment_fetch(l->m, l->pack, s, &raw);
 		if (r < 0)
-			return r;
+			return cl_errorf(r, "%s: %s", l->pack_location, cl_error_msg());
 	}
 	r = decode_into_cache(l, s, raw);
 	if (r < 0 && r != -EBADMSG && r != -ENOMEM) {
@@ -1080,6 +1081,8 @@ static int fetch_segment(struct cl_lazy *l, uint32_t s, const uint8_t *comp, uin
 		return 0;
 	}
 	free(raw);
+	if (r < 0)
+		cl_errorf(r, "%s: %s", l->pack_location, cl_error_msg());
 	return r;
 }
 
@@ -1274,7 +1277,7 @@ static void *timer_main(void *arg)
 				_drop_waiter(l, w);
 				memcpy(last, l->reason, sizeof(last));
 				snprintf(l->reason, sizeof(l->reason),
-					 "a %s request waited %u s for its data (last error: %s)",
+					 "a %s request waited %u s for its data (last error: %.150s)",
 					 cl_image_name(w->image), l->img[w->image].timeout_ms / 1000,
 					 last[0] ? last : "none");
 				w->result = -EIO;
@@ -1448,7 +1451,8 @@ static void evict(const char *root, const char *mine, uint64_t limit, uint64_t n
 		n++;
 	}
 	closedir(d);
-	qsort(e, n, sizeof(*e), cmp_entry);
+	if (n)
+		qsort(e, n, sizeof(*e), cmp_entry);
 	for (i = 0; i < n && total > limit; i++) {
 		char *lock;
 		int fd;
@@ -1690,6 +1694,7 @@ static void free_all(struct cl_lazy *l)
 	free(l->cache_dir);
 	free(l->store_dir);
 	free(l->meta_location);
+	free(l->pack_location);
 	cl_source_close(l->pack);
 	cl_meta_free(l->m);
 	cl_base_free(l->base);
@@ -1731,7 +1736,7 @@ int cl_lazy_open(const char *base, const char *overlay, const struct cl_lazy_opt
 {
 	struct cl_source_opts so = {0};
 	struct cl_lazy *l;
-	char *packloc = NULL;
+	char *packloc;
 	int r, i;
 
 	if (!base || !overlay || !out)
@@ -1778,9 +1783,10 @@ int cl_lazy_open(const char *base, const char *overlay, const struct cl_lazy_opt
 	so.timeout_ms = l->o.fetch_timeout_ms;
 	so.retries = l->o.retries;
 	so.connections = l->o.connections;
-	r = cl_source_sibling(l->meta_location, l->m->pack, &packloc);
+	r = cl_source_sibling(l->meta_location, l->m->pack, &l->pack_location);
 	if (r < 0)
 		goto fail;
+	packloc = l->pack_location;
 	r = cl_source_open(packloc, &so, &l->pack);
 	if (r < 0)
 		goto fail;
@@ -1809,12 +1815,10 @@ int cl_lazy_open(const char *base, const char *overlay, const struct cl_lazy_opt
 	r = load_blobs(l);
 	if (r < 0)
 		goto fail;
-	free(packloc);
 	*out = l;
 	return 0;
 
 fail:
-	free(packloc);
 	free_all(l);
 	return r;
 }

@@ -66,6 +66,36 @@ static void pack_blob(msgpack_packer *pk, const struct cl_blob *b)
 	pack_bin(pk, b->sha256, CL_SHA256_LEN);
 }
 
+/* The outer map: format, version, and the body with its SHA-256, so that
+ * a damaged meta (a flipped size, say) is refused rather than obeyed. */
+static int wrap(uint32_t version, msgpack_sbuffer *body, void **buf, size_t *len)
+{
+	uint8_t h[CL_SHA256_LEN];
+	msgpack_sbuffer sb;
+	msgpack_packer pk;
+
+	cl_sha256(body->data, body->size, h);
+	msgpack_sbuffer_init(&sb);
+	msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+	msgpack_pack_map(&pk, 4);
+	pack_key(&pk, "format");
+	pack_key(&pk, META_FORMAT);
+	pack_key(&pk, "version");
+	msgpack_pack_uint32(&pk, version);
+	pack_key(&pk, "body_sha256");
+	pack_bin(&pk, h, CL_SHA256_LEN);
+	pack_key(&pk, "body");
+	pack_bin(&pk, body->data, body->size);
+	msgpack_sbuffer_destroy(body);
+	if (!sb.data) {
+		msgpack_sbuffer_destroy(&sb);
+		return -ENOMEM;
+	}
+	*buf = sb.data;
+	*len = sb.size;
+	return 0;
+}
+
 int cl_meta_encode(const struct cl_meta *m, void **buf, size_t *len)
 {
 	msgpack_sbuffer sb;
@@ -81,11 +111,7 @@ int cl_meta_encode(const struct cl_meta *m, void **buf, size_t *len)
 	msgpack_sbuffer_init(&sb);
 	msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
 
-	msgpack_pack_map(&pk, 14);
-	pack_key(&pk, "format");
-	pack_key(&pk, META_FORMAT);
-	pack_key(&pk, "version");
-	msgpack_pack_uint32(&pk, m->version);
+	msgpack_pack_map(&pk, 12);
 	pack_key(&pk, "base_id");
 	pack_bin(&pk, m->base_id, CL_SHA256_LEN);
 	pack_key(&pk, "chunk_size");
@@ -149,9 +175,7 @@ int cl_meta_encode(const struct cl_meta *m, void **buf, size_t *len)
 		msgpack_sbuffer_destroy(&sb);
 		return -ENOMEM;
 	}
-	*buf = sb.data;
-	*len = sb.size;
-	return 0;
+	return wrap(m->version, &sb, buf, len);
 }
 
 /* ---- parsing ---- */
@@ -238,7 +262,9 @@ static int parse_blob(const struct parse *ps, struct cl_meta *m, const char *key
 {
 	const msgpack_object *o = map_get(ps->root, key), *it;
 
-	if (!o || o->type == MSGPACK_OBJECT_NIL)
+	if (!o)
+		return cl_errorf(-EBADMSG, "%s: corrupt meta: no %s entry", ps->name, key);
+	if (o->type == MSGPACK_OBJECT_NIL)
 		return 0;
 	if (get_array(o, 4, &it) < 0 || get_u32(&it[0], UINT32_MAX, &b->p.seg) < 0 ||
 	    get_u32(&it[1], UINT32_MAX, &b->p.off) < 0 ||
@@ -372,24 +398,12 @@ out:
 	return r;
 }
 
-static int parse_root(const struct parse *ps, struct cl_meta *m)
+static int parse_body(const struct parse *ps, struct cl_meta *m)
 {
 	const msgpack_object *o, *it;
 	char *s = NULL;
-	uint64_t v;
 	int r, i;
 
-	o = map_get(ps->root, "format");
-	if (!o || o->type != MSGPACK_OBJECT_STR || o->via.str.size != strlen(META_FORMAT) ||
-	    memcmp(o->via.str.ptr, META_FORMAT, o->via.str.size))
-		return cl_errorf(-EBADMSG, "%s: not a cloudlet overlay-meta", ps->name);
-	if (get_u64(map_get(ps->root, "version"), UINT32_MAX, &v) < 0)
-		return cl_errorf(-EBADMSG, "%s: corrupt meta: no version", ps->name);
-	if (v != CL_META_VERSION)
-		return cl_errorf(-EPROTONOSUPPORT,
-				 "%s: overlay format version %llu; this cloudlet reads version %d",
-				 ps->name, (unsigned long long)v, CL_META_VERSION);
-	m->version = (uint32_t)v;
 	if (get_sha(map_get(ps->root, "base_id"), m->base_id) < 0 ||
 	    get_u32(map_get(ps->root, "chunk_size"), 1u << 20, &m->chunk_size) < 0 ||
 	    m->chunk_size < 512 || (m->chunk_size & (m->chunk_size - 1)))
@@ -429,9 +443,39 @@ static int parse_root(const struct parse *ps, struct cl_meta *m)
 	return parse_chunks(ps, m);
 }
 
+/* Checks the outer map and returns its body. */
+static int parse_outer(const msgpack_object *root, const char *name, struct cl_meta *m,
+		       const msgpack_object **body)
+{
+	const msgpack_object *o;
+	uint8_t want[CL_SHA256_LEN], have[CL_SHA256_LEN];
+	uint64_t v;
+
+	o = map_get(root, "format");
+	if (!o || o->type != MSGPACK_OBJECT_STR || o->via.str.size != strlen(META_FORMAT) ||
+	    memcmp(o->via.str.ptr, META_FORMAT, o->via.str.size))
+		return cl_errorf(-EBADMSG, "%s: not a cloudlet overlay-meta", name);
+	if (get_u64(map_get(root, "version"), UINT32_MAX, &v) < 0)
+		return cl_errorf(-EBADMSG, "%s: corrupt meta: no version", name);
+	if (v != CL_META_VERSION)
+		return cl_errorf(-EPROTONOSUPPORT,
+				 "%s: overlay format version %llu; this cloudlet reads version %d",
+				 name, (unsigned long long)v, CL_META_VERSION);
+	m->version = (uint32_t)v;
+	o = map_get(root, "body");
+	if (!o || o->type != MSGPACK_OBJECT_BIN || get_sha(map_get(root, "body_sha256"), want) < 0)
+		return cl_errorf(-EBADMSG, "%s: corrupt meta: no body", name);
+	cl_sha256(o->via.bin.ptr, o->via.bin.size, have);
+	if (memcmp(want, have, CL_SHA256_LEN))
+		return cl_errorf(-EBADMSG, "%s: corrupt meta: checksum mismatch", name);
+	*body = o;
+	return 0;
+}
+
 int cl_meta_parse(const void *buf, size_t len, const char *name, struct cl_meta **out)
 {
-	msgpack_unpacked up;
+	msgpack_unpacked up, inner;
+	const msgpack_object *body = NULL;
 	struct cl_meta *m;
 	struct parse ps;
 	size_t off = 0;
@@ -443,6 +487,7 @@ int cl_meta_parse(const void *buf, size_t len, const char *name, struct cl_meta 
 	if (!m)
 		return -ENOMEM;
 	msgpack_unpacked_init(&up);
+	msgpack_unpacked_init(&inner);
 	if (msgpack_unpack_next(&up, buf, len, &off) != MSGPACK_UNPACK_SUCCESS ||
 	    up.data.type != MSGPACK_OBJECT_MAP) {
 		r = cl_errorf(-EBADMSG, "%s: not a cloudlet overlay-meta (corrupt or truncated)",
@@ -453,17 +498,29 @@ int cl_meta_parse(const void *buf, size_t len, const char *name, struct cl_meta 
 		r = cl_errorf(-EBADMSG, "%s: corrupt meta: %zu trailing bytes", name, len - off);
 		goto fail;
 	}
+	r = parse_outer(&up.data, name, m, &body);
+	if (r < 0)
+		goto fail;
+	off = 0;
+	if (msgpack_unpack_next(&inner, body->via.bin.ptr, body->via.bin.size, &off) !=
+		    MSGPACK_UNPACK_SUCCESS ||
+	    inner.data.type != MSGPACK_OBJECT_MAP || off != body->via.bin.size) {
+		r = cl_errorf(-EBADMSG, "%s: corrupt meta: bad body", name);
+		goto fail;
+	}
 	ps.name = name;
-	ps.root = &up.data;
-	r = parse_root(&ps, m);
+	ps.root = &inner.data;
+	r = parse_body(&ps, m);
 	if (r < 0)
 		goto fail;
 	cl_sha256(buf, len, m->id);
+	msgpack_unpacked_destroy(&inner);
 	msgpack_unpacked_destroy(&up);
 	*out = m;
 	return 0;
 
 fail:
+	msgpack_unpacked_destroy(&inner);
 	msgpack_unpacked_destroy(&up);
 	cl_meta_free(m);
 	return r;

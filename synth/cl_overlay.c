@@ -490,8 +490,12 @@ static int find_changes(struct builder *bd, uint8_t *changed[CL_NIMAGES], uint64
 	return 0;
 }
 
-static int write_meta(struct builder *bd, const char *outdir)
+/* Writes the meta to a temporary file and forces both outputs to disk
+ * before either replaces an earlier overlay, so that a full disk leaves
+ * the earlier pair intact. */
+static int commit_outputs(struct builder *bd, const char *outdir)
 {
+	struct cl_out meta;
 	char *path;
 	size_t len;
 	void *buf;
@@ -500,13 +504,28 @@ static int write_meta(struct builder *bd, const char *outdir)
 	r = cl_meta_encode(&bd->m, &buf, &len);
 	if (r < 0)
 		return r;
+	bd->st->meta_size = len;
 	if (asprintf(&path, "%s/%s", outdir, CL_META_NAME) < 0) {
 		free(buf);
 		return -ENOMEM;
 	}
-	r = cl_write_file_atomic(path, buf, len, 0644);
-	bd->st->meta_size = len;
+	r = cl_out_open(&meta, path, 0644);
 	free(path);
+	if (r < 0)
+		goto out;
+	r = cl_pwrite_full(meta.fd, buf, len, 0, meta.path);
+	if (r == 0)
+		r = cl_out_flush(&meta);
+	if (r == 0)
+		r = cl_out_flush(&bd->pack);
+	if (r == 0)
+		r = cl_out_commit(&bd->pack);
+	if (r < 0) {
+		cl_out_abort(&meta);
+		goto out;
+	}
+	r = cl_out_commit(&meta);
+out:
 	free(buf);
 	return r;
 }
@@ -626,14 +645,14 @@ int cl_overlay_create(struct cl_base *b, const char *disk, const char *memory, c
 	bd.m.pack_size = bd.pack_pos;
 	bd.st->pack_size = bd.pack_pos;
 	bd.st->nsegments = bd.m.nsegments;
-	r = cl_out_commit(&bd.pack);
+	r = commit_outputs(&bd, outdir);
 	if (r < 0)
-		goto out;
-	r = write_meta(&bd, outdir);
+		goto out_pack;
 	goto out;
 
 out_pack:
-	cl_out_abort(&bd.pack);
+	if (bd.pack.path)
+		cl_out_abort(&bd.pack);
 out:
 	for (i = 0; i < CL_NIMAGES; i++) {
 		if (bd.img[i].fd >= 0)

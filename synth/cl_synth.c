@@ -176,6 +176,8 @@ struct run {
 	const struct cl_base *b;
 	const struct cl_meta *m;
 	struct cl_source *pack;
+	char *pack_loc;             /* for messages */
+	const char *meta_loc;
 	int verify;                 /* count failures and go on */
 	struct cl_out out[CL_NIMAGES];
 	uint64_t *seg_start;        /* CSR: records of segment s are */
@@ -208,7 +210,8 @@ static int emit_chunk(struct run *rn, const struct cl_chunk *c, const uint8_t *s
 
 	r = cl_chunk_synthesize(rn->m, rn->b, c, seg_raw, buf);
 	if (r < 0)
-		return run_fail(rn, &rn->chunks_bad, r);
+		return run_fail(rn, &rn->chunks_bad,
+				cl_errorf(r, "%s: %s", rn->meta_loc, cl_error_msg()));
 	atomic_fetch_add(&rn->chunks_ok, 1);
 	if (rn->verify)
 		return 0;
@@ -235,14 +238,18 @@ static int run_segment(void *ctx, size_t s)
 	if (r < 0) {
 		/* Every chunk of a bad segment is bad too. */
 		atomic_fetch_add(&rn->chunks_bad, rn->seg_start[s + 1] - rn->seg_start[s]);
-		r = run_fail(rn, &rn->segments_bad, r);
+		r = run_fail(rn, &rn->segments_bad,
+			     cl_errorf(r, "%s: %s", rn->pack_loc, cl_error_msg()));
 		goto out;
 	}
 	for (k = 0; k < 2; k++) {
 		const struct cl_blob *bl = k ? &m->domain : &m->state;
 		if (bl->present && bl->p.seg == s) {
 			r = cl_blob_extract(m, bl, raw, &rn->blob_data[k], &rn->blob_len[k]);
-			if (r < 0 && (r = run_fail(rn, &rn->chunks_bad, r)) < 0)
+			if (r < 0)
+				r = run_fail(rn, &rn->chunks_bad,
+					     cl_errorf(r, "%s: %s", rn->pack_loc, cl_error_msg()));
+			if (r < 0)
 				goto out;
 		}
 	}
@@ -363,9 +370,11 @@ static int run_all(struct run *rn, const char *meta_location)
 	char *packloc = NULL;
 	int r;
 
-	r = cl_source_sibling(meta_location, rn->m->pack, &packloc);
+	rn->meta_loc = meta_location;
+	r = cl_source_sibling(meta_location, rn->m->pack, &rn->pack_loc);
 	if (r < 0)
 		return r;
+	packloc = rn->pack_loc;
 	r = cl_source_open(packloc, NULL, &rn->pack);
 	if (r < 0)
 		goto out;
@@ -387,7 +396,6 @@ static int run_all(struct run *rn, const char *meta_location)
 		r = cl_pfor(0, (rn->nplain + PLAIN_BATCH - 1) / PLAIN_BATCH, run_plain, rn);
 	cl_progress_end(&rn->prog);
 out:
-	free(packloc);
 	return r;
 }
 
@@ -400,6 +408,7 @@ static void run_free(struct run *rn, struct cl_apply_stats *st)
 		st->bytes_fetched = atomic_load(&rn->fetched);
 	}
 	cl_source_close(rn->pack);
+	free(rn->pack_loc);
 	free(rn->seg_start);
 	free(rn->seg_recs);
 	free(rn->plain);
@@ -464,13 +473,15 @@ int cl_apply(const struct cl_base *b, const struct cl_meta *m, const char *meta_
 	for (i = 0; i < CL_NIMAGES && r == 0; i++)
 		r = cl_out_commit(&rn.out[i]);
 	for (i = 0; i < 2 && r == 0; i++) {
-		if (!rn.blob_data[i])
-			continue;
 		if (asprintf(&path, "%s/%s", outdir, blob_names[i]) < 0) {
 			r = -ENOMEM;
 			break;
 		}
-		r = cl_write_file_atomic(path, rn.blob_data[i], rn.blob_len[i], 0644);
+		/* A state left by an earlier apply must not pass for this VM's. */
+		if (rn.blob_data[i])
+			r = cl_write_file_atomic(path, rn.blob_data[i], rn.blob_len[i], 0644);
+		else if (unlink(path) < 0 && errno != ENOENT)
+			r = cl_errorf(-errno, "%s: %s", path, strerror(errno));
 		free(path);
 	}
 out:

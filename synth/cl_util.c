@@ -149,6 +149,13 @@ fail:
 	return r;
 }
 
+int cl_out_flush(struct cl_out *o)
+{
+	if (fsync(o->fd) < 0)
+		return cl_errorf(-errno, "%s: %s", o->path, strerror(errno));
+	return 0;
+}
+
 int cl_out_commit(struct cl_out *o)
 {
 	int r = 0;

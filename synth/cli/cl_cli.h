@@ -11,6 +11,9 @@ int cl_cmd_overlay(int argc, char **argv);
 int cl_cmd_apply(int argc, char **argv);
 int cl_cmd_info(int argc, char **argv);
 int cl_cmd_verify(int argc, char **argv);
+int cl_cmd_mount(int argc, char **argv);
+int cl_cmd_umount(int argc, char **argv);
+int cl_cmd_trace(int argc, char **argv);
 
 /* Prints "cloudlet: <msg>" and, if hint is given, "hint: <hint>" for a
  * failure r (-errno) of the core; returns 1. */

@@ -106,10 +106,10 @@ int cl_cmd_apply(int argc, char **argv)
 		return cl_cli_fail(r, NULL);
 	r = cl_apply(b, m, loc, outdir, &st);
 	if (r == 0)
-		printf("synthesized %s/disk.img (%s) and %s/memory.img (%s)%s in %.2f s\n", outdir,
-		       cl_fmt_size(m->image_size[CL_DISK], 0), outdir,
-		       cl_fmt_size(m->image_size[CL_MEMORY], 1),
-		       m->state.present ? " with state and domain XML" : "", cl_now() - t0);
+		printf("synthesized %s/disk.img (%s) and %s/memory.img (%s)%s%s in %.2f s\n",
+		       outdir, cl_fmt_size(m->image_size[CL_DISK], 0), outdir,
+		       cl_fmt_size(m->image_size[CL_MEMORY], 1), m->state.present ? ", state" : "",
+		       m->domain.present ? ", domain.xml" : "", cl_now() - t0);
 	cl_base_free(b);
 	cl_meta_free(m);
 	free(loc);

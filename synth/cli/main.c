@@ -24,9 +24,13 @@ static const char usage[] =
 	"  apply IMAGE OVERLAY -o DIR    synthesize the customized VM's files into DIR\n"
 	"  info OVERLAY                  describe an overlay (--json for machines)\n"
 	"  verify IMAGE OVERLAY          check base id, every segment and every chunk\n"
+	"  mount IMAGE OVERLAY MOUNTPOINT\n"
+	"                                serve the customized VM lazily through cloudletfs\n"
+	"  umount MOUNTPOINT             stop it (waiting reads fail, open files too)\n"
+	"  trace MOUNTPOINT [SECONDS]    write the chunks the VM accessed, as a TRACE\n"
 	"\n"
-	"OVERLAY is the overlay-meta file or the directory that holds it; apply, info and\n"
-	"verify also take an http:// or https:// URL of the overlay-meta.\n"
+	"OVERLAY is the overlay-meta file or the directory that holds it; apply, info,\n"
+	"verify and mount also take an http:// or https:// URL of the overlay-meta.\n"
 	"\n"
 	"Options:\n"
 	"  -q, --quiet    no progress bars\n"
@@ -49,6 +53,8 @@ static const struct command commands[] = {
 	{"base", cl_cmd_base},       {"list-base", cl_cmd_list_base},
 	{"overlay", cl_cmd_overlay}, {"apply", cl_cmd_apply},
 	{"info", cl_cmd_info},       {"verify", cl_cmd_verify},
+	{"mount", cl_cmd_mount},     {"umount", cl_cmd_umount},
+	{"trace", cl_cmd_trace},
 };
 
 int cl_cli_fail(int r, const char *hint)

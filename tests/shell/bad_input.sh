@@ -215,7 +215,15 @@ def gen(d):
 
 
 def meta_spans(meta):
-    return mp_spans(open(meta, "rb").read())
+    """The meta's body (fields) with spans as offsets in the meta file."""
+    data = open(meta, "rb").read()
+    outer, ospans = mp_spans(data)
+    body = outer["body"]
+    base = ospans[("body",)][1] - len(body)
+    m, s = mp_spans(body)
+    s = {k: (a + base, b + base) for k, (a, b) in s.items()}
+    s.update(ospans)
+    return m, s
 
 
 def span(meta, what):

@@ -92,8 +92,9 @@ def mp_load(buf):
 
 
 def load_meta(path):
+    """The fields of an overlay-meta (inside its checksummed body)."""
     with open(path, "rb") as f:
-        return mp_load(f.read())
+        return mp_load(mp_load(f.read())["body"])
 
 
 def write(path, data):
