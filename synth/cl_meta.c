@@ -66,27 +66,43 @@ static void pack_blob(msgpack_packer *pk, const struct cl_blob *b)
 	pack_bin(pk, b->sha256, CL_SHA256_LEN);
 }
 
-/* The outer map: format, version, and the body with its SHA-256, so that
- * a damaged meta (a flipped size, say) is refused rather than obeyed. */
-static int wrap(uint32_t version, msgpack_sbuffer *body, void **buf, size_t *len)
+/* The outer map: format, version, and the body compressed with the
+ * overlay's codec (record fields and repeated hashes shrink by half) with
+ * the SHA-256 of the stored bytes, so that a damaged meta (a flipped size,
+ * say) is refused rather than obeyed. */
+static int wrap(uint32_t version, enum cl_codec codec, msgpack_sbuffer *body, void **buf,
+		size_t *len)
 {
 	uint8_t h[CL_SHA256_LEN];
 	msgpack_sbuffer sb;
 	msgpack_packer pk;
+	size_t zlen;
+	void *z;
+	int r;
 
-	cl_sha256(body->data, body->size, h);
+	r = cl_codec_compress(codec, cl_codec_max_level(codec), body->data, body->size, &z, &zlen);
+	if (r < 0) {
+		msgpack_sbuffer_destroy(body);
+		return r;
+	}
+	cl_sha256(z, zlen, h);
 	msgpack_sbuffer_init(&sb);
 	msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
-	msgpack_pack_map(&pk, 4);
+	msgpack_pack_map(&pk, 6);
 	pack_key(&pk, "format");
 	pack_key(&pk, META_FORMAT);
 	pack_key(&pk, "version");
 	msgpack_pack_uint32(&pk, version);
+	pack_key(&pk, "body_codec");
+	pack_key(&pk, cl_codec_name(codec));
+	pack_key(&pk, "body_size");
+	msgpack_pack_uint64(&pk, body->size);
 	pack_key(&pk, "body_sha256");
 	pack_bin(&pk, h, CL_SHA256_LEN);
 	pack_key(&pk, "body");
-	pack_bin(&pk, body->data, body->size);
+	pack_bin(&pk, z, zlen);
 	msgpack_sbuffer_destroy(body);
+	free(z);
 	if (!sb.data) {
 		msgpack_sbuffer_destroy(&sb);
 		return -ENOMEM;
@@ -175,7 +191,7 @@ int cl_meta_encode(const struct cl_meta *m, void **buf, size_t *len)
 		msgpack_sbuffer_destroy(&sb);
 		return -ENOMEM;
 	}
-	return wrap(m->version, &sb, buf, len);
+	return wrap(m->version, m->codec, &sb, buf, len);
 }
 
 /* ---- parsing ---- */
@@ -443,13 +459,17 @@ static int parse_body(const struct parse *ps, struct cl_meta *m)
 	return parse_chunks(ps, m);
 }
 
-/* Checks the outer map and returns its body. */
+/* Checks the outer map and returns its body, decompressed (the caller
+ * frees it). */
 static int parse_outer(const msgpack_object *root, const char *name, struct cl_meta *m,
-		       const msgpack_object **body)
+		       void **body, size_t *body_len)
 {
 	const msgpack_object *o;
 	uint8_t want[CL_SHA256_LEN], have[CL_SHA256_LEN];
-	uint64_t v;
+	enum cl_codec codec;
+	char *cname = NULL;
+	uint64_t v, size;
+	int r;
 
 	o = map_get(root, "format");
 	if (!o || o->type != MSGPACK_OBJECT_STR || o->via.str.size != strlen(META_FORMAT) ||
@@ -463,19 +483,35 @@ static int parse_outer(const msgpack_object *root, const char *name, struct cl_m
 				 name, (unsigned long long)v, CL_META_VERSION);
 	m->version = (uint32_t)v;
 	o = map_get(root, "body");
-	if (!o || o->type != MSGPACK_OBJECT_BIN || get_sha(map_get(root, "body_sha256"), want) < 0)
+	if (!o || o->type != MSGPACK_OBJECT_BIN || get_sha(map_get(root, "body_sha256"), want) < 0 ||
+	    get_u64(map_get(root, "body_size"), CL_META_MAX_SIZE, &size) < 0 ||
+	    get_str(map_get(root, "body_codec"), 16, &cname) < 0)
 		return cl_errorf(-EBADMSG, "%s: corrupt meta: no body", name);
+	r = cl_codec_parse(cname, &codec);
+	free(cname);
+	if (r < 0)
+		return cl_errorf(-EBADMSG, "%s: corrupt meta: unknown body codec", name);
 	cl_sha256(o->via.bin.ptr, o->via.bin.size, have);
 	if (memcmp(want, have, CL_SHA256_LEN))
 		return cl_errorf(-EBADMSG, "%s: corrupt meta: checksum mismatch", name);
-	*body = o;
+	*body = malloc(size ? size : 1);
+	if (!*body)
+		return -ENOMEM;
+	r = cl_codec_decompress(codec, o->via.bin.ptr, o->via.bin.size, *body, size);
+	if (r < 0) {
+		free(*body);
+		*body = NULL;
+		return cl_errorf(-EBADMSG, "%s: corrupt meta: body does not decode", name);
+	}
+	*body_len = size;
 	return 0;
 }
 
 int cl_meta_parse(const void *buf, size_t len, const char *name, struct cl_meta **out)
 {
 	msgpack_unpacked up, inner;
-	const msgpack_object *body = NULL;
+	void *body = NULL;
+	size_t body_len = 0;
 	struct cl_meta *m;
 	struct parse ps;
 	size_t off = 0;
@@ -498,13 +534,12 @@ int cl_meta_parse(const void *buf, size_t len, const char *name, struct cl_meta 
 		r = cl_errorf(-EBADMSG, "%s: corrupt meta: %zu trailing bytes", name, len - off);
 		goto fail;
 	}
-	r = parse_outer(&up.data, name, m, &body);
+	r = parse_outer(&up.data, name, m, &body, &body_len);
 	if (r < 0)
 		goto fail;
 	off = 0;
-	if (msgpack_unpack_next(&inner, body->via.bin.ptr, body->via.bin.size, &off) !=
-		    MSGPACK_UNPACK_SUCCESS ||
-	    inner.data.type != MSGPACK_OBJECT_MAP || off != body->via.bin.size) {
+	if (msgpack_unpack_next(&inner, body, body_len, &off) != MSGPACK_UNPACK_SUCCESS ||
+	    inner.data.type != MSGPACK_OBJECT_MAP || off != body_len) {
 		r = cl_errorf(-EBADMSG, "%s: corrupt meta: bad body", name);
 		goto fail;
 	}
@@ -516,12 +551,14 @@ int cl_meta_parse(const void *buf, size_t len, const char *name, struct cl_meta 
 	cl_sha256(buf, len, m->id);
 	msgpack_unpacked_destroy(&inner);
 	msgpack_unpacked_destroy(&up);
+	free(body);
 	*out = m;
 	return 0;
 
 fail:
 	msgpack_unpacked_destroy(&inner);
 	msgpack_unpacked_destroy(&up);
+	free(body);
 	cl_meta_free(m);
 	return r;
 }

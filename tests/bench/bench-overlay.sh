@@ -54,7 +54,7 @@ done
 xd() { # image base new -> bytes of xdelta3 -9 | xz -9
 	local s
 	s=$(stat -c %s "$1")
-	xdelta3 -e -9 -B "$s" -s "$1" "$2" -c | xz -9 -T1 >"$T/xd.$3"
+	xdelta3 -e -9 -c -B "$s" -s "$1" "$2" | xz -9 -T1 >"$T/xd.$3"
 }
 xd_time=$( { t xd "$base_d" "$new_d" disk; } )
 xm_time=$( { t xd "$base_m" "$new_m" mem; } )

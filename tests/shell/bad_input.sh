@@ -207,65 +207,56 @@ def gen(d):
     write(d + "/domain.xml", b"<domain type='kvm'><name>bad-input</name></domain>\n")
     # Big and incompressible, for the full disk: 12 MiB.
     write(d + "/big.disk", r.randbytes(12 << 20))
-    # 32 MiB sparse, one byte per chunk: a tiny pack and a big meta.
+    # 32 MiB sparse, a few distinct bytes per chunk: a small pack and a big
+    # meta (distinct chunk hashes do not compress).
     with open(d + "/dotted.disk", "wb") as f:
         for off in range(0, 32 << 20, cs):
             f.seek(off)
-            f.write(b"\1")
+            f.write(off.to_bytes(8, "little"))
+
+
+def unpack_body(outer):
+    """The meta's body map: its bytes are compressed with the overlay's codec."""
+    body = outer["body"]
+    if outer["body_codec"] == "xz":
+        import lzma
+        body = lzma.decompress(body)
+    else:
+        import subprocess
+        body = subprocess.run(["zstd", "-dc"], input=body, capture_output=True,
+                              check=True).stdout
+    return mp_spans(body)[0]
 
 
 def meta_spans(meta):
-    """The meta's body (fields) with spans as offsets in the meta file."""
-    data = open(meta, "rb").read()
-    outer, ospans = mp_spans(data)
-    body = outer["body"]
-    base = ospans[("body",)][1] - len(body)
-    m, s = mp_spans(body)
-    s = {k: (a + base, b + base) for k, (a, b) in s.items()}
-    s.update(ospans)
-    return m, s
+    """The meta's fields (the body's) and the spans of the outer map."""
+    outer, spans = mp_spans(open(meta, "rb").read())
+    return unpack_body(outer), spans
 
 
 def span(meta, what):
-    """Byte offset to corrupt for a named field of the meta."""
+    """Byte offset to corrupt for a named field of the meta. The body's
+    fields are compressed, so for them any byte of the body stands in: the
+    body's checksum must refuse every one."""
     m, s = meta_spans(meta)
     if what == "map-header":
         return 0
     if what == "format":
         return s[("format",)][0] + 3
-    if what == "base-id":
-        return s[("base_id",)][1] - 5
-    if what == "chunk-size":
-        return s[("chunk_size",)][1] - 1
-    if what == "memory-size":  # low byte of the memory image's size
-        return s[("images", 1, 0)][1] - 1
-    if what == "disk-size":
-        return s[("images", 0, 0)][1] - 1
-    if what == "pack-size":
-        return s[("pack_size",)][1] - 1
-    if what == "state-key":
-        return s[(("key", "state"),)][0] + 2
-    if what == "domain-key":
-        return s[(("key", "domain_xml"),)][0] + 2
-    if what == "segment-sha":
-        return s[("segments", 1, 3)][1] - 3
-    if what == "segment-clen":
-        return s[("segments", 1, 1)][1] - 1
-    if what == "chunk-sha":  # a base-memory copy's hash
-        i = next(i for i, c in enumerate(m["chunks"]) if c[2] == 2)
-        return s[("chunks", i, 7)][1] - 3
-    if what == "raw-sha":
-        i = next(i for i, c in enumerate(m["chunks"]) if c[2] == 5)
-        return s[("chunks", i, 7)][1] - 3
-    if what == "chunk-index":
-        return s[("chunks", 0, 1)][1] - 1
-    if what == "chunk-recipe":
-        i = next(i for i, c in enumerate(m["chunks"]) if c[2] == 5)
-        return s[("chunks", i, 2)][0]
-    if what == "payload-offset":
-        i = next(i for i, c in enumerate(m["chunks"]) if c[2] == 5 and c[5] > 0)
-        return s[("chunks", i, 5)][1] - 1
-    raise SystemExit("h.py: unknown field " + what)
+    if what == "version":
+        return s[("version",)][1] - 1
+    if what == "body-size":
+        return s[("body_size",)][1] - 1
+    if what == "body-sha":
+        return s[("body_sha256",)][1] - 3
+    start, end = s[("body",)]
+    body_len = len(open(meta, "rb").read()[start:end])
+    fields = ["base-id", "chunk-size", "memory-size", "disk-size", "pack-size", "state-key",
+              "domain-key", "segment-sha", "segment-clen", "chunk-sha", "raw-sha",
+              "chunk-index", "chunk-recipe", "payload-offset"]
+    if what not in fields:
+        raise SystemExit("h.py: unknown field " + what)
+    return start + 8 + (fields.index(what) * 7919) % (body_len - 16)
 
 
 def flip(path, off, xor=0xFF):
@@ -376,9 +367,9 @@ ok
 # ---- a corrupted byte in the meta: targeted fields -------------------------
 # Each one must be refused by apply (a corrupted size or key must not slip
 # through as a successful apply of something else).
-for field in map-header format base-id chunk-size memory-size disk-size pack-size \
-	state-key domain-key segment-sha segment-clen chunk-sha raw-sha chunk-index \
-	chunk-recipe payload-offset; do
+for field in map-header format version body-size body-sha base-id chunk-size memory-size \
+	disk-size pack-size state-key domain-key segment-sha segment-clen chunk-sha raw-sha \
+	chunk-index chunk-recipe payload-offset; do
 	CASE="meta byte corrupted: $field"
 	fresh
 	off=$(py span "$ov/overlay-meta" $field) || die "no $field in the meta"

@@ -92,9 +92,18 @@ def mp_load(buf):
 
 
 def load_meta(path):
-    """The fields of an overlay-meta (inside its checksummed body)."""
+    """The fields of an overlay-meta (its body, compressed with the codec)."""
     with open(path, "rb") as f:
-        return mp_load(mp_load(f.read())["body"])
+        outer = mp_load(f.read())
+    body = outer["body"]
+    if outer["body_codec"] == "xz":
+        import lzma
+        body = lzma.decompress(body)
+    else:
+        import subprocess
+        body = subprocess.run(["zstd", "-dc"], input=body, capture_output=True,
+                              check=True).stdout
+    return mp_load(body)
 
 
 def write(path, data):
