@@ -5,7 +5,6 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <linux/falloc.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -183,6 +182,7 @@ struct run {
 	uint64_t *seg_start;        /* CSR: records of segment s are */
 	uint64_t *seg_recs;         /* seg_recs[seg_start[s] .. seg_start[s+1]) */
 	uint64_t *plain;            /* records without payload */
+	uint8_t *in_overlay[CL_NIMAGES]; /* bitmap: chunks with a record */
 	uint64_t nplain;
 	void *blob_data[2];         /* state, domain; each written by one worker */
 	size_t blob_len[2];
@@ -201,37 +201,72 @@ static int run_fail(struct run *rn, atomic_uint_fast64_t *counter, int r)
 	return r;
 }
 
-static int emit_chunk(struct run *rn, const struct cl_chunk *c, const uint8_t *seg_raw,
-		      uint8_t *buf)
+/* Gathers chunks that follow each other in one image so that they reach
+ * the output in one write (records come in image order within a segment). */
+#define GATHER_CHUNKS 256
+
+struct gather {
+	int image;      /* -1: empty */
+	uint64_t off;   /* of the first chunk */
+	size_t len;
+	uint8_t *data;  /* GATHER_CHUNKS chunks */
+};
+
+static int gather_flush(struct run *rn, struct gather *g)
 {
-	uint32_t len = cl_chunk_len(rn->m->image_size[c->image], rn->m->chunk_size, c->index);
-	uint64_t off = c->index * rn->m->chunk_size;
+	int r = 0;
+
+	if (g->image >= 0 && g->len)
+		r = cl_pwrite_full(rn->out[g->image].fd, g->data, g->len, g->off,
+				   rn->out[g->image].path);
+	g->image = -1;
+	g->len = 0;
+	return r;
+}
+
+static int emit_chunk(struct run *rn, const struct cl_chunk *c, const uint8_t *seg_raw,
+		      struct gather *g)
+{
+	uint32_t cs = rn->m->chunk_size, len = cl_chunk_len(rn->m->image_size[c->image], cs, c->index);
+	uint64_t off = c->index * cs;
 	int r;
 
-	r = cl_chunk_synthesize(rn->m, rn->b, c, seg_raw, buf);
+	if (!rn->verify && (g->image != c->image || g->off + g->len != off ||
+			    g->len + cs > (size_t)GATHER_CHUNKS * cs)) {
+		r = gather_flush(rn, g);
+		if (r < 0)
+			return r;
+		g->image = c->image;
+		g->off = off;
+	}
+	r = cl_chunk_synthesize(rn->m, rn->b, c, seg_raw, g->data + g->len);
 	if (r < 0)
 		return run_fail(rn, &rn->chunks_bad,
 				cl_errorf(r, "%s: %s", rn->meta_loc, cl_error_msg()));
 	atomic_fetch_add(&rn->chunks_ok, 1);
-	if (rn->verify)
-		return 0;
-	if (c->recipe == CL_R_ZERO &&
-	    fallocate(rn->out[c->image].fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)off,
-		      len) == 0)
-		return 0;
-	return cl_pwrite_full(rn->out[c->image].fd, buf, len, off, rn->out[c->image].path);
+	if (!rn->verify)
+		g->len += len;
+	return 0;
+}
+
+static int gather_init(struct run *rn, struct gather *g)
+{
+	g->image = -1;
+	g->len = 0;
+	g->data = malloc((size_t)GATHER_CHUNKS * rn->m->chunk_size);
+	return g->data ? 0 : -ENOMEM;
 }
 
 static int run_segment(void *ctx, size_t s)
 {
 	struct run *rn = ctx;
 	const struct cl_meta *m = rn->m;
-	uint8_t *raw = NULL, *buf;
+	struct gather g;
+	uint8_t *raw = NULL;
 	uint64_t i;
 	int r, k;
 
-	buf = malloc(m->chunk_size);
-	if (!buf)
+	if (gather_init(rn, &g) < 0)
 		return -ENOMEM;
 	r = cl_segment_fetch(m, rn->pack, (uint32_t)s, &raw);
 	atomic_fetch_add(&rn->fetched, m->segments[s].clen);
@@ -253,35 +288,42 @@ static int run_segment(void *ctx, size_t s)
 				goto out;
 		}
 	}
-	for (i = rn->seg_start[s]; i < rn->seg_start[s + 1]; i++) {
-		r = emit_chunk(rn, &m->chunks[rn->seg_recs[i]], raw, buf);
-		if (r < 0)
-			goto out;
-	}
-	r = 0;
+	for (i = rn->seg_start[s]; i < rn->seg_start[s + 1] && r == 0; i++)
+		r = emit_chunk(rn, &m->chunks[rn->seg_recs[i]], raw, &g);
+	if (r == 0)
+		r = gather_flush(rn, &g);
 out:
 	cl_progress_add(&rn->prog, rn->seg_start[s + 1] - rn->seg_start[s]);
 	free(raw);
-	free(buf);
+	free(g.data);
 	return r;
 }
 
+/* Zero and base-copy records. Zero chunks need no write: the output
+ * starts as holes wherever the base is not copied. */
 static int run_plain(void *ctx, size_t item)
 {
 	struct run *rn = ctx;
 	uint64_t i, end = (item + 1) * PLAIN_BATCH;
-	uint8_t *buf;
+	struct gather g;
 	int r = 0;
 
-	buf = malloc(rn->m->chunk_size);
-	if (!buf)
+	if (gather_init(rn, &g) < 0)
 		return -ENOMEM;
 	if (end > rn->nplain)
 		end = rn->nplain;
-	for (i = item * PLAIN_BATCH; i < end && r == 0; i++)
-		r = emit_chunk(rn, &rn->m->chunks[rn->plain[i]], NULL, buf);
+	for (i = item * PLAIN_BATCH; i < end && r == 0; i++) {
+		const struct cl_chunk *c = &rn->m->chunks[rn->plain[i]];
+		if (c->recipe == CL_R_ZERO && !rn->verify) {
+			atomic_fetch_add(&rn->chunks_ok, 1);
+			continue;
+		}
+		r = emit_chunk(rn, c, NULL, &g);
+	}
+	if (r == 0)
+		r = gather_flush(rn, &g);
 	cl_progress_add(&rn->prog, end - item * PLAIN_BATCH);
-	free(buf);
+	free(g.data);
 	return r;
 }
 
@@ -298,9 +340,19 @@ static int build_lists(struct run *rn)
 		free(fill);
 		return -ENOMEM;
 	}
-	for (i = 0; i < m->nchunks; i++)
-		if (m->chunks[i].recipe >= CL_R_DEDUP)
-			rn->seg_start[m->chunks[i].p.seg + 1]++;
+	for (i = 0; i < CL_NIMAGES; i++) {
+		rn->in_overlay[i] = calloc(cl_chunk_count(m->image_size[i], m->chunk_size) / 8 + 1, 1);
+		if (!rn->in_overlay[i]) {
+			free(fill);
+			return -ENOMEM;
+		}
+	}
+	for (i = 0; i < m->nchunks; i++) {
+		const struct cl_chunk *c = &m->chunks[i];
+		rn->in_overlay[c->image][c->index / 8] |= (uint8_t)(1u << (c->index % 8));
+		if (c->recipe >= CL_R_DEDUP)
+			rn->seg_start[c->p.seg + 1]++;
+	}
 	for (i = 0; i < m->nsegments; i++)
 		rn->seg_start[i + 1] += rn->seg_start[i];
 	for (i = 0; i < m->nchunks; i++) {
@@ -314,55 +366,88 @@ static int build_lists(struct run *rn)
 	return 0;
 }
 
-/* dst becomes src's first len bytes (holes stay holes) padded with a hole
- * to size. */
-static int copy_sparse(int src, const char *src_path, uint64_t src_size, int dst,
-		       const char *dst_path, uint64_t size)
+/* Copies [start, end) of src to dst: copy_file_range, or read/write where
+ * the kernel cannot (different filesystems on older kernels). */
+static int copy_range(int src, const char *src_path, int dst, const char *dst_path,
+		      uint64_t start, uint64_t end, char **buf)
 {
-	uint64_t end = src_size < size ? src_size : size;
-	off_t data, hole;
 	ssize_t n;
+	int r;
+
+	while (start < end) {
+		loff_t in = (loff_t)start, outp = (loff_t)start;
+		n = copy_file_range(src, &in, dst, &outp, (size_t)(end - start), 0);
+		if (n < 0 && (errno == EXDEV || errno == ENOSYS || errno == EINVAL ||
+			      errno == EOPNOTSUPP)) {
+			size_t len = end - start < COPY_BUF ? (size_t)(end - start) : COPY_BUF;
+			if (!*buf && !(*buf = malloc(COPY_BUF)))
+				return -ENOMEM;
+			r = cl_pread_full(src, *buf, len, start, src_path);
+			if (r == 0)
+				r = cl_pwrite_full(dst, *buf, len, start, dst_path);
+			if (r < 0)
+				return r;
+			n = (ssize_t)len;
+		} else if (n <= 0) {
+			return cl_errorf(n < 0 ? -errno : -EIO, "%s: copy from %s failed: %s",
+					 dst_path, src_path, n < 0 ? strerror(errno) : "short");
+		}
+		start += (uint64_t)n;
+	}
+	return 0;
+}
+
+/* The output image starts as the base's bytes where the overlay has no
+ * record (holes stay holes); overlay chunks are written by the decoders,
+ * so copying them too would write them twice. */
+static int copy_base(struct run *rn, int im)
+{
+	const struct cl_base *b = rn->b;
+	uint32_t cs = rn->m->chunk_size;
+	uint64_t end = b->size[im] < rn->m->image_size[im] ? b->size[im] : rn->m->image_size[im];
+	uint64_t k, run_start, run_end;
+	off_t data, hole;
 	char *buf = NULL;
 	int r = 0;
 
-	if (ftruncate(dst, (off_t)size) < 0)
-		return cl_errorf(-errno, "%s: %s", dst_path, strerror(errno));
-	for (data = 0; (uint64_t)data < end; data = hole) {
-		data = lseek(src, data, SEEK_DATA);
+	for (data = 0; (uint64_t)data < end && r == 0; data = hole) {
+		data = lseek(b->fd[im], data, SEEK_DATA);
 		if (data < 0 || (uint64_t)data >= end)
 			break;
-		hole = lseek(src, data, SEEK_HOLE);
+		hole = lseek(b->fd[im], data, SEEK_HOLE);
 		if (hole < 0 || (uint64_t)hole > end)
 			hole = (off_t)end;
-		while (data < hole) {
-			loff_t in = data, outp = data;
-			n = copy_file_range(src, &in, dst, &outp, (size_t)(hole - data), 0);
-			if (n < 0 && (errno == EXDEV || errno == ENOSYS || errno == EINVAL ||
-				      errno == EOPNOTSUPP)) {
-				/* Different filesystems on older kernels: plain copy. */
-				size_t len = (size_t)(hole - data) < COPY_BUF ? (size_t)(hole - data)
-									       : COPY_BUF;
-				if (!buf && !(buf = malloc(COPY_BUF))) {
-					r = -ENOMEM;
-					goto out;
-				}
-				r = cl_pread_full(src, buf, len, (uint64_t)data, src_path);
-				if (r == 0)
-					r = cl_pwrite_full(dst, buf, len, (uint64_t)data, dst_path);
-				if (r < 0)
-					goto out;
-				n = (ssize_t)len;
-			} else if (n <= 0) {
-				r = cl_errorf(n < 0 ? -errno : -EIO, "%s: copy from %s failed: %s",
-					      dst_path, src_path, n < 0 ? strerror(errno) : "short");
-				goto out;
+		/* Within the extent, copy the runs of chunks the overlay keeps. */
+		for (k = (uint64_t)data / cs; k * cs < (uint64_t)hole && r == 0;) {
+			if (rn->in_overlay[im][k / 8] & (1u << (k % 8))) {
+				k++;
+				continue;
 			}
-			data += n;
+			run_start = k * cs < (uint64_t)data ? (uint64_t)data : k * cs;
+			while (k * cs < (uint64_t)hole && !(rn->in_overlay[im][k / 8] & (1u << (k % 8))))
+				k++;
+			run_end = k * cs < (uint64_t)hole ? k * cs : (uint64_t)hole;
+			r = copy_range(b->fd[im], b->path[im], rn->out[im].fd, rn->out[im].path,
+				       run_start, run_end, &buf);
 		}
 	}
-out:
 	free(buf);
 	return r;
+}
+
+/* One parallel pass: the two base copies first (the longest items), then
+ * every segment, then the payload-free records in batches. */
+static int run_item(void *ctx, size_t i)
+{
+	struct run *rn = ctx;
+	size_t ncopy = rn->verify ? 0 : CL_NIMAGES;
+
+	if (i < ncopy)
+		return copy_base(rn, (int)i);
+	i -= ncopy;
+	if (i < rn->m->nsegments)
+		return run_segment(rn, i);
+	return run_plain(rn, i - rn->m->nsegments);
 }
 
 static int run_all(struct run *rn, const char *meta_location)
@@ -391,9 +476,10 @@ static int run_all(struct run *rn, const char *meta_location)
 	if (r < 0)
 		goto out;
 	cl_progress_start(&rn->prog, rn->verify ? "verifying" : "applying", rn->m->nchunks);
-	r = cl_pfor(0, rn->m->nsegments, run_segment, rn);
-	if (r == 0)
-		r = cl_pfor(0, (rn->nplain + PLAIN_BATCH - 1) / PLAIN_BATCH, run_plain, rn);
+	r = cl_pfor(0,
+		    (rn->verify ? 0 : CL_NIMAGES) + rn->m->nsegments +
+			    (rn->nplain + PLAIN_BATCH - 1) / PLAIN_BATCH,
+		    run_item, rn);
 	cl_progress_end(&rn->prog);
 out:
 	return r;
@@ -412,6 +498,8 @@ static void run_free(struct run *rn, struct cl_apply_stats *st)
 	free(rn->seg_start);
 	free(rn->seg_recs);
 	free(rn->plain);
+	free(rn->in_overlay[0]);
+	free(rn->in_overlay[1]);
 	free(rn->blob_data[0]);
 	free(rn->blob_data[1]);
 }
@@ -464,10 +552,10 @@ int cl_apply(const struct cl_base *b, const struct cl_meta *m, const char *meta_
 		free(path);
 		if (r < 0)
 			goto out;
-		r = copy_sparse(b->fd[i], b->path[i], b->size[i], rn.out[i].fd, rn.out[i].path,
-				m->image_size[i]);
-		if (r < 0)
+		if (ftruncate(rn.out[i].fd, (off_t)m->image_size[i]) < 0) {
+			r = cl_errorf(-errno, "%s: %s", rn.out[i].path, strerror(errno));
 			goto out;
+		}
 	}
 	r = run_all(&rn, meta_location);
 	for (i = 0; i < CL_NIMAGES && r == 0; i++)

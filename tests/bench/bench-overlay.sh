@@ -5,7 +5,8 @@
 #   apply: decoding the same pack's segments with the xz (zstd) program plus
 #          `cp --sparse=always` of the resulting images, plus sync (cloudlet
 #          apply fsyncs its outputs, so the baseline pays for writeback too).
-# Page cache dropped before every timed step. Prints a markdown report.
+# Page cache dropped before every timed step; apply times are the median of
+# three runs. Prints a markdown report.
 # Usage: tests/bench/bench-overlay.sh [BUILD_DIR]   (builds the workload if needed)
 set -euo pipefail
 src=$(cd "$(dirname "$0")/../.." && pwd)
@@ -29,6 +30,12 @@ t() {
 	e=$(date +%s.%N)
 	echo "$e - $s" | bc -l | xargs printf '%.2f'
 }
+# tm CMD...: the median of three cold-cache runs (single runs vary by 50%).
+tm() {
+	local a b c
+	a=$(t "$@") b=$(t "$@") c=$(t "$@")
+	printf '%s\n%s\n%s\n' "$a" "$b" "$c" | sort -n | sed -n 2p
+}
 sz() { stat -c %s "$@" | paste -sd+ | bc; }
 mib() { echo "$1 / 1048576" | bc -l | xargs printf '%.1f'; }
 ratio() { echo "$1 / $2" | bc -l | xargs printf '%.2f'; }
@@ -42,11 +49,11 @@ for codec in xz zstd; do
 	create[$codec]=$(t "$cloudlet" -q overlay "$base_d" --disk "$new_d" --memory "$new_m" \
 		--state "$W/custom/state" --domain "$W/custom/domain.xml" -o "$T/ov-$codec" --codec "$codec")
 	size[$codec]=$(sz "$T/ov-$codec/overlay-meta" "$T/ov-$codec/overlay-blob")
-	apply[$codec]=$(t "$cloudlet" -q apply "$base_d" "$T/ov-$codec" -o "$T/out-$codec")
+	apply[$codec]=$(tm "$cloudlet" -q apply "$base_d" "$T/ov-$codec" -o "$T/out-$codec")
 	cmp "$T/out-$codec/disk.img" "$new_d" && cmp "$T/out-$codec/memory.img" "$new_m"
 	rm -rf "$T/out-$codec"
 	# Concatenated .xz streams and zstd frames decode as one input.
-	base_apply[$codec]=$(t bash -c "$codec -dc '$T/ov-$codec/overlay-blob' >/dev/null &&
+	base_apply[$codec]=$(tm bash -c "$codec -dc '$T/ov-$codec/overlay-blob' >/dev/null &&
 		cp --sparse=always '$new_d' '$T/cp-disk' && cp --sparse=always '$new_m' '$T/cp-mem' && sync")
 	rm -f "$T/cp-disk" "$T/cp-mem"
 done
