@@ -92,8 +92,7 @@ struct evwait {
 
 struct image {
 	uint64_t size, nchunks;
-	uint64_t *recs;     /* record numbers with a payload, sorted by chunk index */
-	uint64_t nrecs;
+	uint64_t nrecs;     /* records with a payload */
 	uint64_t *allrecs;  /* every record of this image, sorted by chunk index */
 	uint64_t nallrecs;
 	int cache_fd, store_fd;
@@ -192,17 +191,14 @@ static const struct cl_chunk *find_record(const struct cl_lazy *l, enum cl_image
 	return find_in(l, l->img[im].allrecs, l->img[im].nallrecs, k);
 }
 
-static struct cl_meta *sort_meta; /* qsort has no context argument */
-
-static int cmp_rec(const void *a, const void *b)
+static int cmp_rec(const void *a, const void *b, void *meta)
 {
-	uint64_t x = sort_meta->chunks[*(const uint64_t *)a].index;
-	uint64_t y = sort_meta->chunks[*(const uint64_t *)b].index;
+	const struct cl_meta *m = meta;
+	uint64_t x = m->chunks[*(const uint64_t *)a].index;
+	uint64_t y = m->chunks[*(const uint64_t *)b].index;
 
 	return x < y ? -1 : x > y;
 }
-
-static pthread_mutex_t sort_lock = PTHREAD_MUTEX_INITIALIZER;
 
 static int index_records(struct cl_lazy *l)
 {
@@ -211,10 +207,9 @@ static int index_records(struct cl_lazy *l)
 	int im;
 
 	for (im = 0; im < CL_NIMAGES; im++) {
-		l->img[im].recs = malloc((m->nchunks + 1) * sizeof(uint64_t));
 		l->img[im].allrecs = malloc((m->nchunks + 1) * sizeof(uint64_t));
 		l->seg_nrec[im] = calloc((size_t)m->nsegments + 1, sizeof(uint32_t));
-		if (!l->img[im].recs || !l->img[im].allrecs || !l->seg_nrec[im])
+		if (!l->img[im].allrecs || !l->seg_nrec[im])
 			return -ENOMEM;
 	}
 	l->seg_start = calloc((size_t)m->nsegments + 1, sizeof(uint64_t));
@@ -229,7 +224,7 @@ static int index_records(struct cl_lazy *l)
 		struct image *img = &l->img[c->image];
 		img->allrecs[img->nallrecs++] = i;
 		if (c->recipe >= CL_R_DEDUP) {
-			img->recs[img->nrecs++] = i;
+			img->nrecs++;
 			l->seg_nrec[c->image][c->p.seg]++;
 			l->seg_start[c->p.seg + 1]++;
 		}
@@ -242,13 +237,9 @@ static int index_records(struct cl_lazy *l)
 			l->seg_recs[l->seg_start[c->p.seg] + fill[c->p.seg]++] = i;
 	}
 	free(fill);
-	pthread_mutex_lock(&sort_lock);
-	sort_meta = l->m;
 	for (im = 0; im < CL_NIMAGES; im++) {
-		qsort(l->img[im].recs, l->img[im].nrecs, sizeof(uint64_t), cmp_rec);
-		qsort(l->img[im].allrecs, l->img[im].nallrecs, sizeof(uint64_t), cmp_rec);
+		qsort_r(l->img[im].allrecs, l->img[im].nallrecs, sizeof(uint64_t), cmp_rec, l->m);
 	}
-	pthread_mutex_unlock(&sort_lock);
 	return 0;
 }
 
@@ -1664,7 +1655,6 @@ static void free_all(struct cl_lazy *l)
 			unlink(img->store_path);
 		free(img->cache_path);
 		free(img->store_path);
-		free(img->recs);
 		free(img->allrecs);
 		free(img->modified);
 		free(img->verified);
