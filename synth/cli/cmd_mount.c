@@ -371,11 +371,10 @@ int cl_cmd_mount(int argc, char **argv)
 	/* cloudletfs returns once the mount serves, or has said why not. */
 	while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
 		;
-	r = 0;
+	/* Its status is ours: 0 mounted, 1 failed, 2 bad options. */
+	r = WIFEXITED(st) ? WEXITSTATUS(st) : 1;
 	if (WIFSIGNALED(st))
 		fprintf(stderr, "cloudlet: cloudletfs killed by signal %d\n", WTERMSIG(st));
-	if (!WIFEXITED(st) || WEXITSTATUS(st))
-		r = 1;
 out:
 	free(args);
 	free(base);
@@ -385,6 +384,72 @@ out:
 
 /* --- cloudlet umount -------------------------------------------------- */
 
+/* Signals the daemon of the cloudletfs mount at arg and waits for the mount
+ * to go and the daemon to exit. *hint gets advice for some failures. */
+static int stop_mount(const char *arg, double timeout, const char **hint)
+{
+	char mnt[PATH_MAX], type[256];
+	int r, mounted, alive;
+	pid_t pid = 0;
+	double t0;
+
+	r = mount_path(arg, mnt);
+	if (r < 0)
+		return r;
+	r = mount_type(mnt, type, sizeof(type));
+	if (r == -ENOENT)
+		return cl_errorf(-EINVAL, "%s: not a mount point", mnt);
+	if (r < 0)
+		return r;
+	if (strcmp(type, FSTYPE))
+		return cl_errorf(-EINVAL, "%s: not a cloudletfs mount (it is %s)", mnt, type);
+	r = daemon_pid(mnt, &pid);
+	if (r == -ENOTCONN || r == -ECONNABORTED) {
+		/* The daemon died: nothing answers, nothing to stop. */
+		r = detach(mnt);
+		if (r == 0)
+			fprintf(stderr, "cloudlet: %s: its daemon was gone; detached the mount\n",
+				mnt);
+		return r;
+	}
+	if (r == -EPROTO)
+		return r;
+	if (r < 0)
+		return cl_errorf(r, "%s/status: %s", mnt, strerror(-r));
+	if (!daemon_alive(pid))
+		return cl_errorf(-ESRCH, "%s: pid %ld from its status is no cloudletfs", mnt,
+				 (long)pid);
+	/* The daemon fails waiting reads, detaches the mount and exits. */
+	if (kill(pid, SIGTERM) < 0) {
+		if (errno == EPERM)
+			*hint = "run as the user who mounted it, or as root";
+		return cl_errorf(-errno, "%s: cannot signal cloudletfs (pid %ld): %s", mnt,
+				 (long)pid, strerror(errno));
+	}
+	t0 = cl_now();
+	do {
+		/* Alive first: once it has exited, the mount's state is final. */
+		alive = daemon_alive(pid);
+		mounted = mount_type(mnt, type, sizeof(type)) == 0 && !strcmp(type, FSTYPE);
+		if (!mounted && !alive)
+			return 0;
+		if (mounted && !alive) {
+			r = detach(mnt);
+			if (r < 0)
+				return r;
+			return cl_errorf(-ECONNABORTED,
+					 "%s: cloudletfs (pid %ld) exited without unmounting; "
+					 "detached the mount",
+					 mnt, (long)pid);
+		}
+		sleep_ms(20);
+	} while (cl_now() - t0 < timeout);
+	if (mounted)
+		return cl_errorf(-ETIMEDOUT, "%s: still mounted after %g s", mnt, timeout);
+	return cl_errorf(-ETIMEDOUT, "%s: unmounted, but cloudletfs (pid %ld) runs on after %g s",
+			 mnt, (long)pid, timeout);
+}
+
 int cl_cmd_umount(int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -392,11 +457,10 @@ int cl_cmd_umount(int argc, char **argv)
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
-	char mnt[PATH_MAX], type[256];
-	double timeout = UMOUNT_TIMEOUT, t0;
-	int c, r, mounted, alive;
-	pid_t pid = 0;
+	double timeout = UMOUNT_TIMEOUT;
+	const char *hint = NULL;
 	char *end;
+	int c, r;
 
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "t:h", opts, NULL)) != -1) {
@@ -415,54 +479,8 @@ int cl_cmd_umount(int argc, char **argv)
 	}
 	if (optind != argc - 1)
 		return cl_cli_usage("umount", "expected one MOUNTPOINT");
-	r = mount_path(argv[optind], mnt);
-	if (r < 0)
-		return cl_cli_fail(r, NULL);
-	r = mount_type(mnt, type, sizeof(type));
-	if (r == -ENOENT)
-		return cl_cli_fail(cl_errorf(-EINVAL, "%s: not a mount point", mnt), NULL);
-	if (r < 0)
-		return cl_cli_fail(r, NULL);
-	if (strcmp(type, FSTYPE))
-		return cl_cli_fail(cl_errorf(-EINVAL, "%s: not a cloudletfs mount (it is %s)", mnt,
-					     type),
-				   NULL);
-	r = daemon_pid(mnt, &pid);
-	if (r == -ENOTCONN || r == -ECONNABORTED) {
-		/* The daemon died: nothing answers, nothing to stop. */
-		r = detach(mnt);
-		if (r < 0)
-			return cl_cli_fail(r, NULL);
-		fprintf(stderr, "cloudlet: %s: its daemon was gone; detached the mount\n", mnt);
-		return 0;
-	}
-	if (r < 0)
-		return cl_cli_fail(r == -EPROTO ? r : cl_errorf(r, "%s/status: %s", mnt, strerror(-r)),
-				   NULL);
-	if (!daemon_alive(pid))
-		return cl_cli_fail(cl_errorf(-ESRCH, "%s: pid %ld from its status is no cloudletfs",
-					     mnt, (long)pid),
-				   NULL);
-	/* The daemon fails waiting reads, detaches the mount and exits. */
-	if (kill(pid, SIGTERM) < 0)
-		return cl_cli_fail(cl_errorf(-errno, "%s: cannot signal cloudletfs (pid %ld): %s",
-					     mnt, (long)pid, strerror(errno)),
-				   errno == EPERM ? "run as the user who mounted it, or root" : NULL);
-	t0 = cl_now();
-	do {
-		mounted = mount_type(mnt, type, sizeof(type)) == 0 && !strcmp(type, FSTYPE);
-		alive = daemon_alive(pid);
-		if (!mounted && !alive)
-			return 0;
-		sleep_ms(20);
-	} while (cl_now() - t0 < timeout);
-	if (mounted)
-		return cl_cli_fail(cl_errorf(-ETIMEDOUT, "%s: still mounted after %g s", mnt, timeout),
-				   NULL);
-	return cl_cli_fail(cl_errorf(-ETIMEDOUT,
-				     "%s: unmounted, but cloudletfs (pid %ld) still runs after %g s",
-				     mnt, (long)pid, timeout),
-			   NULL);
+	r = stop_mount(argv[optind], timeout, &hint);
+	return r < 0 ? cl_cli_fail(r, hint) : 0;
 }
 
 /* --- cloudlet trace ------------------------------------------------------ */
@@ -490,19 +508,35 @@ static void on_stop(int sig)
 	trace_stop = 1;
 }
 
+/* Digits of [p, end) as a number; -1 if none or not all digits. */
+static int parse_digits(const char *p, const char *end, uint64_t *out)
+{
+	uint64_t v = 0;
+
+	if (p == end || end - p > 19)
+		return -1;
+	for (; p < end; p++) {
+		if (*p < '0' || *p > '9')
+			return -1;
+		v = v * 10 + (uint64_t)(*p - '0');
+	}
+	*out = v;
+	return 0;
+}
+
 /* "SECONDS.MICROS\tCHUNK", microseconds six digits. */
 static int parse_line(struct stream *s, const char *line, size_t len)
 {
-	unsigned long long sec, us, chunk;
-	char buf[64], tail;
+	const char *end = line + len, *dot, *tab;
+	uint64_t sec, us, chunk;
 	struct access *v;
 
-	if (len >= sizeof(buf) || len < 10 || line[len - 8] != '.')
-		goto bad;
-	memcpy(buf, line, len);
-	buf[len] = '\0';
-	if (sscanf(buf, "%llu.%6llu\t%llu%c", &sec, &us, &chunk, &tail) != 3)
-		goto bad;
+	dot = memchr(line, '.', len);
+	tab = memchr(line, '\t', len);
+	if (!dot || !tab || tab - dot != 7 || parse_digits(line, dot, &sec) ||
+	    parse_digits(dot + 1, tab, &us) || parse_digits(tab + 1, end, &chunk))
+		return cl_errorf(-EPROTO, "%s: unexpected line '%.*s'", s->path,
+				 (int)(len < 60 ? len : 60), line);
 	if (s->n == s->cap) {
 		s->cap = s->cap ? 2 * s->cap : 4096;
 		v = realloc(s->v, s->cap * sizeof(*v));
@@ -514,9 +548,6 @@ static int parse_line(struct stream *s, const char *line, size_t len)
 	s->v[s->n].chunk = chunk;
 	s->n++;
 	return 0;
-bad:
-	return cl_errorf(-EPROTO, "%s: unexpected line '%.*s'", s->path, (int)(len < 60 ? len : 60),
-			 line);
 }
 
 /* Reads what the stream has now (EAGAIN ends it). */
