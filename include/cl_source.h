@@ -42,6 +42,11 @@ int cl_source_read(struct cl_source *src, uint64_t off, size_t len, void *buf);
 typedef int (*cl_source_stream_fn)(void *ctx, uint64_t off, const void *data, size_t len);
 int cl_source_stream(struct cl_source *src, uint64_t off, cl_source_stream_fn fn, void *ctx);
 
+/* Ends reads and streams under way (they fail with -ECANCELED within
+ * about a second) and makes later ones fail at once: for shutdown while a
+ * slow server is being read. Thread-safe. */
+void cl_source_abort(struct cl_source *src);
+
 void cl_source_close(struct cl_source *src);
 
 /* Reads a whole object of at most max_len bytes into a malloc'd buffer that

@@ -17,6 +17,7 @@
 #include <curl/curl.h>
 #include <errno.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -67,6 +68,8 @@ struct cl_http {
 
 	CURLSH *share;
 	pthread_mutex_t share_locks[CURL_LOCK_DATA_LAST];
+
+	atomic_int aborted; /* cl_http_abort: end transfers, no retries */
 
 	pthread_mutex_t pool_lock;
 	pthread_cond_t pool_cond;  /* signalled when a handle goes idle */
@@ -157,7 +160,7 @@ static unsigned jitter(unsigned n)
 
 /* Waits before retry number attempt (0-based): 100 ms doubling up to 2 s,
  * each drawn from [d/2, d]. Called with no lock and no handle held. */
-static void backoff(unsigned attempt)
+static void backoff(struct cl_http *h, unsigned attempt)
 {
 	unsigned d = CL_HTTP_BACKOFF_MS;
 	struct timespec ts;
@@ -167,10 +170,15 @@ static void backoff(unsigned attempt)
 	if (d > CL_HTTP_BACKOFF_MAX_MS)
 		d = CL_HTTP_BACKOFF_MAX_MS;
 	d = d / 2 + jitter(d / 2 + 1);
-	ts.tv_sec = d / 1000;
-	ts.tv_nsec = (long)(d % 1000) * 1000000;
-	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
-		;
+	/* In 50 ms steps, so that an abort is not kept waiting. */
+	while (d && !atomic_load(&h->aborted)) {
+		unsigned step = d < 50 ? d : 50;
+		ts.tv_sec = 0;
+		ts.tv_nsec = (long)step * 1000000;
+		while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+			;
+		d -= step;
+	}
 }
 
 /* Parses a decimal number without sign or spaces; *end is past it. */
@@ -550,6 +558,20 @@ static void share_unlock(CURL *c, curl_lock_data data, void *arg)
 
 /* ---- handle pool ------------------------------------------------------ */
 
+/* Called by libcurl at least once a second, also while nothing arrives:
+ * the point where cl_http_abort() ends a transfer. */
+static int on_progress(void *arg, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal,
+		       curl_off_t ulnow)
+{
+	struct cl_http *h = arg;
+
+	(void)dltotal;
+	(void)dlnow;
+	(void)ultotal;
+	(void)ulnow;
+	return atomic_load(&h->aborted) ? 1 : 0;
+}
+
 static int conn_new(struct cl_http *h, struct cl_http_conn **out)
 {
 	const char *protos = h->https ? "https" : "http,https";
@@ -592,6 +614,9 @@ static int conn_new(struct cl_http *h, struct cl_http_conn **out)
 	SET(CURLOPT_SHARE, h->share);
 	SET(CURLOPT_HEADERFUNCTION, on_header);
 	SET(CURLOPT_WRITEFUNCTION, on_body);
+	SET(CURLOPT_NOPROGRESS, 0L);
+	SET(CURLOPT_XFERINFOFUNCTION, on_progress);
+	SET(CURLOPT_XFERINFODATA, h);
 #undef SET
 	if (cc != CURLE_OK) {
 		curl_easy_cleanup(c);
@@ -821,9 +846,11 @@ static int run(struct cl_http *h, struct xfer *x)
 			return r;
 		r = perform(h, cn, x);
 		conn_put(h, cn);
+		if (atomic_load(&h->aborted))
+			return cl_errorf(-ECANCELED, "%s: transfer cancelled (shutting down)", h->url);
 		if (r >= 0 || !x->transient || attempt >= h->retries)
 			break;
-		backoff(attempt);
+		backoff(h, attempt);
 	}
 	if (r < 0 && x->transient)
 		r = gave_up(r, attempt + 1);
@@ -994,6 +1021,12 @@ uint64_t cl_http_size(const struct cl_http *h)
 	return h->size;
 }
 
+void cl_http_abort(struct cl_http *h)
+{
+	if (h)
+		atomic_store(&h->aborted, 1);
+}
+
 int cl_http_has_ranges(const struct cl_http *h)
 {
 	return h->ranges;
@@ -1060,15 +1093,19 @@ int cl_http_stream(struct cl_http *h, uint64_t off, cl_source_stream_fn fn, void
 			break;
 		r = perform(h, cn, &x);
 		conn_put(h, cn);
+		if (atomic_load(&h->aborted)) {
+			r = cl_errorf(-ECANCELED, "%s: transfer cancelled (shutting down)", h->url);
+			break;
+		}
 		if (r == 0 || x.user || !x.transient)
 			break;
 		if (x.pos > before)
 			fails = 0; /* progress: a fresh retry budget */
 		if (fails >= h->retries)
 			break;
-		backoff(fails++);
+		backoff(h, fails++);
 	}
-	if (r < 0 && !x.user && x.transient)
+	if (r < 0 && r != -ECANCELED && !x.user && x.transient)
 		r = gave_up(r, fails + 1);
 	xfer_fini(&x);
 	return r;

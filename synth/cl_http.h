@@ -11,6 +11,9 @@ uint64_t cl_http_size(const struct cl_http *h);
 int cl_http_has_ranges(const struct cl_http *h);
 int cl_http_read(struct cl_http *h, uint64_t off, size_t len, void *buf);
 int cl_http_stream(struct cl_http *h, uint64_t off, cl_source_stream_fn fn, void *ctx);
+/* Ends transfers under way within about a second (-ECANCELED) and makes
+ * later ones fail at once. Thread-safe. */
+void cl_http_abort(struct cl_http *h);
 void cl_http_close(struct cl_http *h);
 
 #endif

@@ -37,6 +37,7 @@
 #define RETRY_DELAY_MIN       0.2   /* background refetch backoff after a failure */
 #define RETRY_DELAY_MAX       5.0
 #define SEG_TRIES             2     /* integrity failures before a segment is BAD */
+#define FAIL_FAST_S           2.0   /* see _fail_fast() */
 
 enum seg_state {
 	SEG_ABSENT = 0,
@@ -69,6 +70,7 @@ struct segment {
 	uint8_t bad_tries;
 	uint8_t demanded; /* someone waits on it: fetch ahead of the stream */
 	uint8_t *raw;     /* SEG_MEM: the decoded segment */
+	double fail_until; /* a wait on it just timed out: new waits fail until then */
 	double used;      /* SEG_MEM: last use, for eviction */
 	struct waiter **w;
 	uint32_t nw, capw;
@@ -144,7 +146,8 @@ struct cl_lazy {
 	int started;
 	unsigned spilled;           /* lock: segments in SEG_MEM */
 	enum cl_lazy_state state;   /* lock */
-	char reason[256];           /* lock */
+	char reason[256];           /* lock: why a request failed, or "" */
+	char last_error[256];       /* lock: the last fetch error, or "" */
 	char cache_note[256];       /* lock: why the cache is bypassed, or "" */
 	uint64_t bytes_fetched;     /* lock */
 	uint64_t cache_hits;
@@ -562,9 +565,11 @@ static int _park(struct cl_lazy *l, struct waiter *w, const struct plan *pl)
 
 	if (l->shutdown)
 		return cl_errorf(-EIO, "shutting down");
-	for (i = 0; i < pl->nsegs; i++)
-		if (l->seg[pl->segs[i]].state == SEG_BAD)
+	for (i = 0; i < pl->nsegs; i++) {
+		const struct segment *sg = &l->seg[pl->segs[i]];
+		if (sg->state == SEG_BAD || (sg->fail_until && now() < sg->fail_until))
 			return cl_errorf(-EIO, "segment %lld cannot be had", (long long)pl->segs[i]);
+	}
 	for (i = 0; i < pl->nsegs; i++) {
 		struct segment *sg = &l->seg[pl->segs[i]];
 		struct waiter **nw;
@@ -889,6 +894,7 @@ static void _segment_done(struct cl_lazy *l, uint32_t s, struct waiter **done)
 
 	sg->state = SEG_DONE;
 	sg->bad_tries = 0;
+	sg->fail_until = 0;
 	if (sg->demanded) {
 		sg->demanded = 0;
 		l->demand_queue--;
@@ -974,7 +980,7 @@ static void segment_outcome(struct cl_lazy *l, uint32_t s, int r, uint8_t *spill
 		l->bg_delay = 0;
 	} else {
 		sg->state = SEG_ABSENT;
-		snprintf(l->reason, sizeof(l->reason), "%s", cl_error_msg());
+		snprintf(l->last_error, sizeof(l->last_error), "%s", cl_error_msg());
 		if (r == -EBADMSG && ++sg->bad_tries >= SEG_TRIES) {
 			/* Fetched twice and wrong twice: the pack is bad. */
 			sg->state = SEG_BAD;
@@ -983,6 +989,7 @@ static void segment_outcome(struct cl_lazy *l, uint32_t s, int r, uint8_t *spill
 				l->demand_queue--;
 			}
 			l->state = CL_LAZY_FAILED;
+			snprintf(l->reason, sizeof(l->reason), "%s", l->last_error);
 			_segment_fail(l, s, &done);
 		} else if (r != -EBADMSG) {
 			/* Transient (or so we hope): back off; waiters keep their
@@ -1237,7 +1244,7 @@ static void *stream_main(void *arg)
 		r = cl_source_stream(l->pack, l->m->segments[s].offset, stream_piece, &sc);
 		pthread_mutex_lock(&l->lock);
 		if (r < 0 && r != -ECANCELED && !l->shutdown) {
-			snprintf(l->reason, sizeof(l->reason), "%s", cl_error_msg());
+			snprintf(l->last_error, sizeof(l->last_error), "%s", cl_error_msg());
 			l->bg_delay = l->bg_delay ? l->bg_delay * 2 : RETRY_DELAY_MIN;
 			if (l->bg_delay > RETRY_DELAY_MAX)
 				l->bg_delay = RETRY_DELAY_MAX;
@@ -1247,6 +1254,21 @@ static void *stream_main(void *arg)
 	pthread_mutex_unlock(&l->lock);
 	free(sc.buf);
 	return NULL;
+}
+
+/* Under l->lock: after a wait timed out, new waits on its segments fail
+ * at once for a moment. The kernel retries a failed readahead with a
+ * plain read at once, which would otherwise wait a second full bound. */
+static void _fail_fast(struct cl_lazy *l, struct waiter *w, double t)
+{
+	struct plan pl;
+	size_t i;
+
+	if (_plan(l, w->image, w->off, w->len, NULL, &pl) < 0)
+		return;
+	for (i = 0; i < pl.nsegs; i++)
+		l->seg[pl.segs[i]].fail_until = t + FAIL_FAST_S;
+	plan_free(&pl);
 }
 
 /* Fails the waiters whose bound has passed. */
@@ -1264,13 +1286,12 @@ static void *timer_main(void *arg)
 		for (w = l->waiters.next; w != &l->waiters; w = next) {
 			next = w->next;
 			if (w->deadline <= t) {
-				char last[sizeof(l->reason)];
 				_drop_waiter(l, w);
-				memcpy(last, l->reason, sizeof(last));
+				_fail_fast(l, w, t);
 				snprintf(l->reason, sizeof(l->reason),
-					 "a %s request waited %u s for its data (last error: %.150s)",
-					 cl_image_name(w->image), l->img[w->image].timeout_ms / 1000,
-					 last[0] ? last : "none");
+					 "a %s request waited %.1f s for its data (last error: %.150s)",
+					 cl_image_name(w->image), l->img[w->image].timeout_ms / 1000.0,
+					 l->last_error[0] ? l->last_error : "none");
 				w->result = -EIO;
 				w->cnext = done;
 				done = w;
@@ -1580,13 +1601,60 @@ static int setup_files(struct cl_lazy *l)
 
 /* ---- blobs: device state and domain XML ---- */
 
+struct collect {
+	uint8_t *buf;
+	uint32_t want, have;
+};
+
+static int collect_piece(void *arg, uint64_t off, const void *data, size_t len)
+{
+	struct collect *c = arg;
+	size_t n = c->want - c->have < len ? c->want - c->have : len;
+
+	(void)off;
+	memcpy(c->buf + c->have, data, n);
+	c->have += (uint32_t)n;
+	return c->have == c->want ? 1 : 0;
+}
+
+/* Fetches and decodes segment s now, also from a server without ranges
+ * (by streaming up to its end). *raw is malloc'd. */
+static int fetch_now(struct cl_lazy *l, uint32_t s, uint8_t **raw)
+{
+	const struct cl_segment *sg = &l->m->segments[s];
+	struct collect c = {.want = sg->clen};
+	int r;
+
+	if (l->ranges)
+		return cl_segment_fetch(l->m, l->pack, s, raw);
+	c.buf = malloc(sg->clen);
+	*raw = malloc(sg->rlen ? sg->rlen : 1);
+	if (!c.buf || !*raw) {
+		r = -ENOMEM;
+		goto out;
+	}
+	r = cl_source_stream(l->pack, sg->offset, collect_piece, &c);
+	if (r >= 0 && c.have != c.want)
+		r = cl_errorf(-EIO, "%s: pack ended early", l->pack_location);
+	if (r >= 0)
+		r = cl_segment_decode(l->m, s, c.buf, sg->clen, *raw);
+out:
+	free(c.buf);
+	if (r < 0) {
+		free(*raw);
+		*raw = NULL;
+		return r;
+	}
+	return 0;
+}
+
 /* The blobs come from the cache directory if a checked copy is there,
  * otherwise their segment is fetched (and decoded into the cache) now. */
 static int load_blobs(struct cl_lazy *l)
 {
 	static const char *names[2] = {"state", "domain.xml"};
 	const struct cl_blob *b;
-	uint8_t h[CL_SHA256_LEN], *raw, *spill;
+	uint8_t h[CL_SHA256_LEN], *raw = NULL, *spill;
 	char *path;
 	int i, r;
 
@@ -1606,13 +1674,13 @@ static int load_blobs(struct cl_lazy *l)
 			l->blob[i] = NULL;
 		}
 		cl_error_clear();
-		r = cl_segment_fetch(l->m, l->pack, b->p.seg, &raw);
+		r = fetch_now(l, b->p.seg, &raw);
 		if (r == 0)
 			r = cl_blob_extract(l->m, b, raw, &l->blob[i], &l->blob_len[i]);
 		if (r < 0) {
 			free(raw);
 			free(path);
-			return r;
+			return cl_errorf(r, "%s: %s", l->pack_location, cl_error_msg());
 		}
 		cl_write_file_atomic(path, l->blob[i], l->blob_len[i], 0600);
 		free(path);
@@ -1633,6 +1701,7 @@ static int load_blobs(struct cl_lazy *l)
 			segment_outcome(l, b->p.seg, r, spill, 0);
 		}
 		free(raw);
+		raw = NULL;
 	}
 	cl_error_clear();
 	return 0;
@@ -1861,6 +1930,8 @@ void cl_lazy_shutdown(struct cl_lazy *l)
 	pthread_cond_broadcast(&l->work);
 	pthread_cond_broadcast(&l->tick);
 	pthread_mutex_unlock(&l->lock);
+	/* Transfers under way on a slow link would hold up close. */
+	cl_source_abort(l->pack);
 	run_evwaits(ready);
 	for (; done; done = w) {
 		w = done->cnext;
@@ -1914,10 +1985,12 @@ void cl_lazy_stats(struct cl_lazy *l, struct cl_lazy_stats *st)
 		st->image[i].chunks_fetched = l->img[i].log[CL_EV_PRESENT].n;
 	}
 	st->state = l->state;
-	if (l->cache_note[0] && !l->reason[0])
-		snprintf(st->reason, sizeof(st->reason), "%s", l->cache_note);
-	else
+	if (l->reason[0])
 		snprintf(st->reason, sizeof(st->reason), "%s", l->reason);
+	else if (l->cache_note[0])
+		snprintf(st->reason, sizeof(st->reason), "%s", l->cache_note);
+	else if (l->segs_done < l->m->nsegments)
+		snprintf(st->reason, sizeof(st->reason), "%s", l->last_error);
 	st->ranges = l->ranges;
 	st->segments = l->m->nsegments;
 	st->segments_present = l->segs_done;

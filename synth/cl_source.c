@@ -138,6 +138,12 @@ int cl_source_stream(struct cl_source *src, uint64_t off, cl_source_stream_fn fn
 	return r;
 }
 
+void cl_source_abort(struct cl_source *src)
+{
+	if (src && src->http)
+		cl_http_abort(src->http);
+}
+
 void cl_source_close(struct cl_source *src)
 {
 	if (!src)
