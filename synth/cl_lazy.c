@@ -860,6 +860,16 @@ void cl_lazy_write(struct cl_lazy *l, enum cl_image_id image, uint64_t off, size
 
 /* ---- segments ---- */
 
+/* Names the pack in the last error, unless the message already does. */
+static int pack_error(struct cl_lazy *l, int r)
+{
+	const char *msg = cl_error_msg();
+
+	if (!strncmp(msg, l->pack_location, strlen(l->pack_location)))
+		return r;
+	return cl_errorf(r, "%s: %s", l->pack_location, msg);
+}
+
 /* Writes the payload chunks of decoded segment s into the cache. */
 static int decode_into_cache(struct cl_lazy *l, uint32_t s, const uint8_t *raw)
 {
@@ -999,6 +1009,11 @@ static void segment_outcome(struct cl_lazy *l, uint32_t s, int r, uint8_t *spill
 				l->bg_delay = RETRY_DELAY_MAX;
 			l->bg_resume = t + l->bg_delay;
 		}
+		/* Requests still wait on it: it stays a demand fetch. */
+		if (sg->state == SEG_ABSENT && sg->nw && !sg->demanded) {
+			sg->demanded = 1;
+			l->demand_queue++;
+		}
 		if (s < l->bg_next)
 			l->bg_next = s;
 	}
@@ -1066,12 +1081,12 @@ static int fetch_segment(struct cl_lazy *l, uint32_t s, const uint8_t *comp, uin
 		r = cl_segment_decode(l->m, s, comp, l->m->segments[s].clen, raw);
 		if (r < 0) {
 			free(raw);
-			return cl_errorf(r, "%s: %s", l->pack_location, cl_error_msg());
+			return pack_error(l, r);
 		}
 	} else {
 		r = cl_segment_fetch(l->m, l->pack, s, &raw);
 		if (r < 0)
-			return cl_errorf(r, "%s: %s", l->pack_location, cl_error_msg());
+			return pack_error(l, r);
 	}
 	r = decode_into_cache(l, s, raw);
 	if (r < 0 && r != -EBADMSG && r != -ENOMEM) {
@@ -1080,7 +1095,7 @@ static int fetch_segment(struct cl_lazy *l, uint32_t s, const uint8_t *comp, uin
 	}
 	free(raw);
 	if (r < 0)
-		cl_errorf(r, "%s: %s", l->pack_location, cl_error_msg());
+		pack_error(l, r);
 	return r;
 }
 
@@ -1655,6 +1670,7 @@ static int load_blobs(struct cl_lazy *l)
 	static const char *names[2] = {"state", "domain.xml"};
 	const struct cl_blob *b;
 	uint8_t h[CL_SHA256_LEN], *raw = NULL, *spill;
+	int64_t raw_seg = -1; /* the segment in raw: state and XML share one */
 	char *path;
 	int i, r;
 
@@ -1674,13 +1690,19 @@ static int load_blobs(struct cl_lazy *l)
 			l->blob[i] = NULL;
 		}
 		cl_error_clear();
-		r = fetch_now(l, b->p.seg, &raw);
+		r = 0;
+		if (raw_seg != (int64_t)b->p.seg) {
+			free(raw);
+			raw = NULL;
+			r = fetch_now(l, b->p.seg, &raw);
+			raw_seg = r == 0 ? (int64_t)b->p.seg : -1;
+		}
 		if (r == 0)
 			r = cl_blob_extract(l->m, b, raw, &l->blob[i], &l->blob_len[i]);
 		if (r < 0) {
 			free(raw);
 			free(path);
-			return cl_errorf(r, "%s: %s", l->pack_location, cl_error_msg());
+			return pack_error(l, r);
 		}
 		cl_write_file_atomic(path, l->blob[i], l->blob_len[i], 0600);
 		free(path);
@@ -1694,15 +1716,16 @@ static int load_blobs(struct cl_lazy *l)
 			r = decode_into_cache(l, b->p.seg, raw);
 			spill = NULL;
 			if (r < 0 && r != -EBADMSG && r != -ENOMEM) {
-				spill = raw;
-				raw = NULL;
-				r = 0;
+				/* Held in memory from now on: a copy, raw stays ours. */
+				spill = malloc(l->m->segments[b->p.seg].rlen);
+				if (spill)
+					memcpy(spill, raw, l->m->segments[b->p.seg].rlen);
+				r = spill ? 0 : -ENOMEM;
 			}
 			segment_outcome(l, b->p.seg, r, spill, 0);
 		}
-		free(raw);
-		raw = NULL;
 	}
+	free(raw);
 	cl_error_clear();
 	return 0;
 }
