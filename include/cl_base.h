@@ -49,9 +49,13 @@ int cl_base_index(const char *disk, const char *memory, uint32_t chunk_size,
 int cl_base_register(struct cl_base *b, const char *state, const char *domain);
 
 /* Opens the registered base whose disk image is image (or whose registry
- * directory or id prefix is image), loading its index. Fails with a hint if
- * none is registered or if an image changed since registration. */
+ * directory or id prefix is image): its images, not its index. Fails with
+ * a hint if none is registered or if an image changed since registration. */
 int cl_base_find(const char *image, struct cl_base **out);
+
+/* Loads the chunk index of a base opened by cl_base_find (checking it
+ * against the base id); a no-op if it is loaded. */
+int cl_base_load_index(struct cl_base *b);
 
 /* Calls fn for every registered base; stops at a non-zero return. */
 int cl_base_list(int (*fn)(void *ctx, const struct cl_base *b), void *ctx);

@@ -508,15 +508,17 @@ static char *optional_file(const char *dir, const char *name)
 	return NULL;
 }
 
-/* Opens a registered base from its registry directory. With load_index 0
- * only base.conf is read (for listing). */
-static int base_open_dir(const char *dir, int load_index, struct cl_base **out)
+/* Opens a registered base from its registry directory: its images
+ * (checked against what was registered) or, with open_images 0, only
+ * base.conf (for listing). The index is loaded apart: synthesis needs only
+ * the images, and the index is 32 bytes per chunk. */
+static int base_open_dir(const char *dir, int open_images, struct cl_base **out)
 {
 	const char *paths[CL_NIMAGES];
 	struct cl_base *b;
 	struct conf c;
 	struct stat st;
-	char mt[32], *idx = NULL;
+	char mt[32];
 	int r, i;
 
 	r = conf_read(dir, &c);
@@ -535,7 +537,7 @@ static int base_open_dir(const char *dir, int load_index, struct cl_base **out)
 	}
 	b->state_path = optional_file(dir, "state");
 	b->domain_path = optional_file(dir, "domain.xml");
-	if (!load_index) {
+	if (!open_images) {
 		for (i = 0; i < CL_NIMAGES; i++) {
 			b->path[i] = c.path[i];
 			c.path[i] = NULL;
@@ -560,17 +562,6 @@ static int base_open_dir(const char *dir, int load_index, struct cl_base **out)
 			goto fail;
 		}
 	}
-	r = base_alloc_hashes(b);
-	if (r < 0)
-		goto fail;
-	if (asprintf(&idx, "%s/index", dir) < 0) {
-		r = -ENOMEM;
-		goto fail;
-	}
-	r = index_read(b, idx);
-	free(idx);
-	if (r < 0)
-		goto fail;
 done:
 	conf_free(&c);
 	*out = b;
@@ -578,6 +569,30 @@ done:
 fail:
 	conf_free(&c);
 	cl_base_free(b);
+	return r;
+}
+
+int cl_base_load_index(struct cl_base *b)
+{
+	char *idx;
+	int r;
+
+	if (!b || !b->dir || b->fd[CL_DISK] < 0)
+		return -EINVAL;
+	if (b->hash[CL_DISK])
+		return 0;
+	r = base_alloc_hashes(b);
+	if (r < 0)
+		return r;
+	if (asprintf(&idx, "%s/index", b->dir) < 0)
+		return -ENOMEM;
+	r = index_read(b, idx);
+	free(idx);
+	if (r < 0) {
+		free(b->hash[CL_DISK]);
+		free(b->hash[CL_MEMORY]);
+		b->hash[CL_DISK] = b->hash[CL_MEMORY] = NULL;
+	}
 	return r;
 }
 

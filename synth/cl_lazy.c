@@ -76,9 +76,17 @@ struct segment {
 	uint32_t nw, capw;
 };
 
+/* An event log: older events in an unlinked file (a VM that reads its
+ * whole disk would otherwise hold 16 bytes per chunk in memory), the
+ * newest EV_TAIL in memory. */
+#ifndef EV_TAIL
+#define EV_TAIL 4096
+#endif
+
 struct evlog {
-	struct cl_lazy_event *ev;
-	uint64_t n, cap;
+	struct cl_lazy_event *tail; /* events [flushed, n) */
+	uint64_t n, flushed;
+	int fd;        /* events [0, flushed); -1 before the first flush */
 	uint8_t *seen; /* bitmap per chunk */
 };
 
@@ -118,6 +126,7 @@ struct cl_lazy {
 	uint32_t cs;
 	struct image img[CL_NIMAGES];
 	uint32_t *seg_nrec[CL_NIMAGES]; /* payload records per segment and image */
+	uint8_t *base_data[CL_NIMAGES]; /* bitmap: base chunks holding data (not a hole) */
 	uint64_t *seg_start;            /* CSR: payload records of each segment */
 	uint64_t *seg_recs;
 	void *blob[2];
@@ -254,25 +263,36 @@ static double now(void)
 }
 
 /* Appends chunk to an event log unless it is there already. */
+static int _event_flush(struct cl_lazy *l, struct evlog *e)
+{
+	if (e->fd < 0) {
+		e->fd = open(l->store_dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+		if (e->fd < 0)
+			return -errno;
+	}
+	if (cl_pwrite_full(e->fd, e->tail, EV_TAIL * sizeof(*e->tail),
+			   e->flushed * sizeof(*e->tail), "event log") < 0)
+		return -EIO;
+	e->flushed += EV_TAIL;
+	return 0;
+}
+
 static void _event(struct cl_lazy *l, enum cl_image_id im, enum cl_lazy_event_kind kind,
 		   uint64_t chunk)
 {
 	struct evlog *e = &l->img[im].log[kind];
-	struct cl_lazy_event *p;
+	struct cl_lazy_event *ev;
 
 	if (bit_get(e->seen, chunk))
 		return;
-	if (e->n == e->cap) {
-		uint64_t cap = e->cap ? 2 * e->cap : 1024;
-		p = realloc(e->ev, cap * sizeof(*p));
-		if (!p)
-			return; /* the stream misses an event; nothing breaks */
-		e->ev = p;
-		e->cap = cap;
-	}
+	if (!e->tail && !(e->tail = malloc(EV_TAIL * sizeof(*e->tail))))
+		return; /* the stream misses an event; nothing breaks */
+	if (e->n - e->flushed == EV_TAIL && _event_flush(l, e) < 0)
+		return;
 	bit_set(e->seen, chunk);
-	e->ev[e->n].usec = (uint64_t)((now() - l->t0) * 1e6);
-	e->ev[e->n].chunk = chunk;
+	ev = &e->tail[e->n - e->flushed];
+	ev->usec = (uint64_t)((now() - l->t0) * 1e6);
+	ev->chunk = chunk;
 	e->n++;
 	if (kind == CL_EV_ACCESSED)
 		l->img[im].st.chunks_accessed++;
@@ -328,6 +348,13 @@ static void base_piece(struct cl_lazy *l, enum cl_image_id im, uint64_t off, str
 {
 	uint64_t size = l->base->size[im];
 
+	/* Holes read as zeros without a read: the kernel would zero-fill
+	 * page-cache pages for them, most of a sparse image's cost. */
+	if (off >= size || !bit_get(l->base_data[im], off / l->cs)) {
+		p->fd = -1;
+		p->valid = 0;
+		return;
+	}
 	p->fd = l->base->fd[im];
 	p->path = l->base->path[im];
 	p->foff = off;
@@ -1751,10 +1778,13 @@ static void free_all(struct cl_lazy *l)
 		free(img->modified);
 		free(img->verified);
 		for (k = 0; k < CL_EV_KINDS; k++) {
-			free(img->log[k].ev);
+			free(img->log[k].tail);
 			free(img->log[k].seen);
+			if (img->log[k].fd >= 0)
+				close(img->log[k].fd);
 		}
 		free(l->seg_nrec[i]);
+		free(l->base_data[i]);
 	}
 	if (l->seg) {
 		for (s = 0; s < l->m->nsegments; s++) {
@@ -1785,6 +1815,33 @@ static void free_all(struct cl_lazy *l)
 	pthread_cond_destroy(&l->work);
 	pthread_cond_destroy(&l->tick);
 	free(l);
+}
+
+/* Marks the base chunks that hold data, from the base images' extents. */
+static int map_base_data(struct cl_lazy *l)
+{
+	uint64_t n, k, end;
+	off_t data, hole;
+	int i;
+
+	for (i = 0; i < CL_NIMAGES; i++) {
+		n = cl_chunk_count(l->base->size[i], l->cs);
+		l->base_data[i] = calloc(n / 8 + 1, 1);
+		if (!l->base_data[i])
+			return -ENOMEM;
+		for (data = 0; (uint64_t)data < l->base->size[i]; data = hole) {
+			data = lseek(l->base->fd[i], data, SEEK_DATA);
+			if (data < 0)
+				break; /* ENXIO: no more data */
+			hole = lseek(l->base->fd[i], data, SEEK_HOLE);
+			if (hole < 0)
+				hole = (off_t)l->base->size[i];
+			end = ((uint64_t)hole + l->cs - 1) / l->cs;
+			for (k = (uint64_t)data / l->cs; k < end && k < n; k++)
+				bit_set(l->base_data[i], k);
+		}
+	}
+	return 0;
 }
 
 static int init_images(struct cl_lazy *l)
@@ -1819,7 +1876,7 @@ int cl_lazy_open(const char *base, const char *overlay, const struct cl_lazy_opt
 	struct cl_source_opts so = {0};
 	struct cl_lazy *l;
 	char *packloc;
-	int r, i;
+	int r, i, k;
 
 	if (!base || !overlay || !out)
 		return -EINVAL;
@@ -1838,8 +1895,11 @@ int cl_lazy_open(const char *base, const char *overlay, const struct cl_lazy_opt
 		l->o.cache_limit = DEFAULT_CACHE_LIMIT;
 	l->t0 = now();
 	l->cache_lock_fd = -1;
-	for (i = 0; i < CL_NIMAGES; i++)
+	for (i = 0; i < CL_NIMAGES; i++) {
 		l->img[i].cache_fd = l->img[i].store_fd = -1;
+		for (k = 0; k < CL_EV_KINDS; k++)
+			l->img[i].log[k].fd = -1;
+	}
 	l->waiters.next = l->waiters.prev = &l->waiters;
 	pthread_mutex_init(&l->lock, NULL);
 	pthread_mutex_init(&l->store_lock, NULL);
@@ -1887,6 +1947,8 @@ int cl_lazy_open(const char *base, const char *overlay, const struct cl_lazy_opt
 	r = index_records(l);
 	if (r == 0)
 		r = init_images(l);
+	if (r == 0)
+		r = map_base_data(l);
 	if (r == 0)
 		r = setup_files(l);
 	if (r < 0)
@@ -2029,6 +2091,7 @@ size_t cl_lazy_events(struct cl_lazy *l, enum cl_image_id image, enum cl_lazy_ev
 {
 	struct evlog *e;
 	size_t n = 0;
+	ssize_t got;
 
 	if (!l || (unsigned)image >= CL_NIMAGES || (unsigned)kind >= CL_EV_KINDS || !out)
 		return 0;
@@ -2036,7 +2099,16 @@ size_t cl_lazy_events(struct cl_lazy *l, enum cl_image_id image, enum cl_lazy_ev
 	e = &l->img[image].log[kind];
 	if (from < e->n) {
 		n = e->n - from < max ? (size_t)(e->n - from) : max;
-		memcpy(out, e->ev + from, n * sizeof(*out));
+		if (from >= e->flushed) {
+			memcpy(out, e->tail + (from - e->flushed), n * sizeof(*out));
+		} else {
+			/* Flushed events never change: read them after unlocking. */
+			if (n > e->flushed - from)
+				n = (size_t)(e->flushed - from);
+			pthread_mutex_unlock(&l->lock);
+			got = pread(e->fd, out, n * sizeof(*out), (off_t)(from * sizeof(*out)));
+			return got > 0 ? (size_t)got / sizeof(*out) : 0;
+		}
 	}
 	pthread_mutex_unlock(&l->lock);
 	return n;

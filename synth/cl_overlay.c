@@ -541,8 +541,13 @@ int cl_overlay_create(struct cl_base *b, const char *disk, const char *memory, c
 	char *packpath = NULL;
 	int r, i;
 
-	if (!b || !b->hash[0] || !disk || !memory || !outdir)
+	if (!b || !disk || !memory || !outdir)
 		return -EINVAL;
+	if (!b->hash[CL_DISK]) {
+		r = cl_base_load_index(b);
+		if (r < 0)
+			return r;
+	}
 	if (opts)
 		o = *opts;
 	if (!o.codec)

@@ -122,6 +122,29 @@ static void check_all(struct cl_lazy *l, size_t step)
 	free(buf);
 }
 
+/* The accessed stream lists every chunk once, in time order, read in
+ * pieces of odd sizes (across the in-memory tail and the file). */
+static void check_events(struct cl_lazy *l, enum cl_image_id im, uint64_t nchunks)
+{
+	struct cl_lazy_event ev[37];
+	uint8_t *seen = calloc(nchunks, 1);
+	uint64_t from = 0, last = 0;
+	size_t n, i;
+
+	while ((n = cl_lazy_events(l, im, CL_EV_ACCESSED, from, ev, 37)) > 0) {
+		for (i = 0; i < n; i++) {
+			assert_true(ev[i].chunk < nchunks);
+			assert_false(seen[ev[i].chunk]);
+			seen[ev[i].chunk] = 1;
+			assert_true(ev[i].usec >= last);
+			last = ev[i].usec;
+		}
+		from += n;
+	}
+	assert_int_equal(from, nchunks);
+	free(seen);
+}
+
 /* Demand fetch only: every read waits for its own segments. */
 static void test_demand_reads(void **state)
 {
@@ -145,6 +168,8 @@ static void test_demand_reads(void **state)
 	assert_int_equal(st.segments_present, st.segments);
 	assert_int_equal(st.state, CL_LAZY_COMPLETE);
 	assert_int_equal(st.image[CL_DISK].chunks_accessed, st.image[CL_DISK].chunks);
+	check_events(l, CL_DISK, st.image[CL_DISK].chunks);
+	check_events(l, CL_MEMORY, st.image[CL_MEMORY].chunks);
 	cl_lazy_close(l);
 }
 
