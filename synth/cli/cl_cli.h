@@ -14,6 +14,14 @@ int cl_cmd_verify(int argc, char **argv);
 int cl_cmd_mount(int argc, char **argv);
 int cl_cmd_umount(int argc, char **argv);
 int cl_cmd_trace(int argc, char **argv);
+int cl_cmd_synthesis(int argc, char **argv);
+/* base and overlay: the forms that run a VM, else the ones above. */
+int cl_cmd_base_vm(int argc, char **argv);
+int cl_cmd_overlay_vm(int argc, char **argv);
+/* Runs OVERLAY once as `cloudlet synthesis` does, for seconds after the
+ * resume, and writes the TRACE of what the VM touched to trace_out. */
+int cl_synthesis_profile(const char *image, const char *overlay, const char *name,
+			 double seconds, const char *trace_out);
 
 /* Prints "cloudlet: <msg>" and, if hint is given, "hint: <hint>" for a
  * failure r (-errno) of the core; returns 1. */

@@ -18,9 +18,11 @@ static const char usage[] =
 	"\n"
 	"Commands:\n"
 	"  base IMAGE --memory RAMFILE   register a raw disk + memory image as a base VM\n"
+	"  base IMAGE [--kernel K ...]   boot a raw disk under libvirt and make it a base VM\n"
 	"  list-base                     list the registered base VMs\n"
 	"  overlay IMAGE --disk D --memory M\n"
 	"                                make an overlay of a customized VM against base IMAGE\n"
+	"  overlay IMAGE [-o DIR]        resume base IMAGE, customize it, make its overlay\n"
 	"  apply IMAGE OVERLAY -o DIR    synthesize the customized VM's files into DIR\n"
 	"  info OVERLAY                  describe an overlay (--json for machines)\n"
 	"  verify IMAGE OVERLAY          check base id, every segment and every chunk\n"
@@ -28,6 +30,8 @@ static const char usage[] =
 	"                                serve the customized VM lazily through cloudletfs\n"
 	"  umount MOUNTPOINT             stop it (waiting reads fail, open files too)\n"
 	"  trace MOUNTPOINT [SECONDS]    write the chunks the VM accessed, as a TRACE\n"
+	"  synthesis IMAGE OVERLAY       run the customized VM under libvirt, resumed while\n"
+	"                                the overlay still streams in (memory on demand)\n"
 	"\n"
 	"OVERLAY is the overlay-meta file or the directory that holds it; apply, info,\n"
 	"verify and mount also take an http:// or https:// URL of the overlay-meta.\n"
@@ -50,11 +54,11 @@ struct command {
 };
 
 static const struct command commands[] = {
-	{"base", cl_cmd_base},       {"list-base", cl_cmd_list_base},
-	{"overlay", cl_cmd_overlay}, {"apply", cl_cmd_apply},
-	{"info", cl_cmd_info},       {"verify", cl_cmd_verify},
-	{"mount", cl_cmd_mount},     {"umount", cl_cmd_umount},
-	{"trace", cl_cmd_trace},
+	{"base", cl_cmd_base_vm},       {"list-base", cl_cmd_list_base},
+	{"overlay", cl_cmd_overlay_vm}, {"apply", cl_cmd_apply},
+	{"info", cl_cmd_info},          {"verify", cl_cmd_verify},
+	{"mount", cl_cmd_mount},        {"umount", cl_cmd_umount},
+	{"trace", cl_cmd_trace},        {"synthesis", cl_cmd_synthesis},
 };
 
 int cl_cli_fail(int r, const char *hint)

@@ -1,0 +1,72 @@
+/* Domain XML handling for the VM commands (libxml2).
+ *
+ * An overlay carries the libvirt domain XML its VM ran with. To run the
+ * synthesized VM the XML is rewritten: a new name and UUID, the disk on the
+ * synthesized image without DAC relabelling, guest RAM mapped from the
+ * synthesized memory image (QEMU file-backed RAM in <qemu:commandline>), an
+ * incoming migration, and the per-run paths the XML froze (console socket,
+ * serial log, kernel and initrd) replaced. */
+#ifndef CL_DOMXML_H
+#define CL_DOMXML_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define CL_QEMU_NS "http://libvirt.org/schemas/domain/qemu/1.0"
+
+struct cl_domxml_edit {
+	const char *name;	 /* new domain name (required) */
+	const char *uuid;	 /* new UUID; NULL removes it (libvirt makes one) */
+	const char *type;	 /* domain type, "kvm" or "qemu"; NULL keeps it */
+	const char *disk;	 /* source file of the first disk device; NULL keeps it */
+	int disk_norelabel;	 /* that source gets <seclabel model='dac' relabel='no'/> */
+	const char *disk_format; /* its driver type; NULL: "raw" */
+	const char *memory;	 /* mem-path of the file-backed RAM; NULL keeps it */
+	uint64_t memory_size;	 /* bytes, when the XML has no memory-backend-file yet */
+	const char *share;	 /* "on" or "off"; NULL keeps it */
+	int incoming;		 /* 1: `-incoming defer`; 0: any -incoming removed */
+	const char *console;	 /* path of unix serial and console sockets; NULL keeps */
+	const char *console_log; /* the serial's <log file=...>; NULL removes it */
+	const char *kernel;	 /* NULL keeps */
+	const char *initrd;	 /* NULL keeps */
+	const char *cmdline;	 /* NULL keeps */
+	int vnc_local;		 /* VNC graphics listen on 127.0.0.1 with autoport */
+};
+
+/* Rewrites the domain XML xml (len bytes) as e says into *out, a
+ * NUL-terminated malloc'd string the caller frees. */
+int cl_domxml_rewrite(const char *xml, size_t len, const struct cl_domxml_edit *e, char **out);
+
+/* One value of a domain XML into *out (malloc'd): `name`, `uuid`, `type`,
+ * `machine`, `kernel`, `initrd`, `cmdline`, `disk` (first disk's source
+ * file), `console` (serial unix socket), `log` (serial log file), `mem`,
+ * `share`, `size` (of the memory-backend-file) or `vnc` (host:port of
+ * VNC graphics with a port). -ENOENT if the XML has none, -EINVAL for an
+ * unknown field. */
+int cl_domxml_get(const char *xml, size_t len, const char *field, char **out);
+
+/* A new domain: file-backed guest RAM (share=on) in <qemu:commandline>, a
+ * raw virtio disk (discard passed on), a serial console on a unix socket,
+ * optionally VNC on 127.0.0.1, a virtio balloon with free page reporting. */
+struct cl_domxml_spec {
+	const char *name;
+	const char *type;    /* "kvm" or "qemu" */
+	const char *machine; /* NULL: "pc" */
+	unsigned ram_mib;
+	unsigned vcpus;
+	const char *kernel;	 /* NULL: boot from the disk */
+	const char *initrd;	 /* optional */
+	const char *cmdline;	 /* optional */
+	const char *disk;	 /* raw disk image */
+	const char *disk_format; /* NULL: "raw" */
+	const char *memory;	 /* guest RAM file */
+	const char *console;	 /* serial console socket */
+	int vnc;		 /* VNC graphics on 127.0.0.1, autoport */
+};
+
+int cl_domxml_new(const struct cl_domxml_spec *s, char **out);
+
+/* A random (version 4) UUID in its 36-character text form into out[37]. */
+int cl_domxml_uuid(char out[37]);
+
+#endif

@@ -1,0 +1,109 @@
+#!/bin/bash
+# End to end: `cloudlet synthesis IMAGE URL` on the reference workload.
+# Registers the base, makes the overlay offline, serves it with nginx on
+# 127.0.0.1 at a slow rate, runs synthesis in the background and checks that
+#  - the VM was resumed while most of the overlay had not arrived,
+#  - the guest shows, over its serial console, the customized files and RAM
+#    data with the checksums the customized VM computed,
+#  - SIGTERM tears everything down: no domain, no mount, no daemon, no files.
+# ctest guest.test_synthesis_e2e (labels guest, e2e); $1 = the workload dir.
+set -euo pipefail
+HERE=$(cd "$(dirname "$0")" && pwd)
+source "$HERE/lib.sh"
+source "$HERE/../lib/nginx.sh"
+
+[ $# -eq 1 ] || cl_die "usage: $0 WORKLOAD_DIR"
+W=$1
+[ -f "$W/.done" ] || cl_die "no workload in $W (run tests/guest/make-workload.sh $W first)"
+W=$(cd "$W" && pwd -P)
+cloudlet=${CLOUDLET:?CLOUDLET not set (the cloudlet program)}
+RATE=${CL_E2E_RATE:-512k} # per connection; cloudletfs opens 4
+RUN_ROOT=/run/cloudlet
+exec 9>"$W/.lock"
+flock -s -w 1200 9 || cl_die "$W/.lock is held by a builder for 20 min"
+
+cl_init
+command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || cl_skip "no nginx"
+T=$(mktemp -d /var/tmp/cl-synth-e2e.XXXXXX)
+cl_at_exit "rm -rf '$T'"
+cl_at_exit cl_nginx_stop
+export CLOUDLET_HOME=$T/home
+FAILS=0
+ok() { echo "ok: $*"; }
+bad() { echo "FAIL: $*" >&2; FAILS=$((FAILS + 1)); }
+
+cl_log "registering the base and making the overlay"
+"$cloudlet" -q base "$W/base/disk.img" --memory "$W/base/memory.img" \
+	--state "$W/base/state" --domain "$W/base/domain.xml" >/dev/null
+mkdir -p "$T/www"
+"$cloudlet" -q overlay "$W/base/disk.img" --disk "$W/custom/disk.img" \
+	--memory "$W/custom/memory.img" --state "$W/custom/state" \
+	--domain "$W/custom/domain.xml" -o "$T/www/ov" >"$T/overlay.txt"
+head -1 "$T/overlay.txt"
+
+cl_nginx_start "$T/nginx" "$T/www" "limit_rate $RATE;" || cl_die "nginx did not start"
+URL=http://127.0.0.1:$NGINX_PORT/ov/overlay-meta
+NAME=${CL_PREFIX}synth
+MNT=$RUN_ROOT/$NAME/mnt
+
+cl_log "cloudlet synthesis $URL (limit_rate $RATE per connection)"
+"$cloudlet" synthesis "$W/base/disk.img" "$URL" --name "$NAME" >"$T/out" 2>"$T/err" </dev/null &
+SPID=$!
+CL_HELPER_PIDS+=("$SPID")
+end=$((SECONDS + 300))
+until grep -q "VM resumed" "$T/out"; do
+	if ! kill -0 "$SPID" 2>/dev/null || [ $SECONDS -ge $end ]; then
+		cat "$T/out" "$T/err" >&2
+		cl_qemu_log "$NAME"
+		cl_die "synthesis did not resume the VM"
+	fi
+	sleep 0.1
+done
+STATUS_AT_RESUME=$(cat "$MNT/status")
+DAEMON=$(sed -n 's/^pid: //p' <<<"$STATUS_AT_RESUME")
+cat "$T/out"
+read -r got total < <(sed -n 's/.*VM resumed: fetched \([0-9]*\) of \([0-9]*\) bytes.*/\1 \2/p' "$T/out")
+echo "at resume: $got of $total bytes fetched ($((100 * got / total))%); status: $(grep -E '^(state|segments):' <<<"$STATUS_AT_RESUME" | tr '\n' ' ')"
+if [ "$((2 * got))" -lt "$total" ]; then
+	ok "resumed with less than half of the overlay fetched"
+else
+	bad "resumed only after $got of $total bytes"
+fi
+grep -q '^state: streaming' <<<"$STATUS_AT_RESUME" && ok "overlay still streaming at resume" ||
+	bad "overlay not streaming at resume"
+[ "$(cl_domstate "$NAME")" = running ] && ok "domain $NAME running" || bad "domain $NAME is $(cl_domstate "$NAME")"
+
+SOCK=$RUN_ROOT/$NAME/console.sock
+t=$SECONDS
+$CL_GUESTCTL console-cmd "$SOCK" 120 'cat /ram/marker.txt' >"$T/marker" || bad "the guest does not answer"
+echo "first answer $((SECONDS - t)) s after resume: $(head -c 200 "$T/marker")"
+if $CL_GUESTCTL console-cmd "$SOCK" 600 "$CL_WORKLOAD_SUMS_CMD" >"$T/sums"; then
+	if diff -u "$W/custom/checksums.txt" "$T/sums"; then
+		ok "all $(wc -l <"$T/sums") checksums (disk files and RAM data) match"
+	else
+		bad "checksums differ"
+	fi
+else
+	bad "checksumming in the guest failed"
+fi
+echo "after the checksums: $(grep -E '^(state|bytes):' "$MNT/status" | tr '\n' ' ')"
+
+cl_log "stopping synthesis (SIGTERM)"
+kill -TERM "$SPID"
+rc=0
+for _ in $(seq 600); do kill -0 "$SPID" 2>/dev/null || break; sleep 0.1; done
+kill -0 "$SPID" 2>/dev/null && { bad "synthesis still runs 60 s after SIGTERM"; kill -KILL "$SPID"; }
+cl_wait_helper "$SPID" || rc=$?
+tail -n 3 "$T/out"
+[ -s "$T/err" ] && { echo "--- stderr"; cat "$T/err"; }
+[ "$rc" = 0 ] && ok "synthesis exited 0" || bad "synthesis exited $rc"
+cl_domain_exists "$NAME" && bad "domain $NAME left" || ok "no domain left"
+grep -q " $MNT fuse" /proc/mounts && bad "$MNT still mounted" || ok "no mount left"
+# A live process, not a zombie its new parent (init) has yet to reap.
+live() { [ -n "$1" ] && [ -r "/proc/$1/stat" ] && ! sed 's/.*) //' "/proc/$1/stat" | grep -q '^[ZX]'; }
+live "$DAEMON" && bad "cloudletfs $DAEMON still runs" || ok "cloudletfs exited"
+[ -e "$RUN_ROOT/$NAME" ] && bad "$RUN_ROOT/$NAME left: $(ls -A "$RUN_ROOT/$NAME")" ||
+	ok "no files left in $RUN_ROOT/$NAME"
+
+[ "$FAILS" = 0 ] || cl_die "$FAILS checks failed"
+echo "PASS"
