@@ -174,7 +174,7 @@ static int parse_size(const char *key, const char *val, uint64_t *out)
 
 	errno = 0;
 	v = strtoull(val, &end, 10);
-	if (errno || end == val || *val == '-')
+	if (errno || end == val || *val < '0' || *val > '9') /* strtoull takes " -5" */
 		goto bad;
 	switch (*end) {
 	case '\0':

@@ -372,26 +372,30 @@ static int parse_chunk(const struct cl_meta *m, uint64_t i, const msgpack_object
 	return 0;
 }
 
+static int cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
 static int parse_chunks(const struct parse *ps, struct cl_meta *m)
 {
 	const msgpack_object *o = map_get(ps->root, "chunks"), *it;
-	uint8_t *seen[CL_NIMAGES] = {NULL, NULL};
-	uint64_t i, n;
+	uint64_t *keys, i;
 	int r = 0;
 
 	if (get_array(o, 0, &it) < 0)
 		return cl_errorf(-EBADMSG, "%s: corrupt meta: no chunk table", ps->name);
 	m->nchunks = o->via.array.size;
 	m->chunks = calloc(m->nchunks ? m->nchunks : 1, sizeof(*m->chunks));
-	if (!m->chunks)
+	/* Repeated (image, index) pairs are found by sorting the records'
+	 * keys: memory in proportion to the meta, not to the images (a
+	 * bitmap of 2^50-byte images would take 256 GiB). */
+	keys = malloc((m->nchunks ? m->nchunks : 1) * sizeof(*keys));
+	if (!m->chunks || !keys) {
+		free(keys);
 		return -ENOMEM;
-	for (i = 0; i < CL_NIMAGES; i++) {
-		n = cl_chunk_count(m->image_size[i], m->chunk_size);
-		seen[i] = calloc(n / 8 + 1, 1);
-		if (!seen[i]) {
-			r = -ENOMEM;
-			goto out;
-		}
 	}
 	for (i = 0; i < m->nchunks; i++) {
 		struct cl_chunk *c = &m->chunks[i];
@@ -400,17 +404,19 @@ static int parse_chunks(const struct parse *ps, struct cl_meta *m)
 				      (unsigned long long)i);
 			goto out;
 		}
-		if (seen[c->image][c->index / 8] & (1u << (c->index % 8))) {
+		keys[i] = c->index << 1 | c->image; /* index < 2^50 / 512 */
+	}
+	qsort(keys, m->nchunks, sizeof(*keys), cmp_u64);
+	for (i = 1; i < m->nchunks; i++) {
+		if (keys[i] == keys[i - 1]) {
 			r = cl_errorf(-EBADMSG, "%s: corrupt meta: %s chunk %llu listed twice",
-				      ps->name, cl_image_name(c->image),
-				      (unsigned long long)c->index);
+				      ps->name, cl_image_name((enum cl_image_id)(keys[i] & 1)),
+				      (unsigned long long)(keys[i] >> 1));
 			goto out;
 		}
-		seen[c->image][c->index / 8] |= (uint8_t)(1u << (c->index % 8));
 	}
 out:
-	free(seen[0]);
-	free(seen[1]);
+	free(keys);
 	return r;
 }
 
@@ -507,6 +513,67 @@ static int parse_outer(const msgpack_object *root, const char *name, struct cl_m
 	return 0;
 }
 
+/* msgpack-c allocates every array and map at the size its header claims
+ * before reading a single element, so a few corrupt bytes would make it
+ * reserve gigabytes. Walks one msgpack object without allocating and
+ * refuses it unless every element claimed has at least a byte left to lie
+ * in; msgpack-c then allocates about as much as the input is long. */
+static int check_counts(const uint8_t *p, size_t len)
+{
+	/* For 0xc0-0xdf: bytes of payload after the type byte, and the width
+	 * of the length (bin, ext, str) or count (array, map) field. */
+	/* clang-format off */
+	static const uint8_t fixed[32] = {
+	    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 4, 8, 1, 2, 4, 8, /* 0xc0 */
+	    1, 2, 4, 8, 2, 3, 5, 9, 17, 0, 0, 0, 0, 0, 0, 0, /* 0xd0 */
+	};
+	static const uint8_t width[32] = {
+	    0, 0, 0, 0, 1, 2, 4, 1, 2, 4, 0, 0, 0, 0, 0, 0, /* 0xc0 */
+	    0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 2, 4, 2, 4, 2, 4, /* 0xd0 */
+	};
+	/* clang-format on */
+	const uint8_t *end = p + len;
+	uint64_t pending = 1, n;
+	unsigned i;
+	uint8_t t;
+
+	while (pending) {
+		if (p == end)
+			return -EBADMSG;
+		t = *p++;
+		pending--;
+		n = 0;
+		if (t <= 0x7f || t >= 0xe0 || t == 0xc0 || t == 0xc2 || t == 0xc3)
+			continue;
+		if (t <= 0x8f) {
+			pending += 2u * (t & 0x0f); /* fixmap */
+		} else if (t <= 0x9f) {
+			pending += t & 0x0f; /* fixarray */
+		} else if (t <= 0xbf) {
+			n = t & 0x1f; /* fixstr */
+		} else if (t == 0xc1) {
+			return -EBADMSG;
+		} else if (width[t - 0xc0]) {
+			if ((size_t)(end - p) < width[t - 0xc0])
+				return -EBADMSG;
+			for (i = 0; i < width[t - 0xc0]; i++)
+				n = n << 8 | *p++;
+			if (t >= 0xc7 && t <= 0xc9)
+				n++; /* ext: the type byte */
+			if (t >= 0xdc) {
+				pending += t >= 0xde ? 2 * n : n; /* array, map */
+				n = 0;
+			}
+		} else {
+			n = fixed[t - 0xc0];
+		}
+		if (pending > (uint64_t)(end - p) || n > (uint64_t)(end - p))
+			return -EBADMSG;
+		p += n;
+	}
+	return 0;
+}
+
 int cl_meta_parse(const void *buf, size_t len, const char *name, struct cl_meta **out)
 {
 	msgpack_unpacked up, inner;
@@ -524,7 +591,8 @@ int cl_meta_parse(const void *buf, size_t len, const char *name, struct cl_meta 
 		return -ENOMEM;
 	msgpack_unpacked_init(&up);
 	msgpack_unpacked_init(&inner);
-	if (msgpack_unpack_next(&up, buf, len, &off) != MSGPACK_UNPACK_SUCCESS ||
+	if (check_counts(buf, len) < 0 ||
+	    msgpack_unpack_next(&up, buf, len, &off) != MSGPACK_UNPACK_SUCCESS ||
 	    up.data.type != MSGPACK_OBJECT_MAP) {
 		r = cl_errorf(-EBADMSG, "%s: not a cloudlet overlay-meta (corrupt or truncated)",
 			      name);
@@ -538,7 +606,8 @@ int cl_meta_parse(const void *buf, size_t len, const char *name, struct cl_meta 
 	if (r < 0)
 		goto fail;
 	off = 0;
-	if (msgpack_unpack_next(&inner, body, body_len, &off) != MSGPACK_UNPACK_SUCCESS ||
+	if (check_counts(body, body_len) < 0 ||
+	    msgpack_unpack_next(&inner, body, body_len, &off) != MSGPACK_UNPACK_SUCCESS ||
 	    inner.data.type != MSGPACK_OBJECT_MAP || off != body_len) {
 		r = cl_errorf(-EBADMSG, "%s: corrupt meta: bad body", name);
 		goto fail;

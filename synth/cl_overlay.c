@@ -54,6 +54,8 @@ static int seg_append(struct segbuf *s, const void *data, size_t len)
 	uint8_t *p;
 	size_t cap;
 
+	if (!len)
+		return 0; /* an empty state file: nothing to copy, maybe no buffer yet */
 	if (s->len + len > s->cap) {
 		cap = s->cap ? s->cap : (1u << 20);
 		while (cap < s->len + len)

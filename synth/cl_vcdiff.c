@@ -339,7 +339,7 @@ static int dec_window(const uint8_t **pp, const uint8_t *end, const uint8_t *sou
 int cl_vcdiff_decode(const uint8_t *source, size_t source_len, const uint8_t *delta,
 		     size_t delta_len, uint8_t *out, size_t out_cap, size_t *out_len)
 {
-	const uint8_t *p = delta, *end = delta + delta_len;
+	const uint8_t *p, *end;
 	size_t pos = 0;
 	uint64_t len;
 	uint8_t hdr;
@@ -358,6 +358,8 @@ int cl_vcdiff_decode(const uint8_t *source, size_t source_len, const uint8_t *de
 	}
 	if (!delta || delta_len < 5 || memcmp(delta, vcd_magic, 4))
 		return -EINVAL;
+	p = delta;
+	end = delta + delta_len;
 	hdr = delta[4];
 	p += 5;
 	if (hdr & ~(VCD_DECOMPRESS | VCD_CODETABLE | VCD_APPHEADER))

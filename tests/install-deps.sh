@@ -4,12 +4,12 @@
 set -euo pipefail
 
 packages=(
-	build-essential cmake pkg-config clang-format
+	build-essential cmake pkg-config clang-format clang libclang-rt-14-dev
 	liblzma-dev libzstd-dev libssl-dev libmsgpack-dev libxml2-dev libcurl4-openssl-dev
 	libfuse3-dev fuse3 libvirt-dev libcmocka-dev
 	xdelta3 xz-utils zstd bc python3 cpio e2fsprogs busybox-static
 	libvirt-daemon-system libvirt-clients qemu-system-x86 qemu-utils
-	nginx-light squashfuse squashfs-tools
+	nginx-light squashfuse squashfs-tools fio
 )
 
 missing=()

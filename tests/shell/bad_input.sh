@@ -660,7 +660,7 @@ apply --bogus $g/a.disk $ov -o $out
 verify $g/a.disk
 info
 info --bogus $ov
-base $g/a.disk
+base $g/a.disk --ram lots
 base $g/a.disk --memory $g/a.mem --chunk-size 1000
 base $g/a.disk --memory $g/a.mem --chunk-size 256
 base $g/a.disk --memory $g/a.mem --chunk-size 2M

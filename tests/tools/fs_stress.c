@@ -162,5 +162,7 @@ int main(int argc, char **argv)
 	       threads, use_mmap ? " (mmap)" : "", t0, atomic_load(&reads),
 	       (double)atomic_load(&bytes) / 1048576, (double)atomic_load(&bytes) / 1048576 / t0,
 	       atomic_load(&errors), atomic_load(&mismatches), worst);
+	free(tids);
+	free(pairs);
 	return atomic_load(&errors) || atomic_load(&mismatches) ? 1 : 0;
 }

@@ -1,0 +1,196 @@
+#!/bin/bash
+# Generates the seed corpora of the fuzz targets into BUILD_DIR/fuzz-seeds/
+# (never committed): real overlays made by the cloudlet CLI on small
+# generated images (both codecs, several chunk and segment sizes, with a
+# TRACE order, device state and domain XML), then cut by fuzz_seeds into each
+# target's input format; VCDIFF deltas of generated pairs from
+# tests/tools/vcdiff_tool; TRACE files, cloudletfs command lines and HTTP
+# exchanges written here.
+# Usage: tests/fuzz/make-corpus.sh BUILD_DIR   (a -DCL_FUZZ=ON build)
+set -euo pipefail
+build=$(cd "${1:?usage: make-corpus.sh BUILD_DIR}" && pwd)
+C=$build/cloudlet
+SEEDS=$build/tests/fuzz/fuzz_seeds
+VT=$build/tests/tools/vcdiff_tool
+for p in "$C" "$SEEDS" "$VT"; do
+	[ -x "$p" ] || { echo "make-corpus: $p is not built" >&2; exit 1; }
+done
+out=$build/fuzz-seeds
+T=$(mktemp -d "${TMPDIR:-/tmp}/cl-fuzz-corpus.XXXXXX")
+trap 'rm -rf "$T"' EXIT
+export CLOUDLET_HOME=$T/home
+# The CLI is built with ASan here; its leak report is not what this is for.
+export ASAN_OPTIONS=detect_leaks=0
+rm -rf "$out"
+mkdir -p "$out"
+
+# Small images from a seeded PRNG (the same every run): a base, and a
+# customized VM whose chunks cover every recipe.
+python3 - "$T" <<'EOF'
+import os, random, sys
+d = sys.argv[1]
+rnd = random.Random(5)
+def rb(n):
+    return bytes(rnd.getrandbits(8) for _ in range(n))
+C = 4096
+disk = bytearray(rb(40 * C) + bytes(8 * C) + b"cloudlet base disk text " * 300)
+mem = bytearray(rb(24 * C) + bytes(8 * C))
+nd, nm = bytearray(disk), bytearray(mem)
+for k in range(0, 40, 3):             # sparse edits: deltas
+    o = k * C + rnd.randrange(C - 16)
+    nd[o:o + 8] = rb(8)
+nd[41 * C:43 * C] = rb(2 * C)         # new data: raw
+nd[44 * C:45 * C] = nd[41 * C:42 * C] # a duplicate: dedup
+nd[2 * C:3 * C] = bytes(C)            # zero
+nd[5 * C:6 * C] = mem[3 * C:4 * C]    # a base memory chunk
+nm[1 * C:2 * C] = disk[7 * C:8 * C]   # a base disk chunk
+for k in range(4, 20, 2):
+    o = k * C + rnd.randrange(C - 64)
+    nm[o:o + 40] = rb(40)
+nm += rb(3 * C + 100)                 # larger, not a multiple of C
+open(f"{d}/disk.img", "wb").write(disk)
+open(f"{d}/mem.img", "wb").write(mem)
+open(f"{d}/new-disk.img", "wb").write(nd)
+open(f"{d}/new-mem.img", "wb").write(nm)
+open(f"{d}/state", "wb").write(b"QEVM" + rb(700))
+open(f"{d}/domain.xml", "w").write("<domain type='kvm'><name>fuzz</name><memory unit='KiB'>"
+                                   "131072</memory><devices><disk type='file'/></devices></domain>\n")
+open(f"{d}/trace", "w").write("# first accesses\nmemory 3\ndisk 41\n\ndisk 0\nmemory 1\r\ndisk 44\n")
+EOF
+
+n=0
+for cs in 4096 1024; do
+	mkdir -p "$T/b$cs"
+	cp "$T/disk.img" "$T/mem.img" "$T/b$cs/"
+	"$C" -q base "$T/b$cs/disk.img" --memory "$T/b$cs/mem.img" --chunk-size $cs >/dev/null
+	for variant in "xz 16K" "zstd 16K" "xz 1M --order $T/trace" "zstd 4K --order $T/trace"; do
+		set -- $variant
+		o=$T/o$n
+		mkdir -p "$o"
+		"$C" -q overlay "$T/b$cs/disk.img" --disk "$T/new-disk.img" --memory "$T/new-mem.img" \
+			--state "$T/state" --domain "$T/domain.xml" -o "$o" --codec "$1" --level 1 \
+			--segment-size "$2" "${@:3}" >/dev/null
+		"$SEEDS" "$o/overlay-meta" "$T/b$cs/disk.img" "$T/b$cs/mem.img" "$out" "ov$n"
+		n=$((n + 1))
+	done
+	# An overlay with nothing in it.
+	o=$T/o$n
+	mkdir -p "$o"
+	"$C" -q overlay "$T/b$cs/disk.img" --disk "$T/b$cs/disk.img" --memory "$T/b$cs/mem.img" \
+		-o "$o" --codec zstd >/dev/null
+	"$SEEDS" "$o/overlay-meta" "$T/b$cs/disk.img" "$T/b$cs/mem.img" "$out" "ov$n"
+	n=$((n + 1))
+done
+
+# VCDIFF deltas of generated pairs (every kind vcdiff_tool makes), with the
+# input layout of fuzz_vcdiff: source length (2 bytes), capacity (3), source,
+# delta; and of fuzz_vcdiff_roundtrip: source length, source, target.
+mkdir -p "$T/vc" "$out/fuzz_vcdiff" "$out/fuzz_vcdiff_roundtrip"
+"$VT" gen "$T/vc" 2 7 >/dev/null
+for s in "$T"/vc/*.src; do
+	b=${s%.src}
+	t=$b.tgt
+	[ "$(stat -c %s "$s")" -lt 65536 ] && [ "$(stat -c %s "$t")" -lt 65536 ] || continue
+	"$VT" encode "$s" "$t" "$b.delta" >/dev/null
+	python3 - "$s" "$t" "$b.delta" "$out" "$(basename "$b")" <<'EOF'
+import sys
+s, t, dl = (open(p, "rb").read() for p in sys.argv[1:4])
+out, name = sys.argv[4], sys.argv[5]
+open(f"{out}/fuzz_vcdiff/tool-{name}", "wb").write(
+    len(s).to_bytes(2, "little") + len(t).to_bytes(3, "little") + s + dl)
+open(f"{out}/fuzz_vcdiff_roundtrip/tool-{name}", "wb").write(len(s).to_bytes(2, "little") + s + t)
+EOF
+done
+if command -v xdelta3 >/dev/null; then
+	# xdelta3's own streams: application header and Adler-32 checksums.
+	for s in "$T"/vc/*.src; do
+		b=${s%.src}
+		[ "$(stat -c %s "$s")" -lt 65536 ] || continue
+		xdelta3 -e -f -S none -s "$s" "$b.tgt" "$b.xd3" 2>/dev/null || continue
+		python3 - "$s" "$b.tgt" "$b.xd3" "$out/fuzz_vcdiff/xdelta3-$(basename "$b")" <<'EOF'
+import sys
+s, t, d = (open(p, "rb").read() for p in sys.argv[1:4])
+open(sys.argv[4], "wb").write(len(s).to_bytes(2, "little") + len(t).to_bytes(3, "little") + s + d)
+EOF
+	done
+fi
+
+# TRACE files: chunk counts of disk and memory (2 bytes each), then text.
+mkdir -p "$out/fuzz_trace"
+python3 - "$out/fuzz_trace" "$T/trace" <<'EOF'
+import sys
+d = sys.argv[1]
+texts = [open(sys.argv[2], "rb").read(),
+         b"disk 0\ndisk 1\nmemory 0\n",
+         b"memory 7\n# comment\n\ndisk\t3\r\ndisk 3\nmemory  12\n",
+         b"".join(b"disk %d\n" % (i * 7 % 100) for i in range(100)),
+         b"disk 99999999999999999999\n", b"memory -1\n", b"disk 1 2\n", b"\n\n#\n"]
+for i, t in enumerate(texts):
+    open(f"{d}/trace-{i}", "wb").write((100).to_bytes(2, "little") + (64).to_bytes(2, "little") + t)
+EOF
+
+# cloudletfs command lines, arguments separated by NUL bytes.
+mkdir -p "$out/fuzz_fs_opts"
+i=0
+for args in \
+	"/tmp|/tmp|-o|base=/tmp" \
+	"http://127.0.0.1:8080/o/overlay-meta|/mnt|-o|base=0123456789abcdef,allow_other,default_permissions,uid=root,gid=0" \
+	"-f|-d|/|/tmp|-obase=/tmp,cache_dir=/var/cache/x,cache_limit=10G,no_cache,keep_store,store_dir=rel/dir" \
+	"/tmp|/tmp|-o|base=/tmp,connections=64,timeout=0.5,memory_timeout=300,fetch_timeout=30,retries=100,no_stream,ro,log=l" \
+	"/tmp|/tmp|-o|base=/tmp,rw,defaults,noauto,user=bob,users,nofail,_netdev,x-systemd.automount,comment=a\\,b,noatime" \
+	"--help" "-V" "--|-o|/tmp" "/tmp|/tmp|-o|base=/tmp,cache_limit=500MiB,bogus" ; do
+	printf '%s' "$args" | tr '|' '\0' >"$out/fuzz_fs_opts/args-$i"
+	i=$((i + 1))
+done
+
+# HTTP exchanges: 8 parameter bytes, then responses separated by "\n@@\n"
+# (open: HEAD and a bytes=0-0 probe; then a ranged read; then a stream).
+mkdir -p "$out/fuzz_http"
+python3 - "$out/fuzz_http" <<'EOF'
+import sys
+d = sys.argv[1]
+body = bytes(range(40))
+def params(roff, rlen, soff, give_up=0, flags=1):
+    return bytes([flags]) + roff.to_bytes(4, "little") + rlen.to_bytes(2, "little") + \
+        bytes([soff | (give_up << 4)])
+def resp(status, headers, data=b""):
+    h = "HTTP/1.1 %s\r\n" % status + "".join("%s: %s\r\n" % kv for kv in headers) + "\r\n"
+    return h.encode() + data
+v = [("ETag", '"5f-28"'), ("Last-Modified", "Mon, 01 Jan 2024 00:00:00 GMT")]
+n = len(body)
+nginx = [resp("200 OK", v + [("Content-Length", n), ("Accept-Ranges", "bytes")]),
+         resp("206 Partial Content", v + [("Content-Range", "bytes 0-0/%d" % n),
+                                          ("Content-Length", 1)], body[:1]),
+         resp("206 Partial Content", v + [("Content-Range", "bytes 4-13/%d" % n),
+                                          ("Content-Length", 10)], body[4:14]),
+         resp("206 Partial Content", v + [("Content-Range", "bytes 2-%d/%d" % (n - 1, n))],
+              body[2:])]
+seeds = {
+    "nginx": params(4, 10, 2) + b"\n@@\n".join(nginx),
+    "no-ranges": params(0, n, 0) + b"\n@@\n".join(
+        [resp("200 OK", v + [("Content-Length", n)]), resp("200 OK", v + [("Content-Length", n)], body),
+         resp("200 OK", v + [("Content-Length", n)], body), resp("200 OK", v, body)]),
+    "retry": params(4, 10, 2, flags=2) + b"\n@@\n".join(
+        nginx[:2] + [resp("503 Service Unavailable", [("Retry-After", 1)]), b"!0" + nginx[2][:40],
+                     nginx[2], b"!2" + nginx[3][:60], nginx[3]]),
+    "stale": params(4, 10, 2) + b"\n@@\n".join(
+        nginx[:2] + [resp("206 Partial Content", [("ETag", '"other"'),
+                                                  ("Content-Range", "bytes 4-13/%d" % n)], body[4:14]),
+                     resp("206 Partial Content", v + [("Content-Range", "bytes 2-%d/99" % (n - 1))])]),
+    "redirect-head-refused": params(1, 3, 0, give_up=2) + b"\n@@\n".join(
+        [resp("405 Method Not Allowed", []),
+         b"HTTP/1.1 301 Moved\r\nLocation: /x\r\n\r\n" +
+         resp("206 Partial Content", [("Content-Range", "bytes 0-0/%d" % n)], body[:1]),
+         resp("206 Partial Content", [("Content-Range", "bytes 1-3/*")], body[1:4]),
+         resp("200 OK", [("Content-Length", n)], body)]),
+    "empty": params(0, 0, 0) + resp("200 OK", [("Content-Length", 0)]),
+    "416": params(0, 0, 0) + b"\n@@\n".join(
+        [resp("404 Not Found", []), resp("416 Range Not Satisfiable", [("Content-Range", "bytes */0")])]),
+}
+for name, data in seeds.items():
+    open(f"{d}/{name}", "wb").write(data)
+EOF
+
+for dir in "$out"/*/; do
+	echo "make-corpus: $(basename "$dir"): $(find "$dir" -type f | wc -l) seeds"
+done
