@@ -1,5 +1,6 @@
 #include "cl_fs_opts.h"
 #include "cl_error.h"
+#include "cl_util.h"
 #include "cl_source.h"
 
 #include <errno.h>
@@ -168,45 +169,10 @@ static int parse_seconds(const char *key, const char *val, unsigned *ms)
 
 static int parse_size(const char *key, const char *val, uint64_t *out)
 {
-	unsigned long long v;
-	char *end;
-	int shift = 0;
-
-	errno = 0;
-	v = strtoull(val, &end, 10);
-	if (errno || end == val || *val < '0' || *val > '9') /* strtoull takes " -5" */
-		goto bad;
-	switch (*end) {
-	case '\0':
-		break;
-	case 'k':
-	case 'K':
-		shift = 10;
-		break;
-	case 'm':
-	case 'M':
-		shift = 20;
-		break;
-	case 'g':
-	case 'G':
-		shift = 30;
-		break;
-	case 't':
-	case 'T':
-		shift = 40;
-		break;
-	default:
-		goto bad;
-	}
-	if (*end && end[1] && strcmp(end + 1, "iB") && strcmp(end + 1, "B"))
-		goto bad;
-	if (v == 0 || v > (UINT64_MAX >> shift))
-		goto bad;
-	*out = (uint64_t)v << shift;
+	if (cl_parse_size(val, out) < 0 || *out == 0)
+		return cl_errorf(-EINVAL, "option %s=%s: expected a size above 0, like 500M or 20G",
+				 key, val);
 	return 0;
-bad:
-	return cl_errorf(-EINVAL, "option %s=%s: expected a size above 0, like 500M or 20G",
-			 key, val);
 }
 
 static int parse_user(const char *val, uid_t *uid)

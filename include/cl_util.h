@@ -43,6 +43,10 @@ int cl_read_file(const char *path, size_t max, void **buf, size_t *len);
 /* mkdir -p: creates path and its missing parents. */
 int cl_mkdir_p(const char *path, mode_t mode);
 
+/* Parses a size: digits with an optional K, M, G or T suffix (powers of
+ * 1024; "KiB" and "KB" spellings too): 4096, 4K, 1M, 20GiB. 0 or -EINVAL. */
+int cl_parse_size(const char *s, uint64_t *out);
+
 /* Number of worker threads to use: the online CPUs, or CLOUDLET_THREADS. */
 unsigned cl_nthreads(void);
 

@@ -4,6 +4,8 @@
 
 #include <stdint.h>
 
+#include "cl_util.h"
+
 /* Each returns the process exit status. */
 int cl_cmd_base(int argc, char **argv);
 int cl_cmd_list_base(int argc, char **argv);
@@ -28,8 +30,6 @@ int cl_synthesis_profile(const char *image, const char *overlay, const char *nam
 int cl_cli_fail(int r, const char *hint);
 /* Prints "cloudlet CMD: <fmt>" and a pointer to --help; returns 2. */
 int cl_cli_usage(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-/* Parses 4096, 4K, 1M, 2G; 0 or -EINVAL. */
-int cl_parse_size(const char *s, uint64_t *out);
 /* "12.3 MiB" into a static buffer per call site slot (0..3). */
 const char *cl_fmt_size(uint64_t bytes, int slot);
 
