@@ -21,6 +21,15 @@ int cl_unhex(const char *hex, uint8_t *out, size_t len);
 int cl_pread_full(int fd, void *buf, size_t len, uint64_t off, const char *path);
 int cl_pwrite_full(int fd, const void *buf, size_t len, uint64_t off, const char *path);
 
+/* Copies bytes [start, end) of src to the same place in dst with
+ * copy_file_range, or read and write where the kernel cannot. *buf is a
+ * bounce buffer allocated on first need; the caller frees it. */
+int cl_copy_range(int src, const char *src_path, int dst, const char *dst_path, uint64_t start,
+		  uint64_t end, char **buf);
+/* Copies the first size bytes of src into dst, which becomes size bytes
+ * long; holes of src stay holes. */
+int cl_copy_sparse(int src, const char *src_path, int dst, const char *dst_path, uint64_t size);
+
 /* Output that replaces path only when complete: data goes to a temporary
  * name in the same directory, cl_out_commit() fsyncs and renames it over
  * path, cl_out_abort() removes it. Either must be called exactly once. */

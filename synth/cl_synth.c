@@ -13,7 +13,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define COPY_BUF    (4u << 20)
 #define PLAIN_BATCH 1024 /* payload-free records per work item */
 
 int cl_synth_check_base(const struct cl_meta *m, const struct cl_base *b, const char *name)
@@ -366,37 +365,6 @@ static int build_lists(struct run *rn)
 	return 0;
 }
 
-/* Copies [start, end) of src to dst: copy_file_range, or read/write where
- * the kernel cannot (different filesystems on older kernels). */
-static int copy_range(int src, const char *src_path, int dst, const char *dst_path,
-		      uint64_t start, uint64_t end, char **buf)
-{
-	ssize_t n;
-	int r;
-
-	while (start < end) {
-		loff_t in = (loff_t)start, outp = (loff_t)start;
-		n = copy_file_range(src, &in, dst, &outp, (size_t)(end - start), 0);
-		if (n < 0 && (errno == EXDEV || errno == ENOSYS || errno == EINVAL ||
-			      errno == EOPNOTSUPP)) {
-			size_t len = end - start < COPY_BUF ? (size_t)(end - start) : COPY_BUF;
-			if (!*buf && !(*buf = malloc(COPY_BUF)))
-				return -ENOMEM;
-			r = cl_pread_full(src, *buf, len, start, src_path);
-			if (r == 0)
-				r = cl_pwrite_full(dst, *buf, len, start, dst_path);
-			if (r < 0)
-				return r;
-			n = (ssize_t)len;
-		} else if (n <= 0) {
-			return cl_errorf(n < 0 ? -errno : -EIO, "%s: copy from %s failed: %s",
-					 dst_path, src_path, n < 0 ? strerror(errno) : "short");
-		}
-		start += (uint64_t)n;
-	}
-	return 0;
-}
-
 /* The output image starts as the base's bytes where the overlay has no
  * record (holes stay holes); overlay chunks are written by the decoders,
  * so copying them too would write them twice. */
@@ -427,8 +395,8 @@ static int copy_base(struct run *rn, int im)
 			while (k * cs < (uint64_t)hole && !(rn->in_overlay[im][k / 8] & (1u << (k % 8))))
 				k++;
 			run_end = k * cs < (uint64_t)hole ? k * cs : (uint64_t)hole;
-			r = copy_range(b->fd[im], b->path[im], rn->out[im].fd, rn->out[im].path,
-				       run_start, run_end, &buf);
+			r = cl_copy_range(b->fd[im], b->path[im], rn->out[im].fd,
+					  rn->out[im].path, run_start, run_end, &buf);
 		}
 	}
 	free(buf);

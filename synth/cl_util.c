@@ -100,6 +100,60 @@ int cl_pwrite_full(int fd, const void *buf, size_t len, uint64_t off, const char
 	return 0;
 }
 
+#define COPY_BUF (4u << 20)
+
+int cl_copy_range(int src, const char *src_path, int dst, const char *dst_path, uint64_t start,
+		  uint64_t end, char **buf)
+{
+	ssize_t n;
+	int r;
+
+	while (start < end) {
+		loff_t in = (loff_t)start, outp = (loff_t)start;
+		n = copy_file_range(src, &in, dst, &outp, (size_t)(end - start), 0);
+		if (n < 0 && (errno == EXDEV || errno == ENOSYS || errno == EINVAL ||
+			      errno == EOPNOTSUPP)) {
+			/* Different filesystems on older kernels: plain copy. */
+			size_t len = end - start < COPY_BUF ? (size_t)(end - start) : COPY_BUF;
+			if (!*buf && !(*buf = malloc(COPY_BUF)))
+				return -ENOMEM;
+			r = cl_pread_full(src, *buf, len, start, src_path);
+			if (r == 0)
+				r = cl_pwrite_full(dst, *buf, len, start, dst_path);
+			if (r < 0)
+				return r;
+			n = (ssize_t)len;
+		} else if (n <= 0) {
+			return cl_errorf(n < 0 ? -errno : -EIO, "%s: copy from %s failed: %s",
+					 dst_path, src_path, n < 0 ? strerror(errno) : "short");
+		}
+		start += (uint64_t)n;
+	}
+	return 0;
+}
+
+int cl_copy_sparse(int src, const char *src_path, int dst, const char *dst_path, uint64_t size)
+{
+	off_t data, hole;
+	char *buf = NULL;
+	int r = 0;
+
+	if (ftruncate(dst, (off_t)size) < 0)
+		return cl_errorf(-errno, "%s: %s", dst_path, strerror(errno));
+	for (data = 0; (uint64_t)data < size && r == 0; data = hole) {
+		data = lseek(src, data, SEEK_DATA);
+		if (data < 0 || (uint64_t)data >= size)
+			break; /* only a hole is left */
+		hole = lseek(src, data, SEEK_HOLE);
+		if (hole < 0 || (uint64_t)hole > size)
+			hole = (off_t)size;
+		r = cl_copy_range(src, src_path, dst, dst_path, (uint64_t)data, (uint64_t)hole,
+				  &buf);
+	}
+	free(buf);
+	return r;
+}
+
 int cl_out_open(struct cl_out *o, const char *path, mode_t mode)
 {
 	char *copy, *dir, *base;

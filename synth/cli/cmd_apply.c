@@ -146,10 +146,12 @@ int cl_cmd_verify(int argc, char **argv)
 	return r < 0 ? cl_cli_fail(r, NULL) : 0;
 }
 
-static void count_recipes(const struct cl_meta *m, uint64_t n[CL_NIMAGES][CL_R_COUNT],
-			  uint64_t payload[CL_R_COUNT])
+/* Records per image and recipe, payload bytes per recipe, and the pack's
+ * uncompressed size (returned). */
+static uint64_t count_recipes(const struct cl_meta *m, uint64_t n[CL_NIMAGES][CL_R_COUNT],
+			      uint64_t payload[CL_R_COUNT])
 {
-	uint64_t i;
+	uint64_t i, raw = 0;
 
 	memset(n, 0, sizeof(uint64_t) * CL_NIMAGES * CL_R_COUNT);
 	memset(payload, 0, sizeof(uint64_t) * CL_R_COUNT);
@@ -158,17 +160,17 @@ static void count_recipes(const struct cl_meta *m, uint64_t n[CL_NIMAGES][CL_R_C
 		if (m->chunks[i].recipe >= CL_R_DELTA)
 			payload[m->chunks[i].recipe] += m->chunks[i].p.len;
 	}
+	for (i = 0; i < m->nsegments; i++)
+		raw += m->segments[i].rlen;
+	return raw;
 }
 
 static void info_json(const struct cl_meta *m, const char *loc, const char *id, const char *base)
 {
-	uint64_t n[CL_NIMAGES][CL_R_COUNT], payload[CL_R_COUNT], raw = 0;
-	uint32_t s;
+	uint64_t n[CL_NIMAGES][CL_R_COUNT], payload[CL_R_COUNT], raw;
 	int i, r;
 
-	count_recipes(m, n, payload);
-	for (s = 0; s < m->nsegments; s++)
-		raw += m->segments[s].rlen;
+	raw = count_recipes(m, n, payload);
 	/* Locations are the only strings that may need escaping. */
 	printf("{\"meta\":\"");
 	for (; *loc; loc++)
@@ -200,13 +202,10 @@ static void info_json(const struct cl_meta *m, const char *loc, const char *id, 
 
 static void info_text(const struct cl_meta *m, const char *loc, const char *id, const char *base)
 {
-	uint64_t n[CL_NIMAGES][CL_R_COUNT], payload[CL_R_COUNT], raw = 0;
-	uint32_t s;
+	uint64_t n[CL_NIMAGES][CL_R_COUNT], payload[CL_R_COUNT], raw;
 	int i, r;
 
-	count_recipes(m, n, payload);
-	for (s = 0; s < m->nsegments; s++)
-		raw += m->segments[s].rlen;
+	raw = count_recipes(m, n, payload);
 	printf("overlay     %s\n", loc);
 	printf("id          %s\n", id);
 	printf("base id     %s\n", base);

@@ -620,41 +620,23 @@ static int run_tool(char *const argv[])
 /* Sparse copy: holes stay holes. */
 static int copy_sparse(const char *from, const char *to, uid_t uid, gid_t gid)
 {
-	static char buf[1 << 20];
-	off_t data, hole, size;
-	int in, out, r = 0;
-	ssize_t n;
+	struct stat st;
+	int in, out, r;
 
 	in = open(from, O_RDONLY | O_CLOEXEC);
 	if (in < 0)
 		return cl_errorf(-errno, "%s: %s", from, strerror(errno));
 	out = open(to, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0660);
-	if (out < 0) {
-		r = cl_errorf(-errno, "%s: %s", to, strerror(errno));
-		close(in);
-		return r;
+	if (out < 0 || fstat(in, &st) < 0) {
+		r = cl_errorf(-errno, "%s: %s", out < 0 ? to : from, strerror(errno));
+		goto out;
 	}
-	size = lseek(in, 0, SEEK_END);
-	for (data = 0; r == 0 && data < size; data = hole) {
-		data = lseek(in, data, SEEK_DATA);
-		if (data < 0)
-			break; /* only a hole is left */
-		hole = lseek(in, data, SEEK_HOLE);
-		for (off_t o = data; r == 0 && o < hole; o += n) {
-			n = pread(
-			    in, buf,
-			    (size_t)(hole - o < (off_t)sizeof(buf) ? hole - o : (off_t)sizeof(buf)),
-			    o);
-			if (n <= 0)
-				r = cl_errorf(n < 0 ? -errno : -EIO, "%s: read failed", from);
-			else
-				r = cl_pwrite_full(out, buf, (size_t)n, (uint64_t)o, to);
-		}
-	}
-	if (r == 0 &&
-	    (ftruncate(out, size) < 0 || fchown(out, uid, gid) < 0 || fchmod(out, 0660) < 0))
+	r = cl_copy_sparse(in, from, out, to, (uint64_t)st.st_size);
+	if (r == 0 && (fchown(out, uid, gid) < 0 || fchmod(out, 0660) < 0))
 		r = cl_errorf(-errno, "%s: %s", to, strerror(errno));
-	close(out);
+out:
+	if (out >= 0)
+		close(out);
 	close(in);
 	return r;
 }

@@ -26,6 +26,7 @@
 #include <unistd.h>
 
 #include <libvirt/libvirt-qemu.h>
+#include <libxml/entities.h>
 #include <libvirt/virterror.h>
 
 #define QEMU_USER      "libvirt-qemu"
@@ -113,37 +114,6 @@ static int kvm_device(char *why, size_t cap)
 	return 1;
 }
 
-static char *xml_escape(const char *s)
-{
-	char *out = malloc(6 * strlen(s) + 1), *w = out;
-
-	if (!out)
-		return NULL;
-	for (; *s; s++) {
-		switch (*s) {
-		case '&':
-			w += sprintf(w, "&amp;");
-			break;
-		case '<':
-			w += sprintf(w, "&lt;");
-			break;
-		case '>':
-			w += sprintf(w, "&gt;");
-			break;
-		case '\'':
-			w += sprintf(w, "&apos;");
-			break;
-		case '"':
-			w += sprintf(w, "&quot;");
-			break;
-		default:
-			*w++ = *s;
-		}
-	}
-	*w = '\0';
-	return out;
-}
-
 /* Whether the log file holds a line showing the kernel got past early boot
  * (where KVM guests hang on some hosts). */
 static int kernel_progressed(const char *log)
@@ -168,7 +138,8 @@ static int kvm_boot_probe(virConnectPtr c, const char *kernel, const char *initr
 			  size_t cap)
 {
 	char dir[] = CL_VM_RUN_DIR "/kvmprobe.XXXXXX", log[64], group[64], name[64];
-	char *xml = NULL, *k = NULL, *i = NULL, *initrd_el = NULL;
+	char *xml = NULL, *initrd_el = NULL;
+	xmlChar *k = NULL, *i = NULL;
 	virDomainPtr d = NULL;
 	uid_t uid;
 	gid_t gid;
@@ -187,8 +158,9 @@ static int kvm_boot_probe(virConnectPtr c, const char *kernel, const char *initr
 	}
 	snprintf(log, sizeof(log), "%s/console.log", dir);
 	snprintf(name, sizeof(name), "cloudlet-kvmprobe-%ld", (long)getpid());
-	k = xml_escape(kernel);
-	i = initrd ? xml_escape(initrd) : strdup("");
+	/* Paths go into element content: libxml2 escapes what needs it. */
+	k = xmlEncodeSpecialChars(NULL, (const xmlChar *)kernel);
+	i = xmlEncodeSpecialChars(NULL, (const xmlChar *)(initrd ? initrd : ""));
 	if (!k || !i || asprintf(&initrd_el, initrd ? "<initrd>%s</initrd>" : "%s", i) < 0 ||
 	    asprintf(&xml,
 		     "<domain type='kvm'><name>%s</name><memory unit='MiB'>%d</memory>"
@@ -225,8 +197,8 @@ out:
 	rmdir(dir);
 	free(xml);
 	free(initrd_el);
-	free(i);
-	free(k);
+	xmlFree(i);
+	xmlFree(k);
 	return r;
 }
 

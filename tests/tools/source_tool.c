@@ -15,6 +15,7 @@
  * "source_tool: MESSAGE [ERRNO-NAME]" and exit 1. */
 #include "cl_error.h"
 #include "cl_source.h"
+#include "cl_util.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -180,37 +181,12 @@ static void *par_streamer(void *arg)
 
 static int load(const char *path, unsigned char **out, uint64_t *size)
 {
-	struct stat st;
-	unsigned char *data;
-	ssize_t n;
-	size_t done = 0;
-	int fd, r = 0;
+	size_t len;
+	int r;
 
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return cl_errorf(-errno, "%s: %s", path, strerror(errno));
-	if (fstat(fd, &st) < 0) {
-		r = cl_errorf(-errno, "%s: %s", path, strerror(errno));
-		goto out;
-	}
-	data = malloc(st.st_size ? (size_t)st.st_size : 1);
-	if (!data) {
-		r = -ENOMEM;
-		goto out;
-	}
-	while (done < (size_t)st.st_size) {
-		n = read(fd, data + done, (size_t)st.st_size - done);
-		if (n <= 0) {
-			free(data);
-			r = cl_errorf(-EIO, "%s: short read", path);
-			goto out;
-		}
-		done += (size_t)n;
-	}
-	*out = data;
-	*size = (uint64_t)st.st_size;
-out:
-	close(fd);
+	r = cl_read_file(path, SIZE_MAX, (void **)out, &len);
+	if (r == 0)
+		*size = len;
 	return r;
 }
 
