@@ -84,6 +84,10 @@ struct cl_meta {
 	struct cl_segment *segments;
 	uint64_t nchunks;
 	struct cl_chunk *chunks; /* overlay order */
+	/* Informative (optional key left_out): chunks the guest discarded
+	 * (disk: zero extents of its copy-on-write disk) or freed (memory:
+	 * holes in the RAM file where the base has data). */
+	uint64_t left_out[CL_NIMAGES];
 	/* Derived on parse, not stored: */
 	uint8_t id[CL_SHA256_LEN]; /* overlay id: SHA-256 of the meta file */
 };

@@ -11,13 +11,30 @@
 #define CL_META_NAME      "overlay-meta"
 #define CL_SEGMENT_TARGET (1u << 20)
 
+/* A range of a customized image that may differ from the base (an extent
+ * map, e.g. the clusters a qcow2 overlay holds itself): its bytes are at
+ * `offset` in the image's file, or all zero (discarded). */
+struct cl_extent {
+	uint64_t start, length; /* in the image */
+	uint64_t offset;        /* in the file; unused when zero */
+	int zero;
+};
+
 struct cl_overlay_opts {
 	enum cl_codec codec;   /* 0 = xz */
 	int level;             /* < 0 = the codec's default */
-	uint32_t segment_size; /* raw bytes per segment, 0 = CL_SEGMENT_TARGET */
+	uint32_t segment_size; /* raw bytes per segment; 0: CL_SEGMENT_TARGET, and runs of
+				  incompressible payloads cut at 64 KiB */
 	const char *state;     /* device state file, or NULL */
 	const char *domain;    /* domain XML file, or NULL */
 	const char *trace;     /* TRACE file: put these chunks first, or NULL */
+	/* With disk_extents non-NULL (even with no extents), the disk argument is the file their offsets
+	 * point into (not a raw image), the disk image is disk_size bytes,
+	 * and only chunks overlapping the extents (sorted, disjoint) are read
+	 * and hashed: every other byte equals the base's (zero past its end). */
+	const struct cl_extent *disk_extents;
+	size_t ndisk_extents;
+	uint64_t disk_size;
 };
 
 struct cl_overlay_stats {
@@ -25,6 +42,9 @@ struct cl_overlay_stats {
 	uint64_t payload[CL_R_COUNT];            /* uncompressed payload bytes per recipe */
 	uint64_t changed_bytes[CL_NIMAGES];      /* bytes of chunks that differ from the base */
 	uint64_t traced;                         /* records placed by the TRACE */
+	uint64_t left_out[CL_NIMAGES];           /* chunks the guest discarded (disk: in
+						    zero extents) or freed (memory: holes
+						    where the base has data) */
 	uint64_t pack_size, meta_size;
 	uint32_t nsegments;
 };

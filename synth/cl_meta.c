@@ -118,6 +118,7 @@ int cl_meta_encode(const struct cl_meta *m, void **buf, size_t *len)
 	msgpack_packer pk;
 	const char *codec;
 	uint64_t i;
+	int has_left_out;
 
 	if (!m || !buf || !len || !m->pack)
 		return -EINVAL;
@@ -127,7 +128,10 @@ int cl_meta_encode(const struct cl_meta *m, void **buf, size_t *len)
 	msgpack_sbuffer_init(&sb);
 	msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
 
-	msgpack_pack_map(&pk, 12);
+	/* left_out only when there is something to say: an overlay with none
+	 * is byte for byte what earlier versions wrote. */
+	has_left_out = m->left_out[CL_DISK] || m->left_out[CL_MEMORY];
+	msgpack_pack_map(&pk, 12 + has_left_out);
 	pack_key(&pk, "base_id");
 	pack_bin(&pk, m->base_id, CL_SHA256_LEN);
 	pack_key(&pk, "chunk_size");
@@ -183,6 +187,12 @@ int cl_meta_encode(const struct cl_meta *m, void **buf, size_t *len)
 		msgpack_pack_uint32(&pk, has_payload ? c->p.off : 0);
 		msgpack_pack_uint32(&pk, has_payload ? c->p.len : 0);
 		pack_bin(&pk, c->sha256, CL_SHA256_LEN);
+	}
+	if (has_left_out) {
+		pack_key(&pk, "left_out");
+		msgpack_pack_array(&pk, CL_NIMAGES);
+		for (i = 0; i < CL_NIMAGES; i++)
+			msgpack_pack_uint64(&pk, m->left_out[i]);
 	}
 	/* The pack's layout summary last, for humans reading a dump. */
 	pack_key(&pk, "created_by");
@@ -462,6 +472,10 @@ static int parse_body(const struct parse *ps, struct cl_meta *m)
 	r = parse_blob(ps, m, "domain_xml", &m->domain);
 	if (r < 0)
 		return r;
+	o = map_get(ps->root, "left_out"); /* optional, informative */
+	if (o && (get_array(o, CL_NIMAGES, &it) < 0 || get_u64(&it[0], 1ull << 50, &m->left_out[0]) < 0 ||
+		  get_u64(&it[1], 1ull << 50, &m->left_out[1]) < 0))
+		return cl_errorf(-EBADMSG, "%s: corrupt meta: bad left_out entry", ps->name);
 	return parse_chunks(ps, m);
 }
 

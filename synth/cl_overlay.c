@@ -4,6 +4,7 @@
 #include "cl_vcdiff.h"
 
 #include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <fcntl.h>
 #include <stdlib.h>
@@ -13,6 +14,8 @@
 
 #define PAYLOAD_BATCH 4096 /* chunks delta-encoded per parallel step */
 #define BLOB_MAX      (64u << 20)
+#define DENSE_SEGMENT (64u << 10) /* segments of incompressible data: see add_payload() */
+#define DENSE_BITS    7.5         /* order-0 entropy (bits per byte) taken as incompressible */
 
 /* The customized images being turned into an overlay. */
 struct newimg {
@@ -21,6 +24,11 @@ struct newimg {
 	uint64_t size;
 	uint64_t nchunks;
 	uint8_t (*hash)[CL_SHA256_LEN];
+	/* An extent-mapped image: only chunks set in `touched` may differ from
+	 * the base; their bytes are the base view with the extents laid over. */
+	const struct cl_extent *ext;
+	size_t next;
+	uint8_t *touched;
 };
 
 struct segbuf {
@@ -40,6 +48,8 @@ struct builder {
 	uint64_t dedup_mask;
 	/* segments being filled and compressed */
 	struct segbuf cur;
+	int dense;        /* cut incompressible runs at DENSE_SEGMENT */
+	size_t cur_dense; /* bytes of cur that look incompressible */
 	struct segbuf *pending;
 	uint32_t npending, cap_pending;
 	uint32_t cap_segments;
@@ -107,10 +117,34 @@ static int close_segment(struct builder *bd)
 	}
 	bd->pending[bd->npending++] = bd->cur;
 	memset(&bd->cur, 0, sizeof(bd->cur));
+	bd->cur_dense = 0;
 	return 0;
 }
 
-/* Appends a payload to the current segment; its reference goes to *p. */
+/* Whether data looks incompressible by its order-0 entropy (random or
+ * already compressed bytes). */
+static int incompressible(const uint8_t *d, size_t len)
+{
+	uint32_t n[256] = {0};
+	double h = 0;
+	size_t i;
+
+	if (len < 512)
+		return 0;
+	for (i = 0; i < len; i++)
+		n[d[i]]++;
+	for (i = 0; i < 256; i++) {
+		double p = (double)n[i] / (double)len;
+		if (n[i])
+			h -= p * log2(p);
+	}
+	return h >= DENSE_BITS;
+}
+
+/* Appends a payload to the current segment; its reference goes to *p. With
+ * the default segment size, a segment of incompressible payloads closes at
+ * DENSE_SEGMENT: it would compress no better at the full size, and a demand
+ * fetch for one page of it then transfers 64 KiB rather than a megabyte. */
 static int add_payload(struct builder *bd, const void *data, size_t len, struct cl_payload *p)
 {
 	int r;
@@ -123,7 +157,10 @@ static int add_payload(struct builder *bd, const void *data, size_t len, struct 
 	r = seg_append(&bd->cur, data, len);
 	if (r < 0)
 		return r;
-	if (bd->cur.len >= bd->opts->segment_size)
+	if (bd->dense && incompressible(data, len))
+		bd->cur_dense += len;
+	if (bd->cur.len >= bd->opts->segment_size ||
+	    (bd->cur.len >= DENSE_SEGMENT && bd->cur_dense * 10 >= bd->cur.len * 9))
 		return close_segment(bd);
 	return 0;
 }
@@ -248,6 +285,56 @@ static int base_view_hash(struct builder *bd, int i, uint64_t k, uint32_t len,
 	return r;
 }
 
+static int bit(const uint8_t *map, uint64_t k)
+{
+	return map[k / 8] >> (k % 8) & 1;
+}
+
+/* The first extent of im that ends after off (binary search). */
+static size_t extent_at(const struct newimg *im, uint64_t off)
+{
+	size_t lo = 0, hi = im->next, mid;
+
+	while (lo < hi) {
+		mid = lo + (hi - lo) / 2;
+		if (im->ext[mid].start + im->ext[mid].length <= off)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
+/* Chunk k (len bytes) of customized image i. Thread-safe. */
+static int read_new_chunk(const struct builder *bd, int i, uint64_t k, uint32_t len, uint8_t *buf)
+{
+	const struct newimg *im = &bd->img[i];
+	uint64_t lo = k * bd->cs, hi = lo + len, a, b;
+	size_t e;
+	int r;
+
+	if (!im->ext)
+		return cl_pread_full(im->fd, buf, len, lo, im->path);
+	e = extent_at(im, lo);
+	if (e < im->next && im->ext[e].zero && im->ext[e].start <= lo &&
+	    im->ext[e].start + im->ext[e].length >= hi) {
+		memset(buf, 0, len); /* discarded whole: no need to read the base */
+		return 0;
+	}
+	r = cl_base_read(bd->b, i, k, len, buf);
+	for (; r == 0 && e < im->next && im->ext[e].start < hi; e++) {
+		a = im->ext[e].start > lo ? im->ext[e].start : lo;
+		b = im->ext[e].start + im->ext[e].length;
+		b = b < hi ? b : hi;
+		if (im->ext[e].zero)
+			memset(buf + (a - lo), 0, b - a);
+		else
+			r = cl_pread_full(im->fd, buf + (a - lo), b - a,
+					  im->ext[e].offset + (a - im->ext[e].start), im->path);
+	}
+	return r;
+}
+
 static uint64_t key64(const uint8_t *hash)
 {
 	uint64_t k;
@@ -337,8 +424,7 @@ static int encode_one(void *ctx, size_t i)
 		return -ENOMEM;
 	base = buf + bd->cs;
 	delta = base + bd->cs;
-	r = cl_pread_full(bd->img[c->image].fd, buf, len, c->index * bd->cs,
-			  bd->img[c->image].path);
+	r = read_new_chunk(bd, c->image, c->index, len, buf);
 	if (r < 0)
 		goto out;
 	r = cl_base_read(bd->b, c->image, c->index, len, base);
@@ -397,11 +483,38 @@ out:
 	return r;
 }
 
+/* Checks an extent map (sorted, disjoint, inside the image) and marks the
+ * chunks it overlaps. */
+static int map_extents(struct builder *bd, struct newimg *im)
+{
+	const struct cl_extent *x;
+	uint64_t end = 0, k;
+	size_t e;
+
+	im->touched = calloc(im->nchunks / 8 + 1, 1);
+	if (!im->touched)
+		return -ENOMEM;
+	for (e = 0; e < im->next; e++) {
+		x = &im->ext[e];
+		if (!x->length || x->start < end || x->length > im->size - x->start ||
+		    x->start > im->size)
+			return cl_errorf(-EINVAL,
+					 "%s: extent map entry %zu (%llu+%llu) out of order or "
+					 "past the image's %llu bytes",
+					 im->path, e, (unsigned long long)x->start,
+					 (unsigned long long)x->length, (unsigned long long)im->size);
+		end = x->start + x->length;
+		for (k = x->start / bd->cs; k * bd->cs < end; k++)
+			im->touched[k / 8] |= (uint8_t)(1u << (k % 8));
+	}
+	return 0;
+}
+
 static int open_new_images(struct builder *bd, const char *disk, const char *memory)
 {
 	const char *paths[CL_NIMAGES] = {disk, memory};
 	struct stat st;
-	int i;
+	int i, r;
 
 	for (i = 0; i < CL_NIMAGES; i++) {
 		struct newimg *im = &bd->img[i];
@@ -414,14 +527,131 @@ static int open_new_images(struct builder *bd, const char *disk, const char *mem
 		if (!S_ISREG(st.st_mode) && !S_ISBLK(st.st_mode))
 			return cl_errorf(-EINVAL, "%s: not a regular file", paths[i]);
 		im->size = (uint64_t)st.st_size;
+		if (i == CL_DISK && bd->opts->disk_extents) {
+			im->ext = bd->opts->disk_extents;
+			im->next = bd->opts->ndisk_extents;
+			im->size = bd->opts->disk_size;
+		}
 		if (im->size > (1ull << 50))
 			return cl_errorf(-EFBIG, "%s: image too large", paths[i]);
 		im->nchunks = cl_chunk_count(im->size, bd->cs);
 		im->hash = malloc(im->nchunks ? im->nchunks * CL_SHA256_LEN : 1);
 		if (!im->hash)
 			return -ENOMEM;
+		if (im->ext && (r = map_extents(bd, im)) < 0)
+			return r;
 	}
 	return 0;
+}
+
+static uint64_t bytes_to_hash(const struct builder *bd)
+{
+	uint64_t n = 0, k;
+	int i;
+
+	for (i = 0; i < CL_NIMAGES; i++) {
+		if (!bd->img[i].touched) {
+			n += bd->img[i].size;
+			continue;
+		}
+		for (k = 0; k < bd->img[i].nchunks; k++)
+			if (bit(bd->img[i].touched, k))
+				n += cl_chunk_len(bd->img[i].size, bd->cs, k);
+	}
+	return n;
+}
+
+struct touched_job {
+	struct builder *bd;
+	int image;
+	const uint64_t *chunks;
+};
+
+static int hash_touched_one(void *ctx, size_t n)
+{
+	struct touched_job *j = ctx;
+	struct newimg *im = &j->bd->img[j->image];
+	uint64_t k = j->chunks[n];
+	uint32_t len = cl_chunk_len(im->size, j->bd->cs, k);
+	uint8_t *buf = malloc(j->bd->cs);
+	int r;
+
+	if (!buf)
+		return -ENOMEM;
+	r = read_new_chunk(j->bd, j->image, k, len, buf);
+	if (r == 0)
+		cl_sha256(buf, len, im->hash[k]);
+	free(buf);
+	cl_progress_add(&j->bd->prog, len);
+	return r;
+}
+
+/* Hashes image i: the whole file, or for an extent-mapped image only the
+ * chunks the extents touch. */
+static int hash_new_image(struct builder *bd, int i)
+{
+	struct newimg *im = &bd->img[i];
+	struct touched_job j = {.bd = bd, .image = i};
+	uint64_t *list, n = 0, k;
+	int r;
+
+	if (!im->ext)
+		return cl_hash_image(im->fd, im->path, im->size, bd->cs, im->hash, &bd->prog);
+	list = malloc((im->nchunks ? im->nchunks : 1) * sizeof(*list));
+	if (!list)
+		return -ENOMEM;
+	for (k = 0; k < im->nchunks; k++)
+		if (bit(im->touched, k))
+			list[n++] = k;
+	j.chunks = list;
+	r = cl_pfor(0, n, hash_touched_one, &j);
+	free(list);
+	return r;
+}
+
+/* Counts the chunks lying wholly in [start, end) of image i, only the
+ * changed ones if changed is not NULL. */
+static uint64_t changed_within(const struct builder *bd, int i, const uint8_t *changed,
+			       uint64_t start, uint64_t end)
+{
+	uint64_t k, n = 0, size = bd->img[i].size;
+
+	end = end < size ? end : size;
+	for (k = (start + bd->cs - 1) / bd->cs;
+	     k < bd->img[i].nchunks && k * bd->cs + cl_chunk_len(size, bd->cs, k) <= end; k++)
+		n += changed ? bit(changed, k) : 1;
+	return n;
+}
+
+/* Chunks the guest gave up, which cost nothing in the overlay: every chunk
+ * in a zero extent of an extent map (discarded or zeroed disk ranges: a
+ * ZERO record, or none where the base is zero too), and the chunks in
+ * holes of a raw image where the base has data (freed RAM: free page
+ * reporting punches the holes; elsewhere a hole is just untouched). */
+static void count_left_out(struct builder *bd, int i, const uint8_t *changed)
+{
+	struct newimg *im = &bd->img[i];
+	off_t data, hole = 0;
+	size_t e;
+
+	if (im->ext) {
+		for (e = 0; e < im->next; e++)
+			if (im->ext[e].zero)
+				bd->st->left_out[i] += changed_within(
+				    bd, i, NULL, im->ext[e].start,
+				    im->ext[e].start + im->ext[e].length);
+		return;
+	}
+	for (;;) {
+		hole = lseek(im->fd, hole, SEEK_HOLE);
+		if (hole < 0 || (uint64_t)hole >= im->size)
+			break;
+		data = lseek(im->fd, hole, SEEK_DATA);
+		if (data < 0)
+			data = (off_t)im->size; /* ENXIO: a hole up to the end */
+		bd->st->left_out[i] += changed_within(bd, i, changed, (uint64_t)hole, (uint64_t)data);
+		hole = data;
+	}
 }
 
 /* Lists the changed chunks in overlay order: the TRACE's first, then
@@ -478,6 +708,8 @@ static int find_changes(struct builder *bd, uint8_t *changed[CL_NIMAGES], uint64
 		if (!changed[i])
 			return -ENOMEM;
 		for (k = 0; k < im->nchunks; k++) {
+			if (im->touched && !bit(im->touched, k))
+				continue; /* the base view: unchanged */
 			len = cl_chunk_len(im->size, bd->cs, k);
 			r = base_view_hash(bd, i, k, len, h);
 			if (r < 0)
@@ -565,6 +797,7 @@ int cl_overlay_create(struct cl_base *b, const char *disk, const char *memory, c
 	memset(bd.st, 0, sizeof(*bd.st));
 	bd.b = b;
 	bd.opts = &o;
+	bd.dense = !opts || !opts->segment_size;
 	bd.cs = b->chunk_size;
 	bd.pack.fd = -1;
 	for (i = 0; i < CL_NIMAGES; i++)
@@ -594,10 +827,9 @@ int cl_overlay_create(struct cl_base *b, const char *disk, const char *memory, c
 	if (r < 0)
 		goto out;
 
-	cl_progress_start(&bd.prog, "hashing images", bd.img[0].size + bd.img[1].size);
+	cl_progress_start(&bd.prog, "hashing images", bytes_to_hash(&bd));
 	for (i = 0; i < CL_NIMAGES && r == 0; i++)
-		r = cl_hash_image(bd.img[i].fd, bd.img[i].path, bd.img[i].size, bd.cs,
-				  bd.img[i].hash, &bd.prog);
+		r = hash_new_image(&bd, i);
 	cl_progress_end(&bd.prog);
 	if (r < 0)
 		goto out_pack;
@@ -607,6 +839,9 @@ int cl_overlay_create(struct cl_base *b, const char *disk, const char *memory, c
 	r = find_changes(&bd, changed, &total);
 	if (r < 0)
 		goto out_pack;
+	for (i = 0; i < CL_NIMAGES; i++)
+		count_left_out(&bd, i, changed[i]);
+	memcpy(bd.m.left_out, bd.st->left_out, sizeof(bd.m.left_out));
 	for (size = 16; size < 2 * total + 2;)
 		size <<= 1;
 	bd.dedup = calloc(size, sizeof(*bd.dedup));
@@ -665,6 +900,7 @@ out:
 		if (bd.img[i].fd >= 0)
 			close(bd.img[i].fd);
 		free(bd.img[i].hash);
+		free(bd.img[i].touched);
 		free(changed[i]);
 	}
 	for (k = 0; k < bd.npending; k++)

@@ -34,8 +34,11 @@ static const char info_usage[] =
 	"Usage: cloudlet info [--json] OVERLAY\n"
 	"\n"
 	"Describes an overlay: its id (SHA-256 of the overlay-meta), the base id it needs,\n"
-	"image sizes, chunk size, codec, pack and segments, and the number of chunks per\n"
-	"recipe for each image.\n"
+	"image sizes, chunk size, codec, pack and segments, the number of chunks per\n"
+	"recipe for each image, and how many chunks were left out (zero records, which\n"
+	"cost no payload) because the guest freed them (memory: holes free page reporting\n"
+	"punched in the RAM file where the base has data) or discarded them (disk: TRIM\n"
+	"or zero writes on the copy-on-write disk).\n"
 	"\n"
 	"Options:\n"
 	"  -j, --json   print one JSON object\n"
@@ -194,7 +197,7 @@ static void info_json(const struct cl_meta *m, const char *loc, const char *id, 
 		for (r = 0; r < CL_R_COUNT; r++)
 			printf("%s\"%s\":%llu", r ? "," : "", cl_recipe_name(r),
 			       (unsigned long long)n[i][r]);
-		printf("}}");
+		printf("},\"left_out\":%llu}", (unsigned long long)m->left_out[i]);
 	}
 	printf("},\"payload_bytes\":{\"delta\":%llu,\"raw\":%llu}}\n",
 	       (unsigned long long)payload[CL_R_DELTA], (unsigned long long)payload[CL_R_RAW]);
@@ -224,6 +227,8 @@ static void info_text(const struct cl_meta *m, const char *loc, const char *id, 
 		       (unsigned long long)n[CL_MEMORY][r], (unsigned long long)n[CL_DISK][r]);
 	printf("payload     delta %s, raw %s\n", cl_fmt_size(payload[CL_R_DELTA], 0),
 	       cl_fmt_size(payload[CL_R_RAW], 1));
+	printf("left out    memory %llu chunks freed, disk %llu chunks discarded\n",
+	       (unsigned long long)m->left_out[CL_MEMORY], (unsigned long long)m->left_out[CL_DISK]);
 }
 
 int cl_cmd_info(int argc, char **argv)

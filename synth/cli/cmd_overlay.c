@@ -1,6 +1,7 @@
 #include "cl_cli.h"
 #include "cl_error.h"
 #include "cl_overlay.h"
+#include "cl_qcow.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -8,6 +9,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#define QEMU_IMG_TIMEOUT 600.0 /* seconds */
 
 static const char overlay_usage[] =
 	"Usage: cloudlet overlay IMAGE --disk NEW_DISK --memory NEW_RAM [options]\n"
@@ -20,14 +23,19 @@ static const char overlay_usage[] =
 	"DIR/overlay-meta. Prints the overlay's size and a breakdown by recipe.\n"
 	"\n"
 	"Options:\n"
-	"  -D, --disk FILE          the customized VM's raw disk image (required)\n"
+	"  -D, --disk FILE          the customized VM's disk (required): a raw image, or\n"
+	"                           a qcow2 file backed by IMAGE, of which only the\n"
+	"                           clusters it holds are read (`qemu-img map`; its\n"
+	"                           discarded clusters cost nothing)\n"
 	"  -m, --memory FILE        the customized VM's memory image (required)\n"
 	"  -s, --state FILE         its device state, carried as is\n"
 	"  -d, --domain XML         its libvirt domain XML, carried as is\n"
 	"  -o, --output DIR         where to write the overlay (default: IMAGE's directory)\n"
 	"  -c, --codec xz|zstd      segment compression (default xz; zstd decodes faster)\n"
 	"  -l, --level N            compression level (default 9 for xz, 19 for zstd)\n"
-	"  -S, --segment-size BYTES uncompressed bytes per segment (default 1M)\n"
+	"  -S, --segment-size BYTES uncompressed bytes per segment, exactly (default: 1M,\n"
+	"                           runs of incompressible data cut at 64K for cheaper\n"
+	"                           demand fetches)\n"
 	"  -t, --order TRACE        put the chunks listed in TRACE first, in its order\n"
 	"                           (lines `disk N` / `memory N`)\n"
 	"  -h, --help               this help\n";
@@ -44,6 +52,10 @@ static void print_stats(const char *outdir, const struct cl_overlay_stats *st)
 	       cl_fmt_size(st->changed_bytes[CL_DISK], 1));
 	if (st->traced)
 		printf("  traced    %llu chunks first\n", (unsigned long long)st->traced);
+	if (st->left_out[CL_MEMORY] || st->left_out[CL_DISK])
+		printf("  left out  %llu freed memory chunks, %llu discarded disk chunks\n",
+		       (unsigned long long)st->left_out[CL_MEMORY],
+		       (unsigned long long)st->left_out[CL_DISK]);
 	printf("  %-12s %10s %10s %12s\n", "recipe", "memory", "disk", "payload");
 	for (r = 0; r < CL_R_COUNT; r++) {
 		printf("  %-12s %10llu %10llu %12s\n", cl_recipe_name(r),
@@ -70,6 +82,7 @@ int cl_cmd_overlay(int argc, char **argv)
 	};
 	struct cl_overlay_opts o = {.level = -1};
 	struct cl_overlay_stats st;
+	struct cl_extent *ext = NULL;
 	const char *disk = NULL, *memory = NULL;
 	char *outdir = NULL, *tmp;
 	struct cl_base *b;
@@ -138,7 +151,15 @@ int cl_cmd_overlay(int argc, char **argv)
 		free(outdir);
 		return cl_cli_fail(r, NULL);
 	}
-	r = cl_overlay_create(b, disk, memory, outdir, &o, &st);
+	/* A copy-on-write disk: read only what it holds. */
+	r = cl_qcow_is_qcow2(disk);
+	if (r == 1)
+		r = cl_qcow_map(disk, b->path[CL_DISK], QEMU_IMG_TIMEOUT, NULL, &ext,
+				&o.ndisk_extents, &o.disk_size);
+	o.disk_extents = ext;
+	if (r == 0)
+		r = cl_overlay_create(b, disk, memory, outdir, &o, &st);
+	free(ext);
 	cl_base_free(b);
 	if (r < 0) {
 		free(outdir);

@@ -50,14 +50,18 @@ static const char synthesis_usage[] =
     "  -k, --keep            leave the VM and the mount in place on exit\n"
     "  -m, --mount DIR       mount point (default " CL_VM_RUN_DIR "/NAME/mnt); QEMU's\n"
     "                        user must be able to reach it\n"
-    "  -o OPTIONS            more cloudletfs options, e.g. connections=8,no_cache\n"
+    "  -o, --options OPTS    more cloudletfs options, e.g. connections=8,no_cache\n"
     "                        (`cloudletfs --help`); repeatable\n"
     "  -h, --help            this help\n"
     "\n"
     "Environment:\n"
     "  CLOUDLET_LIBVIRT_URI  libvirt connection (default qemu:///system)\n"
     "  CLOUDLET_ACCEL        kvm or tcg: skip the check of whether KVM really runs a\n"
-    "                        guest here (a VM saved under TCG resumes under TCG)\n";
+    "                        guest here\n"
+    "\n"
+    "A VM resumes only under the accelerator and CPU model its state was saved\n"
+    "under (its domain XML says which): saved under TCG, it runs under TCG; saved\n"
+    "under KVM, it is refused where KVM does not work or CLOUDLET_ACCEL says tcg.\n";
 
 static volatile sig_atomic_t stop_sig;
 
@@ -420,7 +424,7 @@ static int synthesize(struct synth *sp)
 	struct sigaction sa;
 	int quiet = 0;
 	char group[64], why[512], disk[PATH_MAX + 16], mem[PATH_MAX + 16], state[PATH_MAX + 16];
-	char *xml = NULL, *newxml = NULL, *xtype = NULL, *kernel = NULL, *initrd = NULL,
+	char *xml = NULL, *newxml = NULL, *kernel = NULL, *initrd = NULL,
 	     *vnc = NULL, *live;
 	const char *type, *hint = NULL, *end = NULL;
 	size_t len = 0;
@@ -490,17 +494,14 @@ static int synthesize(struct synth *sp)
 		goto out;
 	r = cl_vm_boot_files(b, xml, len, &kernel, &initrd);
 	if (r < 0) {
-		hint = "copy the base's kernel and initrd next to its disk image";
+		hint = "put the base's kernel and initrd into its registry directory or next "
+		       "to its disk image";
 		goto out;
 	}
-	cl_domxml_get(xml, len, "type", &xtype);
-	r = cl_vm_accel(s.conn, xtype, kernel, initrd, &type, why, sizeof(why));
+	/* The device state loads only under what it was saved under. */
+	r = cl_vm_resume_type(s.conn, b, xml, len, kernel, initrd, &type, &hint);
 	if (r < 0)
 		goto out;
-	if (xtype && strcmp(xtype, type))
-		fprintf(stderr, "cloudlet: notice: %s; running the VM under %s\n",
-			*why ? why : "CLOUDLET_ACCEL says so",
-			!strcmp(type, "kvm") ? "KVM" : "TCG (domain type qemu)");
 
 	snprintf(disk, sizeof(disk), "%s/disk/image", s.mnt);
 	snprintf(mem, sizeof(mem), "%s/memory/image", s.mnt);
@@ -600,7 +601,6 @@ out:
 	}
 	free(vnc);
 	free(newxml);
-	free(xtype);
 	free(kernel);
 	free(initrd);
 	free(xml);

@@ -28,19 +28,24 @@
 #define SAVE_TIMEOUT  300.0
 #define TOOL_TIMEOUT  600.0 /* qemu-img */
 #define TICK_MS	      200
+#define SETTLE_QUIET  4.0  /* s without change in the RAM file's allocation */
+#define SETTLE_MAX    60.0 /* s at most spent waiting for it */
 
 static const char base_boot_usage[] =
     "Usage: cloudlet base IMAGE [--ram MiB] [--vcpus N] [--kernel K [--initrd I]\n"
     "                     [--cmdline C]] [--snapshot-on TEXT] [--name NAME]\n"
-    "                     [--timeout SECONDS] [--chunk-size BYTES]\n"
+    "                     [--timeout SECONDS] [--chunk-size BYTES] [--no-free-memory]\n"
     "\n"
     "Boots the raw disk IMAGE under libvirt (file-backed RAM in IMAGE.memory, VNC on\n"
     "127.0.0.1, serial console on a unix socket) so that it can be set up. When\n"
     "Enter is pressed, the VNC viewer is closed, or the guest prints TEXT on its\n"
     "serial console, the VM is paused, its device state saved (IMAGE.state, RAM\n"
     "stays in IMAGE.memory), its domain XML kept (IMAGE.domain.xml), and all is\n"
-    "registered as a base. Kernel and initrd paths are resolved when the base is\n"
-    "used: a copied base finds them next to IMAGE.\n"
+    "registered as a base. The kernel and initrd are copied into the base's registry\n"
+    "directory and its domain XML names them there, so that the directory can be\n"
+    "copied to another cloudlet. Before the snapshot it waits (at most 60 s) until\n"
+    "the pages the guest freed have become holes in IMAGE.memory (virtio balloon free\n"
+    "page reporting; the guest needs the virtio_balloon module, Linux 5.7 or later).\n"
     "\n"
     "Options:\n"
     "  -r, --ram MiB           guest RAM (default 256)\n"
@@ -52,6 +57,9 @@ static const char base_boot_usage[] =
     "  -n, --name NAME         domain name (default cloudlet-base-<pid>)\n"
     "  -t, --timeout SECONDS   give up waiting after that long (default 3600)\n"
     "  -c, --chunk-size BYTES  as for the registering form\n"
+    "  -F, --no-free-memory    a balloon without free page reporting, and no wait:\n"
+    "                          freed guest memory stays in the RAM file (this base\n"
+    "                          and every overlay of it keep that balloon)\n"
     "  -h, --help              this help\n"
     "\n"
     "With --memory, `cloudlet base` registers an existing VM instead:\n\n";
@@ -59,7 +67,7 @@ static const char base_boot_usage[] =
 static const char overlay_vm_usage[] =
     "Usage: cloudlet overlay IMAGE [-o DIR] [--console-script FILE]\n"
     "                        [--snapshot-on TEXT] [--name NAME] [--timeout SECONDS]\n"
-    "                        [--profile SECONDS]\n"
+    "                        [--profile SECONDS] [--no-free-memory] [--keep-snapshot]\n"
     "\n"
     "Resumes the registered base IMAGE (it must have been registered with its\n"
     "device state and domain XML) on a copy-on-write disk (a qcow2 file backed by\n"
@@ -67,6 +75,11 @@ static const char overlay_vm_usage[] =
     "it and writes DIR/overlay-meta and DIR/overlay-blob. The customization ends\n"
     "when Enter is pressed, the VNC viewer is closed, the guest prints TEXT on its\n"
     "serial console, or, without --snapshot-on, when the console script is done.\n"
+    "The disk passes the guest's discards to the qcow2 file and the base's balloon\n"
+    "reports freed pages: ask the guest to trim (`fstrim -a`, or `fstrim /mnt` in\n"
+    "the script) and drop its caches before the snapshot, and what it freed or\n"
+    "discarded costs nothing in the overlay. The snapshot waits (at most 60 s) until\n"
+    "the RAM file's allocation settles.\n"
     "\n"
     "Options:\n"
     "  -o, --output DIR          where the overlay goes (default: IMAGE's directory)\n"
@@ -81,6 +94,11 @@ static const char overlay_vm_usage[] =
     "  -P, --profile SECONDS     then synthesize the new overlay once, locally, let\n"
     "                            it run SECONDS (and answer one console command),\n"
     "                            and rewrite the overlay with what it touched first\n"
+    "  -F, --no-free-memory      do not wait for freed pages to settle before the\n"
+    "                            snapshot (the balloon itself is the base's: a base\n"
+    "                            made with --no-free-memory reports nothing)\n"
+    "  -K, --keep-snapshot       keep what the overlay was made of (disk.qcow2,\n"
+    "                            memory.img, state, domain.xml) in DIR/snapshot/\n"
     "  -h, --help                this help\n"
     "\n"
     "With --disk and --memory, `cloudlet overlay` works offline instead:\n\n";
@@ -419,6 +437,34 @@ static int session_save(struct session *s, const char *state, const char *xmlpat
 	return r;
 }
 
+/* Free page reporting turns what the guest freed into holes in the RAM
+ * file a few seconds later (in 2 MiB blocks): wait, bounded, until the
+ * file's allocation has not changed for a while. */
+static int settle_free_memory(const char *ram)
+{
+	double t0 = cl_now(), quiet_since = t0;
+	struct stat st;
+	blkcnt_t first, last;
+
+	if (stat(ram, &st) < 0)
+		return cl_errorf(-errno, "%s: %s", ram, strerror(errno));
+	first = last = st.st_blocks;
+	while (cl_now() - quiet_since < SETTLE_QUIET && cl_now() - t0 < SETTLE_MAX) {
+		if (stop_sig)
+			return cl_errorf(-EINTR, "interrupted: no snapshot taken");
+		poll(NULL, 0, 500);
+		if (stat(ram, &st) < 0)
+			return cl_errorf(-errno, "%s: %s", ram, strerror(errno));
+		if (st.st_blocks != last)
+			quiet_since = cl_now();
+		last = st.st_blocks;
+	}
+	printf("free memory: %s holds %s (%s before the wait; %.0f s)\n", ram,
+	       cl_fmt_size((uint64_t)last * 512, 0), cl_fmt_size((uint64_t)first * 512, 1),
+	       cl_now() - t0);
+	return 0;
+}
+
 /* --- cloudlet base IMAGE (boot form) ------------------------------------- */
 
 static int make_ram_file(const char *path, uint64_t size, uid_t uid, gid_t gid)
@@ -434,6 +480,60 @@ static int make_ram_file(const char *path, uint64_t size, uid_t uid, gid_t gid)
 	return r;
 }
 
+static int copy_sparse(const char *from, const char *to, uid_t uid, gid_t gid);
+
+/* Kernel and initrd go into the base's registry directory, and its domain
+ * XML names them by file name: the directory then travels whole to
+ * another cloudlet (cl_vm_boot_files looks there first). */
+static int keep_boot_files(const char *image, const struct cl_domxml_spec *spec)
+{
+	const char *files[2] = {spec->kernel, spec->initrd}, *names[2] = {NULL, NULL};
+	struct cl_domxml_edit e = {0};
+	char *xml = NULL, *out = NULL, *name = NULL, *uuid = NULL, *to = NULL, group[64];
+	struct cl_base *b = NULL;
+	size_t len;
+	uid_t uid;
+	gid_t gid;
+	int i, r;
+
+	r = cl_vm_qemu_user(&uid, &gid, group, sizeof(group));
+	if (r == 0)
+		r = cl_base_find(image, &b);
+	if (r < 0)
+		return r;
+	for (i = 0; i < 2 && files[i] && r == 0; i++) {
+		names[i] = strrchr(files[i], '/') ? strrchr(files[i], '/') + 1 : files[i];
+		free(to);
+		if (asprintf(&to, "%s/%s", b->dir, names[i]) < 0) {
+			to = NULL;
+			r = -ENOMEM;
+		} else {
+			r = copy_sparse(files[i], to, 0, gid); /* QEMU's group reads it */
+		}
+	}
+	if (r == 0)
+		r = cl_read_file(b->domain_path, 16u << 20, (void **)&xml, &len);
+	if (r == 0 && (r = cl_domxml_get(xml, len, "name", &name)) == 0) {
+		cl_domxml_get(xml, len, "uuid", &uuid);
+		e.name = name;
+		e.uuid = uuid;
+		e.kernel = names[0];
+		e.initrd = names[1];
+		r = cl_domxml_rewrite(xml, len, &e, &out);
+	}
+	if (r == 0)
+		r = cl_write_file_atomic(b->domain_path, out, strlen(out), 0644);
+	if (r == 0)
+		printf("kernel%s copied into %s\n", names[1] ? " and initrd" : "", b->dir);
+	free(to);
+	free(xml);
+	free(out);
+	free(name);
+	free(uuid);
+	cl_base_free(b);
+	return r;
+}
+
 int cl_cmd_base_vm(int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -446,6 +546,7 @@ int cl_cmd_base_vm(int argc, char **argv)
 	    {"name", required_argument, NULL, 'n'},
 	    {"timeout", required_argument, NULL, 't'},
 	    {"chunk-size", required_argument, NULL, 'c'},
+	    {"no-free-memory", no_argument, NULL, 'F'},
 	    {"help", no_argument, NULL, 'h'},
 	    {NULL, 0, NULL, 0},
 	};
@@ -465,7 +566,7 @@ int cl_cmd_base_vm(int argc, char **argv)
 	}
 	snprintf(s.name, sizeof(s.name), "cloudlet-base-%ld", (long)getpid());
 	optind = 1;
-	while ((c = getopt_long(argc, argv, "r:p:k:i:a:w:n:t:c:h", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "r:p:k:i:a:w:n:t:c:Fh", opts, NULL)) != -1) {
 		switch (c) {
 		case 'r':
 		case 'p':
@@ -500,6 +601,9 @@ int cl_cmd_base_vm(int argc, char **argv)
 			break;
 		case 'c':
 			chunk = optarg;
+			break;
+		case 'F':
+			spec.no_free_page_reporting = 1;
 			break;
 		default:
 			return cl_cli_usage("base", "bad option");
@@ -553,6 +657,8 @@ int cl_cmd_base_vm(int argc, char **argv)
 	       !strcmp(type, "kvm") ? "KVM" : "TCG", s.sock);
 	show_display(&s);
 	r = session_wait(&s);
+	if (r == 0 && !spec.no_free_page_reporting)
+		r = settle_free_memory(mem);
 	if (r < 0)
 		goto out;
 	r = session_save(&s, state, xmlp);
@@ -575,7 +681,11 @@ int cl_cmd_base_vm(int argc, char **argv)
 	}
 	bargv[n] = NULL;
 	free(xml);
-	return cl_cmd_base(n, bargv);
+	n = cl_cmd_base(n, bargv);
+	if (n == 0 && spec.kernel && (r = keep_boot_files(image, &spec)) < 0)
+		return cl_cli_fail(r, "the base is registered; copy its kernel and initrd next to "
+				      "IMAGE by hand");
+	return n;
 out:
 	cl_cli_fail(r, hint);
 	session_end(&s);
@@ -584,38 +694,6 @@ out:
 }
 
 /* --- cloudlet overlay IMAGE (interactive form) ---------------------------- */
-
-/* Runs argv (a tool such as qemu-img), bounded; its output goes to ours. */
-static int run_tool(char *const argv[])
-{
-	double t0 = cl_now();
-	pid_t pid, w;
-	int st;
-
-	fflush(NULL);
-	pid = fork();
-	if (pid < 0)
-		return cl_errorf(-errno, "fork: %s", strerror(errno));
-	if (pid == 0) {
-		execvp(argv[0], argv);
-		fprintf(stderr, "cloudlet: %s: %s\n", argv[0], strerror(errno));
-		_exit(127);
-	}
-	while ((w = waitpid(pid, &st, WNOHANG)) == 0) {
-		if (cl_now() - t0 > TOOL_TIMEOUT) {
-			kill(pid, SIGKILL);
-			waitpid(pid, &st, 0);
-			return cl_errorf(-ETIMEDOUT, "%s %s: still running after %.0f s", argv[0],
-					 argv[1], TOOL_TIMEOUT);
-		}
-		poll(NULL, 0, 50);
-	}
-	if (w < 0)
-		return cl_errorf(-errno, "waitpid: %s", strerror(errno));
-	if (!WIFEXITED(st) || WEXITSTATUS(st))
-		return cl_errorf(-EIO, "%s %s failed", argv[0], argv[1]);
-	return 0;
-}
 
 /* Sparse copy: holes stay holes. */
 static int copy_sparse(const char *from, const char *to, uid_t uid, gid_t gid)
@@ -650,6 +728,8 @@ int cl_cmd_overlay_vm(int argc, char **argv)
 	    {"name", required_argument, NULL, 'n'},
 	    {"timeout", required_argument, NULL, 't'},
 	    {"profile", required_argument, NULL, 'P'},
+	    {"no-free-memory", no_argument, NULL, 'F'},
+	    {"keep-snapshot", no_argument, NULL, 'K'},
 	    {"help", no_argument, NULL, 'h'},
 	    {NULL, 0, NULL, 0},
 	};
@@ -658,10 +738,12 @@ int cl_cmd_overlay_vm(int argc, char **argv)
 	struct cl_base *b = NULL;
 	char trace[PATH_MAX + 96], pname[80];
 	double profile = 0;
-	char work[PATH_MAX + 64], outdir[PATH_MAX], qcow[PATH_MAX + 96], raw[PATH_MAX + 96];
+	int no_free = 0, keep = 0;
+	char kept[PATH_MAX + 16];
+	char work[PATH_MAX + 64], outdir[PATH_MAX], qcow[PATH_MAX + 96];
 	char mem[PATH_MAX + 96], state[PATH_MAX + 96], xmlp[PATH_MAX + 96], sock[300];
-	char why[512], uuid[37], *xml = NULL, *newxml = NULL, *kernel = NULL, *initrd = NULL;
-	char *xtype = NULL, *oargv[18];
+	char uuid[37], *xml = NULL, *newxml = NULL, *kernel = NULL, *initrd = NULL;
+	char *oargv[18];
 	const char *hint = NULL, *type, *odir = NULL;
 	size_t len = 0;
 	int c, r, n;
@@ -674,7 +756,7 @@ int cl_cmd_overlay_vm(int argc, char **argv)
 	}
 	snprintf(s.name, sizeof(s.name), "cloudlet-overlay-%ld", (long)getpid());
 	optind = 1;
-	while ((c = getopt_long(argc, argv, "o:x:w:n:t:P:h", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "o:x:w:n:t:P:FKh", opts, NULL)) != -1) {
 		switch (c) {
 		case 'o':
 			odir = optarg;
@@ -696,6 +778,12 @@ int cl_cmd_overlay_vm(int argc, char **argv)
 		case 'P':
 			if ((r = parse_seconds("overlay", optarg, &profile)) >= 0)
 				return r;
+			break;
+		case 'F':
+			no_free = 1;
+			break;
+		case 'K':
+			keep = 1;
 			break;
 		default:
 			return cl_cli_usage("overlay", "bad option");
@@ -730,7 +818,6 @@ int cl_cmd_overlay_vm(int argc, char **argv)
 	/* The VM's files sit next to the overlay: QEMU must reach that directory. */
 	snprintf(work, sizeof(work), "%s/.cloudlet-overlay-%ld", outdir, (long)getpid());
 	snprintf(qcow, sizeof(qcow), "%s/disk.qcow2", work);
-	snprintf(raw, sizeof(raw), "%s/disk.img", work);
 	snprintf(mem, sizeof(mem), "%s/memory.img", work);
 	snprintf(state, sizeof(state), "%s/state", work);
 	snprintf(xmlp, sizeof(xmlp), "%s/domain.xml", work);
@@ -746,7 +833,7 @@ int cl_cmd_overlay_vm(int argc, char **argv)
 		char *qargv[] = {"qemu-img", "create",	       "-q", "-f", "qcow2", "-F", "raw",
 				 "-b",	     b->path[CL_DISK], qcow, NULL};
 
-		r = run_tool(qargv);
+		r = cl_vm_run_tool(qargv, TOOL_TIMEOUT, &stop_sig, NULL, NULL);
 		if (r < 0)
 			goto out;
 	}
@@ -763,14 +850,10 @@ int cl_cmd_overlay_vm(int argc, char **argv)
 	r = cl_vm_boot_files(b, xml, len, &kernel, &initrd);
 	if (r < 0)
 		goto out;
-	cl_domxml_get(xml, len, "type", &xtype);
-	r = cl_vm_accel(s.conn, xtype, kernel, initrd, &type, why, sizeof(why));
+	/* The device state loads only under what it was saved under. */
+	r = cl_vm_resume_type(s.conn, b, xml, len, kernel, initrd, &type, &hint);
 	if (r < 0)
 		goto out;
-	if (xtype && strcmp(xtype, type))
-		fprintf(stderr, "cloudlet: notice: %s; running the VM under %s\n",
-			*why ? why : "CLOUDLET_ACCEL says so",
-			!strcmp(type, "kvm") ? "KVM" : "TCG");
 	r = cl_domxml_uuid(uuid);
 	if (r < 0)
 		goto out;
@@ -779,6 +862,7 @@ int cl_cmd_overlay_vm(int argc, char **argv)
 	e.type = type;
 	e.disk = qcow;
 	e.disk_format = "qcow2";
+	e.disk_discard = 1; /* TRIM in the guest: discarded ranges cost nothing */
 	/* No DAC relabelling: libvirt would chown the base image (the backing
 	 * file) to QEMU's user and leave it so. The qcow2 file is QEMU's. */
 	e.disk_norelabel = 1;
@@ -806,25 +890,18 @@ int cl_cmd_overlay_vm(int argc, char **argv)
 	       !strcmp(type, "kvm") ? "KVM" : "TCG", s.sock);
 	show_display(&s);
 	r = session_wait(&s);
+	if (r == 0 && !no_free)
+		r = settle_free_memory(mem);
 	if (r < 0)
 		goto out;
 	r = session_save(&s, state, xmlp);
 	if (r < 0)
 		goto out;
-	{
-		/* The core reads raw images; qemu-img keeps zeros sparse. */
-		char *qargv[] = {"qemu-img", "convert", "-q", "-f", "qcow2",
-				 "-O",	     "raw",	qcow, raw,  NULL};
-
-		r = run_tool(qargv);
-		if (r < 0)
-			goto out;
-	}
 	n = 0;
 	oargv[n++] = "overlay";
 	oargv[n++] = b->path[CL_DISK];
 	oargv[n++] = "--disk";
-	oargv[n++] = raw;
+	oargv[n++] = qcow; /* the offline form reads only what the qcow2 holds */
 	oargv[n++] = "--memory";
 	oargv[n++] = mem;
 	oargv[n++] = "--state";
@@ -850,12 +927,20 @@ int cl_cmd_overlay_vm(int argc, char **argv)
 			r = cl_cmd_overlay(n, oargv) ? -EIO : 0;
 		}
 	}
+	if (r == 0 && keep) {
+		/* For inspection: what the overlay was made of. */
+		snprintf(kept, sizeof(kept), "%s/snapshot", outdir);
+		cl_vm_rundir_remove(kept);
+		if (rename(work, kept) < 0)
+			r = cl_cli_fail(cl_errorf(-errno, "%s: %s", kept, strerror(errno)), NULL);
+		else
+			printf("kept the snapshot in %s\n", kept);
+	}
 	cl_vm_rundir_remove(work);
 	free(xml);
 	free(newxml);
 	free(kernel);
 	free(initrd);
-	free(xtype);
 	cl_base_free(b);
 	return r ? 1 : 0;
 out:
@@ -866,7 +951,6 @@ out:
 	free(newxml);
 	free(kernel);
 	free(initrd);
-	free(xtype);
 	cl_base_free(b);
 	return 1;
 }

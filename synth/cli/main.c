@@ -34,7 +34,8 @@ static const char usage[] =
 	"                                the overlay still streams in (memory on demand)\n"
 	"\n"
 	"OVERLAY is the overlay-meta file or the directory that holds it; apply, info,\n"
-	"verify and mount also take an http:// or https:// URL of the overlay-meta.\n"
+	"verify, mount and synthesis also take an http:// or https:// URL of the\n"
+	"overlay-meta.\n"
 	"\n"
 	"Options:\n"
 	"  -q, --quiet    no progress bars\n"
@@ -43,7 +44,7 @@ static const char usage[] =
 	"\n"
 	"Environment:\n"
 	"  CLOUDLET_HOME     registry of bases (default /var/lib/cloudlet for root,\n"
-	"                    ~/.local/share/cloudlet otherwise)\n"
+	"                    $XDG_DATA_HOME/cloudlet or ~/.local/share/cloudlet otherwise)\n"
 	"  CLOUDLET_THREADS  worker threads (default: all cores)\n"
 	"\n"
 	"Exit status: 0 on success, 1 on failure, 2 on a usage error.\n";

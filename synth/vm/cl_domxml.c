@@ -336,6 +336,8 @@ static int edit_disk(xmlNode *root, const struct cl_domxml_edit *e)
 	if (!src || !drv || set_prop(d, "type", "file") < 0 || set_prop(drv, "name", "qemu") < 0 ||
 	    set_prop(drv, "type", e->disk_format ? e->disk_format : "raw") < 0)
 		return -ENOMEM;
+	if (e->disk_discard && set_prop(drv, "discard", "unmap") < 0)
+		return -ENOMEM;
 	xmlUnsetProp(src, BAD_CAST "dev");
 	xmlUnsetProp(src, BAD_CAST "pool");
 	xmlUnsetProp(src, BAD_CAST "volume");
@@ -551,6 +553,12 @@ int cl_domxml_new(const struct cl_domxml_spec *s, char **out)
 	} else if (!add_attrs(os, "boot", "dev", "hd", NULL, NULL)) {
 		goto out;
 	}
+	/* The CPU model is part of the saved state: name it, so that a base
+	 * says what it was saved under on any host. */
+	if (!(n = add_attrs(root, "cpu", "mode", "custom", "match", "exact")) ||
+	    !(n = add(n, "model", s->cpu ? s->cpu : CL_DOMXML_CPU)) ||
+	    set_prop(n, "fallback", "forbid") < 0)
+		goto out;
 	if (!(n = add(root, "features", NULL)) || !add(n, "acpi", NULL) ||
 	    !add_attrs(root, "clock", "offset", "utc", NULL, NULL) ||
 	    !add(root, "on_poweroff", "destroy") || !add(root, "on_reboot", "restart") ||
@@ -576,7 +584,8 @@ int cl_domxml_new(const struct cl_domxml_spec *s, char **out)
 		       set_prop(n, "listen", "127.0.0.1") < 0 ||
 		       !add_attrs(n, "listen", "type", "address", "address", "127.0.0.1")))
 		goto out;
-	if (!add_attrs(dev, "memballoon", "model", "virtio", "freePageReporting", "on"))
+	if (!add_attrs(dev, "memballoon", "model", "virtio", "freePageReporting",
+		       s->no_free_page_reporting ? "off" : "on"))
 		goto out;
 	cl = qemu_cmdline(root, 1);
 	if (!cl || asprintf(&opts, "memory-backend-file,id=" MEMOBJ_ID ",size=%uM,share=on",
@@ -613,6 +622,25 @@ static char *text_dup(xmlNode *n)
 	char *s = v ? strdup((const char *)v) : NULL;
 
 	xmlFree(v);
+	return s;
+}
+
+/* The CPU the guest sees, as one comparable string: the model of a custom
+ * CPU, the mode of host-model/host-passthrough/maximum, or QEMU's default
+ * for x86 (qemu64) when the XML names none. */
+static char *cpu_model(xmlNode *root)
+{
+	xmlNode *cpu = child(root, "cpu");
+	char *mode = prop_dup(cpu, "mode"), *model = text_dup(child(cpu, "model")), *s = NULL;
+
+	if (mode && strcmp(mode, "custom"))
+		s = strdup(mode);
+	else if (model && *model)
+		s = strdup(model);
+	else
+		s = strdup("qemu64");
+	free(mode);
+	free(model);
 	return s;
 }
 
@@ -677,6 +705,8 @@ int cl_domxml_get(const char *xml, size_t len, const char *field, char **out)
 		xmlFree(v);
 	} else if (!strcmp(field, "vnc")) {
 		s = vnc_address(root);
+	} else if (!strcmp(field, "cpu")) {
+		s = cpu_model(root);
 	} else {
 		xmlFreeDoc(doc);
 		return cl_errorf(-EINVAL, "domain XML: unknown field '%s'", field);

@@ -13,6 +13,7 @@
 #include <stdint.h>
 
 #define CL_QEMU_NS "http://libvirt.org/schemas/domain/qemu/1.0"
+#define CL_DOMXML_CPU "qemu64" /* QEMU's default x86 CPU, TCG and KVM alike */
 
 struct cl_domxml_edit {
 	const char *name;	 /* new domain name (required) */
@@ -21,6 +22,7 @@ struct cl_domxml_edit {
 	const char *disk;	 /* source file of the first disk device; NULL keeps it */
 	int disk_norelabel;	 /* that source gets <seclabel model='dac' relabel='no'/> */
 	const char *disk_format; /* its driver type; NULL: "raw" */
+	int disk_discard;	 /* its driver passes discards on (discard='unmap') */
 	const char *memory;	 /* mem-path of the file-backed RAM; NULL keeps it */
 	uint64_t memory_size;	 /* bytes, when the XML has no memory-backend-file yet */
 	const char *share;	 /* "on" or "off"; NULL keeps it */
@@ -40,18 +42,23 @@ int cl_domxml_rewrite(const char *xml, size_t len, const struct cl_domxml_edit *
 /* One value of a domain XML into *out (malloc'd): `name`, `uuid`, `type`,
  * `machine`, `kernel`, `initrd`, `cmdline`, `disk` (first disk's source
  * file), `console` (serial unix socket), `log` (serial log file), `mem`,
- * `share`, `size` (of the memory-backend-file) or `vnc` (host:port of
- * VNC graphics with a port). -ENOENT if the XML has none, -EINVAL for an
+ * `share`, `size` (of the memory-backend-file), `vnc` (host:port of
+ * VNC graphics with a port) or `cpu` (the model of a custom CPU, the mode
+ * of a host-model/host-passthrough one, qemu64 when there is no <cpu>). -ENOENT if the XML has none, -EINVAL for an
  * unknown field. */
 int cl_domxml_get(const char *xml, size_t len, const char *field, char **out);
 
 /* A new domain: file-backed guest RAM (share=on) in <qemu:commandline>, a
  * raw virtio disk (discard passed on), a serial console on a unix socket,
- * optionally VNC on 127.0.0.1, a virtio balloon with free page reporting. */
+ * optionally VNC on 127.0.0.1, a virtio balloon with free page reporting
+ * (freed guest pages become holes in the RAM file). The balloon's features
+ * are part of the device state: a VM resumes with the balloon it was saved
+ * with, so rewriting never changes it. */
 struct cl_domxml_spec {
 	const char *name;
 	const char *type;    /* "kvm" or "qemu" */
 	const char *machine; /* NULL: "pc" */
+	const char *cpu;     /* CPU model, NULL: CL_DOMXML_CPU */
 	unsigned ram_mib;
 	unsigned vcpus;
 	const char *kernel;	 /* NULL: boot from the disk */
@@ -62,6 +69,7 @@ struct cl_domxml_spec {
 	const char *memory;	 /* guest RAM file */
 	const char *console;	 /* serial console socket */
 	int vnc;		 /* VNC graphics on 127.0.0.1, autoport */
+	int no_free_page_reporting; /* the balloon without free page reporting */
 };
 
 int cl_domxml_new(const struct cl_domxml_spec *s, char **out);

@@ -22,6 +22,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -53,6 +54,17 @@ const char *cl_vm_error(void)
 	const char *m = virGetLastErrorMessage();
 
 	return m && *m ? m : "unknown libvirt error";
+}
+
+/* "domain NAME: WHAT: libvirt's message" as the error. The message is
+ * copied first: virDomainGetName() resets libvirt's last error. */
+static int dom_error(virDomainPtr d, const char *what)
+{
+	char msg[512];
+
+	snprintf(msg, sizeof(msg), "%s", cl_vm_error());
+	return cl_errorf(-EIO, "domain %s: %s%s%s", virDomainGetName(d), what, *what ? ": " : "",
+			 msg);
 }
 
 int cl_vm_connect(const char *uri, virConnectPtr *out)
@@ -278,6 +290,85 @@ int cl_vm_accel(virConnectPtr c, const char *xml_type, const char *kernel, const
 	return 0;
 }
 
+static const char *accel_name(const char *type)
+{
+	return !strcmp(type, "kvm") ? "KVM" : "TCG";
+}
+
+int cl_vm_resume_choose(const char *saved_type, int kvm_ok, const char *why, const char *env,
+			const char **type)
+{
+	const char *saved = saved_type && !strcmp(saved_type, "kvm") ? "kvm" : "qemu", *want;
+
+	if (!type)
+		return -EINVAL;
+	if (env && *env) {
+		if (!strcmp(env, "kvm"))
+			want = "kvm";
+		else if (!strcmp(env, "tcg") || !strcmp(env, "qemu"))
+			want = "qemu";
+		else
+			return cl_errorf(-EINVAL, "CLOUDLET_ACCEL=%s: expected kvm or tcg", env);
+		if (strcmp(want, saved))
+			return cl_errorf(-ENODEV,
+					 "the VM was saved under %s, and CLOUDLET_ACCEL=%s asks "
+					 "for %s: its device state would not load",
+					 accel_name(saved), env, accel_name(want));
+	} else if (!strcmp(saved, "kvm") && !kvm_ok) {
+		return cl_errorf(-ENODEV,
+				 "the VM was saved under KVM, which does not work here (%s): its "
+				 "device state would not load under TCG",
+				 why && *why ? why : "no reason given");
+	}
+	*type = saved;
+	return 0;
+}
+
+int cl_vm_resume_type(virConnectPtr c, const struct cl_base *b, const char *xml, size_t len,
+		      const char *kernel, const char *initrd, const char **type,
+		      const char **hint)
+{
+	char *saved = NULL, *cpu = NULL, *base_cpu = NULL, *bx = NULL, why[512] = "";
+	const char *env = getenv("CLOUDLET_ACCEL");
+	size_t blen = 0;
+	int r, kvm_ok = 0;
+
+	r = cl_domxml_get(xml, len, "cpu", &cpu);
+	if (r == 0 && b->domain_path) {
+		r = cl_read_file(b->domain_path, 16u << 20, (void **)&bx, &blen);
+		if (r == 0)
+			r = cl_domxml_get(bx, blen, "cpu", &base_cpu);
+		if (r == 0 && strcmp(cpu, base_cpu)) {
+			r = cl_errorf(-ENODEV,
+				      "the VM was saved with CPU model %s, its base %s with %s",
+				      cpu, b->path[0], base_cpu);
+			*hint = "make the overlay again from this base (`cloudlet overlay IMAGE`)";
+		}
+	}
+	if (r < 0)
+		goto out;
+	if (cl_domxml_get(xml, len, "type", &saved) == -ENOENT)
+		saved = NULL;
+	if (saved && !strcmp(saved, "kvm") && !(env && *env)) {
+		r = kvm_usable(c, kernel, initrd, why, sizeof(why));
+		if (r < 0)
+			goto out;
+		kvm_ok = r;
+	}
+	r = cl_vm_resume_choose(saved, kvm_ok, why, env, type);
+	if (r == -ENODEV)
+		*hint = saved && !strcmp(saved, "kvm")
+			    ? "resume it where KVM works, or make the base under TCG "
+			      "(CLOUDLET_ACCEL=tcg cloudlet base ...)"
+			    : "unset CLOUDLET_ACCEL: a VM saved under TCG resumes under TCG";
+out:
+	free(saved);
+	free(cpu);
+	free(base_cpu);
+	free(bx);
+	return r;
+}
+
 /* --- domains ------------------------------------------------------------- */
 
 int cl_vm_define(virConnectPtr c, const char *xml, virDomainPtr *out)
@@ -303,9 +394,7 @@ int cl_vm_define(virConnectPtr c, const char *xml, virDomainPtr *out)
 	return 0;
 }
 
-/* The string value of "key" in a JSON text, into out[cap]; naive but
- * enough for QMP's flat answers. */
-static int json_str(const char *json, const char *key, char *out, size_t cap)
+int cl_vm_json_str(const char *json, const char *key, char *out, size_t cap)
 {
 	char pat[64];
 	const char *p, *e;
@@ -336,7 +425,7 @@ int cl_vm_qmp(virDomainPtr d, const char *cmd, char **reply)
 	if (virDomainQemuMonitorCommand(d, cmd, &ans, 0) < 0)
 		return cl_errorf(-EIO, "QMP %s: %s", cmd, cl_vm_error());
 	if (strstr(ans, "\"error\"")) {
-		if (json_str(ans, "desc", desc, sizeof(desc)) < 0)
+		if (cl_vm_json_str(ans, "desc", desc, sizeof(desc)) < 0)
 			snprintf(desc, sizeof(desc), "%.400s", ans);
 		free(ans);
 		return cl_errorf(-EPROTO, "%s", desc);
@@ -488,7 +577,7 @@ static int wait_migration(virDomainPtr d, struct feeder *f, double timeout,
 		r = cl_vm_qmp(d, "{\"execute\":\"query-migrate\"}", &ans);
 		if (r < 0)
 			return r;
-		if (json_str(ans, "status", status, sizeof(status)) < 0)
+		if (cl_vm_json_str(ans, "status", status, sizeof(status)) < 0)
 			snprintf(status, sizeof(status), "none");
 		free(ans);
 		if (!strcmp(status, "completed"))
@@ -517,8 +606,7 @@ int cl_vm_start_incoming(virDomainPtr d, const char *sock, const char *state_pat
 	if (!d || !sock || !state_path)
 		return -EINVAL;
 	if (virDomainCreateWithFlags(d, VIR_DOMAIN_START_PAUSED) < 0)
-		return cl_errorf(-EIO, "domain %s: cannot start: %s", virDomainGetName(d),
-				 cl_vm_error());
+		return dom_error(d, "cannot start");
 	r = cl_vm_qmp(d,
 		      "{\"execute\":\"migrate-set-capabilities\",\"arguments\":{\"capabilities\":"
 		      "[{\"capability\":\"x-ignore-shared\",\"state\":true}]}}",
@@ -545,8 +633,7 @@ int cl_vm_start_incoming(virDomainPtr d, const char *sock, const char *state_pat
 	if (r == 0 && f.result < 0)
 		r = cl_errorf(f.result, "%s", f.msg);
 	if (r == 0 && virDomainResume(d) < 0)
-		r = cl_errorf(-EIO, "domain %s: cannot resume: %s", virDomainGetName(d),
-			      cl_vm_error());
+		r = dom_error(d, "cannot resume");
 	return r;
 }
 
@@ -673,8 +760,7 @@ int cl_vm_save_state(virDomainPtr d, const char *sock, const char *path, double 
 	if (r < 0)
 		return r;
 	if (virDomainSuspend(d) < 0)
-		return cl_errorf(-EIO, "domain %s: cannot pause: %s", virDomainGetName(d),
-				 cl_vm_error());
+		return dom_error(d, "cannot pause");
 	r = listen_unix(sock, &rd.lfd);
 	if (r < 0)
 		return r;
@@ -699,7 +785,7 @@ int cl_vm_save_state(virDomainPtr d, const char *sock, const char *path, double 
 		r = cl_vm_qmp(d, "{\"execute\":\"query-migrate\"}", &ans);
 		if (r < 0)
 			break;
-		if (json_str(ans, "status", status, sizeof(status)) < 0)
+		if (cl_vm_json_str(ans, "status", status, sizeof(status)) < 0)
 			snprintf(status, sizeof(status), "none");
 		free(ans);
 		if (!strcmp(status, "completed"))
@@ -897,36 +983,38 @@ void cl_vm_console_close(struct cl_vm_console *c)
 /* --- boot files ------------------------------------------------------------ */
 
 /* Kernel and initrd as the base recorded them: a path that exists; else
- * the same name next to the base's disk image (a base directory copied to
+ * the same name in the base's registry directory (where `cloudlet base`
+ * keeps them), then next to the base's disk image (a base copied to
  * another cloudlet). */
 static int boot_file(const struct cl_base *b, const char *recorded, const char *what, char **out)
 {
-	char *dir = strdup(b->path[CL_DISK]), *slash, *p = NULL;
-	const char *name;
+	char *disk_dir = strdup(b->path[CL_DISK]), *p = NULL;
+	const char *dirs[2] = {b->dir, disk_dir}, *name;
+	int i;
 
-	if (!dir)
+	if (!disk_dir)
 		return -ENOMEM;
-	slash = strrchr(dir, '/');
-	if (slash)
-		*slash = '\0';
+	if (strrchr(disk_dir, '/'))
+		*strrchr(disk_dir, '/') = '\0';
 	if (recorded[0] == '/' && access(recorded, R_OK) == 0) {
-		free(dir);
+		free(disk_dir);
 		*out = strdup(recorded);
 		return *out ? 0 : -ENOMEM;
 	}
-	name = recorded[0] == '/' ? strrchr(recorded, '/') + 1 : recorded;
-	if (asprintf(&p, "%s/%s", dir, name) < 0)
-		p = NULL;
-	free(dir);
-	if (!p)
-		return -ENOMEM;
-	if (access(p, R_OK) == 0) {
-		*out = p;
-		return 0;
+	name = strrchr(recorded, '/') ? strrchr(recorded, '/') + 1 : recorded;
+	for (i = 0; i < 2; i++) {
+		if (!dirs[i] || asprintf(&p, "%s/%s", dirs[i], name) < 0)
+			continue;
+		if (access(p, R_OK) == 0) {
+			free(disk_dir);
+			*out = p;
+			return 0;
+		}
+		free(p);
 	}
-	free(p);
-	return cl_errorf(-ENOENT, "%s %s (from the domain XML) not found, nor next to %s", what,
-			 recorded, b->path[CL_DISK]);
+	free(disk_dir);
+	return cl_errorf(-ENOENT, "%s %s (from the domain XML) not found in %s nor next to %s",
+			 what, recorded, b->dir ? b->dir : "the registry", b->path[CL_DISK]);
 }
 
 /* The boot files of the base's own domain XML if it has one, else of the
@@ -958,12 +1046,127 @@ int cl_vm_boot_files(const struct cl_base *b, const char *xml, size_t len, char 
 	return r;
 }
 
+/* --- helper programs ------------------------------------------------------ */
+
+#define TOOL_OUT_MAX (256u << 20)
+
+/* Appends what the pipe has to *buf; 1 at its end. */
+static int drain(int fd, char **buf, size_t *len, size_t *cap)
+{
+	size_t want;
+	ssize_t n;
+	char *p;
+
+	for (;;) {
+		if (*cap - *len < 65536) {
+			want = *cap ? 2 * *cap : 65536 + 1; /* + 1: room for the NUL */
+			if (want > TOOL_OUT_MAX)
+				return -EFBIG;
+			p = realloc(*buf, want);
+			if (!p)
+				return -ENOMEM;
+			*buf = p;
+			*cap = want;
+		}
+		n = read(fd, *buf + *len, *cap - *len - 1);
+		if (n == 0)
+			return 1;
+		if (n < 0)
+			return errno == EINTR || errno == EAGAIN ? 0 : -errno;
+		*len += (size_t)n;
+	}
+}
+
+int cl_vm_run_tool(char *const argv[], double timeout, volatile sig_atomic_t *stop, char **out,
+		   size_t *len)
+{
+	int pfd[2] = {-1, -1}, st, r = 0, eof = !out;
+	size_t n = 0, cap = 0;
+	char *buf = NULL;
+	double t0 = cl_now();
+	pid_t pid, w = 0;
+
+	if (out && pipe2(pfd, O_CLOEXEC | O_NONBLOCK) < 0)
+		return cl_errorf(-errno, "pipe: %s", strerror(errno));
+	fflush(NULL);
+	pid = fork();
+	if (pid < 0) {
+		r = cl_errorf(-errno, "fork: %s", strerror(errno));
+		goto out;
+	}
+	if (pid == 0) {
+		if (out && dup2(pfd[1], 1) < 0)
+			_exit(127);
+		execvp(argv[0], argv);
+		fprintf(stderr, "cloudlet: %s: %s\n", argv[0], strerror(errno));
+		_exit(127);
+	}
+	if (out) {
+		close(pfd[1]);
+		pfd[1] = -1;
+	}
+	/* Reading as it comes: a full pipe would stall the tool. */
+	while (!eof || (w = waitpid(pid, &st, WNOHANG)) == 0) {
+		if (!eof) {
+			struct pollfd p = {.fd = pfd[0], .events = POLLIN};
+
+			poll(&p, 1, 50);
+			r = drain(pfd[0], &buf, &n, &cap);
+			if (r < 0) {
+				r = cl_errorf(r, "%s %s: reading its output: %s", argv[0], argv[1],
+					      strerror(-r));
+				break;
+			}
+			eof = r;
+			r = 0;
+		} else {
+			sleep_ms(50);
+		}
+		if ((stop && *stop) || cl_now() - t0 > timeout) {
+			r = cl_errorf(stop && *stop ? -EINTR : -ETIMEDOUT, "%s %s: %s", argv[0],
+				      argv[1], stop && *stop ? "interrupted" : "still running");
+			break;
+		}
+	}
+	if (r < 0) {
+		kill(pid, SIGKILL);
+		waitpid(pid, &st, 0);
+		goto out;
+	}
+	if (w < 0) {
+		r = cl_errorf(-errno, "waitpid: %s", strerror(errno));
+		goto out;
+	}
+	if (!WIFEXITED(st) || WEXITSTATUS(st)) {
+		r = cl_errorf(-EIO, "%s %s failed (exit status %d)", argv[0], argv[1],
+			      WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st));
+		goto out;
+	}
+	if (out) {
+		if (!buf && !(buf = malloc(1))) {
+			r = -ENOMEM;
+			goto out;
+		}
+		buf[n] = '\0';
+		*out = buf;
+		*len = n;
+		buf = NULL;
+	}
+out:
+	if (pfd[0] >= 0)
+		close(pfd[0]);
+	if (pfd[1] >= 0)
+		close(pfd[1]);
+	free(buf);
+	return r;
+}
+
 int cl_vm_alive(virDomainPtr d)
 {
 	int state, reason;
 
 	if (virDomainGetState(d, &state, &reason, 0) < 0)
-		return cl_errorf(-EIO, "domain %s: %s", virDomainGetName(d), cl_vm_error());
+		return dom_error(d, "");
 	return state != VIR_DOMAIN_SHUTOFF && state != VIR_DOMAIN_CRASHED &&
 	       state != VIR_DOMAIN_NOSTATE;
 }
@@ -975,11 +1178,9 @@ int cl_vm_remove(virDomainPtr d)
 	if (!d)
 		return 0;
 	if (virDomainIsActive(d) == 1 && virDomainDestroy(d) < 0)
-		r = cl_errorf(-EIO, "domain %s: cannot destroy: %s", virDomainGetName(d),
-			      cl_vm_error());
+		r = dom_error(d, "cannot destroy");
 	if (virDomainUndefine(d) < 0 && r == 0)
-		r = cl_errorf(-EIO, "domain %s: cannot undefine: %s", virDomainGetName(d),
-			      cl_vm_error());
+		r = dom_error(d, "cannot undefine");
 	virDomainFree(d);
 	return r;
 }

@@ -16,6 +16,8 @@
 
 #include <libvirt/libvirt.h>
 
+struct cl_base;
+
 #define CL_VM_DEFAULT_URI "qemu:///system"
 #define CL_VM_RUN_DIR	  "/run/cloudlet"
 
@@ -38,6 +40,24 @@ int cl_vm_qemu_user(uid_t *uid, gid_t *gid, char *group, size_t cap);
  * per host boot in CL_VM_RUN_DIR/accel. */
 int cl_vm_accel(virConnectPtr c, const char *xml_type, const char *kernel, const char *initrd,
 		const char **type, char *why, size_t cap);
+
+/* The domain type to resume a VM saved under saved_type ("kvm" or "qemu";
+ * NULL counts as qemu): the saved one, since the device state only loads
+ * under the accelerator it was saved under. kvm_ok says whether KVM runs a
+ * guest here (why: if not, the reason); env is $CLOUDLET_ACCEL (kvm, tcg
+ * or qemu) or NULL. A mismatch (KVM needed but not usable, or env asking
+ * for the other) is -ENODEV with a one-line message. */
+int cl_vm_resume_choose(const char *saved_type, int kvm_ok, const char *why, const char *env,
+			const char **type);
+
+/* What cloudlet overlay and synthesis call before resuming base b from
+ * the device state that goes with the domain XML xml (len bytes): the
+ * accelerator as cl_vm_resume_choose decides (KVM probed with kernel and
+ * initrd only when needed), and the CPU model of xml must be the one of
+ * the base's own domain XML. On a refusal *hint says what to do. */
+int cl_vm_resume_type(virConnectPtr c, const struct cl_base *b, const char *xml, size_t len,
+		      const char *kernel, const char *initrd, const char **type,
+		      const char **hint);
 
 /* Defines the domain of xml (refusing a name in use) into *out. */
 int cl_vm_define(virConnectPtr c, const char *xml, virDomainPtr *out);
@@ -84,14 +104,24 @@ int cl_vm_console_run(struct cl_vm_console *c, const char *line, double timeout,
 		      volatile sig_atomic_t *stop);
 void cl_vm_console_close(struct cl_vm_console *c);
 
-struct cl_base;
-
 /* The kernel and initrd (malloc'd, NULL when the VM boots from its disk)
  * of the base's own domain XML if it has one, else of xml: each a path
  * that exists, else the same file name next to the base's disk image (a
  * base directory copied to another cloudlet). */
 int cl_vm_boot_files(const struct cl_base *b, const char *xml, size_t len, char **kernel,
 		     char **initrd);
+
+/* The string value of the first "key" in a JSON text, into out[cap]
+ * (truncated to fit); naive (no escapes) but enough for QMP's and
+ * qemu-img's flat answers. -ENOENT if there is none. */
+int cl_vm_json_str(const char *json, const char *key, char *out, size_t cap);
+
+/* Runs argv (a tool such as qemu-img), bounded by timeout seconds and
+ * ended early when *stop (optional) becomes non-zero. With out, its stdout
+ * (at most 256 MiB) is collected into *out (malloc'd, NUL-terminated, *len
+ * bytes); without, it goes to ours. A tool that fails is -EIO naming it. */
+int cl_vm_run_tool(char *const argv[], double timeout, volatile sig_atomic_t *stop, char **out,
+		   size_t *len);
 
 /* 1 while the domain runs (or is paused), 0 once it shut down or crashed,
  * -errno if libvirt does not answer. */

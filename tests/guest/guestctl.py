@@ -321,8 +321,11 @@ def console_cmd(sock, timeout, cmd):
         die("the guest shell died running: %s (syntax error?)\n%s"
             % (cmd[:300], bytes(buf[-2000:]).decode("latin-1")), 125)
     text = bytes(buf).decode("latin-1")
-    b = re.search(r"CL-B-%s\r?\n" % tag, text)
-    out = text[b.end():m.start()] if b else ""
+    # A kernel message may land on the marker's line: the output starts after that line.
+    b = re.search(r"CL-B-%s[^\n]*\n" % tag, text)
+    if b is None:
+        die("console-cmd: no start marker in the guest's output:\n%s" % text[-2000:])
+    out = text[b.end():m.start()]
     sys.stdout.write(out.replace("\r\n", "\n").replace("\r", ""))
     sys.stdout.flush()
     sys.exit(int(m.group(1)))

@@ -9,6 +9,7 @@
 #   cl_console NAME TIMEOUT CMD     # run CMD in the guest, print its output, return its status
 #   cl_snapshot NAME STATEFILE      # pause + migrate (x-ignore-shared) the device state to a file
 #   cl_resume XML NAME STATEFILE    # start paused with -incoming defer, feed the state, resume
+#   cl_synthesis NAME OUT ERR ARGS...   # `cloudlet synthesis ARGS` in the background, until resumed
 #   cl_destroy NAME ; cl_cleanup [PREFIX]
 #
 # Layout and users: QEMU runs as $CL_QEMU_USER (libvirt-qemu), so every file it opens must be
@@ -210,6 +211,26 @@ cl_cleanup() {
 
 # cl_qemu_log NAME: tail of libvirt's QEMU log for a domain (for error messages).
 cl_qemu_log() { tail -n 20 "/var/log/libvirt/qemu/$1.log" 2>/dev/null >&2 || true; }
+
+# cl_synthesis NAME OUT ERR ARGS...: start `$CLOUDLET synthesis ARGS --name NAME` in the
+# background (a helper; its pid in CL_SYNTH_PID), stdout to OUT, stderr to ERR, and wait
+# (300 s) until it says "VM resumed"; otherwise show its output and the QEMU log and die.
+cl_synthesis() {
+  local name=$1 out=$2 err=$3 end
+  shift 3
+  "${CLOUDLET:?}" synthesis "$@" --name "$name" >"$out" 2>"$err" </dev/null &
+  CL_SYNTH_PID=$!
+  CL_HELPER_PIDS+=("$CL_SYNTH_PID")
+  end=$((SECONDS + 300))
+  until grep -q "VM resumed" "$out"; do
+    if ! kill -0 "$CL_SYNTH_PID" 2>/dev/null || [ $SECONDS -ge $end ]; then
+      cat "$out" "$err" >&2
+      cl_qemu_log "$name"
+      cl_die "synthesis did not resume the VM"
+    fi
+    sleep 0.1
+  done
+}
 
 # cl_create XMLFILE [--paused]: start a transient domain.
 cl_create() {

@@ -11,13 +11,14 @@ set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 source "$HERE/lib.sh"
 source "$HERE/../lib/nginx.sh"
+source "$HERE/../lib/link.sh"
 
 [ $# -eq 1 ] || cl_die "usage: $0 WORKLOAD_DIR"
 W=$1
 [ -f "$W/.done" ] || cl_die "no workload in $W (run tests/guest/make-workload.sh $W first)"
 W=$(cd "$W" && pwd -P)
 cloudlet=${CLOUDLET:?CLOUDLET not set (the cloudlet program)}
-RATE=${CL_E2E_RATE:-512k} # per connection; cloudletfs opens 4
+RATE=${CL_E2E_RATE:-16mbit} # the whole link, shared by cloudletfs's connections
 RUN_ROOT=/run/cloudlet
 exec 9>"$W/.lock"
 flock -s -w 1200 9 || cl_die "$W/.lock is held by a builder for 20 min"
@@ -41,24 +42,16 @@ mkdir -p "$T/www"
 	--domain "$W/custom/domain.xml" -o "$T/www/ov" >"$T/overlay.txt"
 head -1 "$T/overlay.txt"
 
-cl_nginx_start "$T/nginx" "$T/www" "limit_rate $RATE;" || cl_die "nginx did not start"
+cl_nginx_start "$T/nginx" "$T/www" || cl_die "nginx did not start"
+cl_at_exit "cl_link_unshape $NGINX_PORT"
+cl_link_require "$NGINX_PORT" "$RATE"
 URL=http://127.0.0.1:$NGINX_PORT/ov/overlay-meta
 NAME=${CL_PREFIX}synth
 MNT=$RUN_ROOT/$NAME/mnt
 
-cl_log "cloudlet synthesis $URL (limit_rate $RATE per connection)"
-"$cloudlet" synthesis "$W/base/disk.img" "$URL" --name "$NAME" >"$T/out" 2>"$T/err" </dev/null &
-SPID=$!
-CL_HELPER_PIDS+=("$SPID")
-end=$((SECONDS + 300))
-until grep -q "VM resumed" "$T/out"; do
-	if ! kill -0 "$SPID" 2>/dev/null || [ $SECONDS -ge $end ]; then
-		cat "$T/out" "$T/err" >&2
-		cl_qemu_log "$NAME"
-		cl_die "synthesis did not resume the VM"
-	fi
-	sleep 0.1
-done
+cl_log "cloudlet synthesis $URL (a $RATE link)"
+cl_synthesis "$NAME" "$T/out" "$T/err" "$W/base/disk.img" "$URL"
+SPID=$CL_SYNTH_PID
 STATUS_AT_RESUME=$(cat "$MNT/status")
 DAEMON=$(sed -n 's/^pid: //p' <<<"$STATUS_AT_RESUME")
 cat "$T/out"

@@ -11,6 +11,9 @@
 #include <libvirt/virterror.h>
 
 #include "cl_domxml.h"
+#include "cl_error.h"
+#include "cl_qcow.h"
+#include "cl_vm.h"
 
 /* The shape of the XML the real-guest fixtures run with (guestctl.py). */
 static const char guest_xml[] =
@@ -280,13 +283,169 @@ static void test_uuid(void **state)
 	assert_string_not_equal(a, b);
 }
 
+/* The accelerator a saved VM resumes under: the saved one, or a refusal. */
+static void test_resume_choose(void **state)
+{
+	const char *t = NULL;
+
+	(void)state;
+	/* Saved under TCG: TCG, even where KVM works. */
+	assert_int_equal(cl_vm_resume_choose("qemu", 1, "", NULL, &t), 0);
+	assert_string_equal(t, "qemu");
+	assert_int_equal(cl_vm_resume_choose(NULL, 0, "", "", &t), 0);
+	assert_string_equal(t, "qemu");
+	assert_int_equal(cl_vm_resume_choose("qemu", 0, "", "tcg", &t), 0);
+	assert_string_equal(t, "qemu");
+	/* Saved under KVM: KVM where it works, else refused (no TCG fallback). */
+	assert_int_equal(cl_vm_resume_choose("kvm", 1, "", NULL, &t), 0);
+	assert_string_equal(t, "kvm");
+	t = NULL;
+	assert_int_equal(cl_vm_resume_choose("kvm", 0, "/dev/kvm: No such file", NULL, &t),
+			 -ENODEV);
+	assert_null(t);
+	assert_non_null(strstr(cl_error_msg(), "saved under KVM, which does not work here "
+					       "(/dev/kvm: No such file)"));
+	assert_int_equal(cl_vm_resume_choose("kvm", 1, "", "kvm", &t), 0);
+	assert_string_equal(t, "kvm");
+	/* CLOUDLET_ACCEL asking for the other one. */
+	assert_int_equal(cl_vm_resume_choose("kvm", 1, "", "tcg", &t), -ENODEV);
+	assert_non_null(strstr(cl_error_msg(), "saved under KVM, and CLOUDLET_ACCEL=tcg"));
+	assert_int_equal(cl_vm_resume_choose("qemu", 1, "", "kvm", &t), -ENODEV);
+	assert_int_equal(cl_vm_resume_choose("qemu", 1, "", "xen", &t), -EINVAL);
+}
+
+static void test_cpu_and_balloon(void **state)
+{
+	struct cl_domxml_spec sp = {.name = "n", .type = "qemu", .ram_mib = 64, .vcpus = 1,
+				    .disk = "/d.img", .memory = "/d.mem", .console = "/c.sock"};
+	char *xml = NULL, *v = NULL;
+	virConnectPtr c;
+	virDomainPtr d;
+
+	(void)state;
+	/* No <cpu>: QEMU's default model. */
+	assert_int_equal(cl_domxml_get(guest_xml, strlen(guest_xml), "cpu", &v), 0);
+	assert_string_equal(v, "qemu64");
+	free(v);
+	assert_int_equal(cl_domxml_new(&sp, &xml), 0);
+	assert_int_equal(cl_domxml_get(xml, strlen(xml), "cpu", &v), 0);
+	assert_string_equal(v, CL_DOMXML_CPU);
+	free(v);
+	assert_int_equal(count(xml, "freePageReporting=\"on\""), 1);
+	/* libvirt's test driver takes it and keeps the model and the balloon. */
+	virSetErrorFunc(NULL, quiet);
+	c = virConnectOpen("test:///default");
+	assert_non_null(c);
+	free(xml);
+	sp.type = "test";
+	sp.cpu = "Westmere";
+	sp.no_free_page_reporting = 1;
+	assert_int_equal(cl_domxml_new(&sp, &xml), 0);
+	d = virDomainDefineXML(c, xml);
+	if (!d)
+		fail_msg("libvirt refused the XML: %s\n%s", virGetLastErrorMessage(), xml);
+	free(xml);
+	xml = virDomainGetXMLDesc(d, VIR_DOMAIN_XML_INACTIVE);
+	assert_non_null(xml);
+	assert_int_equal(cl_domxml_get(xml, strlen(xml), "cpu", &v), 0);
+	assert_string_equal(v, "Westmere");
+	free(v);
+	assert_int_equal(count(xml, "freePageReporting='off'"), 1);
+	virDomainUndefine(d);
+	virDomainFree(d);
+	virConnectClose(c);
+	free(xml);
+	/* Host CPUs are named by their mode. */
+	static const char host[] = "<domain type='kvm'><name>h</name>"
+				   "<cpu mode='host-passthrough'/></domain>";
+	assert_int_equal(cl_domxml_get(host, strlen(host), "cpu", &v), 0);
+	assert_string_equal(v, "host-passthrough");
+	free(v);
+}
+
+static void test_discard_edit(void **state)
+{
+	struct cl_domxml_edit e = {.name = "x", .disk = "/w/disk.qcow2", .disk_format = "qcow2"};
+	static const char plain[] = "<domain type='qemu'><name>a</name><devices>"
+				    "<disk type='file' device='disk'><driver name='qemu' type='raw'/>"
+				    "<source file='/b.img'/><target dev='vda'/></disk></devices>"
+				    "</domain>";
+	char *out = NULL;
+
+	(void)state;
+	assert_int_equal(cl_domxml_rewrite(plain, strlen(plain), &e, &out), 0);
+	assert_int_equal(count(out, "discard"), 0);
+	free(out);
+	e.disk_discard = 1;
+	assert_int_equal(cl_domxml_rewrite(plain, strlen(plain), &e, &out), 0);
+	assert_int_equal(count(out, "discard=\"unmap\""), 1);
+	assert_int_equal(count(out, "type=\"qcow2\""), 1);
+	free(out);
+}
+
+/* qemu-img map --output=json of a qcow2 on a raw backing file (QEMU 7.2). */
+static void test_qcow_map(void **state)
+{
+	static const char map[] =
+	    "[{ \"start\": 0, \"length\": 65536, \"depth\": 0, \"present\": true, \"zero\": "
+	    "false, \"data\": true, \"offset\": 327680},\n"
+	    "{ \"start\": 65536, \"length\": 65536, \"depth\": 0, \"present\": true, "
+	    "\"zero\": false, \"data\": true, \"offset\": 393216},\n"
+	    "{ \"start\": 131072, \"length\": 65536, \"depth\": 0, \"present\": true, "
+	    "\"zero\": true, \"data\": false},\n"
+	    "{ \"start\": 196608, \"length\": 851968, \"depth\": 1, \"present\": true, "
+	    "\"zero\": false, \"data\": true, \"offset\": 196608},\n"
+	    "{ \"start\": 1048576, \"length\": 131072, \"depth\": 0, \"present\": true, "
+	    "\"zero\": true, \"data\": false},\n"
+	    "{ \"start\": 1179648, \"length\": 65536, \"depth\": 0, \"present\": true, "
+	    "\"zero\": true, \"data\": false},\n"
+	    "{ \"start\": 1245184, \"length\": 3948544, \"depth\": 1, \"present\": false, "
+	    "\"zero\": true, \"data\": false},\n"
+	    "{ \"start\": 5193728, \"length\": 65536, \"depth\": 0, \"present\": false, "
+	    "\"zero\": true, \"data\": false}]\n";
+	static const char compressed[] = "[{ \"start\": 0, \"length\": 65536, \"depth\": 0, "
+					 "\"zero\": false, \"data\": true}]";
+	static const char gap[] = "[{ \"start\": 0, \"length\": 512, \"depth\": 0, \"zero\": "
+				  "true, \"data\": false},{ \"start\": 1024, \"length\": 512, "
+				  "\"depth\": 0, \"zero\": true, \"data\": false}]";
+	struct cl_extent *x = NULL;
+	uint64_t size = 0;
+	size_t n = 0;
+
+	(void)state;
+	assert_int_equal(cl_qcow_parse_map(map, strlen(map), "m", &x, &n, &size), 0);
+	assert_int_equal(size, 5259264);
+	/* Contiguous data merged, depth 1 left out, adjacent zeros merged. */
+	assert_int_equal(n, 3);
+	assert_int_equal(x[0].start, 0);
+	assert_int_equal(x[0].length, 131072);
+	assert_int_equal(x[0].offset, 327680);
+	assert_false(x[0].zero);
+	assert_int_equal(x[1].start, 131072);
+	assert_true(x[1].zero);
+	assert_int_equal(x[2].start, 1048576);
+	assert_int_equal(x[2].length, 196608);
+	assert_true(x[2].zero);
+	free(x);
+	assert_int_equal(cl_qcow_parse_map("[]", 2, "m", &x, &n, &size), 0);
+	assert_int_equal(n, 0);
+	assert_int_equal(size, 0);
+	free(x);
+	assert_int_equal(cl_qcow_parse_map(compressed, strlen(compressed), "m", &x, &n, &size),
+			 -ENOTSUP);
+	assert_int_equal(cl_qcow_parse_map(gap, strlen(gap), "m", &x, &n, &size), -EBADMSG);
+	assert_int_equal(cl_qcow_parse_map(map, 100, "m", &x, &n, &size), -EBADMSG);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_get),	      cmocka_unit_test(test_rewrite),
 	    cmocka_unit_test(test_escaping),  cmocka_unit_test(test_adds_memory_backend),
 	    cmocka_unit_test(test_bad_input), cmocka_unit_test(test_libvirt_parses),
-	    cmocka_unit_test(test_uuid),
+	    cmocka_unit_test(test_uuid),      cmocka_unit_test(test_resume_choose),
+	    cmocka_unit_test(test_cpu_and_balloon), cmocka_unit_test(test_discard_edit),
+	    cmocka_unit_test(test_qcow_map),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -189,12 +189,39 @@ static void test_chunk_math(void **state)
 	assert_int_equal(cl_chunk_len(8193, 4096, 3), 0);
 }
 
+/* left_out: optional; absent when zero (the meta is then what earlier
+ * versions wrote), kept when set. */
+static void test_left_out(void **state)
+{
+	struct cl_meta *m = sample(), *p;
+	size_t len0, len1;
+	void *b0, *b1;
+
+	(void)state;
+	assert_int_equal(cl_meta_encode(m, &b0, &len0), 0);
+	assert_int_equal(parse(m, &p), 0);
+	assert_int_equal(p->left_out[CL_DISK], 0);
+	assert_int_equal(p->left_out[CL_MEMORY], 0);
+	cl_meta_free(p);
+	m->left_out[CL_DISK] = 5;
+	m->left_out[CL_MEMORY] = 123456789;
+	assert_int_equal(cl_meta_encode(m, &b1, &len1), 0);
+	assert_true(len1 != len0 || memcmp(b0, b1, len0));
+	assert_int_equal(parse(m, &p), 0);
+	assert_int_equal(p->left_out[CL_DISK], 5);
+	assert_int_equal(p->left_out[CL_MEMORY], 123456789);
+	cl_meta_free(p);
+	free(b0);
+	free(b1);
+	cl_meta_free(m);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_roundtrip),  cmocka_unit_test(test_truncated),
 		cmocka_unit_test(test_flips),      cmocka_unit_test(test_invalid),
-		cmocka_unit_test(test_chunk_math),
+		cmocka_unit_test(test_chunk_math), cmocka_unit_test(test_left_out),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
