@@ -38,6 +38,7 @@
 #define RETRY_DELAY_MAX       5.0
 #define SEG_TRIES             2     /* integrity failures before a segment is BAD */
 #define FAIL_FAST_S           2.0   /* see _fail_fast() */
+#define DEMAND_QUIET_S        0.05  /* see _pick() */
 
 enum seg_state {
 	SEG_ABSENT = 0,
@@ -149,6 +150,7 @@ struct cl_lazy {
 	double bg_delay;            /* lock: current backoff */
 	unsigned bg_busy;           /* lock: workers on background segments */
 	unsigned demand_queue;      /* lock: demanded segments not yet taken */
+	double demand_at;           /* lock: when a request last had to wait */
 	struct waiter waiters;      /* lock: list head */
 	struct evwait *evwaits;     /* lock */
 	int shutdown;               /* lock */
@@ -619,6 +621,7 @@ static int _park(struct cl_lazy *l, struct waiter *w, const struct plan *pl)
 	}
 	if (!w->pending)
 		return 0;
+	l->demand_at = now();
 	if (w->next == w) {
 		/* First park: join the list and start the clock. */
 		w->next = &l->waiters;
@@ -975,6 +978,36 @@ static void _segment_fail(struct cl_lazy *l, uint32_t s, struct waiter **done)
 	}
 }
 
+/* Answers that no retry will change: the pack changed on the server, is
+ * gone or is refused. */
+static int permanent(int r)
+{
+	return r == -ESTALE || r == -ENOENT || r == -EACCES || r == -EPROTONOSUPPORT ||
+	       r == -ELOOP;
+}
+
+/* Under l->lock: the pack cannot be used any more; every segment still
+ * missing fails at once, with l->last_error as the reason. */
+static void _pack_failed(struct cl_lazy *l, struct waiter **done)
+{
+	uint32_t s;
+
+	l->state = CL_LAZY_FAILED;
+	snprintf(l->reason, sizeof(l->reason), "%s", l->last_error);
+	for (s = 0; s < l->m->nsegments; s++) {
+		struct segment *sg = &l->seg[s];
+
+		if (sg->state != SEG_ABSENT)
+			continue;
+		sg->state = SEG_BAD;
+		if (sg->demanded) {
+			sg->demanded = 0;
+			l->demand_queue--;
+		}
+		_segment_fail(l, s, done);
+	}
+}
+
 static void run_done(struct cl_lazy *l, struct waiter *done)
 {
 	struct waiter *next;
@@ -1018,7 +1051,9 @@ static void segment_outcome(struct cl_lazy *l, uint32_t s, int r, uint8_t *spill
 	} else {
 		sg->state = SEG_ABSENT;
 		snprintf(l->last_error, sizeof(l->last_error), "%s", cl_error_msg());
-		if (r == -EBADMSG && ++sg->bad_tries >= SEG_TRIES) {
+		if (permanent(r)) {
+			_pack_failed(l, &done);
+		} else if (r == -EBADMSG && ++sg->bad_tries >= SEG_TRIES) {
 			/* Fetched twice and wrong twice: the pack is bad. */
 			sg->state = SEG_BAD;
 			if (sg->demanded) {
@@ -1127,7 +1162,10 @@ static int fetch_segment(struct cl_lazy *l, uint32_t s, const uint8_t *comp, uin
 }
 
 /* Under l->lock: the next segment to fetch, or -1 (then *wait_until says
- * when to look again). Demand first; one worker stays off the stream. */
+ * when to look again). Demand first; one worker stays off the stream. The
+ * stream also holds back while requests wait and for DEMAND_QUIET_S after
+ * the last one: on a shared link its segments would queue ahead of the
+ * demanded ones, and a resumed VM faults in bursts. */
 static int64_t _pick(struct cl_lazy *l, int *background, double *wait_until)
 {
 	double t = now();
@@ -1158,6 +1196,11 @@ static int64_t _pick(struct cl_lazy *l, int *background, double *wait_until)
 		return -1;
 	if (l->bg_resume > t) {
 		*wait_until = l->bg_resume;
+		return -1;
+	}
+	if (l->waiters.next != &l->waiters || t < l->demand_at + DEMAND_QUIET_S) {
+		if (l->waiters.next == &l->waiters)
+			*wait_until = l->demand_at + DEMAND_QUIET_S;
 		return -1;
 	}
 	while (l->bg_next < l->m->nsegments && l->seg[l->bg_next].state != SEG_ABSENT)
@@ -1287,6 +1330,15 @@ static void *stream_main(void *arg)
 		pthread_mutex_lock(&l->lock);
 		if (r < 0 && r != -ECANCELED && !l->shutdown) {
 			snprintf(l->last_error, sizeof(l->last_error), "%s", cl_error_msg());
+			if (permanent(r)) {
+				struct waiter *done = NULL;
+
+				_pack_failed(l, &done);
+				pthread_mutex_unlock(&l->lock);
+				run_done(l, done);
+				pthread_mutex_lock(&l->lock);
+				continue;
+			}
 			l->bg_delay = l->bg_delay ? l->bg_delay * 2 : RETRY_DELAY_MIN;
 			if (l->bg_delay > RETRY_DELAY_MAX)
 				l->bg_delay = RETRY_DELAY_MAX;
@@ -1413,25 +1465,44 @@ static void load_map(struct cl_lazy *l)
 	free(path);
 }
 
-static int rm_rf(const char *path)
+/* Removes name (relative to directory at) and, if it is a directory, all in it,
+ * never following a symbolic link: a link is removed, not its target. */
+static int rm_rf_at(int at, const char *name)
 {
 	struct dirent *de;
-	char *sub;
 	DIR *d;
+	int fd;
 
-	d = opendir(path);
-	if (!d)
-		return unlink(path) < 0 && errno != ENOENT ? -errno : 0;
-	while ((de = readdir(d))) {
-		if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
-			continue;
-		if (asprintf(&sub, "%s/%s", path, de->d_name) < 0)
-			break;
-		rm_rf(sub);
-		free(sub);
+	fd = openat(at, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0)
+		return unlinkat(at, name, 0) < 0 && errno != ENOENT ? -errno : 0;
+	d = fdopendir(fd);
+	if (!d) {
+		close(fd);
+		return -errno;
 	}
+	while ((de = readdir(d)))
+		if (strcmp(de->d_name, ".") && strcmp(de->d_name, ".."))
+			rm_rf_at(dirfd(d), de->d_name);
 	closedir(d);
-	return rmdir(path) < 0 ? -errno : 0;
+	return unlinkat(at, name, AT_REMOVEDIR) < 0 ? -errno : 0;
+}
+
+static int rm_rf(const char *path)
+{
+	return rm_rf_at(AT_FDCWD, path);
+}
+
+/* A cache directory's name: an overlay id in lowercase hex, as cl_hex()
+ * writes it; nothing else in the cache root is ever evicted. */
+static int cache_name(const char *name)
+{
+	size_t i;
+
+	for (i = 0; i < 2 * CL_SHA256_LEN; i++)
+		if (!((name[i] >= '0' && name[i] <= '9') || (name[i] >= 'a' && name[i] <= 'f')))
+			return 0;
+	return name[i] == '\0';
 }
 
 struct cache_entry {
@@ -1460,7 +1531,7 @@ static uint64_t dir_bytes(const char *dir)
 	while ((de = readdir(d))) {
 		if (de->d_name[0] == '.' || asprintf(&p, "%s/%s", dir, de->d_name) < 0)
 			continue;
-		if (stat(p, &st) == 0)
+		if (lstat(p, &st) == 0)
 			total += (uint64_t)st.st_blocks * 512;
 		free(p);
 	}
@@ -1483,9 +1554,9 @@ static void evict(const char *root, const char *mine, uint64_t limit, uint64_t n
 	if (!d)
 		return;
 	while ((de = readdir(d))) {
-		if (strlen(de->d_name) != 2 * CL_SHA256_LEN || asprintf(&p, "%s/%s", root, de->d_name) < 0)
+		if (!cache_name(de->d_name) || asprintf(&p, "%s/%s", root, de->d_name) < 0)
 			continue;
-		if (!strcmp(p, mine) || stat(p, &st) < 0 || !S_ISDIR(st.st_mode)) {
+		if (!strcmp(p, mine) || lstat(p, &st) < 0 || !S_ISDIR(st.st_mode)) {
 			free(p);
 			continue;
 		}
@@ -1512,7 +1583,7 @@ static void evict(const char *root, const char *mine, uint64_t limit, uint64_t n
 		int fd;
 		if (asprintf(&lock, "%s/lock", e[i].path) < 0)
 			continue;
-		fd = open(lock, O_RDWR | O_CLOEXEC);
+		fd = open(lock, O_RDWR | O_NOFOLLOW | O_CLOEXEC);
 		/* A cache another daemon holds stays. */
 		if (fd >= 0 && flock(fd, LOCK_EX | LOCK_NB) == 0) {
 			rm_rf(e[i].path);
@@ -1577,19 +1648,35 @@ static int setup_cache(struct cl_lazy *l)
 			free(root);
 			return -ENOMEM;
 		}
-		if (cl_mkdir_p(l->cache_dir, 0700) == 0 && asprintf(&lock, "%s/lock", l->cache_dir) >= 0) {
-			l->cache_lock_fd = open(lock, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-			if (l->cache_lock_fd >= 0 && flock(l->cache_lock_fd, LOCK_EX | LOCK_NB) == 0) {
-				utimensat(AT_FDCWD, l->cache_dir, NULL, 0);
-				evict(root, l->cache_dir, l->o.cache_limit, need);
-				free(lock);
-				free(root);
-				return 0;
-			}
-			if (l->cache_lock_fd >= 0)
-				close(l->cache_lock_fd);
-			l->cache_lock_fd = -1;
+		/* Whatever keeps the cache from being used is said in status: a
+		 * remount would otherwise fetch everything again unexplained. */
+		const char *why = "cannot create it";
+		int e = 0;
+
+		if ((r = cl_mkdir_p(l->cache_dir, 0700)) < 0) {
+			e = -r;
+		} else if (asprintf(&lock, "%s/lock", l->cache_dir) < 0) {
+			lock = NULL;
+			e = ENOMEM;
+		} else if ((l->cache_lock_fd = open(lock, O_RDWR | O_CREAT | O_CLOEXEC, 0600)) < 0) {
+			why = "cannot create its lock file";
+			e = errno;
+		} else if (flock(l->cache_lock_fd, LOCK_EX | LOCK_NB) == 0) {
+			utimensat(AT_FDCWD, l->cache_dir, NULL, 0);
+			evict(root, l->cache_dir, l->o.cache_limit, need);
+			free(lock);
+			free(root);
+			return 0;
+		} else {
+			why = "in use by another cloudletfs";
+			e = 0;
 		}
+		snprintf(l->cache_note, sizeof(l->cache_note),
+			 "cache %s unusable (%s%s%s); using a private temporary cache", l->cache_dir,
+			 why, e ? ": " : "", e ? strerror(e) : "");
+		if (l->cache_lock_fd >= 0)
+			close(l->cache_lock_fd);
+		l->cache_lock_fd = -1;
 		free(lock);
 		free(root);
 		free(l->cache_dir);

@@ -1,0 +1,169 @@
+#!/bin/bash
+# bench-vm.sh: early start against --no-early-start, on one overlay, over one
+# shaped link (the VM lifecycle benchmark of docs/BENCHMARKS.md).
+#
+#   tests/bench/bench-vm.sh [-r RUNS] [--rate RATE] [-S SEGMENT_SIZE] [-v] BUILD_DIR
+#
+# Workload (made once, cached in BUILD_DIR/bench-vm): the reference guest's
+# base (tests/guest/make-workload.sh, BUILD_DIR/guest) resumed and given
+# 56 MiB of random files on its disk and 48 MiB of random data in RAM (the
+# bulk), plus the data the first response reads: 16 files of 64 KiB on the
+# disk (1 MiB, page cache dropped so they come from the disk) and 1 MiB in
+# RAM. The overlay (offline form of `cloudlet overlay`) is over 100 MiB.
+#
+# Link: nginx on 127.0.0.1 behind an HTB class of RATE (default 40mbit) on
+# its port on lo: every connection of cloudletfs shares that rate, as on a
+# real link. Each run starts with an empty cache and times, from the start
+# of `cloudlet synthesis`:
+#   resume  the VM resumed (its timeline line),
+#   first   the guest's answer to `md5sum` of the first-response data over
+#           its serial console (checked against the sums taken at creation),
+# with the overlay bytes fetched at each. Prints one line per run and the
+# medians, for early start and --no-early-start alternately. -S makes (and
+# caches) the overlay with that segment size; -v prints the mount's status
+# and fetch counters after each first response.
+set -euo pipefail
+src=$(cd "$(dirname "$0")/../.." && pwd)
+RUNS=3
+RATE=40mbit
+SEG=
+VERBOSE=0
+while [ $# -gt 1 ]; do
+	case $1 in
+	-r) RUNS=$2; shift 2 ;;
+	--rate) RATE=$2; shift 2 ;;
+	-S) SEG=$2; shift 2 ;;
+	-v) VERBOSE=1; shift ;;
+	*) break ;;
+	esac
+done
+[ $# -eq 1 ] || { echo "usage: $0 [-r RUNS] [--rate RATE] [-S SEGMENT_SIZE] [-v] BUILD_DIR" >&2; exit 2; }
+build=$(cd "$1" && pwd)
+cloudlet=$build/cloudlet
+[ -x "$cloudlet" ] || { echo "no $cloudlet: build first" >&2; exit 2; }
+source "$src/tests/guest/lib.sh"
+source "$src/tests/lib/nginx.sh"
+source "$src/tests/lib/link.sh"
+
+cl_init
+W=$build/guest
+bash "$src/tests/guest/make-workload.sh" "$W" >&2
+W=$(cd "$W" && pwd -P)
+BW=$build/bench-vm
+mkdir -p "$BW"
+HOT_CMD='md5sum /mnt/bench/hot/* /ram/hot.bin'
+BENCH_VERSION=1
+
+# --- the workload ---------------------------------------------------------------
+make_workload() {
+	local q c name=${CL_PREFIX}bench
+	q=$(cl_qdir "$BW")
+	c=$q/custom
+	rm -rf "$c" "$BW/www" "$BW/.done"
+	mkdir -p "$c"
+	chmod 0755 "$q" "$c"
+	cp --sparse=always "$W/base/disk.img" "$c/disk.img"
+	cp --sparse=always "$W/base/memory.img" "$c/memory.img"
+	cl_own_ram "$c/memory.img"
+	cl_vm_xml "$W/base/domain.xml" "$c/domain.xml" "$name" "$c/disk.img" "$c/memory.img" on
+	cl_resume "$c/domain.xml" "$name" "$W/base/state" || cl_die "resuming the base failed"
+	g() { cl_console "$name" "$1" "$2" >/dev/null || cl_die "guest command failed: $2"; }
+	cl_log "writing 57 MiB to the guest's disk and 49 MiB to its RAM"
+	g 600 'mkdir -p /mnt/bench/hot && for i in 1 2 3 4 5 6 7; do dd if=/dev/urandom of=/mnt/bench/bulk-$i.bin bs=1M count=8 2>/dev/null; done'
+	g 120 'for i in $(seq 1 16); do dd if=/dev/urandom of=/mnt/bench/hot/h$i.bin bs=64k count=1 2>/dev/null; done'
+	g 600 'dd if=/dev/urandom of=/ram/bulk.bin bs=1M count=48 2>/dev/null && dd if=/dev/urandom of=/ram/hot.bin bs=1M count=1 2>/dev/null'
+	g 300 'sync && echo 3 >/proc/sys/vm/drop_caches'
+	cl_console "$name" 120 "$HOT_CMD" >"$BW/hot.md5" || cl_die "checksums failed"
+	[ "$(grep -c '^[0-9a-f]\{32\}  /' "$BW/hot.md5")" = 17 ] || cl_die "unexpected checksums: $(cat "$BW/hot.md5")"
+	g 60 'sync && echo 3 >/proc/sys/vm/drop_caches'
+	cl_snapshot "$name" "$c/state" || cl_die "snapshot failed"
+	cl_destroy "$name"
+	chown root:root "$c/memory.img"
+	chmod 0644 "$c/memory.img" "$c/disk.img"
+	[ "$q" = "$BW" ] || { rm -rf "$BW/custom"; ln -s "$c" "$BW/custom"; }
+	CLOUDLET_HOME=$BW/home "$cloudlet" -q base "$W/base/disk.img" --memory "$W/base/memory.img" \
+		--state "$W/base/state" --domain "$W/base/domain.xml" >/dev/null
+	echo "$BENCH_VERSION $(stat -c %Y "$W/.done")" >"$BW/.done"
+}
+[ "$(cat "$BW/.done" 2>/dev/null)" = "$BENCH_VERSION $(stat -c %Y "$W/.done")" ] || make_workload
+OV=ov${SEG:+-$SEG}
+if [ ! -s "$BW/www/$OV/overlay-meta" ]; then
+	CLOUDLET_HOME=$BW/home "$cloudlet" overlay "$W/base/disk.img" --disk "$BW/custom/disk.img" \
+		--memory "$BW/custom/memory.img" --state "$BW/custom/state" --domain "$BW/custom/domain.xml" \
+		${SEG:+-S "$SEG"} -o "$BW/www/$OV" | tee "$BW/$OV.txt"
+fi
+PACK=$(stat -c %s "$BW/www/$OV/overlay-blob")
+[ "$PACK" -ge $((100 << 20)) ] || cl_die "the overlay is only $PACK bytes; the benchmark wants 100 MiB"
+
+# --- the link -----------------------------------------------------------------
+export CLOUDLET_HOME=$BW/home
+cl_at_exit cl_nginx_stop
+cl_nginx_start "$BW/nginx" "$BW/www" || cl_die "nginx did not start"
+URL=http://127.0.0.1:$NGINX_PORT/$OV/overlay-meta
+cl_at_exit "cl_link_unshape $NGINX_PORT"
+cl_link_require "$NGINX_PORT" "$RATE"
+
+# --- runs -----------------------------------------------------------------------
+now() { date +%s.%N; }
+fetched() { sed -n 's|^bytes: \([0-9]*\)/.*|\1|p' "$1/status" 2>/dev/null || echo 0; }
+
+# run MODE: one synthesis; prints "MODE resume_s resume_bytes first_s first_bytes".
+run() {
+	local mode=$1 name=${CL_PREFIX}run out t0 tr br tf bf pid opt=()
+	[ "$mode" = eager ] && opt=(--no-early-start)
+	rm -rf "$CLOUDLET_HOME/cache"
+	out=$BW/run.out
+	t0=$(now)
+	"$cloudlet" synthesis "$W/base/disk.img" "$URL" --name "$name" "${opt[@]}" >"$out" 2>"$BW/run.err" </dev/null &
+	pid=$!
+	CL_HELPER_PIDS+=("$pid")
+	until grep -q "VM resumed" "$out"; do
+		kill -0 "$pid" 2>/dev/null || { cat "$out" "$BW/run.err" >&2; cl_die "synthesis ended early"; }
+		sleep 0.02
+	done
+	tr=$(now)
+	br=$(sed -n 's/.*VM resumed: fetched \([0-9]*\) of.*/\1/p' "$out")
+	$CL_GUESTCTL console-cmd "/run/cloudlet/$name/console.sock" 600 "$HOT_CMD" >"$BW/answer" ||
+		cl_die "the guest did not answer"
+	tf=$(now)
+	bf=$(fetched "/run/cloudlet/$name/mnt")
+	if [ "$VERBOSE" = 1 ]; then
+		{ cat "/run/cloudlet/$name/mnt/status"
+		  for im in disk memory; do
+			for f in demand_fetches chunk_fetches chunks_accessed chunks_fetched; do
+				echo "$im $f $(cat "/run/cloudlet/$name/mnt/$im/stats/$f")"
+			done
+		  done; } >&2
+	fi
+	# Only the checksum lines: a kernel message may be printed amid the output.
+	grep -E '^[0-9a-f]{32}  /' "$BW/answer" >"$BW/answer.md5" || true
+	diff -q "$BW/hot.md5" "$BW/answer.md5" >/dev/null ||
+		{ diff "$BW/hot.md5" "$BW/answer" >&2; cat "/run/cloudlet/$name/mnt/status" >&2; cl_die "$mode: the guest's checksums differ"; }
+	kill -TERM "$pid"
+	cl_wait_helper "$pid" || cl_die "synthesis exited non-zero: $(cat "$BW/run.err")"
+	echo "$mode $(echo "$tr - $t0" | bc) $br $(echo "$tf - $t0" | bc) $bf"
+}
+
+median() { sort -g | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2}'; }
+
+echo "overlay $OV: $PACK bytes of pack, link $RATE (HTB on lo), $RUNS runs per mode"
+printf '%-6s %9s %12s %9s %12s\n' mode resume_s resume_bytes first_s first_bytes
+res=$BW/results
+: >"$res"
+for i in $(seq 1 "$RUNS"); do
+	for mode in early eager; do
+		line=$(run "$mode")
+		echo "$line" >>"$res"
+		printf '%-6s %9.2f %12d %9.2f %12d\n' $line
+	done
+done
+for mode in early eager; do
+	printf '%-6s median: resume %.2f s (%d bytes), first response %.2f s (%d bytes)\n' "$mode" \
+		"$(awk -v m=$mode '$1==m {print $2}' "$res" | median)" \
+		"$(awk -v m=$mode '$1==m {print $3}' "$res" | median)" \
+		"$(awk -v m=$mode '$1==m {print $4}' "$res" | median)" \
+		"$(awk -v m=$mode '$1==m {print $5}' "$res" | median)"
+done
+e=$(awk '$1=="early" {print $4}' "$res" | median)
+l=$(awk '$1=="eager" {print $4}' "$res" | median)
+printf 'early/eager time to first response: %.3f (goal <= 0.2)\n' "$(echo "$e / $l" | bc -l)"
