@@ -300,7 +300,9 @@ def console_cmd(sock, timeout, cmd):
     tag = uuid.uuid4().hex[:12]
     s = connect(sock, deadline)
     # The tty echoes our input; the quotes keep the echoed line from matching the markers.
-    line = 'echo CL""-B-%s; { %s ; }; echo CL""-E-%s-$?\n' % (tag, cmd, tag)
+    # The leading newline is a sacrifice: right after a resume the guest's UART
+    # can drop the first byte it receives.
+    line = '\necho CL""-B-%s; { %s ; }; echo CL""-E-%s-$?\n' % (tag, cmd, tag)
     s.sendall(line.encode())
     buf = bytearray()
     # A respawn notice counts only after the tty echoed our line (an older one may be pending).
