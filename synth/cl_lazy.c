@@ -13,18 +13,17 @@
  * whose bound has passed. Completion callbacks always run without l->lock. */
 #include "cl_lazy.h"
 #include "cl_base.h"
+#include "cl_cache.h"
 #include "cl_error.h"
 #include "cl_source.h"
 #include "cl_synth.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/file.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -132,9 +131,7 @@ struct cl_lazy {
 	uint64_t *seg_recs;
 	void *blob[2];
 	size_t blob_len[2];
-	char *cache_dir;   /* this overlay's cache directory */
-	int cache_lock_fd;
-	int cache_private; /* cache dir is ours alone and removed at close */
+	struct cl_cache cache;
 	char *store_dir;
 	int store_created; /* we made store_dir, remove it at close */
 	double t0;
@@ -1429,7 +1426,7 @@ static void save_map(struct cl_lazy *l)
 	pthread_mutex_unlock(&l->lock);
 	/* Best effort: a lost map only costs a refetch. The data it vouches
 	 * for was written before, and every chunk is rechecked on first use. */
-	if (asprintf(&path, "%s/segments.map", l->cache_dir) >= 0) {
+	if (asprintf(&path, "%s/segments.map", l->cache.dir) >= 0) {
 		cl_write_file_atomic(path, map, n / 8 + 1, 0644);
 		free(path);
 	}
@@ -1444,7 +1441,7 @@ static void load_map(struct cl_lazy *l)
 	char *path;
 	uint32_t s;
 
-	if (asprintf(&path, "%s/segments.map", l->cache_dir) < 0)
+	if (asprintf(&path, "%s/segments.map", l->cache.dir) < 0)
 		return;
 	if (cl_read_file(path, l->m->nsegments / 8 + 1, (void **)&map, &len) == 0) {
 		if (len == l->m->nsegments / 8 + 1) {
@@ -1465,175 +1462,14 @@ static void load_map(struct cl_lazy *l)
 	free(path);
 }
 
-/* Removes name (relative to directory at) and, if it is a directory, all in it,
- * never following a symbolic link: a link is removed, not its target. */
-static int rm_rf_at(int at, const char *name)
-{
-	struct dirent *de;
-	DIR *d;
-	int fd;
-
-	fd = openat(at, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-	if (fd < 0)
-		return unlinkat(at, name, 0) < 0 && errno != ENOENT ? -errno : 0;
-	d = fdopendir(fd);
-	if (!d) {
-		close(fd);
-		return -errno;
-	}
-	while ((de = readdir(d)))
-		if (strcmp(de->d_name, ".") && strcmp(de->d_name, ".."))
-			rm_rf_at(dirfd(d), de->d_name);
-	closedir(d);
-	return unlinkat(at, name, AT_REMOVEDIR) < 0 ? -errno : 0;
-}
-
-static int rm_rf(const char *path)
-{
-	return rm_rf_at(AT_FDCWD, path);
-}
-
-/* A cache directory's name: an overlay id in lowercase hex, as cl_hex()
- * writes it; nothing else in the cache root is ever evicted. */
-static int cache_name(const char *name)
-{
-	size_t i;
-
-	for (i = 0; i < 2 * CL_SHA256_LEN; i++)
-		if (!((name[i] >= '0' && name[i] <= '9') || (name[i] >= 'a' && name[i] <= 'f')))
-			return 0;
-	return name[i] == '\0';
-}
-
-struct cache_entry {
-	char *path;
-	time_t mtime;
-	uint64_t bytes;
-};
-
-static int cmp_entry(const void *a, const void *b)
-{
-	const struct cache_entry *x = a, *y = b;
-
-	return x->mtime < y->mtime ? -1 : x->mtime > y->mtime;
-}
-
-static uint64_t dir_bytes(const char *dir)
-{
-	struct dirent *de;
-	struct stat st;
-	uint64_t total = 0;
-	char *p;
-	DIR *d = opendir(dir);
-
-	if (!d)
-		return 0;
-	while ((de = readdir(d))) {
-		if (de->d_name[0] == '.' || asprintf(&p, "%s/%s", dir, de->d_name) < 0)
-			continue;
-		if (lstat(p, &st) == 0)
-			total += (uint64_t)st.st_blocks * 512;
-		free(p);
-	}
-	closedir(d);
-	return total;
-}
-
-/* Removes the least recently used overlays' caches (not ours, not in use)
- * until the cache root holds at most limit bytes plus what we will add. */
-static void evict(const char *root, const char *mine, uint64_t limit, uint64_t need)
-{
-	struct cache_entry *e = NULL, *tmp;
-	size_t n = 0, cap = 0, i;
-	struct dirent *de;
-	struct stat st;
-	uint64_t total = need;
-	char *p;
-	DIR *d = opendir(root);
-
-	if (!d)
-		return;
-	while ((de = readdir(d))) {
-		if (!cache_name(de->d_name) || asprintf(&p, "%s/%s", root, de->d_name) < 0)
-			continue;
-		if (!strcmp(p, mine) || lstat(p, &st) < 0 || !S_ISDIR(st.st_mode)) {
-			free(p);
-			continue;
-		}
-		if (n == cap) {
-			cap = cap ? 2 * cap : 16;
-			tmp = realloc(e, cap * sizeof(*e));
-			if (!tmp) {
-				free(p);
-				break;
-			}
-			e = tmp;
-		}
-		e[n].path = p;
-		e[n].mtime = st.st_mtime;
-		e[n].bytes = dir_bytes(p);
-		total += e[n].bytes;
-		n++;
-	}
-	closedir(d);
-	if (n)
-		qsort(e, n, sizeof(*e), cmp_entry);
-	for (i = 0; i < n && total > limit; i++) {
-		char *lock;
-		int fd;
-		if (asprintf(&lock, "%s/lock", e[i].path) < 0)
-			continue;
-		fd = open(lock, O_RDWR | O_NOFOLLOW | O_CLOEXEC);
-		/* A cache another daemon holds stays. */
-		if (fd >= 0 && flock(fd, LOCK_EX | LOCK_NB) == 0) {
-			rm_rf(e[i].path);
-			total -= e[i].bytes;
-		}
-		if (fd >= 0)
-			close(fd);
-		free(lock);
-	}
-	for (i = 0; i < n; i++)
-		free(e[i].path);
-	free(e);
-}
-
-static int open_image_file(const char *dir, const char *name, uint64_t size, char **path, int *fd)
-{
-	if (asprintf(path, "%s/%s", dir, name) < 0) {
-		*path = NULL;
-		return -ENOMEM;
-	}
-	*fd = open(*path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-	if (*fd < 0)
-		return cl_errorf(-errno, "%s: %s", *path, strerror(errno));
-	if (ftruncate(*fd, (off_t)size) < 0)
-		return cl_errorf(-errno, "%s: %s", *path, strerror(errno));
-	return 0;
-}
-
-static int make_temp_dir(const char *prefix, char **out)
-{
-	const char *tmp = getenv("TMPDIR");
-
-	if (asprintf(out, "%s/%s-XXXXXX", tmp && *tmp ? tmp : "/var/tmp", prefix) < 0) {
-		*out = NULL;
-		return -ENOMEM;
-	}
-	if (!mkdtemp(*out))
-		return cl_errorf(-errno, "%s: cannot create: %s", *out, strerror(errno));
-	return 0;
-}
-
-/* The cache directory of this overlay, locked; a private temporary one if
- * the shared one cannot be had (read-only, in use, or no_cache). */
+/* The cache directory of this overlay (see cl_cache.h); its note, if the
+ * shared one cannot be used, shows in status. */
 static int setup_cache(struct cl_lazy *l)
 {
-	char id[2 * CL_SHA256_LEN + 1], *root = NULL, *lock = NULL;
 	uint64_t need = 0;
+	char *root = NULL;
 	int r, i;
 
-	cl_hex(l->m->id, CL_SHA256_LEN, id);
 	for (i = 0; i < CL_NIMAGES; i++)
 		need += (uint64_t)l->img[i].nrecs * l->cs;
 	if (!l->o.no_cache) {
@@ -1643,51 +1479,12 @@ static int setup_cache(struct cl_lazy *l)
 			root = NULL;
 		if (!root)
 			return -ENOMEM;
-		if (asprintf(&l->cache_dir, "%s/%s", root, id) < 0) {
-			l->cache_dir = NULL;
-			free(root);
-			return -ENOMEM;
-		}
-		/* Whatever keeps the cache from being used is said in status: a
-		 * remount would otherwise fetch everything again unexplained. */
-		const char *why = "cannot create it";
-		int e = 0;
-
-		if ((r = cl_mkdir_p(l->cache_dir, 0700)) < 0) {
-			e = -r;
-		} else if (asprintf(&lock, "%s/lock", l->cache_dir) < 0) {
-			lock = NULL;
-			e = ENOMEM;
-		} else if ((l->cache_lock_fd = open(lock, O_RDWR | O_CREAT | O_CLOEXEC, 0600)) < 0) {
-			why = "cannot create its lock file";
-			e = errno;
-		} else if (flock(l->cache_lock_fd, LOCK_EX | LOCK_NB) == 0) {
-			utimensat(AT_FDCWD, l->cache_dir, NULL, 0);
-			evict(root, l->cache_dir, l->o.cache_limit, need);
-			free(lock);
-			free(root);
-			return 0;
-		} else {
-			why = "in use by another cloudletfs";
-			e = 0;
-		}
-		snprintf(l->cache_note, sizeof(l->cache_note),
-			 "cache %s unusable (%s%s%s); using a private temporary cache", l->cache_dir,
-			 why, e ? ": " : "", e ? strerror(e) : "");
-		if (l->cache_lock_fd >= 0)
-			close(l->cache_lock_fd);
-		l->cache_lock_fd = -1;
-		free(lock);
-		free(root);
-		free(l->cache_dir);
-		l->cache_dir = NULL;
-		cl_error_clear();
 	}
-	r = make_temp_dir("cloudlet-cache", &l->cache_dir);
-	if (r < 0)
-		return r;
-	l->cache_private = 1;
-	return 0;
+	r = cl_cache_open(&l->cache, root, l->m->id, l->o.cache_limit, need);
+	free(root);
+	if (r == 0 && l->cache.note[0])
+		snprintf(l->cache_note, sizeof(l->cache_note), "%s", l->cache.note);
+	return r;
 }
 
 static int setup_files(struct cl_lazy *l)
@@ -1705,20 +1502,20 @@ static int setup_files(struct cl_lazy *l)
 			return -ENOMEM;
 		r = cl_mkdir_p(l->store_dir, 0700);
 	} else {
-		r = make_temp_dir("cloudlet-store", &l->store_dir);
+		r = cl_cache_temp_dir("cloudlet-store", &l->store_dir);
 		l->store_created = 1;
 	}
 	if (r < 0)
 		return r;
 	for (i = 0; i < CL_NIMAGES; i++) {
 		struct image *img = &l->img[i];
-		r = open_image_file(l->cache_dir, cache_names[i], img->size, &img->cache_path,
+		r = cl_cache_file(l->cache.dir, cache_names[i], img->size, &img->cache_path,
 				    &img->cache_fd);
 		if (r < 0)
 			return r;
 		/* A kept store is not reused: its map of modified chunks is
 		 * not kept, so start afresh. */
-		r = open_image_file(l->store_dir, store_names[i], 0, &img->store_path,
+		r = cl_cache_file(l->store_dir, store_names[i], 0, &img->store_path,
 				    &img->store_fd);
 		if (r == 0 && ftruncate(img->store_fd, (off_t)img->size) < 0)
 			r = cl_errorf(-errno, "%s: %s", img->store_path, strerror(errno));
@@ -1792,7 +1589,7 @@ static int load_blobs(struct cl_lazy *l)
 		b = i ? &l->m->domain : &l->m->state;
 		if (!b->present)
 			continue;
-		if (asprintf(&path, "%s/%s", l->cache_dir, names[i]) < 0)
+		if (asprintf(&path, "%s/%s", l->cache.dir, names[i]) < 0)
 			return -ENOMEM;
 		if (cl_read_file(path, CL_SEGMENT_MAX, &l->blob[i], &l->blob_len[i]) == 0) {
 			cl_sha256(l->blob[i], l->blob_len[i], h);
@@ -1879,18 +1676,14 @@ static void free_all(struct cl_lazy *l)
 			free(l->seg[s].raw);
 		}
 	}
-	if (l->cache_private && l->cache_dir)
-		rm_rf(l->cache_dir);
 	if (l->store_created && !l->o.keep_store && l->store_dir)
 		rmdir(l->store_dir);
-	if (l->cache_lock_fd >= 0)
-		close(l->cache_lock_fd);
+	cl_cache_close(&l->cache);
 	free(l->seg);
 	free(l->seg_start);
 	free(l->seg_recs);
 	free(l->blob[0]);
 	free(l->blob[1]);
-	free(l->cache_dir);
 	free(l->store_dir);
 	free(l->meta_location);
 	free(l->pack_location);
@@ -1981,7 +1774,7 @@ int cl_lazy_open(const char *base, const char *overlay, const struct cl_lazy_opt
 	if (!l->o.cache_limit)
 		l->o.cache_limit = DEFAULT_CACHE_LIMIT;
 	l->t0 = now();
-	l->cache_lock_fd = -1;
+	l->cache.lock_fd = -1;
 	for (i = 0; i < CL_NIMAGES; i++) {
 		l->img[i].cache_fd = l->img[i].store_fd = -1;
 		for (k = 0; k < CL_EV_KINDS; k++)
@@ -2123,7 +1916,7 @@ void cl_lazy_close(struct cl_lazy *l)
 	if (l->timer_started)
 		pthread_join(l->timer, NULL);
 	free(l->threads);
-	if (!l->cache_private)
+	if (!l->cache.is_private)
 		save_map(l);
 	free_all(l);
 }

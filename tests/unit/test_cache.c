@@ -1,0 +1,201 @@
+/* Unit tests for cl_cache: per-overlay cache directories, their lock,
+ * eviction, and that nothing outside them is ever removed. */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <utime.h>
+
+#include <cmocka.h>
+
+#include "cl_cache.h"
+#include "cl_util.h"
+
+static char root[PATH_MAX];
+
+static int setup(void **state)
+{
+	(void)state;
+	snprintf(root, sizeof(root), "/tmp/cl-test-cache-XXXXXX");
+	return mkdtemp(root) ? 0 : -1;
+}
+
+static int teardown(void **state)
+{
+	(void)state;
+	return cl_cache_rm_rf(root);
+}
+
+static void id_of(uint8_t id[CL_SHA256_LEN], int k)
+{
+	memset(id, k, CL_SHA256_LEN);
+}
+
+/* A file of size bytes (allocated, so that eviction counts it). */
+static void fill(const char *path, size_t size)
+{
+	char *buf = calloc(1, size);
+	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+
+	assert_non_null(buf);
+	assert_true(fd >= 0);
+	memset(buf, 1, size);
+	assert_int_equal(write(fd, buf, size), (ssize_t)size);
+	close(fd);
+	free(buf);
+}
+
+static int exists(const char *path)
+{
+	struct stat st;
+
+	return lstat(path, &st) == 0;
+}
+
+static void test_open_reuse_and_lock(void **state)
+{
+	struct cl_cache a, b, c;
+	uint8_t id[CL_SHA256_LEN];
+	char path[PATH_MAX + 100];
+
+	(void)state;
+	id_of(id, 0xab);
+	assert_int_equal(cl_cache_open(&a, root, id, 1ull << 30, 0), 0);
+	assert_false(a.is_private);
+	assert_string_equal(a.note, "");
+	snprintf(path, sizeof(path), "%s/%s", root,
+		 "abababababababababababababababababababababababababababababababab");
+	assert_string_equal(a.dir, path);
+	/* A second daemon on the same overlay gets a private directory and
+	 * says why. */
+	assert_int_equal(cl_cache_open(&b, root, id, 1ull << 30, 0), 0);
+	assert_true(b.is_private);
+	assert_non_null(strstr(b.note, "in use by another cloudletfs"));
+	snprintf(path, sizeof(path), "%s", b.dir);
+	cl_cache_close(&b);
+	assert_false(exists(path));
+	cl_cache_close(&a);
+	/* Closed, it is kept and can be had again. */
+	assert_int_equal(cl_cache_open(&c, root, id, 1ull << 30, 0), 0);
+	assert_false(c.is_private);
+	cl_cache_close(&c);
+}
+
+static void test_no_root_is_private(void **state)
+{
+	struct cl_cache c;
+	uint8_t id[CL_SHA256_LEN];
+	char path[PATH_MAX];
+
+	(void)state;
+	id_of(id, 1);
+	assert_int_equal(cl_cache_open(&c, NULL, id, 0, 0), 0);
+	assert_true(c.is_private);
+	assert_string_equal(c.note, "");
+	snprintf(path, sizeof(path), "%s", c.dir);
+	assert_true(exists(path));
+	cl_cache_close(&c);
+	assert_false(exists(path));
+}
+
+static void test_unwritable_root(void **state)
+{
+	struct cl_cache c;
+	uint8_t id[CL_SHA256_LEN];
+	char path[PATH_MAX + 16];
+
+	(void)state;
+	id_of(id, 2);
+	/* A regular file where the root should be: cannot be created. */
+	snprintf(path, sizeof(path), "%s/file", root);
+	fill(path, 1);
+	assert_int_equal(cl_cache_open(&c, path, id, 0, 0), 0);
+	assert_true(c.is_private);
+	assert_non_null(strstr(c.note, "unusable"));
+	cl_cache_close(&c);
+}
+
+/* Eviction: least recently used first, only directories named by an id,
+ * never through a symbolic link, never one in use. */
+static void test_evict(void **state)
+{
+	struct cl_cache keep, mine;
+	uint8_t id[CL_SHA256_LEN];
+	char old[PATH_MAX + 80], newer[PATH_MAX + 80], other[PATH_MAX + 80], link[PATH_MAX + 80],
+	    victim[PATH_MAX + 100], f[PATH_MAX + 100], notid[PATH_MAX + 80];
+	struct utimbuf t = {.actime = 1000, .modtime = 1000};
+
+	(void)state;
+	/* old: least recently used, 1 MiB; newer: 1 MiB; keep: in use. */
+	snprintf(old, sizeof(old), "%s/%064d", root, 1);
+	snprintf(newer, sizeof(newer), "%s/%064d", root, 2);
+	snprintf(notid, sizeof(notid), "%s/%064d-x", root, 3);
+	snprintf(other, sizeof(other), "%s-elsewhere", root);
+	snprintf(victim, sizeof(victim), "%s/precious", other);
+	snprintf(link, sizeof(link), "%s/%064d", root, 4);
+	assert_int_equal(mkdir(old, 0700), 0);
+	assert_int_equal(mkdir(newer, 0700), 0);
+	assert_int_equal(mkdir(notid, 0700), 0);
+	assert_int_equal(mkdir(other, 0700), 0);
+	snprintf(f, sizeof(f), "%s/data", old);
+	fill(f, 1 << 20);
+	snprintf(f, sizeof(f), "%s/data", newer);
+	fill(f, 1 << 20);
+	snprintf(f, sizeof(f), "%s/data", notid);
+	fill(f, 1 << 20);
+	/* Eviction takes only caches whose lock it can take. */
+	snprintf(f, sizeof(f), "%s/lock", old);
+	fill(f, 1);
+	snprintf(f, sizeof(f), "%s/lock", newer);
+	fill(f, 1);
+	/* Inside old, a link out of the cache: removing old must not follow it. */
+	snprintf(f, sizeof(f), "%s/lock", other);
+	fill(f, 1);
+	fill(victim, 4096);
+	snprintf(f, sizeof(f), "%s/escape", old);
+	assert_int_equal(symlink(other, f), 0);
+	/* A link named like an id, pointing out of the cache, oldest of all. */
+	assert_int_equal(symlink(other, link), 0);
+	assert_int_equal(utime(old, &t), 0);
+	t.modtime = t.actime = 2000;
+	assert_int_equal(utime(newer, &t), 0);
+	id_of(id, 0x11);
+	assert_int_equal(cl_cache_open(&keep, root, id, 1ull << 40, 0), 0);
+	snprintf(f, sizeof(f), "%s/data", keep.dir);
+	fill(f, 1 << 20);
+
+	/* Limit 3 MiB with 0.5 MiB to come, 3.5 MiB held: old goes, newer and
+	 * keep stay. */
+	id_of(id, 0x22);
+	assert_int_equal(cl_cache_open(&mine, root, id, 3u << 20, 1u << 19), 0);
+	assert_false(mine.is_private);
+	assert_false(exists(old));
+	assert_true(exists(newer));
+	assert_true(exists(keep.dir));
+	assert_true(exists(notid));
+	assert_true(exists(link));
+	assert_true(exists(victim));
+	cl_cache_close(&mine);
+	cl_cache_close(&keep);
+	assert_int_equal(cl_cache_rm_rf(other), 0);
+	assert_false(exists(other));
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test_setup_teardown(test_open_reuse_and_lock, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_no_root_is_private, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_unwritable_root, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_evict, setup, teardown),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
