@@ -15,9 +15,9 @@
 #include "cl_progress.h"
 
 struct cl_base {
-	char *dir;                       /* registry directory, NULL if not registered */
-	char *path[CL_NIMAGES];          /* absolute image paths */
-	int fd[CL_NIMAGES];              /* read-only */
+	char *dir;              /* registry directory, NULL if not registered */
+	char *path[CL_NIMAGES]; /* absolute image paths */
+	int fd[CL_NIMAGES];     /* read-only */
 	uint64_t size[CL_NIMAGES];
 	uint64_t nchunks[CL_NIMAGES];
 	uint32_t chunk_size;
@@ -35,14 +35,13 @@ const char *cl_home(void);
 /* Hashes every chunk of an open image into hashes (cl_chunk_count entries),
  * on all cores, skipping holes. */
 int cl_hash_image(int fd, const char *path, uint64_t size, uint32_t chunk_size,
-		  uint8_t (*hashes)[CL_SHA256_LEN], struct cl_progress *prog);
+                  uint8_t (*hashes)[CL_SHA256_LEN], struct cl_progress *prog);
 
 /* SHA-256 of chunk_len zero bytes, for chunk_len <= chunk_size. */
 void cl_zero_hash(uint32_t chunk_len, uint8_t out[CL_SHA256_LEN]);
 
 /* Opens and indexes disk and memory images as a new (unregistered) base. */
-int cl_base_index(const char *disk, const char *memory, uint32_t chunk_size,
-		  struct cl_base **out);
+int cl_base_index(const char *disk, const char *memory, uint32_t chunk_size, struct cl_base **out);
 
 /* Stores b in the registry with copies of state and domain (either may be
  * NULL), replacing an earlier registration of the same base. */
@@ -63,13 +62,13 @@ int cl_base_list(int (*fn)(void *ctx, const struct cl_base *b), void *ctx);
 /* Reads chunk idx of image as the base has it, zero-filled past the base's
  * end, len bytes (<= chunk_size). Thread-safe. */
 int cl_base_read(const struct cl_base *b, enum cl_image_id image, uint64_t idx, uint32_t len,
-		 void *buf);
+                 void *buf);
 
 /* Builds the hash lookup table; then cl_base_lookup finds a non-zero chunk
  * with the given hash (0, or -ENOENT). */
 int cl_base_build_lookup(struct cl_base *b);
 int cl_base_lookup(const struct cl_base *b, const uint8_t hash[CL_SHA256_LEN],
-		   enum cl_image_id *image, uint64_t *idx);
+                   enum cl_image_id *image, uint64_t *idx);
 
 void cl_base_free(struct cl_base *b);
 

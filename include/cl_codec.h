@@ -22,7 +22,7 @@ int cl_codec_max_level(enum cl_codec c);
 /* Compresses in into a malloc'd buffer the caller frees. level < 0 means the
  * codec's default. */
 int cl_codec_compress(enum cl_codec c, int level, const void *in, size_t in_len, void **out,
-		      size_t *out_len);
+                      size_t *out_len);
 
 /* Decompresses in into out, which must come out exactly out_len bytes long;
  * anything else (corrupt, truncated, longer, trailing bytes) is -EBADMSG. */

@@ -28,13 +28,13 @@
 struct cl_lazy;
 
 struct cl_lazy_opts {
-	const char *cache_dir;      /* persistent chunk cache root; NULL = CLOUDLET_HOME/cache */
-	uint64_t cache_limit;       /* bytes; least recently used overlays are evicted; 0 = 10 GiB */
-	int no_cache;               /* 1: cache in an unlinked temporary directory */
-	const char *store_dir;      /* copy-on-write store; NULL = a temporary directory */
-	int keep_store;             /* 1: keep the store at close (else it is removed) */
-	unsigned connections;       /* parallel segment fetches; 0 = 4 */
-	unsigned timeout_ms;        /* bound on a disk read's wait; 0 = 60000 */
+	const char *cache_dir; /* persistent chunk cache root; NULL = CLOUDLET_HOME/cache */
+	uint64_t cache_limit;  /* bytes; least recently used overlays are evicted; 0 = 10 GiB */
+	int no_cache;          /* 1: cache in an unlinked temporary directory */
+	const char *store_dir; /* copy-on-write store; NULL = a temporary directory */
+	int keep_store;        /* 1: keep the store at close (else it is removed) */
+	unsigned connections;  /* parallel segment fetches; 0 = 4 */
+	unsigned timeout_ms;   /* bound on a disk read's wait; 0 = 60000 */
 	unsigned memory_timeout_ms; /* bound on a memory read's wait; 0 = 300000 */
 	unsigned fetch_timeout_ms;  /* bound on one HTTP request; 0 = 30000 */
 	unsigned retries;           /* HTTP retries per request; 0 = 5 */
@@ -45,7 +45,7 @@ struct cl_lazy_opts {
  * and overlay (path, directory or URL of the overlay-meta). Fetches what
  * holds the device state and domain XML before returning. */
 int cl_lazy_open(const char *base, const char *overlay, const struct cl_lazy_opts *opts,
-		 struct cl_lazy **out);
+                 struct cl_lazy **out);
 
 /* Starts the background stream (if enabled). Separate from open so that a
  * daemon can fork first: threads do not survive fork(). */
@@ -75,30 +75,31 @@ typedef void (*cl_lazy_done_fn)(void *ctx, ssize_t result);
 /* Reads len bytes at off of image into buf (which must stay valid until
  * done is called). */
 void cl_lazy_read(struct cl_lazy *l, enum cl_image_id image, uint64_t off, size_t len, void *buf,
-		  cl_lazy_done_fn done, void *ctx);
+                  cl_lazy_done_fn done, void *ctx);
 
 /* Copy-on-write write of len bytes at off (within the image's size); buf
  * must stay valid until done. A write that covers part of a chunk whose
  * overlay data has not arrived waits for it. data NULL writes zeros (hole
  * punching). */
 void cl_lazy_write(struct cl_lazy *l, enum cl_image_id image, uint64_t off, size_t len,
-		   const void *buf, cl_lazy_done_fn done, void *ctx);
+                   const void *buf, cl_lazy_done_fn done, void *ctx);
 
 /* Per-image counters (monotonic unless said otherwise). */
 struct cl_lazy_image_stats {
 	uint32_t chunk_size;
-	uint64_t chunks;          /* in the image */
-	uint64_t chunks_overlay;  /* with a record in the overlay */
-	uint64_t chunks_fetched;  /* overlay chunks that needed a segment */
-	uint64_t chunks_present;  /* readable now without waiting (overlay chunks decoded + the rest) */
+	uint64_t chunks;         /* in the image */
+	uint64_t chunks_overlay; /* with a record in the overlay */
+	uint64_t chunks_fetched; /* overlay chunks that needed a segment */
+	uint64_t
+	    chunks_present; /* readable now without waiting (overlay chunks decoded + the rest) */
 	uint64_t chunks_accessed; /* distinct chunks read or written */
 	uint64_t chunks_modified; /* distinct chunks written */
 	uint64_t bytes_read;
 	uint64_t bytes_written;
-	uint64_t chunk_fetches;   /* payload chunks decoded from fetched segments */
-	uint64_t demand_fetches;  /* segments fetched because a request waited on them */
-	uint64_t io_errors;       /* requests failed with -EIO */
-	uint64_t waiting;         /* requests waiting now (not monotonic) */
+	uint64_t chunk_fetches;  /* payload chunks decoded from fetched segments */
+	uint64_t demand_fetches; /* segments fetched because a request waited on them */
+	uint64_t io_errors;      /* requests failed with -EIO */
+	uint64_t waiting;        /* requests waiting now (not monotonic) */
 };
 
 enum cl_lazy_state {
@@ -115,9 +116,9 @@ struct cl_lazy_stats {
 	uint32_t segments;         /* in the overlay */
 	uint32_t segments_present; /* decoded into the cache */
 	uint64_t pack_bytes;
-	uint64_t bytes_fetched;    /* from the pack's source (not from the cache) */
-	uint64_t cache_hits;       /* segments found in the persistent cache at open */
-	double seconds;            /* since open */
+	uint64_t bytes_fetched; /* from the pack's source (not from the cache) */
+	uint64_t cache_hits;    /* segments found in the persistent cache at open */
+	double seconds;         /* since open */
 };
 
 void cl_lazy_stats(struct cl_lazy *l, struct cl_lazy_stats *st);
@@ -140,13 +141,13 @@ struct cl_lazy_event {
 /* Copies up to max events from number `from` on into out; returns how many
  * (0 if none yet). Never blocks. */
 size_t cl_lazy_events(struct cl_lazy *l, enum cl_image_id image, enum cl_lazy_event_kind kind,
-		      uint64_t from, struct cl_lazy_event *out, size_t max);
+                      uint64_t from, struct cl_lazy_event *out, size_t max);
 
 /* Calls done(ctx, 0) once there are more than `from` events of that kind,
  * or done(ctx, -ESHUTDOWN) when the instance shuts down; at once if either
  * already holds. Returns a handle for cl_lazy_events_cancel. */
 void *cl_lazy_events_wait(struct cl_lazy *l, enum cl_image_id image, enum cl_lazy_event_kind kind,
-			  uint64_t from, cl_lazy_done_fn done, void *ctx);
+                          uint64_t from, cl_lazy_done_fn done, void *ctx);
 /* Cancels a wait that has not completed: done is called with -ECANCELED
  * (unless it already ran). */
 void cl_lazy_events_cancel(struct cl_lazy *l, void *handle);

@@ -38,9 +38,9 @@ enum cl_recipe {
 const char *cl_recipe_name(enum cl_recipe r);
 
 struct cl_segment {
-	uint64_t offset; /* in the pack */
-	uint32_t clen;   /* compressed length */
-	uint32_t rlen;   /* raw (decompressed) length */
+	uint64_t offset;               /* in the pack */
+	uint32_t clen;                 /* compressed length */
+	uint32_t rlen;                 /* raw (decompressed) length */
 	uint8_t sha256[CL_SHA256_LEN]; /* of the compressed bytes */
 };
 
@@ -54,11 +54,11 @@ struct cl_payload {
 /* One overlay record. DEDUP records copy their source's payload reference,
  * so decoding never needs another record's output. */
 struct cl_chunk {
-	uint64_t index; /* chunk number in its image */
-	uint64_t arg;   /* BASE_*: source chunk; DEDUP: source record */
-	struct cl_payload p; /* DELTA, RAW and DEDUP only */
-	uint8_t image;  /* enum cl_image_id */
-	uint8_t recipe; /* enum cl_recipe */
+	uint64_t index;                /* chunk number in its image */
+	uint64_t arg;                  /* BASE_*: source chunk; DEDUP: source record */
+	struct cl_payload p;           /* DELTA, RAW and DEDUP only */
+	uint8_t image;                 /* enum cl_image_id */
+	uint8_t recipe;                /* enum cl_recipe */
 	uint8_t sha256[CL_SHA256_LEN]; /* of the synthesized chunk */
 };
 

@@ -24,14 +24,14 @@ struct cl_overlay_opts {
 	enum cl_codec codec;   /* 0 = xz */
 	int level;             /* < 0 = the codec's default */
 	uint32_t segment_size; /* raw bytes per segment; 0: CL_SEGMENT_TARGET, and runs of
-				  incompressible payloads cut at 64 KiB */
+	                          incompressible payloads cut at 64 KiB */
 	const char *state;     /* device state file, or NULL */
 	const char *domain;    /* domain XML file, or NULL */
 	const char *trace;     /* TRACE file: put these chunks first, or NULL */
-	/* With disk_extents non-NULL (even with no extents), the disk argument is the file their offsets
-	 * point into (not a raw image), the disk image is disk_size bytes,
-	 * and only chunks overlapping the extents (sorted, disjoint) are read
-	 * and hashed: every other byte equals the base's (zero past its end). */
+	/* With disk_extents non-NULL (even with no extents), the disk argument is the file their
+	 * offsets point into (not a raw image), the disk image is disk_size bytes, and only chunks
+	 * overlapping the extents (sorted, disjoint) are read and hashed: every other byte equals
+	 * the base's (zero past its end). */
 	const struct cl_extent *disk_extents;
 	size_t ndisk_extents;
 	uint64_t disk_size;
@@ -43,8 +43,8 @@ struct cl_overlay_stats {
 	uint64_t changed_bytes[CL_NIMAGES];      /* bytes of chunks that differ from the base */
 	uint64_t traced;                         /* records placed by the TRACE */
 	uint64_t left_out[CL_NIMAGES];           /* chunks the guest discarded (disk: in
-						    zero extents) or freed (memory: holes
-						    where the base has data) */
+	                                            zero extents) or freed (memory: holes
+	                                            where the base has data) */
 	uint64_t pack_size, meta_size;
 	uint32_t nsegments;
 };
@@ -53,6 +53,6 @@ struct cl_overlay_stats {
  * images disk and memory against base b (whose index must be loaded). The
  * files replace earlier ones only once complete. st may be NULL. */
 int cl_overlay_create(struct cl_base *b, const char *disk, const char *memory, const char *outdir,
-		      const struct cl_overlay_opts *opts, struct cl_overlay_stats *st);
+                      const struct cl_overlay_opts *opts, struct cl_overlay_stats *st);
 
 #endif

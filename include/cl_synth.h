@@ -18,23 +18,22 @@ int cl_synth_check_base(const struct cl_meta *m, const struct cl_base *b, const 
 /* Checks the compressed bytes of segment seg against the meta and
  * decompresses them into raw (segments[seg].rlen bytes). */
 int cl_segment_decode(const struct cl_meta *m, uint32_t seg, const void *comp, size_t clen,
-		      void *raw);
+                      void *raw);
 
 /* Reads segment seg from pack and decodes it into a malloc'd buffer the
  * caller frees. */
-int cl_segment_fetch(const struct cl_meta *m, struct cl_source *pack, uint32_t seg,
-		     uint8_t **raw);
+int cl_segment_fetch(const struct cl_meta *m, struct cl_source *pack, uint32_t seg, uint8_t **raw);
 
 /* Makes the bytes of record c (cl_chunk_len of its image) into out.
  * seg_raw holds the decoded segment c->p.seg for DELTA, RAW and DEDUP
  * records and is ignored otherwise. */
 int cl_chunk_synthesize(const struct cl_meta *m, const struct cl_base *b, const struct cl_chunk *c,
-			const uint8_t *seg_raw, uint8_t *out);
+                        const uint8_t *seg_raw, uint8_t *out);
 
 /* Copies a blob (state, domain XML) out of its decoded segment into a
  * malloc'd buffer, checking its hash. */
 int cl_blob_extract(const struct cl_meta *m, const struct cl_blob *blob, const uint8_t *seg_raw,
-		    void **out, size_t *len);
+                    void **out, size_t *len);
 
 struct cl_apply_stats {
 	uint64_t segments_bad; /* verify: segments that failed their check */
@@ -45,11 +44,11 @@ struct cl_apply_stats {
 
 /* Eager synthesis into outdir: disk.img, memory.img, state, domain.xml. */
 int cl_apply(const struct cl_base *b, const struct cl_meta *m, const char *meta_location,
-	     const char *outdir, struct cl_apply_stats *st);
+             const char *outdir, struct cl_apply_stats *st);
 
 /* Checks every segment and every chunk of the overlay against base b.
  * Returns 0 only if all hold; keeps going after a failure to count all. */
 int cl_verify(const struct cl_base *b, const struct cl_meta *m, const char *meta_location,
-	      struct cl_apply_stats *st);
+              struct cl_apply_stats *st);
 
 #endif

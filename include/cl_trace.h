@@ -18,9 +18,9 @@ struct cl_trace_entry {
  * Repeated entries are dropped (first access counts). *out is malloc'd, the
  * caller frees it. name is used in error messages (with the line number). */
 int cl_trace_parse(const char *text, size_t len, const char *name,
-		   const uint64_t nchunks[CL_NIMAGES], struct cl_trace_entry **out, size_t *n);
+                   const uint64_t nchunks[CL_NIMAGES], struct cl_trace_entry **out, size_t *n);
 
-int cl_trace_load(const char *path, const uint64_t nchunks[CL_NIMAGES],
-		  struct cl_trace_entry **out, size_t *n);
+int cl_trace_load(const char *path, const uint64_t nchunks[CL_NIMAGES], struct cl_trace_entry **out,
+                  size_t *n);
 
 #endif

@@ -25,7 +25,7 @@ int cl_pwrite_full(int fd, const void *buf, size_t len, uint64_t off, const char
  * copy_file_range, or read and write where the kernel cannot. *buf is a
  * bounce buffer allocated on first need; the caller frees it. */
 int cl_copy_range(int src, const char *src_path, int dst, const char *dst_path, uint64_t start,
-		  uint64_t end, char **buf);
+                  uint64_t end, char **buf);
 /* Copies the first size bytes of src into dst, which becomes size bytes
  * long; holes of src stay holes. */
 int cl_copy_sparse(int src, const char *src_path, int dst, const char *dst_path, uint64_t size);

@@ -22,12 +22,12 @@ size_t cl_vcdiff_bound(size_t target_len);
  * out_cap; callers pass out_cap = target_len to learn cheaply that the delta
  * is no smaller than the raw bytes. source may be NULL when source_len is 0. */
 int cl_vcdiff_encode(const uint8_t *source, size_t source_len, const uint8_t *target,
-		     size_t target_len, uint8_t *out, size_t out_cap, size_t *out_len);
+                     size_t target_len, uint8_t *out, size_t out_cap, size_t *out_len);
 
 /* Decodes delta (delta_len bytes) against source into out. Returns 0 and
  * sets *out_len, -ENOSPC if the target is larger than out_cap, -EINVAL on a
  * malformed stream or a checksum mismatch, -ENOTSUP on features it lacks. */
 int cl_vcdiff_decode(const uint8_t *source, size_t source_len, const uint8_t *delta,
-		     size_t delta_len, uint8_t *out, size_t out_cap, size_t *out_len);
+                     size_t delta_len, uint8_t *out, size_t out_cap, size_t *out_len);
 
 #endif

@@ -93,15 +93,15 @@ static int hash_batch(void *ctx, size_t item)
 	if (r == 0)
 		for (k = 0; k < n; k++)
 			cl_sha256(buf + k * j->chunk_size,
-				  cl_chunk_len(j->size, j->chunk_size, first + k),
-				  j->hashes[first + k]);
+			          cl_chunk_len(j->size, j->chunk_size, first + k),
+			          j->hashes[first + k]);
 	free(buf);
 	cl_progress_add(j->prog, end - start);
 	return r;
 }
 
 int cl_hash_image(int fd, const char *path, uint64_t size, uint32_t chunk_size,
-		  uint8_t (*hashes)[CL_SHA256_LEN], struct cl_progress *prog)
+                  uint8_t (*hashes)[CL_SHA256_LEN], struct cl_progress *prog)
 {
 	struct hash_job j = {fd, path, size, chunk_size, hashes, prog};
 	uint64_t n = cl_chunk_count(size, chunk_size);
@@ -194,8 +194,7 @@ static int base_alloc_hashes(struct cl_base *b)
 	return 0;
 }
 
-int cl_base_index(const char *disk, const char *memory, uint32_t chunk_size,
-		  struct cl_base **out)
+int cl_base_index(const char *disk, const char *memory, uint32_t chunk_size, struct cl_base **out)
 {
 	const char *paths[CL_NIMAGES] = {disk, memory};
 	struct cl_progress prog;
@@ -277,7 +276,7 @@ out_ctx:
 static int index_read(struct cl_base *b, const char *path)
 {
 	uint8_t hdr[8 + 4 + 4 + 8 + 8 + CL_SHA256_LEN], digest[CL_SHA256_LEN],
-		stored[CL_SHA256_LEN], id[CL_SHA256_LEN];
+	    stored[CL_SHA256_LEN], id[CL_SHA256_LEN];
 	unsigned n = CL_SHA256_LEN;
 	EVP_MD_CTX *ctx;
 	struct stat st;
@@ -372,14 +371,14 @@ static int conf_write(const struct cl_base *b, const char *path)
 	}
 	cl_hex(b->id, CL_SHA256_LEN, id);
 	r = asprintf(&text,
-		     "# cloudlet base, written by `cloudlet base`\n"
-		     "id=%s\nchunk_size=%u\n"
-		     "disk=%s\ndisk_size=%llu\ndisk_mtime=%lld.%09ld\n"
-		     "memory=%s\nmemory_size=%llu\nmemory_mtime=%lld.%09ld\n",
-		     id, b->chunk_size, b->path[CL_DISK], (unsigned long long)b->size[CL_DISK],
-		     (long long)st[CL_DISK].st_mtim.tv_sec, st[CL_DISK].st_mtim.tv_nsec,
-		     b->path[CL_MEMORY], (unsigned long long)b->size[CL_MEMORY],
-		     (long long)st[CL_MEMORY].st_mtim.tv_sec, st[CL_MEMORY].st_mtim.tv_nsec);
+	             "# cloudlet base, written by `cloudlet base`\n"
+	             "id=%s\nchunk_size=%u\n"
+	             "disk=%s\ndisk_size=%llu\ndisk_mtime=%lld.%09ld\n"
+	             "memory=%s\nmemory_size=%llu\nmemory_mtime=%lld.%09ld\n",
+	             id, b->chunk_size, b->path[CL_DISK], (unsigned long long)b->size[CL_DISK],
+	             (long long)st[CL_DISK].st_mtim.tv_sec, st[CL_DISK].st_mtim.tv_nsec,
+	             b->path[CL_MEMORY], (unsigned long long)b->size[CL_MEMORY],
+	             (long long)st[CL_MEMORY].st_mtim.tv_sec, st[CL_MEMORY].st_mtim.tv_nsec);
 	if (r < 0)
 		return -ENOMEM;
 	r = cl_write_file_atomic(path, text, strlen(text), 0644);
@@ -553,12 +552,12 @@ static int base_open_dir(const char *dir, int open_images, struct cl_base **out)
 	for (i = 0; i < CL_NIMAGES; i++) {
 		fstat(b->fd[i], &st);
 		snprintf(mt, sizeof(mt), "%lld.%09ld", (long long)st.st_mtim.tv_sec,
-			 st.st_mtim.tv_nsec);
+		         st.st_mtim.tv_nsec);
 		if (b->size[i] != c.size[i] || strcmp(mt, c.mtime[i])) {
 			r = cl_errorf(-ESTALE,
-				      "%s: base %s image changed since it was registered; "
-				      "register it again with `cloudlet base`",
-				      b->path[i], cl_image_name(i));
+			              "%s: base %s image changed since it was registered; "
+			              "register it again with `cloudlet base`",
+			              b->path[i], cl_image_name(i));
 			goto fail;
 		}
 	}
@@ -672,14 +671,14 @@ int cl_base_find(const char *image, struct cl_base **out)
 		goto out;
 	if (f.matches == 0) {
 		r = cl_errorf(-ENOENT,
-			      "%s: not a registered base (hint: register it with "
-			      "`cloudlet base %s --memory RAMFILE`; registry: %s/bases)",
-			      image, image, cl_home());
+		              "%s: not a registered base (hint: register it with "
+		              "`cloudlet base %s --memory RAMFILE`; registry: %s/bases)",
+		              image, image, cl_home());
 		goto out;
 	}
 	if (f.matches > 1) {
 		r = cl_errorf(-EEXIST, "%s: matches %d registered bases; give a longer id", image,
-			      f.matches);
+		              f.matches);
 		goto out;
 	}
 	r = base_open_dir(f.dir, 1, out);
@@ -689,7 +688,7 @@ out:
 }
 
 int cl_base_read(const struct cl_base *b, enum cl_image_id image, uint64_t idx, uint32_t len,
-		 void *buf)
+                 void *buf)
 {
 	uint64_t off = idx * b->chunk_size, have = 0;
 	int r;
@@ -732,7 +731,7 @@ int cl_base_build_lookup(struct cl_base *b)
 			     slot = (slot + 1) & b->table_mask) {
 				uint64_t e = b->table[slot] - 1;
 				if (!memcmp(b->hash[e >> 63][e & ~(1ull << 63)], b->hash[i][k],
-					    CL_SHA256_LEN))
+				            CL_SHA256_LEN))
 					break; /* first copy wins */
 			}
 			if (!b->table[slot])
@@ -743,7 +742,7 @@ int cl_base_build_lookup(struct cl_base *b)
 }
 
 int cl_base_lookup(const struct cl_base *b, const uint8_t hash[CL_SHA256_LEN],
-		   enum cl_image_id *image, uint64_t *idx)
+                   enum cl_image_id *image, uint64_t *idx)
 {
 	uint64_t slot, e;
 

@@ -172,7 +172,7 @@ int cl_cache_temp_dir(const char *prefix, char **out)
 }
 
 int cl_cache_open(struct cl_cache *c, const char *root, const uint8_t *id, uint64_t limit,
-		  uint64_t need)
+                  uint64_t need)
 {
 	char hex[2 * CL_SHA256_LEN + 1], *lock = NULL;
 	const char *why = "cannot create it";
@@ -193,8 +193,8 @@ int cl_cache_open(struct cl_cache *c, const char *root, const uint8_t *id, uint6
 		} else if (asprintf(&lock, "%s/lock", c->dir) < 0) {
 			lock = NULL;
 			e = ENOMEM;
-		} else if ((c->lock_fd = open(lock, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC,
-					      0600)) < 0) {
+		} else if ((c->lock_fd =
+		                open(lock, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600)) < 0) {
 			why = "cannot create its lock file";
 			e = errno;
 		} else if (flock(c->lock_fd, LOCK_EX | LOCK_NB) == 0) {
@@ -206,8 +206,8 @@ int cl_cache_open(struct cl_cache *c, const char *root, const uint8_t *id, uint6
 			why = "in use by another cloudletfs";
 		}
 		snprintf(c->note, sizeof(c->note),
-			 "cache %s unusable (%s%s%s); using a private temporary cache", c->dir, why,
-			 e ? ": " : "", e ? strerror(e) : "");
+		         "cache %s unusable (%s%s%s); using a private temporary cache", c->dir, why,
+		         e ? ": " : "", e ? strerror(e) : "");
 		if (c->lock_fd >= 0)
 			close(c->lock_fd);
 		c->lock_fd = -1;

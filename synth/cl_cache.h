@@ -9,10 +9,10 @@
 #include <stdint.h>
 
 struct cl_cache {
-	char *dir;       /* the directory in use; owned */
-	int lock_fd;     /* flock held on dir/lock, or -1 */
-	int is_private;  /* a temporary directory of ours: cl_cache_close removes it */
-	char note[256];  /* why the shared directory is not used, or "" */
+	char *dir;      /* the directory in use; owned */
+	int lock_fd;    /* flock held on dir/lock, or -1 */
+	int is_private; /* a temporary directory of ours: cl_cache_close removes it */
+	char note[256]; /* why the shared directory is not used, or "" */
 };
 
 /* Opens the cache directory of the overlay whose id is id[0..31] under
@@ -22,7 +22,7 @@ struct cl_cache {
  * serves instead and c->note says why. -errno only if not even that can be
  * made; cl_cache_close is then still safe. */
 int cl_cache_open(struct cl_cache *c, const char *root, const uint8_t *id, uint64_t limit,
-		  uint64_t need);
+                  uint64_t need);
 
 /* Unlocks; removes a private directory; frees c->dir. */
 void cl_cache_close(struct cl_cache *c);

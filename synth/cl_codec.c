@@ -62,12 +62,12 @@ static int xz_compress(int level, const void *in, size_t in_len, void **out, siz
 	buf = malloc(cap);
 	if (!buf)
 		return -ENOMEM;
-	ret = lzma_stream_buffer_encode(filters, LZMA_CHECK_CRC64, NULL, in, in_len, buf, &pos,
-					cap);
+	ret =
+	    lzma_stream_buffer_encode(filters, LZMA_CHECK_CRC64, NULL, in, in_len, buf, &pos, cap);
 	if (ret != LZMA_OK) {
 		free(buf);
-		return cl_errorf(ret == LZMA_MEM_ERROR ? -ENOMEM : -EIO, "xz: compression failed (%d)",
-				 (int)ret);
+		return cl_errorf(ret == LZMA_MEM_ERROR ? -ENOMEM : -EIO,
+		                 "xz: compression failed (%d)", (int)ret);
 	}
 	*out = buf;
 	*out_len = pos;
@@ -103,7 +103,7 @@ static int zstd_compress(int level, const void *in, size_t in_len, void **out, s
 }
 
 int cl_codec_compress(enum cl_codec c, int level, const void *in, size_t in_len, void **out,
-		      size_t *out_len)
+                      size_t *out_len)
 {
 	if ((!in && in_len) || !out || !out_len)
 		return -EINVAL;
@@ -111,7 +111,7 @@ int cl_codec_compress(enum cl_codec c, int level, const void *in, size_t in_len,
 		level = cl_codec_default_level(c);
 	if (level > cl_codec_max_level(c))
 		return cl_errorf(-EINVAL, "%s: level %d is above the maximum %d", cl_codec_name(c),
-				 level, cl_codec_max_level(c));
+		                 level, cl_codec_max_level(c));
 	switch (c) {
 	case CL_CODEC_XZ:
 		return xz_compress(level, in, in_len, out, out_len);
@@ -130,7 +130,7 @@ static int xz_decompress(const void *in, size_t in_len, void *out, size_t out_le
 	/* LZMA_OK means one whole stream decoded and its CRC64 held; a stream
 	 * longer than out_len gives LZMA_BUF_ERROR rather than being cut. */
 	ret = lzma_stream_buffer_decode(&memlimit, 0, NULL, in, &in_pos, in_len, out, &out_pos,
-					out_len);
+	                                out_len);
 	if (ret != LZMA_OK || in_pos != in_len || out_pos != out_len)
 		return -EBADMSG;
 	return 0;

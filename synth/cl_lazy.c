@@ -28,16 +28,16 @@
 #include <time.h>
 #include <unistd.h>
 
-#define DEFAULT_CONNECTIONS   4
-#define DEFAULT_TIMEOUT_MS    60000
-#define DEFAULT_MEM_TIMEOUT   300000
-#define DEFAULT_CACHE_LIMIT   (10ull << 30)
-#define MAP_SAVE_INTERVAL     1.0   /* seconds between saves of the presence map */
-#define RETRY_DELAY_MIN       0.2   /* background refetch backoff after a failure */
-#define RETRY_DELAY_MAX       5.0
-#define SEG_TRIES             2     /* integrity failures before a segment is BAD */
-#define FAIL_FAST_S           2.0   /* see _fail_fast() */
-#define DEMAND_QUIET_S        0.05  /* see _pick() */
+#define DEFAULT_CONNECTIONS 4
+#define DEFAULT_TIMEOUT_MS  60000
+#define DEFAULT_MEM_TIMEOUT 300000
+#define DEFAULT_CACHE_LIMIT (10ull << 30)
+#define MAP_SAVE_INTERVAL   1.0 /* seconds between saves of the presence map */
+#define RETRY_DELAY_MIN     0.2 /* background refetch backoff after a failure */
+#define RETRY_DELAY_MAX     5.0
+#define SEG_TRIES           2    /* integrity failures before a segment is BAD */
+#define FAIL_FAST_S         2.0  /* see _fail_fast() */
+#define DEMAND_QUIET_S      0.05 /* see _pick() */
 
 enum seg_state {
 	SEG_ABSENT = 0,
@@ -68,10 +68,10 @@ struct waiter {
 struct segment {
 	uint8_t state;
 	uint8_t bad_tries;
-	uint8_t demanded; /* someone waits on it: fetch ahead of the stream */
-	uint8_t *raw;     /* SEG_MEM: the decoded segment */
+	uint8_t demanded;  /* someone waits on it: fetch ahead of the stream */
+	uint8_t *raw;      /* SEG_MEM: the decoded segment */
 	double fail_until; /* a wait on it just timed out: new waits fail until then */
-	double used;      /* SEG_MEM: last use, for eviction */
+	double used;       /* SEG_MEM: last use, for eviction */
 	struct waiter **w;
 	uint32_t nw, capw;
 };
@@ -102,16 +102,16 @@ struct evwait {
 
 struct image {
 	uint64_t size, nchunks;
-	uint64_t nrecs;     /* records with a payload */
-	uint64_t *allrecs;  /* every record of this image, sorted by chunk index */
+	uint64_t nrecs;    /* records with a payload */
+	uint64_t *allrecs; /* every record of this image, sorted by chunk index */
 	uint64_t nallrecs;
 	int cache_fd, store_fd;
 	char *cache_path, *store_path;
-	uint8_t *modified;  /* lock: bitmap */
-	uint8_t *verified;  /* lock: cache chunks checked this session */
+	uint8_t *modified;             /* lock: bitmap */
+	uint8_t *verified;             /* lock: cache chunks checked this session */
 	struct evlog log[CL_EV_KINDS]; /* lock */
 	struct cl_lazy_image_stats st; /* lock */
-	uint64_t missing;   /* lock: payload records whose segment is not DONE */
+	uint64_t missing;              /* lock: payload records whose segment is not DONE */
 	unsigned timeout_ms;
 };
 
@@ -152,15 +152,15 @@ struct cl_lazy {
 	struct evwait *evwaits;     /* lock */
 	int shutdown;               /* lock */
 	int started;
-	unsigned spilled;           /* lock: segments in SEG_MEM */
-	enum cl_lazy_state state;   /* lock */
-	char reason[256];           /* lock: why a request failed, or "" */
-	char last_error[256];       /* lock: the last fetch error, or "" */
-	char cache_note[256];       /* lock: why the cache is bypassed, or "" */
-	uint64_t bytes_fetched;     /* lock */
+	unsigned spilled;         /* lock: segments in SEG_MEM */
+	enum cl_lazy_state state; /* lock */
+	char reason[256];         /* lock: why a request failed, or "" */
+	char last_error[256];     /* lock: the last fetch error, or "" */
+	char cache_note[256];     /* lock: why the cache is bypassed, or "" */
+	uint64_t bytes_fetched;   /* lock */
 	uint64_t cache_hits;
-	double map_saved;           /* lock */
-	int map_dirty;              /* lock */
+	double map_saved; /* lock */
+	int map_dirty;    /* lock */
 	pthread_t *threads;
 	unsigned nthreads;
 	pthread_t timer;
@@ -181,7 +181,7 @@ static void bit_set(uint8_t *b, uint64_t i)
 
 /* The record of chunk k in a sorted record list, or NULL. */
 static const struct cl_chunk *find_in(const struct cl_lazy *l, const uint64_t *list, uint64_t n,
-				      uint64_t k)
+                                      uint64_t k)
 {
 	uint64_t lo = 0, hi = n, mid;
 
@@ -270,14 +270,14 @@ static int _event_flush(struct cl_lazy *l, struct evlog *e)
 			return -errno;
 	}
 	if (cl_pwrite_full(e->fd, e->tail, EV_TAIL * sizeof(*e->tail),
-			   e->flushed * sizeof(*e->tail), "event log") < 0)
+	                   e->flushed * sizeof(*e->tail), "event log") < 0)
 		return -EIO;
 	e->flushed += EV_TAIL;
 	return 0;
 }
 
 static void _event(struct cl_lazy *l, enum cl_image_id im, enum cl_lazy_event_kind kind,
-		   uint64_t chunk)
+                   uint64_t chunk)
 {
 	struct evlog *e = &l->img[im].log[kind];
 	struct cl_lazy_event *ev;
@@ -334,9 +334,9 @@ static void run_evwaits(struct evwait *ready)
 struct piece {
 	uint8_t *dst;
 	uint32_t len;
-	int fd;          /* -1: zeros */
-	uint64_t foff;   /* offset in fd */
-	uint32_t valid;  /* bytes to read from fd; the rest of the piece is zero */
+	int fd;         /* -1: zeros */
+	uint64_t foff;  /* offset in fd */
+	uint32_t valid; /* bytes to read from fd; the rest of the piece is zero */
 	const char *path;
 	/* A cache chunk not yet checked this session: read whole, hash. */
 	const struct cl_chunk *verify;
@@ -367,7 +367,7 @@ static void _spill(struct cl_lazy *l, uint32_t s, uint8_t *raw);
  * degraded mode: the cache refused the segment), straight into p->dst;
  * fd -2 marks the piece as filled. */
 static int64_t _resolve_mem(struct cl_lazy *l, const struct cl_chunk *c, uint32_t co,
-			    struct piece *p)
+                            struct piece *p)
 {
 	struct segment *sg = &l->seg[c->p.seg];
 	uint8_t *buf;
@@ -393,7 +393,7 @@ static int64_t _resolve_mem(struct cl_lazy *l, const struct cl_chunk *c, uint32_
 /* Decides where chunk k's bytes [co, co + n) come from, or returns the
  * segment to wait for (>= 0) when they have not arrived. */
 static int64_t _resolve(struct cl_lazy *l, enum cl_image_id im, uint64_t k, uint32_t co,
-			struct piece *p)
+                        struct piece *p)
 {
 	struct image *img = &l->img[im];
 	const struct cl_chunk *c;
@@ -419,7 +419,7 @@ static int64_t _resolve(struct cl_lazy *l, enum cl_image_id im, uint64_t k, uint
 	case CL_R_BASE_DISK:
 	case CL_R_BASE_MEMORY:
 		base_piece(l, c->recipe == CL_R_BASE_DISK ? CL_DISK : CL_MEMORY,
-			   c->arg * l->cs + co, p);
+		           c->arg * l->cs + co, p);
 		return -1;
 	}
 	if (l->seg[c->p.seg].state == SEG_MEM)
@@ -463,7 +463,8 @@ static int run_pieces(struct cl_lazy *l, enum cl_image_id im, struct piece *p, s
 					s->state = SEG_ABSENT;
 					l->segs_done--;
 					l->img[CL_DISK].missing += l->seg_nrec[CL_DISK][c->p.seg];
-					l->img[CL_MEMORY].missing += l->seg_nrec[CL_MEMORY][c->p.seg];
+					l->img[CL_MEMORY].missing +=
+					    l->seg_nrec[CL_MEMORY][c->p.seg];
 					if (l->state == CL_LAZY_COMPLETE)
 						l->state = CL_LAZY_STREAMING;
 					l->map_dirty = 1;
@@ -481,8 +482,8 @@ static int run_pieces(struct cl_lazy *l, enum cl_image_id im, struct piece *p, s
 		/* Merge the run of pieces that continue this one in the same file. */
 		len = p[i].valid;
 		for (j = i + 1; j < n && !p[j].verify && p[j].fd == p[i].fd && p[i].fd >= 0 &&
-				p[j - 1].valid == p[j - 1].len && p[j].foff == p[i].foff + len &&
-				p[j].dst == p[i].dst + len;
+		                p[j - 1].valid == p[j - 1].len && p[j].foff == p[i].foff + len &&
+		                p[j].dst == p[i].dst + len;
 		     j++)
 			len += p[j].valid;
 		if (p[i].fd == -2) {
@@ -521,7 +522,7 @@ static void plan_free(struct plan *pl)
 /* Under l->lock: splits [off, off + len) into pieces, or lists the segments
  * it waits for. */
 static int _plan(struct cl_lazy *l, enum cl_image_id im, uint64_t off, size_t len, uint8_t *dst,
-		 struct plan *pl)
+                 struct plan *pl)
 {
 	uint64_t k = off / l->cs, end = off + len, pos = off;
 	size_t max = len / l->cs + 2, i;
@@ -594,7 +595,8 @@ static int _park(struct cl_lazy *l, struct waiter *w, const struct plan *pl)
 	for (i = 0; i < pl->nsegs; i++) {
 		const struct segment *sg = &l->seg[pl->segs[i]];
 		if (sg->state == SEG_BAD || (sg->fail_until && now() < sg->fail_until))
-			return cl_errorf(-EIO, "segment %lld cannot be had", (long long)pl->segs[i]);
+			return cl_errorf(-EIO, "segment %lld cannot be had",
+			                 (long long)pl->segs[i]);
 	}
 	for (i = 0; i < pl->nsegs; i++) {
 		struct segment *sg = &l->seg[pl->segs[i]];
@@ -831,8 +833,8 @@ static void attempt(struct cl_lazy *l, struct waiter *w)
 		attempt_read(l, w);
 }
 
-static void submit(struct cl_lazy *l, int is_write, enum cl_image_id im, uint64_t off,
-		   size_t len, void *buf, const void *wbuf, cl_lazy_done_fn done, void *ctx)
+static void submit(struct cl_lazy *l, int is_write, enum cl_image_id im, uint64_t off, size_t len,
+                   void *buf, const void *wbuf, cl_lazy_done_fn done, void *ctx)
 {
 	struct waiter *w;
 	uint64_t size;
@@ -874,13 +876,13 @@ static void submit(struct cl_lazy *l, int is_write, enum cl_image_id im, uint64_
 }
 
 void cl_lazy_read(struct cl_lazy *l, enum cl_image_id image, uint64_t off, size_t len, void *buf,
-		  cl_lazy_done_fn done, void *ctx)
+                  cl_lazy_done_fn done, void *ctx)
 {
 	submit(l, 0, image, off, len, buf, NULL, done, ctx);
 }
 
 void cl_lazy_write(struct cl_lazy *l, enum cl_image_id image, uint64_t off, size_t len,
-		   const void *buf, cl_lazy_done_fn done, void *ctx)
+                   const void *buf, cl_lazy_done_fn done, void *ctx)
 {
 	submit(l, 1, image, off, len, NULL, buf, done, ctx);
 }
@@ -914,7 +916,7 @@ static int decode_into_cache(struct cl_lazy *l, uint32_t s, const uint8_t *raw)
 		r = cl_chunk_synthesize(l->m, l->base, c, raw, buf);
 		if (r == 0)
 			r = cl_pwrite_full(img->cache_fd, buf, len, c->index * l->cs,
-					   img->cache_path);
+			                   img->cache_path);
 	}
 	free(buf);
 	return r;
@@ -979,8 +981,7 @@ static void _segment_fail(struct cl_lazy *l, uint32_t s, struct waiter **done)
  * gone or is refused. */
 static int permanent(int r)
 {
-	return r == -ESTALE || r == -ENOENT || r == -EACCES || r == -EPROTONOSUPPORT ||
-	       r == -ELOOP;
+	return r == -ESTALE || r == -ENOENT || r == -EACCES || r == -EPROTONOSUPPORT || r == -ELOOP;
 }
 
 /* Under l->lock: the pack cannot be used any more; every segment still
@@ -1042,7 +1043,8 @@ static void segment_outcome(struct cl_lazy *l, uint32_t s, int r, uint8_t *spill
 			l->seg[s].state = SEG_MEM;
 			_spill(l, s, spill);
 			snprintf(l->cache_note, sizeof(l->cache_note),
-				 "cannot write the cache (%s); serving from memory", cl_error_msg());
+			         "cannot write the cache (%s); serving from memory",
+			         cl_error_msg());
 		}
 		l->bg_delay = 0;
 	} else {
@@ -1255,7 +1257,7 @@ static void *worker_main(void *arg)
 /* A server that ignores Range: one worker reads the pack in order. */
 struct stream_ctx {
 	struct cl_lazy *l;
-	uint32_t seg;    /* segment being filled */
+	uint32_t seg; /* segment being filled */
 	uint8_t *buf;
 	uint32_t have;
 };
@@ -1379,10 +1381,11 @@ static void *timer_main(void *arg)
 			if (w->deadline <= t) {
 				_drop_waiter(l, w);
 				_fail_fast(l, w, t);
-				snprintf(l->reason, sizeof(l->reason),
-					 "a %s request waited %.1f s for its data (last error: %.150s)",
-					 cl_image_name(w->image), l->img[w->image].timeout_ms / 1000.0,
-					 l->last_error[0] ? l->last_error : "none");
+				snprintf(
+				    l->reason, sizeof(l->reason),
+				    "a %s request waited %.1f s for its data (last error: %.150s)",
+				    cl_image_name(w->image), l->img[w->image].timeout_ms / 1000.0,
+				    l->last_error[0] ? l->last_error : "none");
 				w->result = -EIO;
 				w->cnext = done;
 				done = w;
@@ -1510,13 +1513,13 @@ static int setup_files(struct cl_lazy *l)
 	for (i = 0; i < CL_NIMAGES; i++) {
 		struct image *img = &l->img[i];
 		r = cl_cache_file(l->cache.dir, cache_names[i], img->size, &img->cache_path,
-				    &img->cache_fd);
+		                  &img->cache_fd);
 		if (r < 0)
 			return r;
 		/* A kept store is not reused: its map of modified chunks is
 		 * not kept, so start afresh. */
 		r = cl_cache_file(l->store_dir, store_names[i], 0, &img->store_path,
-				    &img->store_fd);
+		                  &img->store_fd);
 		if (r == 0 && ftruncate(img->store_fd, (off_t)img->size) < 0)
 			r = cl_errorf(-errno, "%s: %s", img->store_path, strerror(errno));
 		if (r < 0)
@@ -1751,7 +1754,7 @@ static int init_images(struct cl_lazy *l)
 }
 
 int cl_lazy_open(const char *base, const char *overlay, const struct cl_lazy_opts *opts,
-		 struct cl_lazy **out)
+                 struct cl_lazy **out)
 {
 	struct cl_source_opts so = {0};
 	struct cl_lazy *l;
@@ -1814,8 +1817,8 @@ int cl_lazy_open(const char *base, const char *overlay, const struct cl_lazy_opt
 		goto fail;
 	if (cl_source_size(l->pack) != l->m->pack_size) {
 		r = cl_errorf(-EBADMSG, "%s: pack is %llu bytes, the meta says %llu", packloc,
-			      (unsigned long long)cl_source_size(l->pack),
-			      (unsigned long long)l->m->pack_size);
+		              (unsigned long long)cl_source_size(l->pack),
+		              (unsigned long long)l->m->pack_size);
 		goto fail;
 	}
 	l->ranges = cl_source_has_ranges(l->pack);
@@ -1967,7 +1970,7 @@ void cl_lazy_stats(struct cl_lazy *l, struct cl_lazy_stats *st)
 }
 
 size_t cl_lazy_events(struct cl_lazy *l, enum cl_image_id image, enum cl_lazy_event_kind kind,
-		      uint64_t from, struct cl_lazy_event *out, size_t max)
+                      uint64_t from, struct cl_lazy_event *out, size_t max)
 {
 	struct evlog *e;
 	size_t n = 0;
@@ -1995,7 +1998,7 @@ size_t cl_lazy_events(struct cl_lazy *l, enum cl_image_id image, enum cl_lazy_ev
 }
 
 void *cl_lazy_events_wait(struct cl_lazy *l, enum cl_image_id image, enum cl_lazy_event_kind kind,
-			  uint64_t from, cl_lazy_done_fn done, void *ctx)
+                          uint64_t from, cl_lazy_done_fn done, void *ctx)
 {
 	struct evwait *w;
 	int now_result = 1;

@@ -19,7 +19,7 @@ const char *cl_image_name(enum cl_image_id i)
 const char *cl_recipe_name(enum cl_recipe r)
 {
 	static const char *names[CL_R_COUNT] = {"zero",  "base-disk", "base-memory",
-						"dedup", "delta",     "raw"};
+	                                        "dedup", "delta",     "raw"};
 	return (unsigned)r < CL_R_COUNT ? names[r] : "?";
 }
 
@@ -71,7 +71,7 @@ static void pack_blob(msgpack_packer *pk, const struct cl_blob *b)
  * the SHA-256 of the stored bytes, so that a damaged meta (a flipped size,
  * say) is refused rather than obeyed. */
 static int wrap(uint32_t version, enum cl_codec codec, msgpack_sbuffer *body, void **buf,
-		size_t *len)
+                size_t *len)
 {
 	uint8_t h[CL_SHA256_LEN];
 	msgpack_sbuffer sb;
@@ -283,8 +283,7 @@ static int check_payload(const struct cl_meta *m, const struct cl_payload *p)
 	return 0;
 }
 
-static int parse_blob(const struct parse *ps, struct cl_meta *m, const char *key,
-		      struct cl_blob *b)
+static int parse_blob(const struct parse *ps, struct cl_meta *m, const char *key, struct cl_blob *b)
 {
 	const msgpack_object *o = map_get(ps->root, key), *it;
 
@@ -323,19 +322,18 @@ static int parse_segments(const struct parse *ps, struct cl_meta *m)
 		/* Segments lie back to back from the pack's start. */
 		if (s->offset != pos || s->clen == 0)
 			return cl_errorf(-EBADMSG, "%s: corrupt meta: segment %u is misplaced",
-					 ps->name, i);
+			                 ps->name, i);
 		pos += s->clen;
 	}
 	if (pos != m->pack_size)
-		return cl_errorf(-EBADMSG,
-				 "%s: corrupt meta: segments cover %llu bytes, pack is %llu",
-				 ps->name, (unsigned long long)pos,
-				 (unsigned long long)m->pack_size);
+		return cl_errorf(
+		    -EBADMSG, "%s: corrupt meta: segments cover %llu bytes, pack is %llu", ps->name,
+		    (unsigned long long)pos, (unsigned long long)m->pack_size);
 	return 0;
 }
 
 static int parse_chunk(const struct cl_meta *m, uint64_t i, const msgpack_object *o,
-		       struct cl_chunk *c)
+                       struct cl_chunk *c)
 {
 	const msgpack_object *f;
 	uint32_t image, recipe;
@@ -343,8 +341,9 @@ static int parse_chunk(const struct cl_meta *m, uint64_t i, const msgpack_object
 
 	if (get_array(o, 8, &f) < 0 || get_u32(&f[0], CL_NIMAGES - 1, &image) < 0 ||
 	    get_u64(&f[1], UINT64_MAX, &c->index) < 0 ||
-	    get_u32(&f[2], CL_R_COUNT - 1, &recipe) < 0 || get_u64(&f[3], UINT64_MAX, &c->arg) < 0 ||
-	    get_u32(&f[4], UINT32_MAX, &c->p.seg) < 0 || get_u32(&f[5], UINT32_MAX, &c->p.off) < 0 ||
+	    get_u32(&f[2], CL_R_COUNT - 1, &recipe) < 0 ||
+	    get_u64(&f[3], UINT64_MAX, &c->arg) < 0 || get_u32(&f[4], UINT32_MAX, &c->p.seg) < 0 ||
+	    get_u32(&f[5], UINT32_MAX, &c->p.off) < 0 ||
 	    get_u32(&f[6], UINT32_MAX, &c->p.len) < 0 || get_sha(&f[7], c->sha256) < 0)
 		return -EBADMSG;
 	c->image = (uint8_t)image;
@@ -411,7 +410,7 @@ static int parse_chunks(const struct parse *ps, struct cl_meta *m)
 		struct cl_chunk *c = &m->chunks[i];
 		if (parse_chunk(m, i, &it[i], c) < 0) {
 			r = cl_errorf(-EBADMSG, "%s: corrupt meta: bad chunk record %llu", ps->name,
-				      (unsigned long long)i);
+			              (unsigned long long)i);
 			goto out;
 		}
 		keys[i] = c->index << 1 | c->image; /* index < 2^50 / 512 */
@@ -420,8 +419,8 @@ static int parse_chunks(const struct parse *ps, struct cl_meta *m)
 	for (i = 1; i < m->nchunks; i++) {
 		if (keys[i] == keys[i - 1]) {
 			r = cl_errorf(-EBADMSG, "%s: corrupt meta: %s chunk %llu listed twice",
-				      ps->name, cl_image_name((enum cl_image_id)(keys[i] & 1)),
-				      (unsigned long long)(keys[i] >> 1));
+			              ps->name, cl_image_name((enum cl_image_id)(keys[i] & 1)),
+			              (unsigned long long)(keys[i] >> 1));
 			goto out;
 		}
 	}
@@ -473,16 +472,17 @@ static int parse_body(const struct parse *ps, struct cl_meta *m)
 	if (r < 0)
 		return r;
 	o = map_get(ps->root, "left_out"); /* optional, informative */
-	if (o && (get_array(o, CL_NIMAGES, &it) < 0 || get_u64(&it[0], 1ull << 50, &m->left_out[0]) < 0 ||
-		  get_u64(&it[1], 1ull << 50, &m->left_out[1]) < 0))
+	if (o && (get_array(o, CL_NIMAGES, &it) < 0 ||
+	          get_u64(&it[0], 1ull << 50, &m->left_out[0]) < 0 ||
+	          get_u64(&it[1], 1ull << 50, &m->left_out[1]) < 0))
 		return cl_errorf(-EBADMSG, "%s: corrupt meta: bad left_out entry", ps->name);
 	return parse_chunks(ps, m);
 }
 
 /* Checks the outer map and returns its body, decompressed (the caller
  * frees it). */
-static int parse_outer(const msgpack_object *root, const char *name, struct cl_meta *m,
-		       void **body, size_t *body_len)
+static int parse_outer(const msgpack_object *root, const char *name, struct cl_meta *m, void **body,
+                       size_t *body_len)
 {
 	const msgpack_object *o;
 	uint8_t want[CL_SHA256_LEN], have[CL_SHA256_LEN];
@@ -499,11 +499,12 @@ static int parse_outer(const msgpack_object *root, const char *name, struct cl_m
 		return cl_errorf(-EBADMSG, "%s: corrupt meta: no version", name);
 	if (v != CL_META_VERSION)
 		return cl_errorf(-EPROTONOSUPPORT,
-				 "%s: overlay format version %llu; this cloudlet reads version %d",
-				 name, (unsigned long long)v, CL_META_VERSION);
+		                 "%s: overlay format version %llu; this cloudlet reads version %d",
+		                 name, (unsigned long long)v, CL_META_VERSION);
 	m->version = (uint32_t)v;
 	o = map_get(root, "body");
-	if (!o || o->type != MSGPACK_OBJECT_BIN || get_sha(map_get(root, "body_sha256"), want) < 0 ||
+	if (!o || o->type != MSGPACK_OBJECT_BIN ||
+	    get_sha(map_get(root, "body_sha256"), want) < 0 ||
 	    get_u64(map_get(root, "body_size"), CL_META_MAX_SIZE, &size) < 0 ||
 	    get_str(map_get(root, "body_codec"), 16, &cname) < 0)
 		return cl_errorf(-EBADMSG, "%s: corrupt meta: no body", name);
@@ -609,7 +610,7 @@ int cl_meta_parse(const void *buf, size_t len, const char *name, struct cl_meta 
 	    msgpack_unpack_next(&up, buf, len, &off) != MSGPACK_UNPACK_SUCCESS ||
 	    up.data.type != MSGPACK_OBJECT_MAP) {
 		r = cl_errorf(-EBADMSG, "%s: not a cloudlet overlay-meta (corrupt or truncated)",
-			      name);
+		              name);
 		goto fail;
 	}
 	if (off != len) {

@@ -181,7 +181,7 @@ static int compress_one(void *ctx, size_t i)
 	struct segbuf *s = &j->bd->pending[i];
 
 	return cl_codec_compress(j->bd->m.codec, j->bd->opts->level, s->data, s->len,
-				 &j->out[i].data, &j->out[i].len);
+	                         &j->out[i].data, &j->out[i].len);
 }
 
 /* Compresses the closed segments on all cores and appends them, in order,
@@ -219,7 +219,7 @@ static int flush_segments(struct builder *bd)
 			goto out;
 		}
 		r = cl_pwrite_full(bd->pack.fd, out[i].data, out[i].len, bd->pack_pos,
-				   bd->pack.path);
+		                   bd->pack.path);
 		if (r < 0)
 			goto out;
 		s = &bd->m.segments[bd->m.nsegments++];
@@ -260,7 +260,7 @@ static int add_blob(struct builder *bd, const char *path, struct cl_blob *blob)
 /* The hash of chunk k of image i as the base has it (zero-filled past the
  * base's end), for a chunk of len bytes. */
 static int base_view_hash(struct builder *bd, int i, uint64_t k, uint32_t len,
-			  uint8_t out[CL_SHA256_LEN])
+                          uint8_t out[CL_SHA256_LEN])
 {
 	struct cl_base *b = bd->b;
 	uint8_t *buf;
@@ -330,7 +330,7 @@ static int read_new_chunk(const struct builder *bd, int i, uint64_t k, uint32_t 
 			memset(buf + (a - lo), 0, b - a);
 		else
 			r = cl_pread_full(im->fd, buf + (a - lo), b - a,
-					  im->ext[e].offset + (a - im->ext[e].start), im->path);
+			                  im->ext[e].offset + (a - im->ext[e].start), im->path);
 	}
 	return r;
 }
@@ -361,8 +361,8 @@ static void dedup_add(struct builder *bd, uint64_t rec)
 {
 	uint64_t slot;
 
-	for (slot = key64(bd->m.chunks[rec].sha256) & bd->dedup_mask;
-	     bd->dedup[slot]; slot = (slot + 1) & bd->dedup_mask)
+	for (slot = key64(bd->m.chunks[rec].sha256) & bd->dedup_mask; bd->dedup[slot];
+	     slot = (slot + 1) & bd->dedup_mask)
 		;
 	bd->dedup[slot] = rec + 1;
 }
@@ -385,7 +385,7 @@ static int classify(struct builder *bd, uint8_t image, uint64_t k)
 	if (!memcmp(c.sha256, zero, CL_SHA256_LEN)) {
 		c.recipe = CL_R_ZERO;
 	} else if (cl_base_lookup(bd->b, c.sha256, &bi, &bk) == 0 &&
-		   cl_chunk_len(bd->b->size[bi], bd->cs, bk) == len) {
+	           cl_chunk_len(bd->b->size[bi], bd->cs, bk) == len) {
 		c.recipe = bi == CL_DISK ? CL_R_BASE_DISK : CL_R_BASE_MEMORY;
 		c.arg = bk;
 	} else if (dedup_find(bd, c.sha256, &rec) == 0) {
@@ -470,8 +470,8 @@ static int encode_payloads(struct builder *bd, uint64_t *recs, uint64_t n)
 				bd->st->payload[c->recipe] += j.out_len[k];
 			free(j.out[k]);
 			j.out[k] = NULL;
-			cl_progress_add(&bd->prog, cl_chunk_len(bd->img[c->image].size, bd->cs,
-								 c->index));
+			cl_progress_add(&bd->prog,
+			                cl_chunk_len(bd->img[c->image].size, bd->cs, c->index));
 		}
 		/* Keep about two segments per core in flight. */
 		if (r == 0 && bd->npending >= 2 * cl_nthreads())
@@ -499,10 +499,11 @@ static int map_extents(struct builder *bd, struct newimg *im)
 		if (!x->length || x->start < end || x->length > im->size - x->start ||
 		    x->start > im->size)
 			return cl_errorf(-EINVAL,
-					 "%s: extent map entry %zu (%llu+%llu) out of order or "
-					 "past the image's %llu bytes",
-					 im->path, e, (unsigned long long)x->start,
-					 (unsigned long long)x->length, (unsigned long long)im->size);
+			                 "%s: extent map entry %zu (%llu+%llu) out of order or "
+			                 "past the image's %llu bytes",
+			                 im->path, e, (unsigned long long)x->start,
+			                 (unsigned long long)x->length,
+			                 (unsigned long long)im->size);
 		end = x->start + x->length;
 		for (k = x->start / bd->cs; k * bd->cs < end; k++)
 			im->touched[k / 8] |= (uint8_t)(1u << (k % 8));
@@ -612,7 +613,7 @@ static int hash_new_image(struct builder *bd, int i)
 /* Counts the chunks lying wholly in [start, end) of image i, only the
  * changed ones if changed is not NULL. */
 static uint64_t changed_within(const struct builder *bd, int i, const uint8_t *changed,
-			       uint64_t start, uint64_t end)
+                               uint64_t start, uint64_t end)
 {
 	uint64_t k, n = 0, size = bd->img[i].size;
 
@@ -637,9 +638,9 @@ static void count_left_out(struct builder *bd, int i, const uint8_t *changed)
 	if (im->ext) {
 		for (e = 0; e < im->next; e++)
 			if (im->ext[e].zero)
-				bd->st->left_out[i] += changed_within(
-				    bd, i, NULL, im->ext[e].start,
-				    im->ext[e].start + im->ext[e].length);
+				bd->st->left_out[i] +=
+				    changed_within(bd, i, NULL, im->ext[e].start,
+				                   im->ext[e].start + im->ext[e].length);
 		return;
 	}
 	for (;;) {
@@ -649,7 +650,8 @@ static void count_left_out(struct builder *bd, int i, const uint8_t *changed)
 		data = lseek(im->fd, hole, SEEK_DATA);
 		if (data < 0)
 			data = (off_t)im->size; /* ENXIO: a hole up to the end */
-		bd->st->left_out[i] += changed_within(bd, i, changed, (uint64_t)hole, (uint64_t)data);
+		bd->st->left_out[i] +=
+		    changed_within(bd, i, changed, (uint64_t)hole, (uint64_t)data);
 		hole = data;
 	}
 }
@@ -674,7 +676,7 @@ static int plan_order(struct builder *bd, uint8_t *changed[CL_NIMAGES])
 	for (t = 0; t < ntr; t++) {
 		uint8_t *bit = &changed[tr[t].image][tr[t].index / 8];
 		if (*bit & (1u << (tr[t].index % 8))) {
-			*bit &= (uint8_t)~(1u << (tr[t].index % 8));
+			*bit &= (uint8_t) ~(1u << (tr[t].index % 8));
 			r = classify(bd, tr[t].image, tr[t].index);
 			if (r < 0)
 				goto out;
@@ -765,7 +767,7 @@ out:
 }
 
 int cl_overlay_create(struct cl_base *b, const char *disk, const char *memory, const char *outdir,
-		      const struct cl_overlay_opts *opts, struct cl_overlay_stats *st)
+                      const struct cl_overlay_opts *opts, struct cl_overlay_stats *st)
 {
 	struct cl_overlay_opts o = {0};
 	struct cl_overlay_stats dummy;
@@ -790,7 +792,7 @@ int cl_overlay_create(struct cl_base *b, const char *disk, const char *memory, c
 		o.segment_size = CL_SEGMENT_TARGET;
 	if (o.segment_size < b->chunk_size || o.segment_size > CL_SEGMENT_MAX / 2)
 		return cl_errorf(-EINVAL, "segment size %u is out of range (%u to %u bytes)",
-				 o.segment_size, b->chunk_size, CL_SEGMENT_MAX / 2);
+		                 o.segment_size, b->chunk_size, CL_SEGMENT_MAX / 2);
 	memset(&bd, 0, sizeof(bd));
 	memset(&dummy, 0, sizeof(dummy));
 	bd.st = st ? st : &dummy;

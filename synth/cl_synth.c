@@ -28,15 +28,16 @@ int cl_synth_check_base(const struct cl_meta *m, const struct cl_base *b, const 
 	want[16] = have[16] = '\0';
 	if (m->chunk_size != b->chunk_size)
 		return cl_errorf(-EXDEV,
-				 "%s: overlay uses %u-byte chunks but base %s was indexed with "
-				 "%u-byte chunks (register the base again with --chunk-size %u)",
-				 name, m->chunk_size, b->path[CL_DISK], b->chunk_size, m->chunk_size);
+		                 "%s: overlay uses %u-byte chunks but base %s was indexed with "
+		                 "%u-byte chunks (register the base again with --chunk-size %u)",
+		                 name, m->chunk_size, b->path[CL_DISK], b->chunk_size,
+		                 m->chunk_size);
 	return cl_errorf(-EXDEV, "%s: overlay was made for base %s, but %s is base %s", name, want,
-			 b->path[CL_DISK], have);
+	                 b->path[CL_DISK], have);
 }
 
 int cl_segment_decode(const struct cl_meta *m, uint32_t seg, const void *comp, size_t clen,
-		      void *raw)
+                      void *raw)
 {
 	const struct cl_segment *s;
 	uint8_t h[CL_SHA256_LEN];
@@ -46,19 +47,19 @@ int cl_segment_decode(const struct cl_meta *m, uint32_t seg, const void *comp, s
 		return -EINVAL;
 	s = &m->segments[seg];
 	if (clen != s->clen)
-		return cl_errorf(-EBADMSG, "segment %u: %zu bytes, expected %u", seg, clen, s->clen);
+		return cl_errorf(-EBADMSG, "segment %u: %zu bytes, expected %u", seg, clen,
+		                 s->clen);
 	cl_sha256(comp, clen, h);
 	if (memcmp(h, s->sha256, CL_SHA256_LEN))
 		return cl_errorf(-EBADMSG, "segment %u: SHA-256 mismatch (corrupt pack)", seg);
 	r = cl_codec_decompress(m->codec, comp, clen, raw, s->rlen);
 	if (r < 0)
 		return cl_errorf(r, "segment %u: %s data does not decode to %u bytes", seg,
-				 cl_codec_name(m->codec), s->rlen);
+		                 cl_codec_name(m->codec), s->rlen);
 	return 0;
 }
 
-int cl_segment_fetch(const struct cl_meta *m, struct cl_source *pack, uint32_t seg,
-		     uint8_t **raw)
+int cl_segment_fetch(const struct cl_meta *m, struct cl_source *pack, uint32_t seg, uint8_t **raw)
 {
 	uint8_t *comp, *out;
 	int r;
@@ -87,7 +88,7 @@ fail:
 }
 
 int cl_chunk_synthesize(const struct cl_meta *m, const struct cl_base *b, const struct cl_chunk *c,
-			const uint8_t *seg_raw, uint8_t *out)
+                        const uint8_t *seg_raw, uint8_t *out)
 {
 	const struct cl_chunk *src = c;
 	uint32_t len, srclen;
@@ -116,7 +117,7 @@ int cl_chunk_synthesize(const struct cl_meta *m, const struct cl_base *b, const 
 	case CL_R_RAW:
 		if (src->p.len != len)
 			return cl_errorf(-EBADMSG, "%s chunk %llu: raw payload has the wrong size",
-					 cl_image_name(c->image), (unsigned long long)c->index);
+			                 cl_image_name(c->image), (unsigned long long)c->index);
 		memcpy(out, seg_raw + src->p.off, len);
 		break;
 	case CL_R_DELTA:
@@ -131,7 +132,7 @@ int cl_chunk_synthesize(const struct cl_meta *m, const struct cl_base *b, const 
 		r = cl_vcdiff_decode(base, srclen, seg_raw + src->p.off, src->p.len, out, len, &n);
 		if (r < 0 || n != len)
 			r = cl_errorf(-EBADMSG, "%s chunk %llu: delta does not decode",
-				      cl_image_name(c->image), (unsigned long long)c->index);
+			              cl_image_name(c->image), (unsigned long long)c->index);
 		break;
 	default:
 		return -EINVAL;
@@ -142,13 +143,13 @@ int cl_chunk_synthesize(const struct cl_meta *m, const struct cl_base *b, const 
 	cl_sha256(out, len, h);
 	if (memcmp(h, c->sha256, CL_SHA256_LEN))
 		return cl_errorf(-EBADMSG, "%s chunk %llu (%s): SHA-256 mismatch",
-				 cl_image_name(c->image), (unsigned long long)c->index,
-				 cl_recipe_name(src->recipe));
+		                 cl_image_name(c->image), (unsigned long long)c->index,
+		                 cl_recipe_name(src->recipe));
 	return 0;
 }
 
 int cl_blob_extract(const struct cl_meta *m, const struct cl_blob *blob, const uint8_t *seg_raw,
-		    void **out, size_t *len)
+                    void **out, size_t *len)
 {
 	uint8_t h[CL_SHA256_LEN];
 	void *buf;
@@ -158,7 +159,7 @@ int cl_blob_extract(const struct cl_meta *m, const struct cl_blob *blob, const u
 	cl_sha256(seg_raw + blob->p.off, blob->p.len, h);
 	if (memcmp(h, blob->sha256, CL_SHA256_LEN))
 		return cl_errorf(-EBADMSG, "SHA-256 mismatch in the overlay's %s",
-				 blob == &m->state ? "device state" : "domain XML");
+		                 blob == &m->state ? "device state" : "domain XML");
 	buf = malloc(blob->p.len ? blob->p.len : 1);
 	if (!buf)
 		return -ENOMEM;
@@ -174,16 +175,16 @@ struct run {
 	const struct cl_base *b;
 	const struct cl_meta *m;
 	struct cl_source *pack;
-	char *pack_loc;             /* for messages */
+	char *pack_loc; /* for messages */
 	const char *meta_loc;
-	int verify;                 /* count failures and go on */
+	int verify; /* count failures and go on */
 	struct cl_out out[CL_NIMAGES];
-	uint64_t *seg_start;        /* CSR: records of segment s are */
-	uint64_t *seg_recs;         /* seg_recs[seg_start[s] .. seg_start[s+1]) */
-	uint64_t *plain;            /* records without payload */
+	uint64_t *seg_start;             /* CSR: records of segment s are */
+	uint64_t *seg_recs;              /* seg_recs[seg_start[s] .. seg_start[s+1]) */
+	uint64_t *plain;                 /* records without payload */
 	uint8_t *in_overlay[CL_NIMAGES]; /* bitmap: chunks with a record */
 	uint64_t nplain;
-	void *blob_data[2];         /* state, domain; each written by one worker */
+	void *blob_data[2]; /* state, domain; each written by one worker */
 	size_t blob_len[2];
 	atomic_uint_fast64_t segments_bad, chunks_bad, chunks_ok, fetched;
 	struct cl_progress prog;
@@ -205,10 +206,10 @@ static int run_fail(struct run *rn, atomic_uint_fast64_t *counter, int r)
 #define GATHER_CHUNKS 256
 
 struct gather {
-	int image;      /* -1: empty */
-	uint64_t off;   /* of the first chunk */
+	int image;    /* -1: empty */
+	uint64_t off; /* of the first chunk */
 	size_t len;
-	uint8_t *data;  /* GATHER_CHUNKS chunks */
+	uint8_t *data; /* GATHER_CHUNKS chunks */
 };
 
 static int gather_flush(struct run *rn, struct gather *g)
@@ -217,21 +218,22 @@ static int gather_flush(struct run *rn, struct gather *g)
 
 	if (g->image >= 0 && g->len)
 		r = cl_pwrite_full(rn->out[g->image].fd, g->data, g->len, g->off,
-				   rn->out[g->image].path);
+		                   rn->out[g->image].path);
 	g->image = -1;
 	g->len = 0;
 	return r;
 }
 
 static int emit_chunk(struct run *rn, const struct cl_chunk *c, const uint8_t *seg_raw,
-		      struct gather *g)
+                      struct gather *g)
 {
-	uint32_t cs = rn->m->chunk_size, len = cl_chunk_len(rn->m->image_size[c->image], cs, c->index);
+	uint32_t cs = rn->m->chunk_size,
+	         len = cl_chunk_len(rn->m->image_size[c->image], cs, c->index);
 	uint64_t off = c->index * cs;
 	int r;
 
 	if (!rn->verify && (g->image != c->image || g->off + g->len != off ||
-			    g->len + cs > (size_t)GATHER_CHUNKS * cs)) {
+	                    g->len + cs > (size_t)GATHER_CHUNKS * cs)) {
 		r = gather_flush(rn, g);
 		if (r < 0)
 			return r;
@@ -241,7 +243,7 @@ static int emit_chunk(struct run *rn, const struct cl_chunk *c, const uint8_t *s
 	r = cl_chunk_synthesize(rn->m, rn->b, c, seg_raw, g->data + g->len);
 	if (r < 0)
 		return run_fail(rn, &rn->chunks_bad,
-				cl_errorf(r, "%s: %s", rn->meta_loc, cl_error_msg()));
+		                cl_errorf(r, "%s: %s", rn->meta_loc, cl_error_msg()));
 	atomic_fetch_add(&rn->chunks_ok, 1);
 	if (!rn->verify)
 		g->len += len;
@@ -273,7 +275,7 @@ static int run_segment(void *ctx, size_t s)
 		/* Every chunk of a bad segment is bad too. */
 		atomic_fetch_add(&rn->chunks_bad, rn->seg_start[s + 1] - rn->seg_start[s]);
 		r = run_fail(rn, &rn->segments_bad,
-			     cl_errorf(r, "%s: %s", rn->pack_loc, cl_error_msg()));
+		             cl_errorf(r, "%s: %s", rn->pack_loc, cl_error_msg()));
 		goto out;
 	}
 	for (k = 0; k < 2; k++) {
@@ -282,7 +284,7 @@ static int run_segment(void *ctx, size_t s)
 			r = cl_blob_extract(m, bl, raw, &rn->blob_data[k], &rn->blob_len[k]);
 			if (r < 0)
 				r = run_fail(rn, &rn->chunks_bad,
-					     cl_errorf(r, "%s: %s", rn->pack_loc, cl_error_msg()));
+				             cl_errorf(r, "%s: %s", rn->pack_loc, cl_error_msg()));
 			if (r < 0)
 				goto out;
 		}
@@ -340,7 +342,8 @@ static int build_lists(struct run *rn)
 		return -ENOMEM;
 	}
 	for (i = 0; i < CL_NIMAGES; i++) {
-		rn->in_overlay[i] = calloc(cl_chunk_count(m->image_size[i], m->chunk_size) / 8 + 1, 1);
+		rn->in_overlay[i] =
+		    calloc(cl_chunk_count(m->image_size[i], m->chunk_size) / 8 + 1, 1);
 		if (!rn->in_overlay[i]) {
 			free(fill);
 			return -ENOMEM;
@@ -392,11 +395,12 @@ static int copy_base(struct run *rn, int im)
 				continue;
 			}
 			run_start = k * cs < (uint64_t)data ? (uint64_t)data : k * cs;
-			while (k * cs < (uint64_t)hole && !(rn->in_overlay[im][k / 8] & (1u << (k % 8))))
+			while (k * cs < (uint64_t)hole &&
+			       !(rn->in_overlay[im][k / 8] & (1u << (k % 8))))
 				k++;
 			run_end = k * cs < (uint64_t)hole ? k * cs : (uint64_t)hole;
-			r = cl_copy_range(b->fd[im], b->path[im], rn->out[im].fd,
-					  rn->out[im].path, run_start, run_end, &buf);
+			r = cl_copy_range(b->fd[im], b->path[im], rn->out[im].fd, rn->out[im].path,
+			                  run_start, run_end, &buf);
 		}
 	}
 	free(buf);
@@ -433,8 +437,8 @@ static int run_all(struct run *rn, const char *meta_location)
 		goto out;
 	if (cl_source_size(rn->pack) != rn->m->pack_size) {
 		r = cl_errorf(-EBADMSG, "%s: pack is %llu bytes, the meta says %llu", packloc,
-			      (unsigned long long)cl_source_size(rn->pack),
-			      (unsigned long long)rn->m->pack_size);
+		              (unsigned long long)cl_source_size(rn->pack),
+		              (unsigned long long)rn->m->pack_size);
 		if (!rn->verify)
 			goto out;
 		fprintf(stderr, "cloudlet: %s\n", cl_error_msg());
@@ -445,9 +449,9 @@ static int run_all(struct run *rn, const char *meta_location)
 		goto out;
 	cl_progress_start(&rn->prog, rn->verify ? "verifying" : "applying", rn->m->nchunks);
 	r = cl_pfor(0,
-		    (rn->verify ? 0 : CL_NIMAGES) + rn->m->nsegments +
-			    (rn->nplain + PLAIN_BATCH - 1) / PLAIN_BATCH,
-		    run_item, rn);
+	            (rn->verify ? 0 : CL_NIMAGES) + rn->m->nsegments +
+	                (rn->nplain + PLAIN_BATCH - 1) / PLAIN_BATCH,
+	            run_item, rn);
 	cl_progress_end(&rn->prog);
 out:
 	return r;
@@ -473,7 +477,7 @@ static void run_free(struct run *rn, struct cl_apply_stats *st)
 }
 
 int cl_verify(const struct cl_base *b, const struct cl_meta *m, const char *meta_location,
-	      struct cl_apply_stats *st)
+              struct cl_apply_stats *st)
 {
 	struct run rn = {.b = b, .m = m, .verify = 1};
 	int r;
@@ -486,14 +490,14 @@ int cl_verify(const struct cl_base *b, const struct cl_meta *m, const char *meta
 	r = run_all(&rn, meta_location);
 	if (r == 0 && (atomic_load(&rn.segments_bad) || atomic_load(&rn.chunks_bad)))
 		r = cl_errorf(-EBADMSG, "%s: %llu bad segments, %llu bad chunks", meta_location,
-			      (unsigned long long)atomic_load(&rn.segments_bad),
-			      (unsigned long long)atomic_load(&rn.chunks_bad));
+		              (unsigned long long)atomic_load(&rn.segments_bad),
+		              (unsigned long long)atomic_load(&rn.chunks_bad));
 	run_free(&rn, st);
 	return r;
 }
 
 int cl_apply(const struct cl_base *b, const struct cl_meta *m, const char *meta_location,
-	     const char *outdir, struct cl_apply_stats *st)
+             const char *outdir, struct cl_apply_stats *st)
 {
 	static const char *names[CL_NIMAGES] = {"disk.img", "memory.img"};
 	static const char *blob_names[2] = {"state", "domain.xml"};

@@ -39,7 +39,7 @@ static int parse_line(const char *s, size_t len, uint8_t *image, uint64_t *index
 }
 
 int cl_trace_parse(const char *text, size_t len, const char *name,
-		   const uint64_t nchunks[CL_NIMAGES], struct cl_trace_entry **out, size_t *n)
+                   const uint64_t nchunks[CL_NIMAGES], struct cl_trace_entry **out, size_t *n)
 {
 	struct cl_trace_entry *e = NULL, *tmp;
 	uint8_t *seen[CL_NIMAGES] = {NULL, NULL};
@@ -63,15 +63,14 @@ int cl_trace_parse(const char *text, size_t len, const char *name,
 		lineno++;
 		if (end > pos && text[pos] != '#' && !(end - pos == 1 && text[pos] == '\r')) {
 			if (parse_line(text + pos, end - pos, &image, &index) < 0) {
-				r = cl_errorf(-EINVAL,
-					      "%s:%zu: expected `disk N` or `memory N`", name,
-					      lineno);
+				r = cl_errorf(-EINVAL, "%s:%zu: expected `disk N` or `memory N`",
+				              name, lineno);
 				goto fail;
 			}
 			if (index >= nchunks[image]) {
 				r = cl_errorf(-ERANGE, "%s:%zu: %s has only %llu chunks", name,
-					      lineno, cl_image_name(image),
-					      (unsigned long long)nchunks[image]);
+				              lineno, cl_image_name(image),
+				              (unsigned long long)nchunks[image]);
 				goto fail;
 			}
 			if (!(seen[image][index / 8] & (1u << (index % 8)))) {
@@ -104,8 +103,8 @@ fail:
 	return r;
 }
 
-int cl_trace_load(const char *path, const uint64_t nchunks[CL_NIMAGES],
-		  struct cl_trace_entry **out, size_t *n)
+int cl_trace_load(const char *path, const uint64_t nchunks[CL_NIMAGES], struct cl_trace_entry **out,
+                  size_t *n)
 {
 	size_t len;
 	void *buf;

@@ -77,7 +77,7 @@ int cl_pread_full(int fd, void *buf, size_t len, uint64_t off, const char *path)
 		}
 		if (n == 0)
 			return cl_errorf(-EIO, "%s: unexpected end of file at byte %llu", path,
-					 (unsigned long long)(off + done));
+			                 (unsigned long long)(off + done));
 		done += (size_t)n;
 	}
 	return 0;
@@ -103,7 +103,7 @@ int cl_pwrite_full(int fd, const void *buf, size_t len, uint64_t off, const char
 #define COPY_BUF (4u << 20)
 
 int cl_copy_range(int src, const char *src_path, int dst, const char *dst_path, uint64_t start,
-		  uint64_t end, char **buf)
+                  uint64_t end, char **buf)
 {
 	ssize_t n;
 	int r;
@@ -111,8 +111,8 @@ int cl_copy_range(int src, const char *src_path, int dst, const char *dst_path, 
 	while (start < end) {
 		loff_t in = (loff_t)start, outp = (loff_t)start;
 		n = copy_file_range(src, &in, dst, &outp, (size_t)(end - start), 0);
-		if (n < 0 && (errno == EXDEV || errno == ENOSYS || errno == EINVAL ||
-			      errno == EOPNOTSUPP)) {
+		if (n < 0 &&
+		    (errno == EXDEV || errno == ENOSYS || errno == EINVAL || errno == EOPNOTSUPP)) {
 			/* Different filesystems on older kernels: plain copy. */
 			size_t len = end - start < COPY_BUF ? (size_t)(end - start) : COPY_BUF;
 			if (!*buf && !(*buf = malloc(COPY_BUF)))
@@ -125,7 +125,7 @@ int cl_copy_range(int src, const char *src_path, int dst, const char *dst_path, 
 			n = (ssize_t)len;
 		} else if (n <= 0) {
 			return cl_errorf(n < 0 ? -errno : -EIO, "%s: copy from %s failed: %s",
-					 dst_path, src_path, n < 0 ? strerror(errno) : "short");
+			                 dst_path, src_path, n < 0 ? strerror(errno) : "short");
 		}
 		start += (uint64_t)n;
 	}
@@ -148,7 +148,7 @@ int cl_copy_sparse(int src, const char *src_path, int dst, const char *dst_path,
 		if (hole < 0 || (uint64_t)hole > size)
 			hole = (off_t)size;
 		r = cl_copy_range(src, src_path, dst, dst_path, (uint64_t)data, (uint64_t)hole,
-				  &buf);
+		                  &buf);
 	}
 	free(buf);
 	return r;
@@ -276,7 +276,7 @@ int cl_read_file(const char *path, size_t max, void **buf, size_t *len)
 	}
 	if ((uint64_t)st.st_size > max) {
 		r = cl_errorf(-EFBIG, "%s: too large (%lld bytes, at most %zu accepted)", path,
-			      (long long)st.st_size, max);
+		              (long long)st.st_size, max);
 		goto out;
 	}
 	data = malloc(st.st_size ? (size_t)st.st_size : 1);
@@ -313,7 +313,7 @@ int cl_mkdir_p(const char *path, mode_t mode)
 		*p = '\0';
 		if (mkdir(tmp, mode) < 0 && errno != EEXIST)
 			r = cl_errorf(-errno, "%s: cannot create directory: %s", tmp,
-				      strerror(errno));
+			              strerror(errno));
 		*p = c;
 		if (r || !c)
 			break;

@@ -17,8 +17,8 @@ enum { VCD_NOOP = 0, VCD_ADD = 1, VCD_RUN = 2, VCD_COPY = 3 };
 #define VCD_TARGET  0x02
 #define VCD_ADLER32 0x04 /* xdelta3 extension */
 
-#define S_NEAR	   4
-#define S_SAME	   3
+#define S_NEAR     4
+#define S_SAME     3
 #define SAME_SLOTS (S_SAME * 256)
 #define MODE_HERE  1
 #define MODE_NEAR  2
@@ -62,12 +62,12 @@ static const struct vcd_code vcd_table[256] = {
 /* clang-format on */
 
 /* Opcodes of the same table, computed the other way round for the encoder. */
-#define OP_RUN	      0
-#define OP_ADD(s)     (1 + (s))				  /* s in 0..17 */
+#define OP_RUN        0
+#define OP_ADD(s)     (1 + (s))                           /* s in 0..17 */
 #define OP_COPY(m, s) (19 + 16 * (m) + ((s) ? (s)-3 : 0)) /* s 0 or 4..18 */
 #define OP_ADD_COPY(a, m, c)                                                                       \
 	((m) < MODE_SAME ? 163 + 12 * (m) + 3 * ((a)-1) + ((c)-4)                                  \
-			 : 235 + 4 * ((m)-MODE_SAME) + ((a)-1))
+	                 : 235 + 4 * ((m)-MODE_SAME) + ((a)-1))
 #define OP_COPY_ADD(m) (247 + (m))
 
 static size_t varint_len(uint64_t v)
@@ -258,7 +258,7 @@ static int dec_run_window(struct dec_window *w)
 
 /* Takes a section of len bytes off [*pp, end). */
 static int take(const uint8_t **pp, const uint8_t *end, uint64_t len, const uint8_t **start,
-		const uint8_t **stop)
+                const uint8_t **stop)
 {
 	if (len > (uint64_t)(end - *pp))
 		return -EINVAL;
@@ -269,7 +269,7 @@ static int take(const uint8_t **pp, const uint8_t *end, uint64_t len, const uint
 }
 
 static int dec_window(const uint8_t **pp, const uint8_t *end, const uint8_t *source,
-		      size_t source_len, uint8_t *out, size_t out_cap, size_t *out_pos)
+                      size_t source_len, uint8_t *out, size_t out_cap, size_t *out_pos)
 {
 	struct dec_window *w, wbuf;
 	const uint8_t *p = *pp, *wend;
@@ -337,7 +337,7 @@ static int dec_window(const uint8_t **pp, const uint8_t *end, const uint8_t *sou
 }
 
 int cl_vcdiff_decode(const uint8_t *source, size_t source_len, const uint8_t *delta,
-		     size_t delta_len, uint8_t *out, size_t out_cap, size_t *out_len)
+                     size_t delta_len, uint8_t *out, size_t out_cap, size_t *out_len)
 {
 	const uint8_t *p, *end;
 	size_t pos = 0;
@@ -385,12 +385,12 @@ int cl_vcdiff_decode(const uint8_t *source, size_t source_len, const uint8_t *de
 #define MIN_MATCH   4
 #define GOOD_MATCH  256
 #define CHAIN_DEPTH 48
-#define DEFER	    8 /* literal bytes to try predictions before indexing the source */
-#define NO_POS	    UINT32_MAX
+#define DEFER       8 /* literal bytes to try predictions before indexing the source */
+#define NO_POS      UINT32_MAX
 
 struct match {
 	size_t start, len, addr; /* addr in the window's address space */
-	long save;		 /* bytes saved over adding the same bytes */
+	long save;               /* bytes saved over adding the same bytes */
 	bool run;
 };
 
@@ -456,7 +456,7 @@ static void index_source(struct enc *e)
 
 /* Cheapest way to encode addr from here: returns its byte count and mode. */
 static unsigned addr_cost(const struct enc *e, size_t addr, size_t here, unsigned *mode,
-			  size_t *val)
+                          size_t *val)
 {
 	unsigned best = (unsigned)varint_len(addr), m = 0, c;
 	size_t v = addr;
@@ -516,7 +516,7 @@ static inline size_t match_len(const uint8_t *a, const uint8_t *b, size_t max)
 /* Considers copying from q to t, extended back to no further than lit; the
  * copy must start at or before t0. */
 static void consider_copy(const struct enc *e, size_t t, size_t lit, size_t t0, size_t q,
-			  struct match *best)
+                          struct match *best)
 {
 	const uint8_t *cand;
 	size_t fwd_max, back_max, fwd, back = 0;
@@ -788,10 +788,10 @@ static int encode_sections(struct enc *e)
 
 /* Writes a complete single-window stream from the three sections. */
 static size_t write_stream(uint8_t *out, size_t slen, size_t tlen, const uint8_t *data, size_t dlen,
-			   const uint8_t *inst, size_t ilen, const uint8_t *addr, size_t alen)
+                           const uint8_t *inst, size_t ilen, const uint8_t *addr, size_t alen)
 {
 	size_t enc = varint_len(tlen) + 1 + varint_len(dlen) + varint_len(ilen) + varint_len(alen) +
-		     dlen + ilen + alen;
+	             dlen + ilen + alen;
 	uint8_t *p = out;
 
 	memcpy(p, vcd_magic, 4);
@@ -821,7 +821,7 @@ static size_t write_stream(uint8_t *out, size_t slen, size_t tlen, const uint8_t
 static size_t stream_size(size_t slen, size_t tlen, size_t dlen, size_t ilen, size_t alen)
 {
 	size_t enc = varint_len(tlen) + 1 + varint_len(dlen) + varint_len(ilen) + varint_len(alen) +
-		     dlen + ilen + alen;
+	             dlen + ilen + alen;
 
 	return 6 + (slen ? varint_len(slen) + 1 : 0) + varint_len(enc) + enc;
 }
@@ -848,7 +848,7 @@ size_t cl_vcdiff_bound(size_t target_len)
 }
 
 int cl_vcdiff_encode(const uint8_t *source, size_t source_len, const uint8_t *target,
-		     size_t target_len, uint8_t *out, size_t out_cap, size_t *out_len)
+                     size_t target_len, uint8_t *out, size_t out_cap, size_t *out_len)
 {
 	uint8_t pinst[VARINT_MAX + 1];
 	size_t plain = cl_vcdiff_bound(target_len), pilen, n, hsize, total;
@@ -887,7 +887,7 @@ int cl_vcdiff_encode(const uint8_t *source, size_t source_len, const uint8_t *ta
 			if (total < plain && total <= out_cap) {
 				*out_len =
 				    write_stream(out, source_len, target_len, e->data, e->dlen,
-						 e->inst, e->ilen, e->addr, e->alen);
+				                 e->inst, e->ilen, e->addr, e->alen);
 				free(e);
 				return 0;
 			}

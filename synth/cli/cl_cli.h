@@ -22,8 +22,8 @@ int cl_cmd_base_vm(int argc, char **argv);
 int cl_cmd_overlay_vm(int argc, char **argv);
 /* Runs OVERLAY once as `cloudlet synthesis` does, for seconds after the
  * resume, and writes the TRACE of what the VM touched to trace_out. */
-int cl_synthesis_profile(const char *image, const char *overlay, const char *name,
-			 double seconds, const char *trace_out);
+int cl_synthesis_profile(const char *image, const char *overlay, const char *name, double seconds,
+                         const char *trace_out);
 
 /* Prints "cloudlet: <msg>" and, if hint is given, "hint: <hint>" for a
  * failure r (-errno) of the core; returns 1. */

@@ -8,45 +8,45 @@
 #include <string.h>
 
 static const char apply_usage[] =
-	"Usage: cloudlet apply IMAGE OVERLAY -o DIR\n"
-	"\n"
-	"Eager synthesis: rebuilds the customized VM from the registered base IMAGE and\n"
-	"OVERLAY (its overlay-meta, the directory holding it, or an http(s) URL of it)\n"
-	"into DIR/disk.img, DIR/memory.img, DIR/state and DIR/domain.xml (the last two\n"
-	"when the overlay carries them). Every segment and chunk is checked against its\n"
-	"SHA-256; the files appear only once complete and correct.\n"
-	"\n"
-	"Options:\n"
-	"  -o, --output DIR   output directory (required; created if missing)\n"
-	"  -h, --help         this help\n";
+    "Usage: cloudlet apply IMAGE OVERLAY -o DIR\n"
+    "\n"
+    "Eager synthesis: rebuilds the customized VM from the registered base IMAGE and\n"
+    "OVERLAY (its overlay-meta, the directory holding it, or an http(s) URL of it)\n"
+    "into DIR/disk.img, DIR/memory.img, DIR/state and DIR/domain.xml (the last two\n"
+    "when the overlay carries them). Every segment and chunk is checked against its\n"
+    "SHA-256; the files appear only once complete and correct.\n"
+    "\n"
+    "Options:\n"
+    "  -o, --output DIR   output directory (required; created if missing)\n"
+    "  -h, --help         this help\n";
 
 static const char verify_usage[] =
-	"Usage: cloudlet verify IMAGE OVERLAY\n"
-	"\n"
-	"Checks that OVERLAY was made for the registered base IMAGE, that every segment\n"
-	"of its pack matches its SHA-256, and that every synthesized chunk matches its\n"
-	"SHA-256, without writing anything. Lists every fault; exits 0 only if all hold.\n"
-	"\n"
-	"Options:\n"
-	"  -h, --help   this help\n";
+    "Usage: cloudlet verify IMAGE OVERLAY\n"
+    "\n"
+    "Checks that OVERLAY was made for the registered base IMAGE, that every segment\n"
+    "of its pack matches its SHA-256, and that every synthesized chunk matches its\n"
+    "SHA-256, without writing anything. Lists every fault; exits 0 only if all hold.\n"
+    "\n"
+    "Options:\n"
+    "  -h, --help   this help\n";
 
 static const char info_usage[] =
-	"Usage: cloudlet info [--json] OVERLAY\n"
-	"\n"
-	"Describes an overlay: its id (SHA-256 of the overlay-meta), the base id it needs,\n"
-	"image sizes, chunk size, codec, pack and segments, the number of chunks per\n"
-	"recipe for each image, and how many chunks were left out (zero records, which\n"
-	"cost no payload) because the guest freed them (memory: holes free page reporting\n"
-	"punched in the RAM file where the base has data) or discarded them (disk: TRIM\n"
-	"or zero writes on the copy-on-write disk).\n"
-	"\n"
-	"Options:\n"
-	"  -j, --json   print one JSON object\n"
-	"  -h, --help   this help\n";
+    "Usage: cloudlet info [--json] OVERLAY\n"
+    "\n"
+    "Describes an overlay: its id (SHA-256 of the overlay-meta), the base id it needs,\n"
+    "image sizes, chunk size, codec, pack and segments, the number of chunks per\n"
+    "recipe for each image, and how many chunks were left out (zero records, which\n"
+    "cost no payload) because the guest freed them (memory: holes free page reporting\n"
+    "punched in the RAM file where the base has data) or discarded them (disk: TRIM\n"
+    "or zero writes on the copy-on-write disk).\n"
+    "\n"
+    "Options:\n"
+    "  -j, --json   print one JSON object\n"
+    "  -h, --help   this help\n";
 
 /* Loads the meta and the base both commands need. */
-static int open_pair(const char *image, const char *overlay, struct cl_base **b,
-		     struct cl_meta **m, char **loc)
+static int open_pair(const char *image, const char *overlay, struct cl_base **b, struct cl_meta **m,
+                     char **loc)
 {
 	int r;
 
@@ -62,7 +62,7 @@ static int open_pair(const char *image, const char *overlay, struct cl_base **b,
 }
 
 static int only_help(int argc, char **argv, const char *cmd, const char *text,
-		     const char *shortopts, const struct option *opts, const char **outdir)
+                     const char *shortopts, const struct option *opts, const char **outdir)
 {
 	int c;
 
@@ -84,9 +84,9 @@ static int only_help(int argc, char **argv, const char *cmd, const char *text,
 int cl_cmd_apply(int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{"output", required_argument, NULL, 'o'},
-		{"help", no_argument, NULL, 'h'},
-		{NULL, 0, NULL, 0},
+	    {"output", required_argument, NULL, 'o'},
+	    {"help", no_argument, NULL, 'h'},
+	    {NULL, 0, NULL, 0},
 	};
 	const char *outdir = NULL;
 	struct cl_apply_stats st = {0};
@@ -122,8 +122,8 @@ int cl_cmd_apply(int argc, char **argv)
 int cl_cmd_verify(int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{"help", no_argument, NULL, 'h'},
-		{NULL, 0, NULL, 0},
+	    {"help", no_argument, NULL, 'h'},
+	    {NULL, 0, NULL, 0},
 	};
 	struct cl_apply_stats st = {0};
 	struct cl_base *b;
@@ -152,7 +152,7 @@ int cl_cmd_verify(int argc, char **argv)
 /* Records per image and recipe, payload bytes per recipe, and the pack's
  * uncompressed size (returned). */
 static uint64_t count_recipes(const struct cl_meta *m, uint64_t n[CL_NIMAGES][CL_R_COUNT],
-			      uint64_t payload[CL_R_COUNT])
+                              uint64_t payload[CL_R_COUNT])
 {
 	uint64_t i, raw = 0;
 
@@ -228,15 +228,16 @@ static void info_text(const struct cl_meta *m, const char *loc, const char *id, 
 	printf("payload     delta %s, raw %s\n", cl_fmt_size(payload[CL_R_DELTA], 0),
 	       cl_fmt_size(payload[CL_R_RAW], 1));
 	printf("left out    memory %llu chunks freed, disk %llu chunks discarded\n",
-	       (unsigned long long)m->left_out[CL_MEMORY], (unsigned long long)m->left_out[CL_DISK]);
+	       (unsigned long long)m->left_out[CL_MEMORY],
+	       (unsigned long long)m->left_out[CL_DISK]);
 }
 
 int cl_cmd_info(int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{"json", no_argument, NULL, 'j'},
-		{"help", no_argument, NULL, 'h'},
-		{NULL, 0, NULL, 0},
+	    {"json", no_argument, NULL, 'j'},
+	    {"help", no_argument, NULL, 'h'},
+	    {NULL, 0, NULL, 0},
 	};
 	char id[2 * CL_SHA256_LEN + 1], base[2 * CL_SHA256_LEN + 1], *loc;
 	struct cl_meta *m;

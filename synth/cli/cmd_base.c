@@ -7,32 +7,32 @@
 #include <string.h>
 
 static const char base_usage[] =
-	"Usage: cloudlet base IMAGE --memory RAMFILE [--state FILE] [--domain XML]\n"
-	"                     [--chunk-size BYTES]\n"
-	"\n"
-	"Registers an existing VM as a base: IMAGE is its raw disk image, RAMFILE its\n"
-	"memory image (the guest's RAM as a raw page-aligned file). Every chunk of both\n"
-	"is hashed once; the index, a copy of the device state and of the domain XML are\n"
-	"kept in the registry, CLOUDLET_HOME/bases/<id>/ (CLOUDLET_HOME defaults to\n"
-	"/var/lib/cloudlet for root, ~/.local/share/cloudlet otherwise). The images\n"
-	"themselves stay where they are and must not change afterwards: overlays and\n"
-	"synthesis check the base id, and a changed image is refused.\n"
-	"\n"
-	"Options:\n"
-	"  -m, --memory RAMFILE     the base's memory image (required)\n"
-	"  -s, --state FILE         the base's device state (QEMU migration stream)\n"
-	"  -d, --domain XML         the base's libvirt domain XML\n"
-	"  -c, --chunk-size BYTES   chunk size, a power of two from 512 to 1M (default 4096)\n"
-	"  -h, --help               this help\n"
-	"\n"
-	"Prints the base id and the registry directory.\n";
+    "Usage: cloudlet base IMAGE --memory RAMFILE [--state FILE] [--domain XML]\n"
+    "                     [--chunk-size BYTES]\n"
+    "\n"
+    "Registers an existing VM as a base: IMAGE is its raw disk image, RAMFILE its\n"
+    "memory image (the guest's RAM as a raw page-aligned file). Every chunk of both\n"
+    "is hashed once; the index, a copy of the device state and of the domain XML are\n"
+    "kept in the registry, CLOUDLET_HOME/bases/<id>/ (CLOUDLET_HOME defaults to\n"
+    "/var/lib/cloudlet for root, ~/.local/share/cloudlet otherwise). The images\n"
+    "themselves stay where they are and must not change afterwards: overlays and\n"
+    "synthesis check the base id, and a changed image is refused.\n"
+    "\n"
+    "Options:\n"
+    "  -m, --memory RAMFILE     the base's memory image (required)\n"
+    "  -s, --state FILE         the base's device state (QEMU migration stream)\n"
+    "  -d, --domain XML         the base's libvirt domain XML\n"
+    "  -c, --chunk-size BYTES   chunk size, a power of two from 512 to 1M (default 4096)\n"
+    "  -h, --help               this help\n"
+    "\n"
+    "Prints the base id and the registry directory.\n";
 
 int cl_cmd_base(int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{"memory", required_argument, NULL, 'm'}, {"state", required_argument, NULL, 's'},
-		{"domain", required_argument, NULL, 'd'}, {"chunk-size", required_argument, NULL, 'c'},
-		{"help", no_argument, NULL, 'h'},         {NULL, 0, NULL, 0},
+	    {"memory", required_argument, NULL, 'm'}, {"state", required_argument, NULL, 's'},
+	    {"domain", required_argument, NULL, 'd'}, {"chunk-size", required_argument, NULL, 'c'},
+	    {"help", no_argument, NULL, 'h'},         {NULL, 0, NULL, 0},
 	};
 	const char *memory = NULL, *state = NULL, *domain = NULL;
 	char id[2 * CL_SHA256_LEN + 1];
@@ -53,8 +53,8 @@ int cl_cmd_base(int argc, char **argv)
 			domain = optarg;
 			break;
 		case 'c':
-			if (cl_parse_size(optarg, &chunk) < 0 || chunk < 512 || chunk > (1u << 20) ||
-			    (chunk & (chunk - 1)))
+			if (cl_parse_size(optarg, &chunk) < 0 || chunk < 512 ||
+			    chunk > (1u << 20) || (chunk & (chunk - 1)))
 				return cl_cli_usage("base", "bad chunk size '%s'", optarg);
 			break;
 		case 'h':
@@ -68,8 +68,8 @@ int cl_cmd_base(int argc, char **argv)
 		return cl_cli_usage("base", "expected one IMAGE");
 	if (!memory)
 		return cl_cli_usage("base",
-				    "--memory RAMFILE is required (booting a VM to make a base "
-				    "is not available in this version)");
+		                    "--memory RAMFILE is required (booting a VM to make a base "
+		                    "is not available in this version)");
 	r = cl_base_index(argv[optind], memory, (uint32_t)chunk, &b);
 	if (r < 0)
 		return cl_cli_fail(r, NULL);

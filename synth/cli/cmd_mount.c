@@ -23,51 +23,51 @@
 #define FSTYPE         "fuse.cloudletfs"
 
 static const char mount_usage[] =
-	"Usage: cloudlet mount IMAGE OVERLAY MOUNTPOINT [-o OPTIONS] [-f] [-d]\n"
-	"\n"
-	"Mounts the customized VM synthesized lazily from the registered base IMAGE and\n"
-	"OVERLAY (its overlay-meta, the directory holding it, or an http(s) URL of it)\n"
-	"at MOUNTPOINT, by starting the cloudletfs daemon, and returns once the mount\n"
-	"serves. MOUNTPOINT/disk/image and MOUNTPOINT/memory/image are the VM's disk\n"
-	"and memory, readable and writable while the overlay is still arriving (a read\n"
-	"of data not there yet waits for it); MOUNTPOINT/status shows the progress.\n"
-	"\n"
-	"Options:\n"
-	"  -o OPTIONS        cloudletfs options, comma-separated, repeatable: e.g.\n"
-	"                    allow_other, uid=USER, gid=GROUP, cache_dir=DIR,\n"
-	"                    timeout=SECONDS, memory_timeout=SECONDS, connections=N,\n"
-	"                    no_stream, keep_store (`cloudletfs --help` lists them all)\n"
-	"  -f, --foreground  stay in the foreground until unmounted\n"
-	"  -d, --debug       print every FUSE request (implies -f)\n"
-	"  -h, --help        this help\n"
-	"\n"
-	"cloudletfs is looked for next to the cloudlet program, then in PATH.\n"
-	"Stop it with `cloudlet umount MOUNTPOINT`.\n";
+    "Usage: cloudlet mount IMAGE OVERLAY MOUNTPOINT [-o OPTIONS] [-f] [-d]\n"
+    "\n"
+    "Mounts the customized VM synthesized lazily from the registered base IMAGE and\n"
+    "OVERLAY (its overlay-meta, the directory holding it, or an http(s) URL of it)\n"
+    "at MOUNTPOINT, by starting the cloudletfs daemon, and returns once the mount\n"
+    "serves. MOUNTPOINT/disk/image and MOUNTPOINT/memory/image are the VM's disk\n"
+    "and memory, readable and writable while the overlay is still arriving (a read\n"
+    "of data not there yet waits for it); MOUNTPOINT/status shows the progress.\n"
+    "\n"
+    "Options:\n"
+    "  -o OPTIONS        cloudletfs options, comma-separated, repeatable: e.g.\n"
+    "                    allow_other, uid=USER, gid=GROUP, cache_dir=DIR,\n"
+    "                    timeout=SECONDS, memory_timeout=SECONDS, connections=N,\n"
+    "                    no_stream, keep_store (`cloudletfs --help` lists them all)\n"
+    "  -f, --foreground  stay in the foreground until unmounted\n"
+    "  -d, --debug       print every FUSE request (implies -f)\n"
+    "  -h, --help        this help\n"
+    "\n"
+    "cloudletfs is looked for next to the cloudlet program, then in PATH.\n"
+    "Stop it with `cloudlet umount MOUNTPOINT`.\n";
 
 static const char umount_usage[] =
-	"Usage: cloudlet umount MOUNTPOINT [-t SECONDS]\n"
-	"\n"
-	"Stops the cloudletfs daemon serving MOUNTPOINT: reads still waiting for data\n"
-	"fail with EIO, then the mount goes away, even while a VM or another process\n"
-	"holds its files open (those see errors from then on). Returns once the mount\n"
-	"is gone and the daemon has exited. A mount whose daemon died is detached.\n"
-	"\n"
-	"Options:\n"
-	"  -t, --timeout SECONDS  how long to wait for that (default 30)\n"
-	"  -h, --help             this help\n";
+    "Usage: cloudlet umount MOUNTPOINT [-t SECONDS]\n"
+    "\n"
+    "Stops the cloudletfs daemon serving MOUNTPOINT: reads still waiting for data\n"
+    "fail with EIO, then the mount goes away, even while a VM or another process\n"
+    "holds its files open (those see errors from then on). Returns once the mount\n"
+    "is gone and the daemon has exited. A mount whose daemon died is detached.\n"
+    "\n"
+    "Options:\n"
+    "  -t, --timeout SECONDS  how long to wait for that (default 30)\n"
+    "  -h, --help             this help\n";
 
 static const char trace_usage[] =
-	"Usage: cloudlet trace MOUNTPOINT [SECONDS] [-o FILE]\n"
-	"\n"
-	"Writes the TRACE of the VM mounted at MOUNTPOINT: every chunk of its disk and\n"
-	"memory read or written so far, in first-access order across both images, one\n"
-	"line each, `disk N` or `memory N` (the format `cloudlet overlay --order`\n"
-	"takes). With SECONDS, first follows new accesses for that long (or until\n"
-	"interrupted).\n"
-	"\n"
-	"Options:\n"
-	"  -o, --output FILE   write to FILE (replaced once complete) instead of stdout\n"
-	"  -h, --help          this help\n";
+    "Usage: cloudlet trace MOUNTPOINT [SECONDS] [-o FILE]\n"
+    "\n"
+    "Writes the TRACE of the VM mounted at MOUNTPOINT: every chunk of its disk and\n"
+    "memory read or written so far, in first-access order across both images, one\n"
+    "line each, `disk N` or `memory N` (the format `cloudlet overlay --order`\n"
+    "takes). With SECONDS, first follows new accesses for that long (or until\n"
+    "interrupted).\n"
+    "\n"
+    "Options:\n"
+    "  -o, --output FILE   write to FILE (replaced once complete) instead of stdout\n"
+    "  -h, --help          this help\n";
 
 /* --- finding the mount and its daemon ----------------------------------- */
 
@@ -285,11 +285,11 @@ static char *base_option(const char *image)
 int cl_cmd_mount(int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{"options", required_argument, NULL, 'o'},
-		{"foreground", no_argument, NULL, 'f'},
-		{"debug", no_argument, NULL, 'd'},
-		{"help", no_argument, NULL, 'h'},
-		{NULL, 0, NULL, 0},
+	    {"options", required_argument, NULL, 'o'},
+	    {"foreground", no_argument, NULL, 'f'},
+	    {"debug", no_argument, NULL, 'd'},
+	    {"help", no_argument, NULL, 'h'},
+	    {NULL, 0, NULL, 0},
 	};
 	char daemon[PATH_MAX], **args = NULL, *base = NULL;
 	int c, r, st, n, nopts = 0, fg = 0, debug = 0;
@@ -409,7 +409,7 @@ static int stop_mount(const char *arg, double timeout, const char **hint)
 		r = detach(mnt);
 		if (r == 0)
 			fprintf(stderr, "cloudlet: %s: its daemon was gone; detached the mount\n",
-				mnt);
+			        mnt);
 		return r;
 	}
 	if (r == -EPROTO)
@@ -418,13 +418,13 @@ static int stop_mount(const char *arg, double timeout, const char **hint)
 		return cl_errorf(r, "%s/status: %s", mnt, strerror(-r));
 	if (!daemon_alive(pid))
 		return cl_errorf(-ESRCH, "%s: pid %ld from its status is no cloudletfs", mnt,
-				 (long)pid);
+		                 (long)pid);
 	/* The daemon fails waiting reads, detaches the mount and exits. */
 	if (kill(pid, SIGTERM) < 0) {
 		if (errno == EPERM)
 			*hint = "run as the user who mounted it, or as root";
 		return cl_errorf(-errno, "%s: cannot signal cloudletfs (pid %ld): %s", mnt,
-				 (long)pid, strerror(errno));
+		                 (long)pid, strerror(errno));
 	}
 	t0 = cl_now();
 	do {
@@ -438,24 +438,24 @@ static int stop_mount(const char *arg, double timeout, const char **hint)
 			if (r < 0)
 				return r;
 			return cl_errorf(-ECONNABORTED,
-					 "%s: cloudletfs (pid %ld) exited without unmounting; "
-					 "detached the mount",
-					 mnt, (long)pid);
+			                 "%s: cloudletfs (pid %ld) exited without unmounting; "
+			                 "detached the mount",
+			                 mnt, (long)pid);
 		}
 		sleep_ms(20);
 	} while (cl_now() - t0 < timeout);
 	if (mounted)
 		return cl_errorf(-ETIMEDOUT, "%s: still mounted after %g s", mnt, timeout);
 	return cl_errorf(-ETIMEDOUT, "%s: unmounted, but cloudletfs (pid %ld) runs on after %g s",
-			 mnt, (long)pid, timeout);
+	                 mnt, (long)pid, timeout);
 }
 
 int cl_cmd_umount(int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{"timeout", required_argument, NULL, 't'},
-		{"help", no_argument, NULL, 'h'},
-		{NULL, 0, NULL, 0},
+	    {"timeout", required_argument, NULL, 't'},
+	    {"help", no_argument, NULL, 'h'},
+	    {NULL, 0, NULL, 0},
 	};
 	double timeout = UMOUNT_TIMEOUT;
 	const char *hint = NULL;
@@ -536,7 +536,7 @@ static int parse_line(struct stream *s, const char *line, size_t len)
 	if (!dot || !tab || tab - dot != 7 || parse_digits(line, dot, &sec) ||
 	    parse_digits(dot + 1, tab, &us) || parse_digits(tab + 1, end, &chunk))
 		return cl_errorf(-EPROTO, "%s: unexpected line '%.*s'", s->path,
-				 (int)(len < 60 ? len : 60), line);
+		                 (int)(len < 60 ? len : 60), line);
 	if (s->n == s->cap) {
 		s->cap = s->cap ? 2 * s->cap : 4096;
 		v = realloc(s->v, s->cap * sizeof(*v));
@@ -615,7 +615,7 @@ static char *merge(struct stream s[CL_NIMAGES], size_t *len)
 			im = CL_MEMORY;
 		p = out + n;
 		k = snprintf(p, cap - n, "%s %" PRIu64 "\n", cl_image_name(im),
-			     s[im].v[i[im]].chunk);
+		             s[im].v[i[im]].chunk);
 		n += (size_t)k;
 		i[im]++;
 	}
@@ -627,9 +627,9 @@ static char *merge(struct stream s[CL_NIMAGES], size_t *len)
 int cl_cmd_trace(int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{"output", required_argument, NULL, 'o'},
-		{"help", no_argument, NULL, 'h'},
-		{NULL, 0, NULL, 0},
+	    {"output", required_argument, NULL, 'o'},
+	    {"help", no_argument, NULL, 'h'},
+	    {NULL, 0, NULL, 0},
 	};
 	struct stream s[CL_NIMAGES];
 	const char *output = NULL;
@@ -663,13 +663,13 @@ int cl_cmd_trace(int argc, char **argv)
 	s[0].fd = s[1].fd = -1;
 	for (i = 0; i < CL_NIMAGES; i++) {
 		snprintf(s[i].path, sizeof(s[i].path), "%s/%s/streams/chunks_accessed",
-			 argv[optind], cl_image_name(i));
+		         argv[optind], cl_image_name(i));
 		s[i].fd = open(s[i].path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
 		if (s[i].fd < 0) {
 			r = cl_errorf(-errno, "%s: %s", s[i].path, strerror(errno));
 			if (errno == ENOENT)
 				cl_errorf(r, "%s: not a cloudletfs mount (no %s)", argv[optind],
-					  s[i].path);
+				          s[i].path);
 			goto out;
 		}
 	}
@@ -699,7 +699,7 @@ int cl_cmd_trace(int argc, char **argv)
 		r = cl_write_file_atomic(output, text, len, 0644);
 		if (r == 0)
 			fprintf(stderr, "%s: %zu chunks (%zu disk, %zu memory)\n", output,
-				s[0].n + s[1].n, s[0].n, s[1].n);
+			        s[0].n + s[1].n, s[0].n, s[1].n);
 	} else if (fwrite(text, 1, len, stdout) != len || fflush(stdout)) {
 		r = cl_errorf(-EIO, "stdout: %s", strerror(errno));
 	}

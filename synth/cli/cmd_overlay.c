@@ -13,32 +13,32 @@
 #define QEMU_IMG_TIMEOUT 600.0 /* seconds */
 
 static const char overlay_usage[] =
-	"Usage: cloudlet overlay IMAGE --disk NEW_DISK --memory NEW_RAM [options]\n"
-	"\n"
-	"Makes an overlay of a customized VM (NEW_DISK, NEW_RAM) against the registered\n"
-	"base whose disk is IMAGE. Each changed chunk becomes, cheapest first: zero, a copy\n"
-	"of a base disk or memory chunk, a copy of an earlier overlay chunk, a VCDIFF delta\n"
-	"against the base chunk at the same place, or raw bytes. Payloads are packed into\n"
-	"independently compressed segments in DIR/overlay-blob, described by\n"
-	"DIR/overlay-meta. Prints the overlay's size and a breakdown by recipe.\n"
-	"\n"
-	"Options:\n"
-	"  -D, --disk FILE          the customized VM's disk (required): a raw image, or\n"
-	"                           a qcow2 file backed by IMAGE, of which only the\n"
-	"                           clusters it holds are read (`qemu-img map`; its\n"
-	"                           discarded clusters cost nothing)\n"
-	"  -m, --memory FILE        the customized VM's memory image (required)\n"
-	"  -s, --state FILE         its device state, carried as is\n"
-	"  -d, --domain XML         its libvirt domain XML, carried as is\n"
-	"  -o, --output DIR         where to write the overlay (default: IMAGE's directory)\n"
-	"  -c, --codec xz|zstd      segment compression (default xz; zstd decodes faster)\n"
-	"  -l, --level N            compression level (default 9 for xz, 19 for zstd)\n"
-	"  -S, --segment-size BYTES uncompressed bytes per segment, exactly (default: 1M,\n"
-	"                           runs of incompressible data cut at 64K for cheaper\n"
-	"                           demand fetches)\n"
-	"  -t, --order TRACE        put the chunks listed in TRACE first, in its order\n"
-	"                           (lines `disk N` / `memory N`)\n"
-	"  -h, --help               this help\n";
+    "Usage: cloudlet overlay IMAGE --disk NEW_DISK --memory NEW_RAM [options]\n"
+    "\n"
+    "Makes an overlay of a customized VM (NEW_DISK, NEW_RAM) against the registered\n"
+    "base whose disk is IMAGE. Each changed chunk becomes, cheapest first: zero, a copy\n"
+    "of a base disk or memory chunk, a copy of an earlier overlay chunk, a VCDIFF delta\n"
+    "against the base chunk at the same place, or raw bytes. Payloads are packed into\n"
+    "independently compressed segments in DIR/overlay-blob, described by\n"
+    "DIR/overlay-meta. Prints the overlay's size and a breakdown by recipe.\n"
+    "\n"
+    "Options:\n"
+    "  -D, --disk FILE          the customized VM's disk (required): a raw image, or\n"
+    "                           a qcow2 file backed by IMAGE, of which only the\n"
+    "                           clusters it holds are read (`qemu-img map`; its\n"
+    "                           discarded clusters cost nothing)\n"
+    "  -m, --memory FILE        the customized VM's memory image (required)\n"
+    "  -s, --state FILE         its device state, carried as is\n"
+    "  -d, --domain XML         its libvirt domain XML, carried as is\n"
+    "  -o, --output DIR         where to write the overlay (default: IMAGE's directory)\n"
+    "  -c, --codec xz|zstd      segment compression (default xz; zstd decodes faster)\n"
+    "  -l, --level N            compression level (default 9 for xz, 19 for zstd)\n"
+    "  -S, --segment-size BYTES uncompressed bytes per segment, exactly (default: 1M,\n"
+    "                           runs of incompressible data cut at 64K for cheaper\n"
+    "                           demand fetches)\n"
+    "  -t, --order TRACE        put the chunks listed in TRACE first, in its order\n"
+    "                           (lines `disk N` / `memory N`)\n"
+    "  -h, --help               this help\n";
 
 static void print_stats(const char *outdir, const struct cl_overlay_stats *st)
 {
@@ -68,17 +68,17 @@ static void print_stats(const char *outdir, const struct cl_overlay_stats *st)
 int cl_cmd_overlay(int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{"disk", required_argument, NULL, 'D'},
-		{"memory", required_argument, NULL, 'm'},
-		{"state", required_argument, NULL, 's'},
-		{"domain", required_argument, NULL, 'd'},
-		{"output", required_argument, NULL, 'o'},
-		{"codec", required_argument, NULL, 'c'},
-		{"level", required_argument, NULL, 'l'},
-		{"segment-size", required_argument, NULL, 'S'},
-		{"order", required_argument, NULL, 't'},
-		{"help", no_argument, NULL, 'h'},
-		{NULL, 0, NULL, 0},
+	    {"disk", required_argument, NULL, 'D'},
+	    {"memory", required_argument, NULL, 'm'},
+	    {"state", required_argument, NULL, 's'},
+	    {"domain", required_argument, NULL, 'd'},
+	    {"output", required_argument, NULL, 'o'},
+	    {"codec", required_argument, NULL, 'c'},
+	    {"level", required_argument, NULL, 'l'},
+	    {"segment-size", required_argument, NULL, 'S'},
+	    {"order", required_argument, NULL, 't'},
+	    {"help", no_argument, NULL, 'h'},
+	    {NULL, 0, NULL, 0},
 	};
 	struct cl_overlay_opts o = {.level = -1};
 	struct cl_overlay_stats st;
@@ -111,7 +111,7 @@ int cl_cmd_overlay(int argc, char **argv)
 		case 'c':
 			if (cl_codec_parse(optarg, &o.codec) < 0)
 				return cl_cli_usage("overlay", "unknown codec '%s' (xz or zstd)",
-						    optarg);
+				                    optarg);
 			break;
 		case 'l':
 			o.level = atoi(optarg);
@@ -137,8 +137,8 @@ int cl_cmd_overlay(int argc, char **argv)
 		return cl_cli_usage("overlay", "expected the base IMAGE");
 	if (!disk || !memory)
 		return cl_cli_usage("overlay",
-				    "--disk and --memory are required (making an overlay from a "
-				    "running VM is not available in this version)");
+		                    "--disk and --memory are required (making an overlay from a "
+		                    "running VM is not available in this version)");
 	if (!outdir) {
 		tmp = strdup(argv[optind]);
 		outdir = tmp ? strdup(dirname(tmp)) : NULL;
@@ -155,7 +155,7 @@ int cl_cmd_overlay(int argc, char **argv)
 	r = cl_qcow_is_qcow2(disk);
 	if (r == 1)
 		r = cl_qcow_map(disk, b->path[CL_DISK], QEMU_IMG_TIMEOUT, NULL, &ext,
-				&o.ndisk_extents, &o.disk_size);
+		                &o.ndisk_extents, &o.disk_size);
 	o.disk_extents = ext;
 	if (r == 0)
 		r = cl_overlay_create(b, disk, memory, outdir, &o, &st);

@@ -23,10 +23,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define RESUME_TIMEOUT	 300.0	/* seconds for the device state to load */
+#define RESUME_TIMEOUT   300.0  /* seconds for the device state to load */
 #define COMPLETE_TIMEOUT 3600.0 /* --no-early-start: for the whole overlay */
-#define TICK_MS		 200
-#define MAX_MOUNT_OPTS	 32
+#define TICK_MS          200
+#define MAX_MOUNT_OPTS   32
 
 static const char synthesis_usage[] =
     "Usage: cloudlet synthesis IMAGE OVERLAY [--no-early-start] [--name NAME] [--keep]\n"
@@ -75,7 +75,7 @@ struct synth {
 	const char *mount_opts[MAX_MOUNT_OPTS];
 	int nmount_opts;
 	int early, keep;
-	double run_for;	       /* profiling: stop this long after the resume */
+	double run_for;        /* profiling: stop this long after the resume */
 	const char *trace_out; /* profiling: the TRACE of the run goes there */
 	char name[64], uuid[37];
 	char rundir[128], mnt[PATH_MAX], path[PATH_MAX + 64];
@@ -132,7 +132,7 @@ static int read_progress(const struct synth *s, struct progress *p)
 	}
 	for (i = 0; i < CL_NIMAGES; i++) {
 		snprintf(path, sizeof(path), "%s/%s/stats/chunks_accessed", s->mnt,
-			 cl_image_name(i));
+		         cl_image_name(i));
 		if (read_small(path, buf, sizeof(buf)) == 0)
 			p->accessed[i] = strtoull(buf, NULL, 10);
 	}
@@ -168,19 +168,19 @@ static const char *diagnose(const struct synth *s, const struct cl_base *b, char
 
 	if (cl_meta_load(s->overlay, &m, &loc) < 0)
 		return cl_source_is_url(s->overlay)
-			   ? "is the server up and the URL right? (`cloudlet info URL` "
-			     "fetches only the meta)"
-			   : "OVERLAY is an overlay-meta file or the directory holding it";
+		           ? "is the server up and the URL right? (`cloudlet info URL` "
+		             "fetches only the meta)"
+		           : "OVERLAY is an overlay-meta file or the directory holding it";
 	if (cl_synth_check_base(m, b, loc) < 0) {
 		cl_hex(m->base_id, CL_SHA256_LEN, want);
 		want[16] = '\0';
 		snprintf(buf, cap,
-			 "this overlay needs base %s, not %s; `cloudlet list-base` lists the "
-			 "registered bases",
-			 want, b->path[CL_DISK]);
+		         "this overlay needs base %s, not %s; `cloudlet list-base` lists the "
+		         "registered bases",
+		         want, b->path[CL_DISK]);
 	} else {
 		snprintf(buf, cap, "try `cloudlet mount %s %s DIR -f -d` to see more", s->image,
-			 s->overlay);
+		         s->overlay);
 	}
 	cl_meta_free(m);
 	free(loc);
@@ -198,11 +198,11 @@ static int check_mount(struct synth *s, uint64_t *memsize)
 		snprintf(s->path, sizeof(s->path), "%s/%s", s->mnt, need[i]);
 		if (stat(s->path, &st) < 0)
 			return cl_errorf(-ENOENT,
-					 "%s: the overlay carries no %s: it cannot resume a VM",
-					 s->overlay,
-					 i == 0	  ? "device state"
-					 : i == 1 ? "domain XML"
-						  : "memory image");
+			                 "%s: the overlay carries no %s: it cannot resume a VM",
+			                 s->overlay,
+			                 i == 0   ? "device state"
+			                 : i == 1 ? "domain XML"
+			                          : "memory image");
 	}
 	*memsize = (uint64_t)st.st_size;
 	return 0;
@@ -288,12 +288,12 @@ static int wait_complete(struct synth *s)
 			return 0;
 		if (!strcmp(p.state, "failed"))
 			return cl_errorf(-EIO, "%s: the overlay cannot be fetched (see %s/status)",
-					 s->overlay, s->mnt);
+			                 s->overlay, s->mnt);
 		if (stop_sig)
 			return cl_errorf(-EINTR, "interrupted while fetching the overlay");
 		if (cl_now() - t > COMPLETE_TIMEOUT)
 			return cl_errorf(-ETIMEDOUT, "overlay not complete within %.0f s",
-					 COMPLETE_TIMEOUT);
+			                 COMPLETE_TIMEOUT);
 		poll(NULL, 0, TICK_MS);
 	}
 }
@@ -335,9 +335,9 @@ static const char *run_until_end(struct synth *s)
 			}
 			if (!said_failed && !strcmp(p.state, "failed")) {
 				fprintf(stderr,
-					"cloudlet: warning: the overlay stopped arriving (see "
-					"%s/status); the VM fails reads of what is missing\n",
-					s->mnt);
+				        "cloudlet: warning: the overlay stopped arriving (see "
+				        "%s/status); the VM fails reads of what is missing\n",
+				        s->mnt);
 				said_failed = 1;
 			}
 		}
@@ -374,12 +374,12 @@ static int parse_args(struct synth *s, int argc, char **argv)
 		case 'n':
 			if (strlen(optarg) >= sizeof(s->name) || !*optarg)
 				return cl_cli_usage("synthesis", "NAME: 1 to %zu characters",
-						    sizeof(s->name) - 1);
+				                    sizeof(s->name) - 1);
 			for (p = optarg; *p; p++)
 				if (!(*p >= 'a' && *p <= 'z') && !(*p >= 'A' && *p <= 'Z') &&
 				    !(*p >= '0' && *p <= '9') && !strchr("-_.+", *p))
 					return cl_cli_usage("synthesis",
-							    "NAME: letters, digits and -_.+ only");
+					                    "NAME: letters, digits and -_.+ only");
 			if (optarg[0] == '.')
 				return cl_cli_usage("synthesis", "NAME may not start with '.'");
 			strcpy(s->name, optarg);
@@ -393,7 +393,7 @@ static int parse_args(struct synth *s, int argc, char **argv)
 		case 'm':
 			if (!realpath(optarg, s->mnt))
 				return cl_cli_usage("synthesis", "--mount %s: %s", optarg,
-						    strerror(errno));
+				                    strerror(errno));
 			break;
 		case 'o':
 			if (s->nmount_opts == MAX_MOUNT_OPTS)
@@ -424,8 +424,7 @@ static int synthesize(struct synth *sp)
 	struct sigaction sa;
 	int quiet = 0;
 	char group[64], why[512], disk[PATH_MAX + 16], mem[PATH_MAX + 16], state[PATH_MAX + 16];
-	char *xml = NULL, *newxml = NULL, *kernel = NULL, *initrd = NULL,
-	     *vnc = NULL, *live;
+	char *xml = NULL, *newxml = NULL, *kernel = NULL, *initrd = NULL, *vnc = NULL, *live;
 	const char *type, *hint = NULL, *end = NULL;
 	size_t len = 0;
 	uid_t uid;
@@ -621,7 +620,7 @@ int cl_cmd_synthesis(int argc, char **argv)
 }
 
 int cl_synthesis_profile(const char *image, const char *overlay, const char *name, double seconds,
-			 const char *trace_out)
+                         const char *trace_out)
 {
 	struct synth s;
 

@@ -27,7 +27,7 @@
 #define SCRIPT_LINE_S 600.0  /* bound on one line of a console script */
 #define SAVE_TIMEOUT  300.0
 #define TOOL_TIMEOUT  600.0 /* qemu-img */
-#define TICK_MS	      200
+#define TICK_MS       200
 #define SETTLE_QUIET  4.0  /* s without change in the RAM file's allocation */
 #define SETTLE_MAX    60.0 /* s at most spent waiting for it */
 
@@ -161,7 +161,7 @@ static int check_name(const char *cmd, const char *name, char *out, size_t cap)
 		return cl_cli_usage(cmd, "bad NAME '%s'", name);
 	for (p = name; *p; p++)
 		if (!strchr("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.+",
-			    *p))
+		            *p))
 			return cl_cli_usage(cmd, "NAME: letters, digits and -_.+ only");
 	strcpy(out, name);
 	return -1;
@@ -179,9 +179,9 @@ static int check_trigger(const char *cmd, const struct session *s)
 	    (getenv("DISPLAY") && (in_path("remote-viewer") || in_path("gvncviewer"))))
 		return -1;
 	return cl_cli_usage(cmd,
-			    "nothing would end the customization: give --snapshot-on TEXT%s, "
-			    "or run it from a terminal",
-			    strcmp(cmd, "overlay") ? "" : " or --console-script FILE");
+	                    "nothing would end the customization: give --snapshot-on TEXT%s, "
+	                    "or run it from a terminal",
+	                    strcmp(cmd, "overlay") ? "" : " or --console-script FILE");
 }
 
 static int session_start(struct session *s, const char **hint)
@@ -246,7 +246,7 @@ static int in_path(const char *prog)
 	for (dir = path ? strtok_r(path, ":", &save) : NULL; dir && !found;
 	     dir = strtok_r(NULL, ":", &save))
 		found = (size_t)snprintf(buf, sizeof(buf), "%s/%s", dir, prog) < sizeof(buf) &&
-			access(buf, X_OK) == 0;
+		        access(buf, X_OK) == 0;
 	free(path);
 	return found;
 }
@@ -272,7 +272,7 @@ static void show_display(struct session *s)
 			snprintf(url, sizeof(url), "vnc://%s", vnc);
 		else
 			snprintf(url, sizeof(url), "%.*s:%d", (int)strcspn(vnc, ":"), vnc,
-				 atoi(strrchr(vnc, ':') + 1) - 5900);
+			         atoi(strrchr(vnc, ':') + 1) - 5900);
 		fflush(NULL);
 		s->viewer = fork();
 		if (s->viewer == 0) {
@@ -318,7 +318,7 @@ static int type_script(struct session *s, struct cl_vm_console *con)
 			continue;
 		if (strlen(line) > 3800) {
 			r = cl_errorf(-E2BIG, "%s: a line longer than the guest tty takes (3800)",
-				      s->script);
+			              s->script);
 			break;
 		}
 		r = cl_vm_console_run(con, line, SCRIPT_LINE_S, &stop_sig);
@@ -355,7 +355,7 @@ static int session_wait(struct session *s)
 	}
 	if (!s->snapshot_on && !stdin_ok && s->viewer <= 0) {
 		r = cl_errorf(-EINVAL, "nothing would end the customization here (no terminal, no "
-				       "viewer, no --snapshot-on TEXT)");
+		                       "viewer, no --snapshot-on TEXT)");
 		goto out;
 	}
 	if (!s->snapshot_on)
@@ -573,7 +573,7 @@ int cl_cmd_base_vm(int argc, char **argv)
 			n = (int)strtol(optarg, &end, 10);
 			if (*end || n < 1 || n > (c == 'r' ? 1 << 20 : 256))
 				return cl_cli_usage("base", "bad --%s '%s'",
-						    c == 'r' ? "ram" : "vcpus", optarg);
+				                    c == 'r' ? "ram" : "vcpus", optarg);
 			if (c == 'r')
 				spec.ram_mib = (unsigned)n;
 			else
@@ -617,7 +617,7 @@ int cl_cmd_base_vm(int argc, char **argv)
 		return r;
 	if (!realpath(argv[optind], image))
 		return cl_cli_fail(cl_errorf(-errno, "%s: %s", argv[optind], strerror(errno)),
-				   NULL);
+		                   NULL);
 	snprintf(mem, sizeof(mem), "%s.memory", image);
 	snprintf(state, sizeof(state), "%s.state", image);
 	snprintf(xmlp, sizeof(xmlp), "%s.domain.xml", image);
@@ -632,7 +632,7 @@ int cl_cmd_base_vm(int argc, char **argv)
 		goto out;
 	if (!strcmp(type, "qemu"))
 		fprintf(stderr, "cloudlet: notice: %s; using TCG (domain type qemu)\n",
-			*why ? why : "CLOUDLET_ACCEL says so");
+		        *why ? why : "CLOUDLET_ACCEL says so");
 	r = make_ram_file(mem, (uint64_t)spec.ram_mib << 20, s.uid, s.gid);
 	if (r < 0)
 		goto out;
@@ -684,7 +684,7 @@ int cl_cmd_base_vm(int argc, char **argv)
 	n = cl_cmd_base(n, bargv);
 	if (n == 0 && spec.kernel && (r = keep_boot_files(image, &spec)) < 0)
 		return cl_cli_fail(r, "the base is registered; copy its kernel and initrd next to "
-				      "IMAGE by hand");
+		                      "IMAGE by hand");
 	return n;
 out:
 	cl_cli_fail(r, hint);
@@ -799,17 +799,17 @@ int cl_cmd_overlay_vm(int argc, char **argv)
 	if (!b->state_path || !b->domain_path) {
 		cl_base_free(b);
 		return cl_cli_fail(cl_errorf(-EINVAL,
-					     "%s: registered without its device state and domain "
-					     "XML: it cannot be resumed",
-					     b->path[CL_DISK]),
-				   "register it with --state and --domain, or boot it with "
-				   "`cloudlet base IMAGE --kernel ...`");
+		                             "%s: registered without its device state and domain "
+		                             "XML: it cannot be resumed",
+		                             b->path[CL_DISK]),
+		                   "register it with --state and --domain, or boot it with "
+		                   "`cloudlet base IMAGE --kernel ...`");
 	}
 	if (odir) {
 		if (cl_mkdir_p(odir, 0755) < 0 || !realpath(odir, outdir)) {
 			cl_base_free(b);
 			return cl_cli_fail(cl_errorf(-errno, "%s: %s", odir, strerror(errno)),
-					   NULL);
+			                   NULL);
 		}
 	} else {
 		snprintf(outdir, sizeof(outdir), "%s", b->path[CL_DISK]);
@@ -830,8 +830,8 @@ int cl_cmd_overlay_vm(int argc, char **argv)
 		goto out;
 	}
 	{
-		char *qargv[] = {"qemu-img", "create",	       "-q", "-f", "qcow2", "-F", "raw",
-				 "-b",	     b->path[CL_DISK], qcow, NULL};
+		char *qargv[] = {"qemu-img", "create",         "-q", "-f", "qcow2", "-F", "raw",
+		                 "-b",       b->path[CL_DISK], qcow, NULL};
 
 		r = cl_vm_run_tool(qargv, TOOL_TIMEOUT, &stop_sig, NULL, NULL);
 		if (r < 0)
@@ -919,7 +919,7 @@ int cl_cmd_overlay_vm(int argc, char **argv)
 		snprintf(pname, sizeof(pname), "%.50s-profile", s.name);
 		printf("profiling: synthesizing the overlay for %.0f s\n", profile);
 		r = cl_synthesis_profile(b->path[CL_DISK], outdir, pname, profile, trace) ? -EIO
-											  : 0;
+		                                                                          : 0;
 		if (r == 0) {
 			oargv[n++] = "--order";
 			oargv[n++] = trace;

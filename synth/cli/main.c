@@ -11,43 +11,43 @@
 #define CL_VERSION "0.1.0"
 
 static const char usage[] =
-	"Usage: cloudlet [--quiet] COMMAND [ARGS...]\n"
-	"\n"
-	"VM synthesis for edge computing: keep base VMs on a cloudlet, ship a customized\n"
-	"VM as a small overlay, and rebuild (synthesize) it from base + overlay.\n"
-	"\n"
-	"Commands:\n"
-	"  base IMAGE --memory RAMFILE   register a raw disk + memory image as a base VM\n"
-	"  base IMAGE [--kernel K ...]   boot a raw disk under libvirt and make it a base VM\n"
-	"  list-base                     list the registered base VMs\n"
-	"  overlay IMAGE --disk D --memory M\n"
-	"                                make an overlay of a customized VM against base IMAGE\n"
-	"  overlay IMAGE [-o DIR]        resume base IMAGE, customize it, make its overlay\n"
-	"  apply IMAGE OVERLAY -o DIR    synthesize the customized VM's files into DIR\n"
-	"  info OVERLAY                  describe an overlay (--json for machines)\n"
-	"  verify IMAGE OVERLAY          check base id, every segment and every chunk\n"
-	"  mount IMAGE OVERLAY MOUNTPOINT\n"
-	"                                serve the customized VM lazily through cloudletfs\n"
-	"  umount MOUNTPOINT             stop it (waiting reads fail, open files too)\n"
-	"  trace MOUNTPOINT [SECONDS]    write the chunks the VM accessed, as a TRACE\n"
-	"  synthesis IMAGE OVERLAY       run the customized VM under libvirt, resumed while\n"
-	"                                the overlay still streams in (memory on demand)\n"
-	"\n"
-	"OVERLAY is the overlay-meta file or the directory that holds it; apply, info,\n"
-	"verify, mount and synthesis also take an http:// or https:// URL of the\n"
-	"overlay-meta.\n"
-	"\n"
-	"Options:\n"
-	"  -q, --quiet    no progress bars\n"
-	"  -h, --help     this help; `cloudlet COMMAND --help` for a command's options\n"
-	"  -V, --version  print the version\n"
-	"\n"
-	"Environment:\n"
-	"  CLOUDLET_HOME     registry of bases (default /var/lib/cloudlet for root,\n"
-	"                    $XDG_DATA_HOME/cloudlet or ~/.local/share/cloudlet otherwise)\n"
-	"  CLOUDLET_THREADS  worker threads (default: all cores)\n"
-	"\n"
-	"Exit status: 0 on success, 1 on failure, 2 on a usage error.\n";
+    "Usage: cloudlet [--quiet] COMMAND [ARGS...]\n"
+    "\n"
+    "VM synthesis for edge computing: keep base VMs on a cloudlet, ship a customized\n"
+    "VM as a small overlay, and rebuild (synthesize) it from base + overlay.\n"
+    "\n"
+    "Commands:\n"
+    "  base IMAGE --memory RAMFILE   register a raw disk + memory image as a base VM\n"
+    "  base IMAGE [--kernel K ...]   boot a raw disk under libvirt and make it a base VM\n"
+    "  list-base                     list the registered base VMs\n"
+    "  overlay IMAGE --disk D --memory M\n"
+    "                                make an overlay of a customized VM against base IMAGE\n"
+    "  overlay IMAGE [-o DIR]        resume base IMAGE, customize it, make its overlay\n"
+    "  apply IMAGE OVERLAY -o DIR    synthesize the customized VM's files into DIR\n"
+    "  info OVERLAY                  describe an overlay (--json for machines)\n"
+    "  verify IMAGE OVERLAY          check base id, every segment and every chunk\n"
+    "  mount IMAGE OVERLAY MOUNTPOINT\n"
+    "                                serve the customized VM lazily through cloudletfs\n"
+    "  umount MOUNTPOINT             stop it (waiting reads fail, open files too)\n"
+    "  trace MOUNTPOINT [SECONDS]    write the chunks the VM accessed, as a TRACE\n"
+    "  synthesis IMAGE OVERLAY       run the customized VM under libvirt, resumed while\n"
+    "                                the overlay still streams in (memory on demand)\n"
+    "\n"
+    "OVERLAY is the overlay-meta file or the directory that holds it; apply, info,\n"
+    "verify, mount and synthesis also take an http:// or https:// URL of the\n"
+    "overlay-meta.\n"
+    "\n"
+    "Options:\n"
+    "  -q, --quiet    no progress bars\n"
+    "  -h, --help     this help; `cloudlet COMMAND --help` for a command's options\n"
+    "  -V, --version  print the version\n"
+    "\n"
+    "Environment:\n"
+    "  CLOUDLET_HOME     registry of bases (default /var/lib/cloudlet for root,\n"
+    "                    $XDG_DATA_HOME/cloudlet or ~/.local/share/cloudlet otherwise)\n"
+    "  CLOUDLET_THREADS  worker threads (default: all cores)\n"
+    "\n"
+    "Exit status: 0 on success, 1 on failure, 2 on a usage error.\n";
 
 struct command {
 	const char *name;
@@ -55,11 +55,11 @@ struct command {
 };
 
 static const struct command commands[] = {
-	{"base", cl_cmd_base_vm},       {"list-base", cl_cmd_list_base},
-	{"overlay", cl_cmd_overlay_vm}, {"apply", cl_cmd_apply},
-	{"info", cl_cmd_info},          {"verify", cl_cmd_verify},
-	{"mount", cl_cmd_mount},        {"umount", cl_cmd_umount},
-	{"trace", cl_cmd_trace},        {"synthesis", cl_cmd_synthesis},
+    {"base", cl_cmd_base_vm},       {"list-base", cl_cmd_list_base},
+    {"overlay", cl_cmd_overlay_vm}, {"apply", cl_cmd_apply},
+    {"info", cl_cmd_info},          {"verify", cl_cmd_verify},
+    {"mount", cl_cmd_mount},        {"umount", cl_cmd_umount},
+    {"trace", cl_cmd_trace},        {"synthesis", cl_cmd_synthesis},
 };
 
 int cl_cli_fail(int r, const char *hint)

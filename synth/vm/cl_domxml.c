@@ -290,10 +290,10 @@ static int edit_memory(xmlNode *root, const struct cl_domxml_edit *e)
 		/* No file-backed RAM yet: add it, the size from the image. */
 		if (!e->memory_size)
 			return cl_errorf(-EINVAL,
-					 "domain XML: no memory-backend-file and no RAM size");
+			                 "domain XML: no memory-backend-file and no RAM size");
 		if (asprintf(&opts,
-			     "memory-backend-file,id=" MEMOBJ_ID ",size=%" PRIu64 ",share=on",
-			     e->memory_size) < 0)
+		             "memory-backend-file,id=" MEMOBJ_ID ",size=%" PRIu64 ",share=on",
+		             e->memory_size) < 0)
 			return -ENOMEM;
 		if (!cl || !add_arg(cl, "-object") || !(arg = add_arg(cl, opts)) ||
 		    !add_arg(cl, "-machine") || !add_arg(cl, "memory-backend=" MEMOBJ_ID)) {
@@ -312,7 +312,7 @@ static int edit_memory(xmlNode *root, const struct cl_domxml_edit *e)
 	if (e->share) {
 		if (!arg)
 			return cl_errorf(-EINVAL,
-					 "domain XML: share= without a memory-backend-file");
+			                 "domain XML: share= without a memory-backend-file");
 		if ((r = memobj_set(arg, "share", e->share)) < 0)
 			return r;
 	}
@@ -427,14 +427,14 @@ static int parse(const char *xml, size_t len, xmlDoc **out)
 	if (len > INT32_MAX)
 		return cl_errorf(-EFBIG, "domain XML: too large");
 	doc = xmlReadMemory(xml, (int)len, "domain.xml", NULL,
-			    XML_PARSE_NONET | XML_PARSE_NOBLANKS | XML_PARSE_NOERROR |
-				XML_PARSE_NOWARNING);
+	                    XML_PARSE_NONET | XML_PARSE_NOBLANKS | XML_PARSE_NOERROR |
+	                        XML_PARSE_NOWARNING);
 	if (!doc) {
 		err = xmlGetLastError();
 		return cl_errorf(-EBADMSG, "domain XML: not well-formed (line %d: %.*s)",
-				 err ? err->line : 0,
-				 err && err->message ? (int)strcspn(err->message, "\n") : 1,
-				 err && err->message ? err->message : "?");
+		                 err ? err->line : 0,
+		                 err && err->message ? (int)strcspn(err->message, "\n") : 1,
+		                 err && err->message ? err->message : "?");
 	}
 	root = xmlDocGetRootElement(doc);
 	if (!is_elem(root, "domain")) {
@@ -512,7 +512,7 @@ static xmlNode *add(xmlNode *parent, const char *name, const char *text)
 }
 
 static xmlNode *add_attrs(xmlNode *parent, const char *name, const char *k1, const char *v1,
-			  const char *k2, const char *v2)
+                          const char *k2, const char *v2)
 {
 	xmlNode *n = xmlNewChild(parent, NULL, BAD_CAST name, NULL);
 
@@ -543,7 +543,7 @@ int cl_domxml_new(const struct cl_domxml_spec *s, char **out)
 	snprintf(num, sizeof(num), "%u", s->vcpus);
 	if (!add(root, "vcpu", num) || !(os = add(root, "os", NULL)) ||
 	    !(n = add_attrs(os, "type", "arch", "x86_64", "machine",
-			    s->machine ? s->machine : "pc")) ||
+	                    s->machine ? s->machine : "pc")) ||
 	    set_text(n, "hvm") < 0)
 		goto out;
 	if (s->kernel) {
@@ -566,7 +566,7 @@ int cl_domxml_new(const struct cl_domxml_spec *s, char **out)
 		goto out;
 	if (!(n = add_attrs(dev, "disk", "type", "file", "device", "disk")) ||
 	    !add_attrs(n, "driver", "name", "qemu", "type",
-		       s->disk_format ? s->disk_format : "raw") ||
+	               s->disk_format ? s->disk_format : "raw") ||
 	    set_prop(child(n, "driver"), "discard", "unmap") < 0 ||
 	    !add_attrs(n, "source", "file", s->disk, NULL, NULL) ||
 	    !add_attrs(n, "target", "dev", "vda", "bus", "virtio"))
@@ -581,15 +581,15 @@ int cl_domxml_new(const struct cl_domxml_spec *s, char **out)
 	    !add_attrs(n, "target", "type", "serial", "port", "0"))
 		goto out;
 	if (s->vnc && (!(n = add_attrs(dev, "graphics", "type", "vnc", "autoport", "yes")) ||
-		       set_prop(n, "listen", "127.0.0.1") < 0 ||
-		       !add_attrs(n, "listen", "type", "address", "address", "127.0.0.1")))
+	               set_prop(n, "listen", "127.0.0.1") < 0 ||
+	               !add_attrs(n, "listen", "type", "address", "address", "127.0.0.1")))
 		goto out;
 	if (!add_attrs(dev, "memballoon", "model", "virtio", "freePageReporting",
-		       s->no_free_page_reporting ? "off" : "on"))
+	               s->no_free_page_reporting ? "off" : "on"))
 		goto out;
 	cl = qemu_cmdline(root, 1);
 	if (!cl || asprintf(&opts, "memory-backend-file,id=" MEMOBJ_ID ",size=%uM,share=on",
-			    s->ram_mib) < 0) {
+	                    s->ram_mib) < 0) {
 		opts = NULL;
 		goto out;
 	}
@@ -689,7 +689,7 @@ int cl_domxml_get(const char *xml, size_t len, const char *field, char **out)
 	} else if (!strcmp(field, "machine")) {
 		s = prop_dup(child(os, "type"), "machine");
 	} else if (!strcmp(field, "kernel") || !strcmp(field, "initrd") ||
-		   !strcmp(field, "cmdline")) {
+	           !strcmp(field, "cmdline")) {
 		s = text_dup(child(os, field));
 	} else if (!strcmp(field, "disk")) {
 		s = prop_dup(child(disk_node(root), "source"), "file");
@@ -731,7 +731,7 @@ int cl_domxml_uuid(char out[37])
 	u[6] = (uint8_t)((u[6] & 0x0f) | 0x40); /* version 4 */
 	u[8] = (uint8_t)((u[8] & 0x3f) | 0x80); /* RFC 4122 variant */
 	snprintf(out, 37, "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x",
-		 u[0], u[1], u[2], u[3], u[4], u[5], u[6], u[7], u[8], u[9], u[10], u[11], u[12],
-		 u[13], u[14], u[15]);
+	         u[0], u[1], u[2], u[3], u[4], u[5], u[6], u[7], u[8], u[9], u[10], u[11], u[12],
+	         u[13], u[14], u[15]);
 	return 0;
 }

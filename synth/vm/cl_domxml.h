@@ -12,27 +12,27 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define CL_QEMU_NS "http://libvirt.org/schemas/domain/qemu/1.0"
+#define CL_QEMU_NS    "http://libvirt.org/schemas/domain/qemu/1.0"
 #define CL_DOMXML_CPU "qemu64" /* QEMU's default x86 CPU, TCG and KVM alike */
 
 struct cl_domxml_edit {
-	const char *name;	 /* new domain name (required) */
-	const char *uuid;	 /* new UUID; NULL removes it (libvirt makes one) */
-	const char *type;	 /* domain type, "kvm" or "qemu"; NULL keeps it */
-	const char *disk;	 /* source file of the first disk device; NULL keeps it */
-	int disk_norelabel;	 /* that source gets <seclabel model='dac' relabel='no'/> */
+	const char *name;        /* new domain name (required) */
+	const char *uuid;        /* new UUID; NULL removes it (libvirt makes one) */
+	const char *type;        /* domain type, "kvm" or "qemu"; NULL keeps it */
+	const char *disk;        /* source file of the first disk device; NULL keeps it */
+	int disk_norelabel;      /* that source gets <seclabel model='dac' relabel='no'/> */
 	const char *disk_format; /* its driver type; NULL: "raw" */
-	int disk_discard;	 /* its driver passes discards on (discard='unmap') */
-	const char *memory;	 /* mem-path of the file-backed RAM; NULL keeps it */
-	uint64_t memory_size;	 /* bytes, when the XML has no memory-backend-file yet */
-	const char *share;	 /* "on" or "off"; NULL keeps it */
-	int incoming;		 /* 1: `-incoming defer`; 0: any -incoming removed */
-	const char *console;	 /* path of unix serial and console sockets; NULL keeps */
+	int disk_discard;        /* its driver passes discards on (discard='unmap') */
+	const char *memory;      /* mem-path of the file-backed RAM; NULL keeps it */
+	uint64_t memory_size;    /* bytes, when the XML has no memory-backend-file yet */
+	const char *share;       /* "on" or "off"; NULL keeps it */
+	int incoming;            /* 1: `-incoming defer`; 0: any -incoming removed */
+	const char *console;     /* path of unix serial and console sockets; NULL keeps */
 	const char *console_log; /* the serial's <log file=...>; NULL removes it */
-	const char *kernel;	 /* NULL keeps */
-	const char *initrd;	 /* NULL keeps */
-	const char *cmdline;	 /* NULL keeps */
-	int vnc_local;		 /* VNC graphics listen on 127.0.0.1 with autoport */
+	const char *kernel;      /* NULL keeps */
+	const char *initrd;      /* NULL keeps */
+	const char *cmdline;     /* NULL keeps */
+	int vnc_local;           /* VNC graphics listen on 127.0.0.1 with autoport */
 };
 
 /* Rewrites the domain XML xml (len bytes) as e says into *out, a
@@ -44,8 +44,8 @@ int cl_domxml_rewrite(const char *xml, size_t len, const struct cl_domxml_edit *
  * file), `console` (serial unix socket), `log` (serial log file), `mem`,
  * `share`, `size` (of the memory-backend-file), `vnc` (host:port of
  * VNC graphics with a port) or `cpu` (the model of a custom CPU, the mode
- * of a host-model/host-passthrough one, qemu64 when there is no <cpu>). -ENOENT if the XML has none, -EINVAL for an
- * unknown field. */
+ * of a host-model/host-passthrough one, qemu64 when there is no <cpu>). -ENOENT if the XML has
+ * none, -EINVAL for an unknown field. */
 int cl_domxml_get(const char *xml, size_t len, const char *field, char **out);
 
 /* A new domain: file-backed guest RAM (share=on) in <qemu:commandline>, a
@@ -61,14 +61,14 @@ struct cl_domxml_spec {
 	const char *cpu;     /* CPU model, NULL: CL_DOMXML_CPU */
 	unsigned ram_mib;
 	unsigned vcpus;
-	const char *kernel;	 /* NULL: boot from the disk */
-	const char *initrd;	 /* optional */
-	const char *cmdline;	 /* optional */
-	const char *disk;	 /* raw disk image */
-	const char *disk_format; /* NULL: "raw" */
-	const char *memory;	 /* guest RAM file */
-	const char *console;	 /* serial console socket */
-	int vnc;		 /* VNC graphics on 127.0.0.1, autoport */
+	const char *kernel;         /* NULL: boot from the disk */
+	const char *initrd;         /* optional */
+	const char *cmdline;        /* optional */
+	const char *disk;           /* raw disk image */
+	const char *disk_format;    /* NULL: "raw" */
+	const char *memory;         /* guest RAM file */
+	const char *console;        /* serial console socket */
+	int vnc;                    /* VNC graphics on 127.0.0.1, autoport */
 	int no_free_page_reporting; /* the balloon without free page reporting */
 };
 

@@ -62,7 +62,7 @@ static int push(struct cl_extent **v, size_t *n, size_t *cap, const struct cl_ex
 }
 
 int cl_qcow_parse_map(const char *json, size_t len, const char *name, struct cl_extent **out,
-		      size_t *n, uint64_t *size)
+                      size_t *n, uint64_t *size)
 {
 	const char *p = json, *end = json + len, *o, *c;
 	uint64_t start, length, depth, zero, data, off, present, pos = 0;
@@ -83,7 +83,7 @@ int cl_qcow_parse_map(const char *json, size_t len, const char *name, struct cl_
 		    field(o, c, "data", &data) < 0 || start != pos || !length ||
 		    length > UINT64_MAX - start) {
 			r = cl_errorf(-EBADMSG, "%s: unexpected qemu-img map entry at byte %zu",
-				      name, (size_t)(o - json));
+			              name, (size_t)(o - json));
 			goto fail;
 		}
 		pos = start + length;
@@ -98,14 +98,15 @@ int cl_qcow_parse_map(const char *json, size_t len, const char *name, struct cl_
 		x.zero = !data;
 		if (data && field(o, c, "offset", &off) < 0) {
 			r = cl_errorf(-ENOTSUP,
-				      "%s: the qcow2 range at %llu has no host offset (compressed "
-				      "or encrypted clusters are not read directly)",
-				      name, (unsigned long long)start);
+			              "%s: the qcow2 range at %llu has no host offset (compressed "
+			              "or encrypted clusters are not read directly)",
+			              name, (unsigned long long)start);
 			goto fail;
 		}
 		if (!data && !zero) {
-			r = cl_errorf(-EBADMSG, "%s: the qcow2 range at %llu is neither data nor zero",
-				      name, (unsigned long long)start);
+			r = cl_errorf(-EBADMSG,
+			              "%s: the qcow2 range at %llu is neither data nor zero", name,
+			              (unsigned long long)start);
 			goto fail;
 		}
 		x.offset = data ? off : 0;
@@ -143,7 +144,7 @@ int cl_qcow_is_qcow2(const char *path)
 
 /* The qcow2's backing file must be the base's raw disk itself. */
 static int check_backing(const char *qcow, const char *backing, double timeout,
-			 volatile sig_atomic_t *stop)
+                         volatile sig_atomic_t *stop)
 {
 	char *argv[] = {"qemu-img", "info", "--output=json", "-f", "qcow2", (char *)qcow, NULL};
 	char file[PATH_MAX], fmt[32], real[PATH_MAX], want[PATH_MAX], *json = NULL;
@@ -163,13 +164,13 @@ static int check_backing(const char *qcow, const char *backing, double timeout,
 		r = cl_errorf(-EINVAL, "%s: a qcow2 file without a backing file", qcow);
 	else if (!realpath(file, real) || !realpath(backing, want) || strcmp(real, want))
 		r = cl_errorf(-EINVAL, "%s: its backing file is %s, not the base's disk %s", qcow,
-			      file, backing);
+		              file, backing);
 	free(json);
 	return r;
 }
 
-int cl_qcow_map(const char *qcow, const char *backing, double timeout,
-		volatile sig_atomic_t *stop, struct cl_extent **out, size_t *n, uint64_t *size)
+int cl_qcow_map(const char *qcow, const char *backing, double timeout, volatile sig_atomic_t *stop,
+                struct cl_extent **out, size_t *n, uint64_t *size)
 {
 	char *argv[] = {"qemu-img", "map", "--output=json", "-f", "qcow2", (char *)qcow, NULL};
 	char *json = NULL;

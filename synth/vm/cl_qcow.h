@@ -15,13 +15,12 @@
  * by a raw image. Entries at depth 0 are the qcow2's own: data at "offset"
  * in the qcow2 file, or zero (discarded or written as zeros); deeper ones
  * are the backing file's and left out, as are depth-0 entries that are not
- * "present" (past the backing file's end, where the base view is zero). *out (malloc'd, sorted, adjacent
- * entries of one kind merged; never NULL, even for none) gets *n extents,
- * *size the virtual disk size.
- * A depth-0 data entry with no host offset (a compressed cluster) is
- * refused: its bytes cannot be read from the file as they are. */
+ * "present" (past the backing file's end, where the base view is zero). *out (malloc'd, sorted,
+ * adjacent entries of one kind merged; never NULL, even for none) gets *n extents, *size the
+ * virtual disk size. A depth-0 data entry with no host offset (a compressed cluster) is refused:
+ * its bytes cannot be read from the file as they are. */
 int cl_qcow_parse_map(const char *json, size_t len, const char *name, struct cl_extent **out,
-		      size_t *n, uint64_t *size);
+                      size_t *n, uint64_t *size);
 
 /* 1 if the file at path starts with the qcow2 magic, 0 if not, -errno. */
 int cl_qcow_is_qcow2(const char *path);
@@ -30,7 +29,7 @@ int cl_qcow_is_qcow2(const char *path);
  * must be backed directly by the raw image backing (checked with `qemu-img
  * info`, so that everything the qcow2 does not hold is the base's).
  * Runs qemu-img (in PATH), bounded by timeout seconds or *stop. */
-int cl_qcow_map(const char *qcow, const char *backing, double timeout,
-		volatile sig_atomic_t *stop, struct cl_extent **out, size_t *n, uint64_t *size);
+int cl_qcow_map(const char *qcow, const char *backing, double timeout, volatile sig_atomic_t *stop,
+                struct cl_extent **out, size_t *n, uint64_t *size);
 
 #endif

@@ -31,7 +31,7 @@
 #include <libvirt/virterror.h>
 
 #define QEMU_USER      "libvirt-qemu"
-#define POLL_MS	       100
+#define POLL_MS        100
 #define PROBE_TIMEOUT  20.0 /* seconds a KVM guest gets to reach its init */
 #define PROBE_MEM_MIB  256
 #define FEED_CONNECT_S 10.0 /* QEMU listens right after migrate-incoming */
@@ -64,7 +64,7 @@ static int dom_error(virDomainPtr d, const char *what)
 
 	snprintf(msg, sizeof(msg), "%s", cl_vm_error());
 	return cl_errorf(-EIO, "domain %s: %s%s%s", virDomainGetName(d), what, *what ? ": " : "",
-			 msg);
+	                 msg);
 }
 
 int cl_vm_connect(const char *uri, virConnectPtr *out)
@@ -81,7 +81,7 @@ int cl_vm_connect(const char *uri, virConnectPtr *out)
 	c = virConnectOpen(uri);
 	if (!c)
 		return cl_errorf(-ECONNREFUSED, "%s: cannot connect to libvirt: %s", uri,
-				 cl_vm_error());
+		                 cl_vm_error());
 	*out = c;
 	return 0;
 }
@@ -95,7 +95,7 @@ int cl_vm_qemu_user(uid_t *uid, gid_t *gid, char *group, size_t cap)
 		pw = getpwuid(0);
 	if (!pw)
 		return cl_errorf(-ENOENT, "no user %s nor root in the password database",
-				 QEMU_USER);
+		                 QEMU_USER);
 	*uid = pw->pw_uid;
 	*gid = pw->pw_gid;
 	gr = getgrgid(pw->pw_gid);
@@ -131,7 +131,7 @@ static int kvm_device(char *why, size_t cap)
 static int kernel_progressed(const char *log)
 {
 	static const char *const marks[] = {"Freeing unused kernel", "Run /init", "Kernel panic",
-					    NULL};
+	                                    NULL};
 	size_t len = 0, i;
 	void *buf = NULL;
 	int hit = 0;
@@ -147,7 +147,7 @@ static int kernel_progressed(const char *log)
 /* Boots kernel (+ initrd) under KVM with no disk and waits, bounded, until
  * it gets past early boot. 1 yes, 0 no (why says), -errno on failure. */
 static int kvm_boot_probe(virConnectPtr c, const char *kernel, const char *initrd, char *why,
-			  size_t cap)
+                          size_t cap)
 {
 	char dir[] = CL_VM_RUN_DIR "/kvmprobe.XXXXXX", log[64], group[64], name[64];
 	char *xml = NULL, *initrd_el = NULL;
@@ -175,14 +175,14 @@ static int kvm_boot_probe(virConnectPtr c, const char *kernel, const char *initr
 	i = xmlEncodeSpecialChars(NULL, (const xmlChar *)(initrd ? initrd : ""));
 	if (!k || !i || asprintf(&initrd_el, initrd ? "<initrd>%s</initrd>" : "%s", i) < 0 ||
 	    asprintf(&xml,
-		     "<domain type='kvm'><name>%s</name><memory unit='MiB'>%d</memory>"
-		     "<vcpu>1</vcpu><os><type arch='x86_64'>hvm</type><kernel>%s</kernel>%s"
-		     "<cmdline>console=ttyS0 loglevel=7 panic=-1</cmdline></os>"
-		     "<on_poweroff>destroy</on_poweroff><on_reboot>destroy</on_reboot>"
-		     "<on_crash>destroy</on_crash><devices>"
-		     "<serial type='file'><source path='%s'/><target port='0'/></serial>"
-		     "<memballoon model='none'/></devices></domain>",
-		     name, PROBE_MEM_MIB, k, initrd_el, log) < 0) {
+	             "<domain type='kvm'><name>%s</name><memory unit='MiB'>%d</memory>"
+	             "<vcpu>1</vcpu><os><type arch='x86_64'>hvm</type><kernel>%s</kernel>%s"
+	             "<cmdline>console=ttyS0 loglevel=7 panic=-1</cmdline></os>"
+	             "<on_poweroff>destroy</on_poweroff><on_reboot>destroy</on_reboot>"
+	             "<on_crash>destroy</on_crash><devices>"
+	             "<serial type='file'><source path='%s'/><target port='0'/></serial>"
+	             "<memballoon model='none'/></devices></domain>",
+	             name, PROBE_MEM_MIB, k, initrd_el, log) < 0) {
 		r = -ENOMEM;
 		goto out;
 	}
@@ -198,7 +198,7 @@ static int kvm_boot_probe(virConnectPtr c, const char *kernel, const char *initr
 		sleep_ms(250);
 	if (!ok)
 		snprintf(why, cap, "a KVM guest did not get through its boot within %.0f s",
-			 PROBE_TIMEOUT);
+		         PROBE_TIMEOUT);
 	r = ok;
 out:
 	if (d) {
@@ -216,7 +216,7 @@ out:
 
 /* KVM usable here? The answer of the boot probe is kept per host boot. */
 static int kvm_usable(virConnectPtr c, const char *kernel, const char *initrd, char *why,
-		      size_t cap)
+                      size_t cap)
 {
 	char boot[64] = "", line[512], path[] = CL_VM_RUN_DIR "/accel";
 	int fd, r;
@@ -262,7 +262,7 @@ static int kvm_usable(virConnectPtr c, const char *kernel, const char *initrd, c
 }
 
 int cl_vm_accel(virConnectPtr c, const char *xml_type, const char *kernel, const char *initrd,
-		const char **type, char *why, size_t cap)
+                const char **type, char *why, size_t cap)
 {
 	const char *env = getenv("CLOUDLET_ACCEL");
 	int r;
@@ -296,7 +296,7 @@ static const char *accel_name(const char *type)
 }
 
 int cl_vm_resume_choose(const char *saved_type, int kvm_ok, const char *why, const char *env,
-			const char **type)
+                        const char **type)
 {
 	const char *saved = saved_type && !strcmp(saved_type, "kvm") ? "kvm" : "qemu", *want;
 
@@ -311,22 +311,21 @@ int cl_vm_resume_choose(const char *saved_type, int kvm_ok, const char *why, con
 			return cl_errorf(-EINVAL, "CLOUDLET_ACCEL=%s: expected kvm or tcg", env);
 		if (strcmp(want, saved))
 			return cl_errorf(-ENODEV,
-					 "the VM was saved under %s, and CLOUDLET_ACCEL=%s asks "
-					 "for %s: its device state would not load",
-					 accel_name(saved), env, accel_name(want));
+			                 "the VM was saved under %s, and CLOUDLET_ACCEL=%s asks "
+			                 "for %s: its device state would not load",
+			                 accel_name(saved), env, accel_name(want));
 	} else if (!strcmp(saved, "kvm") && !kvm_ok) {
 		return cl_errorf(-ENODEV,
-				 "the VM was saved under KVM, which does not work here (%s): its "
-				 "device state would not load under TCG",
-				 why && *why ? why : "no reason given");
+		                 "the VM was saved under KVM, which does not work here (%s): its "
+		                 "device state would not load under TCG",
+		                 why && *why ? why : "no reason given");
 	}
 	*type = saved;
 	return 0;
 }
 
 int cl_vm_resume_type(virConnectPtr c, const struct cl_base *b, const char *xml, size_t len,
-		      const char *kernel, const char *initrd, const char **type,
-		      const char **hint)
+                      const char *kernel, const char *initrd, const char **type, const char **hint)
 {
 	char *saved = NULL, *cpu = NULL, *base_cpu = NULL, *bx = NULL, why[512] = "";
 	const char *env = getenv("CLOUDLET_ACCEL");
@@ -340,8 +339,8 @@ int cl_vm_resume_type(virConnectPtr c, const struct cl_base *b, const char *xml,
 			r = cl_domxml_get(bx, blen, "cpu", &base_cpu);
 		if (r == 0 && strcmp(cpu, base_cpu)) {
 			r = cl_errorf(-ENODEV,
-				      "the VM was saved with CPU model %s, its base %s with %s",
-				      cpu, b->path[0], base_cpu);
+			              "the VM was saved with CPU model %s, its base %s with %s",
+			              cpu, b->path[0], base_cpu);
 			*hint = "make the overlay again from this base (`cloudlet overlay IMAGE`)";
 		}
 	}
@@ -358,9 +357,9 @@ int cl_vm_resume_type(virConnectPtr c, const struct cl_base *b, const char *xml,
 	r = cl_vm_resume_choose(saved, kvm_ok, why, env, type);
 	if (r == -ENODEV)
 		*hint = saved && !strcmp(saved, "kvm")
-			    ? "resume it where KVM works, or make the base under TCG "
-			      "(CLOUDLET_ACCEL=tcg cloudlet base ...)"
-			    : "unset CLOUDLET_ACCEL: a VM saved under TCG resumes under TCG";
+		            ? "resume it where KVM works, or make the base under TCG "
+		              "(CLOUDLET_ACCEL=tcg cloudlet base ...)"
+		            : "unset CLOUDLET_ACCEL: a VM saved under TCG resumes under TCG";
 out:
 	free(saved);
 	free(cpu);
@@ -523,7 +522,7 @@ static void *feed(void *arg)
 			r = feed_poll(f, sfd, POLLOUT);
 			if (r < 0) {
 				r = cl_errorf(r, "%s: sending the device state: %s", f->sock,
-					      strerror(-r));
+				              strerror(-r));
 				goto out;
 			}
 			w = send(sfd, buf + off, (size_t)(n - off), MSG_NOSIGNAL | MSG_DONTWAIT);
@@ -533,7 +532,7 @@ static void *feed(void *arg)
 			}
 			if (w < 0) {
 				r = cl_errorf(-errno, "%s: sending the device state: %s", f->sock,
-					      strerror(errno));
+				              strerror(errno));
 				goto out;
 			}
 			f->sent += (size_t)w;
@@ -562,7 +561,7 @@ out:
 
 /* Polls query-migrate until completed (0), failed, or the bound. */
 static int wait_migration(virDomainPtr d, struct feeder *f, double timeout,
-			  volatile sig_atomic_t *stop)
+                          volatile sig_atomic_t *stop)
 {
 	char status[64] = "none", *ans;
 	double t0 = cl_now();
@@ -584,19 +583,19 @@ static int wait_migration(virDomainPtr d, struct feeder *f, double timeout,
 			return 0;
 		if (!strcmp(status, "failed") || !strcmp(status, "cancelled"))
 			return cl_errorf(-EPROTO,
-					 "QEMU could not load the device state (migration %s; "
-					 "see /var/log/libvirt/qemu/%s.log)",
-					 status, virDomainGetName(d));
+			                 "QEMU could not load the device state (migration %s; "
+			                 "see /var/log/libvirt/qemu/%s.log)",
+			                 status, virDomainGetName(d));
 		if (cl_now() - t0 > timeout)
 			return cl_errorf(-ETIMEDOUT,
-					 "device state not loaded within %.0f s (migration %s)",
-					 timeout, status);
+			                 "device state not loaded within %.0f s (migration %s)",
+			                 timeout, status);
 		sleep_ms(POLL_MS / 2);
 	}
 }
 
 int cl_vm_start_incoming(virDomainPtr d, const char *sock, const char *state_path, double timeout,
-			 volatile sig_atomic_t *stop)
+                         volatile sig_atomic_t *stop)
 {
 	struct feeder f = {.sock = sock, .state = state_path};
 	char *cmd = NULL;
@@ -608,17 +607,17 @@ int cl_vm_start_incoming(virDomainPtr d, const char *sock, const char *state_pat
 	if (virDomainCreateWithFlags(d, VIR_DOMAIN_START_PAUSED) < 0)
 		return dom_error(d, "cannot start");
 	r = cl_vm_qmp(d,
-		      "{\"execute\":\"migrate-set-capabilities\",\"arguments\":{\"capabilities\":"
-		      "[{\"capability\":\"x-ignore-shared\",\"state\":true}]}}",
-		      NULL);
+	              "{\"execute\":\"migrate-set-capabilities\",\"arguments\":{\"capabilities\":"
+	              "[{\"capability\":\"x-ignore-shared\",\"state\":true}]}}",
+	              NULL);
 	if (r == -EPROTO)
 		return cl_errorf(-ENOTSUP, "QEMU refuses the x-ignore-shared capability: %s",
-				 cl_error_msg());
+		                 cl_error_msg());
 	if (r < 0)
 		return r;
 	unlink(sock);
 	if (asprintf(&cmd, "{\"execute\":\"migrate-incoming\",\"arguments\":{\"uri\":\"unix:%s\"}}",
-		     sock) < 0)
+	             sock) < 0)
 		return -ENOMEM;
 	r = cl_vm_qmp(d, cmd, NULL);
 	free(cmd);
@@ -740,7 +739,7 @@ static int listen_unix(const char *path, int *out)
 }
 
 int cl_vm_save_state(virDomainPtr d, const char *sock, const char *path, double timeout,
-		     volatile sig_atomic_t *stop)
+                     volatile sig_atomic_t *stop)
 {
 	struct reader rd = {.path = path};
 	char status[64] = "none", *cmd = NULL, *ans;
@@ -751,12 +750,12 @@ int cl_vm_save_state(virDomainPtr d, const char *sock, const char *path, double 
 	if (!d || !sock || !path)
 		return -EINVAL;
 	r = cl_vm_qmp(d,
-		      "{\"execute\":\"migrate-set-capabilities\",\"arguments\":{\"capabilities\":"
-		      "[{\"capability\":\"x-ignore-shared\",\"state\":true}]}}",
-		      NULL);
+	              "{\"execute\":\"migrate-set-capabilities\",\"arguments\":{\"capabilities\":"
+	              "[{\"capability\":\"x-ignore-shared\",\"state\":true}]}}",
+	              NULL);
 	if (r == -EPROTO)
 		return cl_errorf(-ENOTSUP, "QEMU refuses the x-ignore-shared capability: %s",
-				 cl_error_msg());
+		                 cl_error_msg());
 	if (r < 0)
 		return r;
 	if (virDomainSuspend(d) < 0)
@@ -822,8 +821,8 @@ int cl_vm_rundir(const char *name, gid_t gid, char *out, size_t cap)
 	if (mkdir(out, 0770) < 0) {
 		if (errno == EEXIST)
 			return cl_errorf(-EEXIST,
-					 "%s exists: a VM named %s runs, or one did not clean up",
-					 out, name);
+			                 "%s exists: a VM named %s runs, or one did not clean up",
+			                 out, name);
 		return cl_errorf(-errno, "%s: %s", out, strerror(errno));
 	}
 	if (chown(out, 0, gid) < 0 || chmod(out, 0770) < 0) {
@@ -873,7 +872,7 @@ int cl_vm_console_open(struct cl_vm_console *c, const char *sock, double timeout
 		close(fd);
 		if (cl_now() - t0 > timeout)
 			return cl_errorf(-ETIMEDOUT, "%s: cannot connect to the console: %s", sock,
-					 strerror(errno));
+			                 strerror(errno));
 		sleep_ms(100);
 	}
 	c->fd = fd;
@@ -920,7 +919,7 @@ int cl_vm_console_seen(struct cl_vm_console *c, const char *text)
 }
 
 int cl_vm_console_run(struct cl_vm_console *c, const char *line, double timeout,
-		      volatile sig_atomic_t *stop)
+                      volatile sig_atomic_t *stop)
 {
 	static unsigned seq;
 	char tag[64], *cmd = NULL;
@@ -966,7 +965,7 @@ int cl_vm_console_run(struct cl_vm_console *c, const char *line, double timeout,
 			r = cl_errorf(-EINTR, "interrupted");
 		else if (cl_now() - t0 > timeout)
 			r = cl_errorf(-ETIMEDOUT, "the guest did not run `%.200s` within %.0f s",
-				      line, timeout);
+			              line, timeout);
 		else
 			poll(&p, 1, POLL_MS);
 	}
@@ -1014,13 +1013,13 @@ static int boot_file(const struct cl_base *b, const char *recorded, const char *
 	}
 	free(disk_dir);
 	return cl_errorf(-ENOENT, "%s %s (from the domain XML) not found in %s nor next to %s",
-			 what, recorded, b->dir ? b->dir : "the registry", b->path[CL_DISK]);
+	                 what, recorded, b->dir ? b->dir : "the registry", b->path[CL_DISK]);
 }
 
 /* The boot files of the base's own domain XML if it has one, else of the
  * overlay's; NULL when the VM boots from its disk. */
 int cl_vm_boot_files(const struct cl_base *b, const char *xml, size_t len, char **kernel,
-		     char **initrd)
+                     char **initrd)
 {
 	char *rk = NULL, *ri = NULL, *bx = NULL;
 	size_t blen = 0;
@@ -1078,7 +1077,7 @@ static int drain(int fd, char **buf, size_t *len, size_t *cap)
 }
 
 int cl_vm_run_tool(char *const argv[], double timeout, volatile sig_atomic_t *stop, char **out,
-		   size_t *len)
+                   size_t *len)
 {
 	int pfd[2] = {-1, -1}, st, r = 0, eof = !out;
 	size_t n = 0, cap = 0;
@@ -1114,7 +1113,7 @@ int cl_vm_run_tool(char *const argv[], double timeout, volatile sig_atomic_t *st
 			r = drain(pfd[0], &buf, &n, &cap);
 			if (r < 0) {
 				r = cl_errorf(r, "%s %s: reading its output: %s", argv[0], argv[1],
-					      strerror(-r));
+				              strerror(-r));
 				break;
 			}
 			eof = r;
@@ -1124,7 +1123,7 @@ int cl_vm_run_tool(char *const argv[], double timeout, volatile sig_atomic_t *st
 		}
 		if ((stop && *stop) || cl_now() - t0 > timeout) {
 			r = cl_errorf(stop && *stop ? -EINTR : -ETIMEDOUT, "%s %s: %s", argv[0],
-				      argv[1], stop && *stop ? "interrupted" : "still running");
+			              argv[1], stop && *stop ? "interrupted" : "still running");
 			break;
 		}
 	}
@@ -1139,7 +1138,7 @@ int cl_vm_run_tool(char *const argv[], double timeout, volatile sig_atomic_t *st
 	}
 	if (!WIFEXITED(st) || WEXITSTATUS(st)) {
 		r = cl_errorf(-EIO, "%s %s failed (exit status %d)", argv[0], argv[1],
-			      WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st));
+		              WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st));
 		goto out;
 	}
 	if (out) {

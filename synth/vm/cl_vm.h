@@ -19,7 +19,7 @@
 struct cl_base;
 
 #define CL_VM_DEFAULT_URI "qemu:///system"
-#define CL_VM_RUN_DIR	  "/run/cloudlet"
+#define CL_VM_RUN_DIR     "/run/cloudlet"
 
 /* Opens uri (NULL: $CLOUDLET_LIBVIRT_URI, else qemu:///system). libvirt's
  * own error printing is turned off; failures are one cl_errorf line. */
@@ -39,7 +39,7 @@ int cl_vm_qemu_user(uid_t *uid, gid_t *gid, char *group, size_t cap);
  * initrd) makes the check a bounded boot of that kernel under KVM, cached
  * per host boot in CL_VM_RUN_DIR/accel. */
 int cl_vm_accel(virConnectPtr c, const char *xml_type, const char *kernel, const char *initrd,
-		const char **type, char *why, size_t cap);
+                const char **type, char *why, size_t cap);
 
 /* The domain type to resume a VM saved under saved_type ("kvm" or "qemu";
  * NULL counts as qemu): the saved one, since the device state only loads
@@ -48,7 +48,7 @@ int cl_vm_accel(virConnectPtr c, const char *xml_type, const char *kernel, const
  * or qemu) or NULL. A mismatch (KVM needed but not usable, or env asking
  * for the other) is -ENODEV with a one-line message. */
 int cl_vm_resume_choose(const char *saved_type, int kvm_ok, const char *why, const char *env,
-			const char **type);
+                        const char **type);
 
 /* What cloudlet overlay and synthesis call before resuming base b from
  * the device state that goes with the domain XML xml (len bytes): the
@@ -56,8 +56,7 @@ int cl_vm_resume_choose(const char *saved_type, int kvm_ok, const char *why, con
  * initrd only when needed), and the CPU model of xml must be the one of
  * the base's own domain XML. On a refusal *hint says what to do. */
 int cl_vm_resume_type(virConnectPtr c, const struct cl_base *b, const char *xml, size_t len,
-		      const char *kernel, const char *initrd, const char **type,
-		      const char **hint);
+                      const char *kernel, const char *initrd, const char **type, const char **hint);
 
 /* Defines the domain of xml (refusing a name in use) into *out. */
 int cl_vm_define(virConnectPtr c, const char *xml, virDomainPtr *out);
@@ -71,13 +70,13 @@ int cl_vm_qmp(virDomainPtr d, const char *cmd, char **reply);
  * (in a directory QEMU may write), waits for the migration to complete
  * (bounded by timeout seconds) and resumes it. */
 int cl_vm_start_incoming(virDomainPtr d, const char *sock, const char *state_path, double timeout,
-			 volatile sig_atomic_t *stop);
+                         volatile sig_atomic_t *stop);
 
 /* Pauses the running domain d and saves its device state to path (RAM
  * stays in its share=on file): x-ignore-shared outgoing migration to a unix
  * socket at sock that this process listens on. The domain is left paused. */
 int cl_vm_save_state(virDomainPtr d, const char *sock, const char *path, double timeout,
-		     volatile sig_atomic_t *stop);
+                     volatile sig_atomic_t *stop);
 
 /* CL_VM_RUN_DIR/name, created for this run (refused if it exists): root
  * and QEMU's group gid may write there (sockets, logs). */
@@ -101,7 +100,7 @@ int cl_vm_console_seen(struct cl_vm_console *c, const char *text);
 /* Types one line of shell into the guest and waits (bounded) until the
  * guest shell has run it. */
 int cl_vm_console_run(struct cl_vm_console *c, const char *line, double timeout,
-		      volatile sig_atomic_t *stop);
+                      volatile sig_atomic_t *stop);
 void cl_vm_console_close(struct cl_vm_console *c);
 
 /* The kernel and initrd (malloc'd, NULL when the VM boots from its disk)
@@ -109,7 +108,7 @@ void cl_vm_console_close(struct cl_vm_console *c);
  * that exists, else the same file name next to the base's disk image (a
  * base directory copied to another cloudlet). */
 int cl_vm_boot_files(const struct cl_base *b, const char *xml, size_t len, char **kernel,
-		     char **initrd);
+                     char **initrd);
 
 /* The string value of the first "key" in a JSON text, into out[cap]
  * (truncated to fit); naive (no escapes) but enough for QMP's and
@@ -121,7 +120,7 @@ int cl_vm_json_str(const char *json, const char *key, char *out, size_t cap);
  * (at most 256 MiB) is collected into *out (malloc'd, NUL-terminated, *len
  * bytes); without, it goes to ours. A tool that fails is -EIO naming it. */
 int cl_vm_run_tool(char *const argv[], double timeout, volatile sig_atomic_t *stop, char **out,
-		   size_t *len);
+                   size_t *len);
 
 /* 1 while the domain runs (or is paused), 0 once it shut down or crashed,
  * -errno if libvirt does not answer. */

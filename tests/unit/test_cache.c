@@ -72,7 +72,7 @@ static void test_open_reuse_and_lock(void **state)
 	assert_false(a.is_private);
 	assert_string_equal(a.note, "");
 	snprintf(path, sizeof(path), "%s/%s", root,
-		 "abababababababababababababababababababababababababababababababab");
+	         "abababababababababababababababababababababababababababababababab");
 	assert_string_equal(a.dir, path);
 	/* A second daemon on the same overlay gets a private directory and
 	 * says why. */

@@ -78,7 +78,7 @@ static void test_trailing_garbage(void **state)
 		memcpy(z2, z, zlen);
 		memset(z2 + zlen, 0, 3);
 		assert_int_equal(cl_codec_decompress(codecs[i], z2, zlen + 3, back, sizeof(in)),
-				 -EBADMSG);
+		                 -EBADMSG);
 		free(z2);
 		free(z);
 	}
@@ -100,10 +100,10 @@ static void test_names(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_xz),
-		cmocka_unit_test(test_zstd),
-		cmocka_unit_test(test_trailing_garbage),
-		cmocka_unit_test(test_names),
+	    cmocka_unit_test(test_xz),
+	    cmocka_unit_test(test_zstd),
+	    cmocka_unit_test(test_trailing_garbage),
+	    cmocka_unit_test(test_names),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

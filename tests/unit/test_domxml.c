@@ -192,11 +192,11 @@ static void test_escaping(void **state)
 static void test_adds_memory_backend(void **state)
 {
 	static const char plain[] = "<domain type='kvm'><name>p</name>"
-				    "<memory unit='KiB'>1048576</memory>"
-				    "<currentMemory unit='KiB'>524288</currentMemory>"
-				    "<os><type>hvm</type></os><devices><disk type='file'>"
-				    "<source file='/x.img'/><target dev='vda'/></disk>"
-				    "</devices></domain>";
+	                            "<memory unit='KiB'>1048576</memory>"
+	                            "<currentMemory unit='KiB'>524288</currentMemory>"
+	                            "<os><type>hvm</type></os><devices><disk type='file'>"
+	                            "<source file='/x.img'/><target dev='vda'/></disk>"
+	                            "</devices></domain>";
 	struct cl_domxml_edit e = synthesis_edit();
 	char *out = NULL;
 
@@ -226,7 +226,7 @@ static void test_bad_input(void **state)
 	assert_int_equal(cl_domxml_rewrite("<domain><name>x", 15, &e, &out), -EBADMSG);
 	assert_int_equal(cl_domxml_rewrite("<dom/>", 6, &e, &out), -EBADMSG);
 	assert_int_equal(cl_domxml_rewrite("<domain><name>x</name><os/></domain>", 36, &e, &out),
-			 -EINVAL); /* no disk */
+	                 -EINVAL); /* no disk */
 	e.name = NULL;
 	assert_int_equal(cl_domxml_rewrite(guest_xml, strlen(guest_xml), &e, &out), -EINVAL);
 	assert_int_equal(cl_domxml_get(guest_xml, strlen(guest_xml), "nonsense", &out), -EINVAL);
@@ -301,10 +301,10 @@ static void test_resume_choose(void **state)
 	assert_string_equal(t, "kvm");
 	t = NULL;
 	assert_int_equal(cl_vm_resume_choose("kvm", 0, "/dev/kvm: No such file", NULL, &t),
-			 -ENODEV);
+	                 -ENODEV);
 	assert_null(t);
 	assert_non_null(strstr(cl_error_msg(), "saved under KVM, which does not work here "
-					       "(/dev/kvm: No such file)"));
+	                                       "(/dev/kvm: No such file)"));
 	assert_int_equal(cl_vm_resume_choose("kvm", 1, "", "kvm", &t), 0);
 	assert_string_equal(t, "kvm");
 	/* CLOUDLET_ACCEL asking for the other one. */
@@ -316,8 +316,13 @@ static void test_resume_choose(void **state)
 
 static void test_cpu_and_balloon(void **state)
 {
-	struct cl_domxml_spec sp = {.name = "n", .type = "qemu", .ram_mib = 64, .vcpus = 1,
-				    .disk = "/d.img", .memory = "/d.mem", .console = "/c.sock"};
+	struct cl_domxml_spec sp = {.name = "n",
+	                            .type = "qemu",
+	                            .ram_mib = 64,
+	                            .vcpus = 1,
+	                            .disk = "/d.img",
+	                            .memory = "/d.mem",
+	                            .console = "/c.sock"};
 	char *xml = NULL, *v = NULL;
 	virConnectPtr c;
 	virDomainPtr d;
@@ -357,7 +362,7 @@ static void test_cpu_and_balloon(void **state)
 	free(xml);
 	/* Host CPUs are named by their mode. */
 	static const char host[] = "<domain type='kvm'><name>h</name>"
-				   "<cpu mode='host-passthrough'/></domain>";
+	                           "<cpu mode='host-passthrough'/></domain>";
 	assert_int_equal(cl_domxml_get(host, strlen(host), "cpu", &v), 0);
 	assert_string_equal(v, "host-passthrough");
 	free(v);
@@ -366,10 +371,11 @@ static void test_cpu_and_balloon(void **state)
 static void test_discard_edit(void **state)
 {
 	struct cl_domxml_edit e = {.name = "x", .disk = "/w/disk.qcow2", .disk_format = "qcow2"};
-	static const char plain[] = "<domain type='qemu'><name>a</name><devices>"
-				    "<disk type='file' device='disk'><driver name='qemu' type='raw'/>"
-				    "<source file='/b.img'/><target dev='vda'/></disk></devices>"
-				    "</domain>";
+	static const char plain[] =
+	    "<domain type='qemu'><name>a</name><devices>"
+	    "<disk type='file' device='disk'><driver name='qemu' type='raw'/>"
+	    "<source file='/b.img'/><target dev='vda'/></disk></devices>"
+	    "</domain>";
 	char *out = NULL;
 
 	(void)state;
@@ -404,10 +410,10 @@ static void test_qcow_map(void **state)
 	    "{ \"start\": 5193728, \"length\": 65536, \"depth\": 0, \"present\": false, "
 	    "\"zero\": true, \"data\": false}]\n";
 	static const char compressed[] = "[{ \"start\": 0, \"length\": 65536, \"depth\": 0, "
-					 "\"zero\": false, \"data\": true}]";
+	                                 "\"zero\": false, \"data\": true}]";
 	static const char gap[] = "[{ \"start\": 0, \"length\": 512, \"depth\": 0, \"zero\": "
-				  "true, \"data\": false},{ \"start\": 1024, \"length\": 512, "
-				  "\"depth\": 0, \"zero\": true, \"data\": false}]";
+	                          "true, \"data\": false},{ \"start\": 1024, \"length\": 512, "
+	                          "\"depth\": 0, \"zero\": true, \"data\": false}]";
 	struct cl_extent *x = NULL;
 	uint64_t size = 0;
 	size_t n = 0;
@@ -432,7 +438,7 @@ static void test_qcow_map(void **state)
 	assert_int_equal(size, 0);
 	free(x);
 	assert_int_equal(cl_qcow_parse_map(compressed, strlen(compressed), "m", &x, &n, &size),
-			 -ENOTSUP);
+	                 -ENOTSUP);
 	assert_int_equal(cl_qcow_parse_map(gap, strlen(gap), "m", &x, &n, &size), -EBADMSG);
 	assert_int_equal(cl_qcow_parse_map(map, 100, "m", &x, &n, &size), -EBADMSG);
 }
@@ -440,11 +446,16 @@ static void test_qcow_map(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_get),	      cmocka_unit_test(test_rewrite),
-	    cmocka_unit_test(test_escaping),  cmocka_unit_test(test_adds_memory_backend),
-	    cmocka_unit_test(test_bad_input), cmocka_unit_test(test_libvirt_parses),
-	    cmocka_unit_test(test_uuid),      cmocka_unit_test(test_resume_choose),
-	    cmocka_unit_test(test_cpu_and_balloon), cmocka_unit_test(test_discard_edit),
+	    cmocka_unit_test(test_get),
+	    cmocka_unit_test(test_rewrite),
+	    cmocka_unit_test(test_escaping),
+	    cmocka_unit_test(test_adds_memory_backend),
+	    cmocka_unit_test(test_bad_input),
+	    cmocka_unit_test(test_libvirt_parses),
+	    cmocka_unit_test(test_uuid),
+	    cmocka_unit_test(test_resume_choose),
+	    cmocka_unit_test(test_cpu_and_balloon),
+	    cmocka_unit_test(test_discard_edit),
 	    cmocka_unit_test(test_qcow_map),
 	};
 

@@ -48,7 +48,7 @@ static void sync_done(void *ctx, ssize_t r)
 }
 
 static ssize_t io(struct cl_lazy *l, int write, enum cl_image_id im, uint64_t off, size_t len,
-		  void *buf)
+                  void *buf)
 {
 	struct sync s = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0};
 
@@ -314,8 +314,8 @@ static void test_cache_reuse(void **state)
 /* A pack that cannot be read: waits end at their bound, or at shutdown. */
 static void test_bounded_waits(void **state)
 {
-	struct cl_lazy_opts o = {.no_cache = 1, .no_stream = 1, .timeout_ms = 700,
-				 .memory_timeout_ms = 60000};
+	struct cl_lazy_opts o = {
+	    .no_cache = 1, .no_stream = 1, .timeout_ms = 700, .memory_timeout_ms = 60000};
 	struct cl_lazy_stats st;
 	struct cl_lazy *l;
 	uint8_t buf[4096];
@@ -468,10 +468,10 @@ static void test_events(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_demand_reads),  cmocka_unit_test(test_concurrent),
-		cmocka_unit_test(test_copy_on_write), cmocka_unit_test(test_cache_reuse),
-		cmocka_unit_test(test_bounded_waits), cmocka_unit_test(test_shutdown_wakes),
-		cmocka_unit_test(test_corrupt_pack),  cmocka_unit_test(test_events),
+	    cmocka_unit_test(test_demand_reads),  cmocka_unit_test(test_concurrent),
+	    cmocka_unit_test(test_copy_on_write), cmocka_unit_test(test_cache_reuse),
+	    cmocka_unit_test(test_bounded_waits), cmocka_unit_test(test_shutdown_wakes),
+	    cmocka_unit_test(test_corrupt_pack),  cmocka_unit_test(test_events),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -33,16 +33,16 @@ static struct cl_meta *sample(void)
 	m->nchunks = 6;
 	m->chunks = calloc(6, sizeof(*m->chunks));
 	m->chunks[0] = (struct cl_chunk){.image = CL_MEMORY, .index = 1, .recipe = CL_R_ZERO};
-	m->chunks[1] = (struct cl_chunk){
-		.image = CL_MEMORY, .index = 2, .recipe = CL_R_BASE_DISK, .arg = 9};
+	m->chunks[1] =
+	    (struct cl_chunk){.image = CL_MEMORY, .index = 2, .recipe = CL_R_BASE_DISK, .arg = 9};
 	m->chunks[2] = (struct cl_chunk){
-		.image = CL_DISK, .index = 0, .recipe = CL_R_RAW, .p = {0, 700, 4096}};
-	m->chunks[3] = (struct cl_chunk){
-		.image = CL_DISK, .index = 10, .recipe = CL_R_DELTA, .p = {1, 0, 50}};
+	    .image = CL_DISK, .index = 0, .recipe = CL_R_RAW, .p = {0, 700, 4096}};
+	m->chunks[3] =
+	    (struct cl_chunk){.image = CL_DISK, .index = 10, .recipe = CL_R_DELTA, .p = {1, 0, 50}};
 	m->chunks[4] = (struct cl_chunk){
-		.image = CL_DISK, .index = 3, .recipe = CL_R_DEDUP, .arg = 2, .p = {0, 700, 4096}};
-	m->chunks[5] = (struct cl_chunk){
-		.image = CL_DISK, .index = 4, .recipe = CL_R_BASE_MEMORY, .arg = 7};
+	    .image = CL_DISK, .index = 3, .recipe = CL_R_DEDUP, .arg = 2, .p = {0, 700, 4096}};
+	m->chunks[5] =
+	    (struct cl_chunk){.image = CL_DISK, .index = 4, .recipe = CL_R_BASE_MEMORY, .arg = 7};
 	for (i = 0; i < 6; i++)
 		memset(m->chunks[i].sha256, i + 1, CL_SHA256_LEN);
 	memcpy(m->chunks[4].sha256, m->chunks[2].sha256, CL_SHA256_LEN);
@@ -219,9 +219,9 @@ static void test_left_out(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_roundtrip),  cmocka_unit_test(test_truncated),
-		cmocka_unit_test(test_flips),      cmocka_unit_test(test_invalid),
-		cmocka_unit_test(test_chunk_math), cmocka_unit_test(test_left_out),
+	    cmocka_unit_test(test_roundtrip),  cmocka_unit_test(test_truncated),
+	    cmocka_unit_test(test_flips),      cmocka_unit_test(test_invalid),
+	    cmocka_unit_test(test_chunk_math), cmocka_unit_test(test_left_out),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

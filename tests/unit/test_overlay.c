@@ -196,11 +196,11 @@ static void test_chunk_hash(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_roundtrip_xz),
-		cmocka_unit_test(test_roundtrip_zstd_small_segments),
-		cmocka_unit_test(test_trace_order),
-		cmocka_unit_test(test_faults),
-		cmocka_unit_test(test_chunk_hash),
+	    cmocka_unit_test(test_roundtrip_xz),
+	    cmocka_unit_test(test_roundtrip_zstd_small_segments),
+	    cmocka_unit_test(test_trace_order),
+	    cmocka_unit_test(test_faults),
+	    cmocka_unit_test(test_chunk_hash),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }

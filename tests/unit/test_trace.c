@@ -32,9 +32,15 @@ static void test_parse(void **state)
 
 static void test_bad(void **state)
 {
-	const char *bad[] = {"disk",        "disk -1",  "disk 1x",   "cpu 3",
-			     "disk 100",    "memory 50", "disk 99999999999999999999999",
-			     "diskette 1",  "disk 1 2"};
+	const char *bad[] = {"disk",
+	                     "disk -1",
+	                     "disk 1x",
+	                     "cpu 3",
+	                     "disk 100",
+	                     "memory 50",
+	                     "disk 99999999999999999999999",
+	                     "diskette 1",
+	                     "disk 1 2"};
 	struct cl_trace_entry *e;
 	size_t n, i;
 
@@ -57,9 +63,9 @@ static void test_empty(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_parse),
-		cmocka_unit_test(test_bad),
-		cmocka_unit_test(test_empty),
+	    cmocka_unit_test(test_parse),
+	    cmocka_unit_test(test_bad),
+	    cmocka_unit_test(test_empty),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -88,7 +88,7 @@ static size_t roundtrip(const uint8_t *src, size_t slen, const uint8_t *tgt, siz
 	assert_memory_equal(out, tgt, tlen);
 	if (tlen)
 		assert_int_equal(cl_vcdiff_decode(src, slen, delta, dlen, out, tlen - 1, &olen),
-				 -ENOSPC);
+		                 -ENOSPC);
 	free(delta);
 	free(out);
 	return dlen;
@@ -259,7 +259,7 @@ static void test_enospc(void **state)
 		assert_int_equal(cl_vcdiff_encode(src, 4096, tgt, 4096, out, full, &len), 0);
 		assert_int_equal(len, full);
 		assert_int_equal(cl_vcdiff_encode(src, 4096, tgt, 4096, out, full - 1, &len),
-				 -ENOSPC);
+		                 -ENOSPC);
 	}
 	/* Nearly random: whatever the outcome, never more than out_cap. */
 	for (int i = 0; i < 200; i++) {
@@ -344,7 +344,7 @@ static void put_window(struct buf *b, const struct win *w)
 }
 
 static int dec(const uint8_t *src, size_t slen, const struct buf *d, uint8_t *out, size_t cap,
-	       size_t *len)
+               size_t *len)
 {
 	return cl_vcdiff_decode(src, slen, d->b, d->n, out, cap, len);
 }
@@ -367,22 +367,22 @@ static void test_decode_features(void **state)
 	/* Window 1 (VCD_SOURCE at offset 10): ADD "XY", COPY 6 from "abcdef",
 	 * RUN 3 of 'z', then an overlapping target copy of 5 (HERE mode). */
 	put(&data, "XY", 2);
-	put_byte(&inst, 1 + 2);	       /* ADD 2 */
+	put_byte(&inst, 1 + 2);        /* ADD 2 */
 	put_byte(&inst, 19 + (6 - 3)); /* COPY 6, mode 0 */
-	put_var(&addr, 0);	       /* "a", at source offset 10 */
-	put_byte(&inst, 0);	       /* RUN */
+	put_var(&addr, 0);             /* "a", at source offset 10 */
+	put_byte(&inst, 0);            /* RUN */
 	put_var(&inst, 3);
 	put_byte(&data, 'z');
 	put_byte(&inst, 19 + 16 * 1 + (5 - 3)); /* COPY 5, mode HERE */
-	put_var(&addr, 2);			/* two bytes back: "zz" repeated */
+	put_var(&addr, 2);                      /* two bytes back: "zz" repeated */
 	struct win w1 = {.ind = 1 | 4,
-			 .seg_len = 26,
-			 .seg_pos = 10,
-			 .tlen = 16,
-			 .data = &data,
-			 .inst = &inst,
-			 .addr = &addr,
-			 .adler = ref_adler32((const uint8_t *)"XYabcdefzzzzzzzz", 16)};
+	                 .seg_len = 26,
+	                 .seg_pos = 10,
+	                 .tlen = 16,
+	                 .data = &data,
+	                 .inst = &inst,
+	                 .addr = &addr,
+	                 .adler = ref_adler32((const uint8_t *)"XYabcdefzzzzzzzz", 16)};
 
 	/* Window 2 (VCD_TARGET, segment = window 1's "abcdef"): COPY 4 from seg
 	 * addr 1 followed by ADD 1 (double opcode 247), then a copy that runs
@@ -393,12 +393,12 @@ static void test_decode_features(void **state)
 	put_byte(&inst2, 19 + (4 - 3)); /* COPY 4, mode 0 */
 	put_var(&addr2, 4);
 	struct win w2 = {.ind = 2,
-			 .seg_len = 6,
-			 .seg_pos = 2,
-			 .tlen = 9,
-			 .data = &data2,
-			 .inst = &inst2,
-			 .addr = &addr2};
+	                 .seg_len = 6,
+	                 .seg_pos = 2,
+	                 .tlen = 9,
+	                 .data = &data2,
+	                 .inst = &inst2,
+	                 .addr = &addr2};
 
 	put_header(&d, 0);
 	put_window(&d, &w1);
@@ -490,15 +490,15 @@ static void test_decode_features(void **state)
 
 /* Builds a one-window stream of one instruction byte plus explicit sizes. */
 static void one_op(struct buf *d, const struct buf *data, const struct buf *inst,
-		   const struct buf *addr, uint64_t tlen)
+                   const struct buf *addr, uint64_t tlen)
 {
 	struct win w = {.ind = 1,
-			.seg_len = 36,
-			.seg_pos = 0,
-			.tlen = tlen,
-			.data = data,
-			.inst = inst,
-			.addr = addr};
+	                .seg_len = 36,
+	                .seg_pos = 0,
+	                .tlen = tlen,
+	                .data = data,
+	                .inst = inst,
+	                .addr = addr};
 
 	put_header(d, 0);
 	put_window(d, &w);
@@ -633,7 +633,7 @@ static void rfc_code_table(struct code *c)
 
 /* Appends one half-instruction's data/address and its expected output. */
 static void exercise(int type, int size, int mode, size_t *pos, struct buf *data, struct buf *addr,
-		     uint8_t *want)
+                     uint8_t *want)
 {
 	size_t here = 36 + *pos, a = mode >= 6 ? 0 : 10;
 
@@ -764,9 +764,9 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_roundtrip_pairs), cmocka_unit_test(test_tiny_sizes),
-	    cmocka_unit_test(test_large),	    cmocka_unit_test(test_enospc),
+	    cmocka_unit_test(test_large),           cmocka_unit_test(test_enospc),
 	    cmocka_unit_test(test_decode_features), cmocka_unit_test(test_decode_bad_addresses),
-	    cmocka_unit_test(test_code_table),	    cmocka_unit_test(test_truncated),
+	    cmocka_unit_test(test_code_table),      cmocka_unit_test(test_truncated),
 	    cmocka_unit_test(test_mutated),
 	};
 
