@@ -169,6 +169,22 @@ static int check_name(const char *cmd, const char *name, char *out, size_t cap)
 
 /* --- the session: a running VM being customized ------------------------- */
 
+/* -w, -n and -t, which base and overlay share: 0 if c is none of them, -1
+ * if it is and its argument is good, else the usage exit status. */
+static int session_opt(const char *cmd, int c, const char *arg, struct session *s)
+{
+	switch (c) {
+	case 'w':
+		s->snapshot_on = arg;
+		return -1;
+	case 'n':
+		return check_name(cmd, arg, s->name, sizeof(s->name));
+	case 't':
+		return parse_seconds(cmd, arg, &s->timeout);
+	}
+	return 0;
+}
+
 static int watchable_stdin(void);
 static int in_path(const char *prog);
 
@@ -567,6 +583,11 @@ int cl_cmd_base_vm(int argc, char **argv)
 	snprintf(s.name, sizeof(s.name), "cloudlet-base-%ld", (long)getpid());
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "r:p:k:i:a:w:n:t:c:Fh", opts, NULL)) != -1) {
+		if ((r = session_opt("base", c, optarg, &s)) != 0) {
+			if (r >= 0)
+				return r;
+			continue;
+		}
 		switch (c) {
 		case 'r':
 		case 'p':
@@ -587,17 +608,6 @@ int cl_cmd_base_vm(int argc, char **argv)
 			break;
 		case 'a':
 			spec.cmdline = optarg;
-			break;
-		case 'w':
-			s.snapshot_on = optarg;
-			break;
-		case 'n':
-			if ((r = check_name("base", optarg, s.name, sizeof(s.name))) >= 0)
-				return r;
-			break;
-		case 't':
-			if ((r = parse_seconds("base", optarg, &s.timeout)) >= 0)
-				return r;
 			break;
 		case 'c':
 			chunk = optarg;
@@ -757,23 +767,17 @@ int cl_cmd_overlay_vm(int argc, char **argv)
 	snprintf(s.name, sizeof(s.name), "cloudlet-overlay-%ld", (long)getpid());
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "o:x:w:n:t:P:FKh", opts, NULL)) != -1) {
+		if ((r = session_opt("overlay", c, optarg, &s)) != 0) {
+			if (r >= 0)
+				return r;
+			continue;
+		}
 		switch (c) {
 		case 'o':
 			odir = optarg;
 			break;
 		case 'x':
 			s.script = optarg;
-			break;
-		case 'w':
-			s.snapshot_on = optarg;
-			break;
-		case 'n':
-			if ((r = check_name("overlay", optarg, s.name, sizeof(s.name))) >= 0)
-				return r;
-			break;
-		case 't':
-			if ((r = parse_seconds("overlay", optarg, &s.timeout)) >= 0)
-				return r;
 			break;
 		case 'P':
 			if ((r = parse_seconds("overlay", optarg, &profile)) >= 0)
