@@ -278,6 +278,44 @@ static void drop_incoming(xmlNode *cl)
 	}
 }
 
+/* Leaves in the command line cl only cloudlet's own arguments: the RAM
+ * object arg and what selects it. Anything else an overlay's XML carries
+ * (another memory-backend-file on a host file, a -device, an environment
+ * variable) is outside input that QEMU would act on, and goes. */
+static int own_cmdline(xmlNode *cl, xmlNode *arg)
+{
+	xmlChar *v = xmlGetProp(arg, BAD_CAST "value");
+	char *id = v ? opt_get((const char *)v, "id") : NULL, *sel = NULL;
+	xmlNode *n, *next;
+	int r = -ENOMEM;
+
+	if (!id) {
+		r = cl_errorf(-EINVAL, "domain XML: a memory-backend-file without an id");
+		goto out;
+	}
+	for (n = cl->children; n; n = next) {
+		next = n->next;
+		if (n != arg)
+			drop(n);
+	}
+	if (asprintf(&sel, "memory-backend=%s", id) < 0) {
+		sel = NULL;
+		goto out;
+	}
+	xmlUnlinkNode(arg);
+	if (!add_arg(cl, "-object") || !xmlAddChild(cl, arg) || !add_arg(cl, "-machine") ||
+	    !add_arg(cl, sel)) {
+		xmlFreeNode(arg);
+		goto out;
+	}
+	r = 0;
+out:
+	free(sel);
+	free(id);
+	xmlFree(v);
+	return r;
+}
+
 static int edit_memory(xmlNode *root, const struct cl_domxml_edit *e)
 {
 	char size[32], *opts = NULL;
@@ -316,6 +354,8 @@ static int edit_memory(xmlNode *root, const struct cl_domxml_edit *e)
 		if ((r = memobj_set(arg, "share", e->share)) < 0)
 			return r;
 	}
+	if (arg && (r = own_cmdline(cl, arg)) < 0)
+		return r;
 	drop_incoming(cl);
 	if (e->incoming && (!add_arg(cl, "-incoming") || !add_arg(cl, "defer")))
 		return -ENOMEM;
@@ -420,22 +460,33 @@ static int edit_os(xmlNode *root, const struct cl_domxml_edit *e)
 
 static int parse(const char *xml, size_t len, xmlDoc **out)
 {
+	xmlParserCtxt *ctxt;
 	const xmlError *err;
 	xmlDoc *doc;
 	xmlNode *root;
+	int r;
 
 	if (len > INT32_MAX)
 		return cl_errorf(-EFBIG, "domain XML: too large");
-	doc = xmlReadMemory(xml, (int)len, "domain.xml", NULL,
-	                    XML_PARSE_NONET | XML_PARSE_NOBLANKS | XML_PARSE_NOERROR |
-	                        XML_PARSE_NOWARNING);
-	if (!doc) {
-		err = xmlGetLastError();
-		return cl_errorf(-EBADMSG, "domain XML: not well-formed (line %d: %.*s)",
-		                 err ? err->line : 0,
-		                 err && err->message ? (int)strcspn(err->message, "\n") : 1,
-		                 err && err->message ? err->message : "?");
+	ctxt = xmlNewParserCtxt();
+	if (!ctxt)
+		return -ENOMEM;
+	doc = xmlCtxtReadMemory(ctxt, xml, (int)len, "domain.xml", NULL,
+	                        XML_PARSE_NONET | XML_PARSE_NOBLANKS | XML_PARSE_NOERROR |
+	                            XML_PARSE_NOWARNING);
+	/* libxml2 recovers from namespace errors; a prefix left undeclared
+	 * would hide an element from the rewrite, which looks by namespace. */
+	if (!doc || !ctxt->nsWellFormed) {
+		err = xmlCtxtGetLastError(ctxt);
+		r = cl_errorf(-EBADMSG, "domain XML: not well-formed (line %d: %.*s)",
+		              err ? err->line : 0,
+		              err && err->message ? (int)strcspn(err->message, "\n") : 1,
+		              err && err->message ? err->message : "?");
+		xmlFreeDoc(doc);
+		xmlFreeParserCtxt(ctxt);
+		return r;
 	}
+	xmlFreeParserCtxt(ctxt);
 	root = xmlDocGetRootElement(doc);
 	if (!is_elem(root, "domain")) {
 		xmlFreeDoc(doc);
@@ -694,7 +745,9 @@ int cl_domxml_get(const char *xml, size_t len, const char *field, char **out)
 	} else if (!strcmp(field, "disk")) {
 		s = prop_dup(child(disk_node(root), "source"), "file");
 	} else if (!strcmp(field, "console")) {
-		s = prop_dup(child(child(child(root, "devices"), "serial"), "source"), "path");
+		xmlNode *serial = child(child(root, "devices"), "serial");
+		if (prop_is(serial, "type", "unix"))
+			s = prop_dup(child(serial, "source"), "path");
 	} else if (!strcmp(field, "log")) {
 		s = prop_dup(child(child(child(root, "devices"), "serial"), "log"), "file");
 	} else if (!strcmp(field, "mem") || !strcmp(field, "share") || !strcmp(field, "size")) {

@@ -4,6 +4,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -232,6 +233,52 @@ static void test_bad_input(void **state)
 	assert_int_equal(cl_domxml_get(guest_xml, strlen(guest_xml), "nonsense", &out), -EINVAL);
 }
 
+/* The XML an overlay carries is outside input. */
+static void replace(char *buf, size_t cap, const char *src, const char *from, const char *to)
+{
+	const char *p = strstr(src, from);
+
+	assert_non_null(p);
+	assert_true(strlen(src) - strlen(from) + strlen(to) < cap);
+	snprintf(buf, cap, "%.*s%s%s", (int)(p - src), src, to, p + strlen(from));
+}
+
+static void test_outside_input(void **state)
+{
+	struct cl_domxml_edit e = synthesis_edit();
+	static char xml[sizeof(guest_xml) + 512];
+	char *out = NULL;
+
+	(void)state;
+	/* An undeclared qemu: prefix (libxml2 would recover) is refused:
+	 * the element would escape the rewrite. */
+	replace(xml, sizeof(xml), guest_xml, "xmlns:qemu=", "xmlns:qemx=");
+	assert_int_equal(cl_domxml_rewrite(xml, strlen(xml), &e, &out), -EBADMSG);
+	assert_int_equal(cl_domxml_get(xml, strlen(xml), "mem", &out), -EBADMSG);
+
+	/* Extra QEMU arguments (a host file mapped into the guest) go; only
+	 * the RAM object and its selection stay. */
+	replace(xml, sizeof(xml), guest_xml, "<qemu:commandline>\n",
+	        "<qemu:commandline>\n<qemu:arg value=\"-object\"/><qemu:arg value=\""
+	        "memory-backend-file,id=x,size=4096,mem-path=/etc/shadow,share=on\"/>"
+	        "<qemu:arg value=\"-device\"/><qemu:arg value=\"pc-dimm,memdev=x\"/>"
+	        "<qemu:env name=\"LD_PRELOAD\" value=\"/tmp/x.so\"/>\n");
+	assert_int_equal(cl_domxml_rewrite(xml, strlen(xml), &e, &out), 0);
+	assert_int_equal(count(out, "/etc/shadow"), 0);
+	assert_int_equal(count(out, "pc-dimm"), 0);
+	assert_int_equal(count(out, "LD_PRELOAD"), 0);
+	assert_int_equal(count(out, "<qemu:arg "),
+	                 6); /* -object, RAM, -machine, sel, -incoming, defer */
+	assert_int_equal(count(out, "memory-backend-file,"), 1);
+	assert_int_equal(count(out, "value=\"memory-backend="), 1);
+	assert_field(out, "mem", e.memory);
+	free(out);
+
+	/* The console is a unix socket's path, not another serial's file. */
+	replace(xml, sizeof(xml), guest_xml, "<serial type=\"unix\">", "<serial type=\"file\">");
+	assert_int_equal(cl_domxml_get(xml, strlen(xml), "console", &out), -ENOENT);
+}
+
 static void quiet(void *ctx, virErrorPtr err)
 {
 	(void)ctx;
@@ -451,6 +498,7 @@ int main(void)
 	    cmocka_unit_test(test_escaping),
 	    cmocka_unit_test(test_adds_memory_backend),
 	    cmocka_unit_test(test_bad_input),
+	    cmocka_unit_test(test_outside_input),
 	    cmocka_unit_test(test_libvirt_parses),
 	    cmocka_unit_test(test_uuid),
 	    cmocka_unit_test(test_resume_choose),
