@@ -425,6 +425,8 @@ static int synthesize(struct synth *sp)
 	int quiet = 0;
 	char group[64], why[512], disk[PATH_MAX + 16], mem[PATH_MAX + 16], state[PATH_MAX + 16];
 	char *xml = NULL, *newxml = NULL, *kernel = NULL, *initrd = NULL, *vnc = NULL, *live;
+	char *tmpl = NULL;
+	size_t tlen = 0;
 	const char *type, *hint = NULL, *end = NULL;
 	size_t len = 0;
 	uid_t uid;
@@ -520,7 +522,14 @@ static int synthesize(struct synth *sp)
 	e.kernel = kernel;
 	e.initrd = initrd;
 	e.vnc_local = 1;
-	r = cl_domxml_rewrite(xml, len, &e, &newxml);
+	/* The template is the base's own domain XML, registered here, when it
+	 * has one: the overlay's is outside input (its devices or emulator
+	 * could name host files) and describes the same hardware, which the
+	 * device state needs anyway. */
+	if (b->domain_path &&
+	    (r = cl_read_file(b->domain_path, 16u << 20, (void **)&tmpl, &tlen)) < 0)
+		goto out;
+	r = cl_domxml_rewrite(tmpl ? tmpl : xml, tmpl ? tlen : len, &e, &newxml);
 	if (r < 0)
 		goto out;
 	snprintf(s.path, sizeof(s.path), "%s/domain.xml", s.rundir);
@@ -603,6 +612,7 @@ out:
 	free(kernel);
 	free(initrd);
 	free(xml);
+	free(tmpl);
 	cl_base_free(b);
 	return r < 0 ? 1 : 0;
 }
