@@ -108,7 +108,7 @@ static const struct node *node_of(const struct cl_fs *fs, fuse_ino_t ino)
 }
 
 static void add_node(struct cl_fs *fs, fuse_ino_t ino, fuse_ino_t parent, const char *name,
-		     enum node_kind kind, int image, int which)
+                     enum node_kind kind, int image, int which)
 {
 	struct node *n = &fs->nodes[ino];
 
@@ -131,7 +131,7 @@ static void build_tree(struct cl_fs *fs)
 	for (k = 0; k < 2; k++)
 		if (fs->blob_len[k])
 			add_node(fs, k ? INO_DOMAIN : INO_STATE, INO_ROOT, blob_names[k], NODE_BLOB,
-				 0, k);
+			         0, k);
 	for (i = 0; i < CL_NIMAGES; i++) {
 		add_node(fs, INO_IMAGE_DIR(i), INO_ROOT, cl_image_name(i), NODE_DIR, i, 0);
 		add_node(fs, INO_IMAGE(i), INO_IMAGE_DIR(i), "image", NODE_IMAGE, i, 0);
@@ -139,10 +139,10 @@ static void build_tree(struct cl_fs *fs)
 		add_node(fs, INO_STREAMS_DIR(i), INO_IMAGE_DIR(i), "streams", NODE_DIR, i, 0);
 		for (k = 0; k < CL_FS_NSTATS; k++)
 			add_node(fs, INO_STAT(i, k), INO_STATS_DIR(i), cl_fs_stat_names[k],
-				 NODE_STAT, i, k);
+			         NODE_STAT, i, k);
 		for (k = 0; k < CL_EV_KINDS; k++)
 			add_node(fs, INO_STREAM(i, k), INO_STREAMS_DIR(i), cl_fs_stream_names[k],
-				 NODE_STREAM, i, k);
+			         NODE_STREAM, i, k);
 	}
 }
 
@@ -429,7 +429,7 @@ static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 }
 
 static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
-		       struct fuse_file_info *fi)
+                       struct fuse_file_info *fi)
 {
 	struct cl_fs *fs = fs_of(req);
 	const struct node *n = node_of(fs, ino);
@@ -446,7 +446,7 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
 		return;
 	}
 	if (to_set & (FUSE_SET_ATTR_SIZE | FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_MTIME |
-		      FUSE_SET_ATTR_ATIME_NOW | FUSE_SET_ATTR_MTIME_NOW)) {
+	              FUSE_SET_ATTR_ATIME_NOW | FUSE_SET_ATTR_MTIME_NOW)) {
 		if (n->kind != NODE_IMAGE) {
 			fuse_reply_err(req, n->kind == NODE_DIR ? EPERM : EACCES);
 			return;
@@ -464,7 +464,7 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
 		return;
 	}
 	if (to_set & (FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_MTIME | FUSE_SET_ATTR_ATIME_NOW |
-		      FUSE_SET_ATTR_MTIME_NOW)) {
+	              FUSE_SET_ATTR_MTIME_NOW)) {
 		clock_gettime(CLOCK_REALTIME, &now);
 		pthread_mutex_lock(&fs->lock);
 		if (to_set & FUSE_SET_ATTR_ATIME_NOW)
@@ -638,7 +638,7 @@ static void read_done(void *ctx, ssize_t r)
 }
 
 static void read_image(struct cl_fs *fs, fuse_req_t req, enum cl_image_id image, size_t size,
-		       off_t off)
+                       off_t off)
 {
 	struct io_req *io;
 	size_t len;
@@ -654,7 +654,7 @@ static void read_image(struct cl_fs *fs, fuse_req_t req, enum cl_image_id image,
 	/* Whole requests only, up to the end of the image: a short answer
 	 * through the page cache would read as zeros. */
 	len = fs->size[image] - (uint64_t)off < size ? (size_t)(fs->size[image] - (uint64_t)off)
-						     : size;
+	                                             : size;
 	io = malloc(sizeof(*io) + len);
 	if (!io) {
 		fuse_reply_err(req, ENOMEM);
@@ -667,8 +667,8 @@ static void read_image(struct cl_fs *fs, fuse_req_t req, enum cl_image_id image,
 	cl_lazy_read(fs->l, image, (uint64_t)off, len, io->data, read_done, io);
 }
 
-static void read_text(struct cl_fs *fs, fuse_req_t req, const struct node *n,
-		      struct text_file *t, size_t size, off_t off)
+static void read_text(struct cl_fs *fs, fuse_req_t req, const struct node *n, struct text_file *t,
+                      size_t size, off_t off)
 {
 	struct cl_fs_status_info info;
 	struct cl_lazy_stats st;
@@ -699,7 +699,7 @@ static void read_text(struct cl_fs *fs, fuse_req_t req, const struct node *n,
 }
 
 static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
-		    struct fuse_file_info *fi)
+                    struct fuse_file_info *fi)
 {
 	struct cl_fs *fs = fs_of(req);
 	const struct node *n = node_of(fs, ino);
@@ -720,15 +720,14 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		}
 		len = fs->blob_len[n->which] - (size_t)off;
 		fuse_reply_buf(req, (const char *)fs->blob[n->which] + off,
-			       len < size ? len : size);
+		               len < size ? len : size);
 		break;
 	case NODE_STATUS:
 	case NODE_STAT:
 		read_text(fs, req, n, handle_of(fi)->text, size, off);
 		break;
 	case NODE_STREAM:
-		cl_fs_stream_read(handle_of(fi)->stream, req, size,
-				  !!(fi->flags & O_NONBLOCK));
+		cl_fs_stream_read(handle_of(fi)->stream, req, size, !!(fi->flags & O_NONBLOCK));
 		break;
 	default:
 		fuse_reply_err(req, EISDIR);
@@ -752,7 +751,7 @@ static void write_done(void *ctx, ssize_t r)
 }
 
 static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_t off,
-		     struct fuse_file_info *fi)
+                     struct fuse_file_info *fi)
 {
 	struct cl_fs *fs = fs_of(req);
 	const struct node *n = node_of(fs, ino);
@@ -806,7 +805,7 @@ static void fallocate_done(void *ctx, ssize_t r)
 }
 
 static void op_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t off, off_t len,
-			 struct fuse_file_info *fi)
+                         struct fuse_file_info *fi)
 {
 	struct cl_fs *fs = fs_of(req);
 	const struct node *n = node_of(fs, ino);
@@ -849,7 +848,7 @@ static void op_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t off, of
 	io->image = n->image;
 	cl_fs_hold(fs);
 	cl_lazy_write(fs->l, n->image, (uint64_t)off, (size_t)(end - (uint64_t)off), NULL,
-		      fallocate_done, io);
+	              fallocate_done, io);
 }
 
 static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
@@ -868,7 +867,7 @@ static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 }
 
 static void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
-		       struct fuse_file_info *fi)
+                       struct fuse_file_info *fi)
 {
 	struct cl_fs *fs = fs_of(req);
 	const struct node *n = node_of(fs, ino);
@@ -927,22 +926,22 @@ static void op_statfs(fuse_req_t req, fuse_ino_t ino)
 }
 
 static const struct fuse_lowlevel_ops ops = {
-	.init = op_init,
-	.lookup = op_lookup,
-	.forget = op_forget,
-	.getattr = op_getattr,
-	.setattr = op_setattr,
-	.access = op_access,
-	.open = op_open,
-	.read = op_read,
-	.write = op_write,
-	.flush = op_flush,
-	.release = op_release,
-	.fsync = op_fsync,
-	.opendir = op_opendir,
-	.readdir = op_readdir,
-	.statfs = op_statfs,
-	.fallocate = op_fallocate,
+    .init = op_init,
+    .lookup = op_lookup,
+    .forget = op_forget,
+    .getattr = op_getattr,
+    .setattr = op_setattr,
+    .access = op_access,
+    .open = op_open,
+    .read = op_read,
+    .write = op_write,
+    .flush = op_flush,
+    .release = op_release,
+    .fsync = op_fsync,
+    .opendir = op_opendir,
+    .readdir = op_readdir,
+    .statfs = op_statfs,
+    .fallocate = op_fallocate,
 };
 
 const struct fuse_lowlevel_ops *cl_fs_ops(void)

@@ -38,9 +38,9 @@
  * more than it saves). One /dev/fuse descriptor is enough for 8 threads:
  * clone_fd pays off with many threads on many cores, and replies sent from
  * engine threads go through the session's descriptor anyway. */
-#define LOOP_MAX_THREADS 8
+#define LOOP_MAX_THREADS  8
 #define LOOP_IDLE_THREADS 8
-#define LOOP_CLONE_FD    0
+#define LOOP_CLONE_FD     0
 
 #define DRAIN_MS 10000 /* bound on waiting for the last replies at shutdown */
 #define READY_MS 60000 /* bound on the parent's wait for the mount to serve */
@@ -75,7 +75,7 @@ struct control {
 /* One line in the log: log=FILE, else syslog in the background, else the
  * terminal. */
 static void note(const struct daemon *d, int prio, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+    __attribute__((format(printf, 3, 4)));
 static void note(const struct daemon *d, int prio, const char *fmt, ...)
 {
 	char msg[512], when[32];
@@ -159,7 +159,7 @@ static int daemonize(struct daemon *d, const sigset_t *set)
 			;
 		if (n == 0) {
 			fprintf(stderr, "cloudletfs: the mount did not serve within %d s\n",
-				READY_MS / 1000);
+			        READY_MS / 1000);
 			_exit(1);
 		}
 		do
@@ -276,9 +276,9 @@ static struct fuse_session *new_session(const struct cl_fs_args *a, struct cl_fs
 		return NULL;
 	/* fstype fuse.cloudletfs is how `cloudlet umount` knows its mounts. */
 	if (asprintf(&opts, "fsname=%s,subtype=cloudletfs%s%s%s", fsname,
-		     a->allow_other ? ",allow_other" : "",
-		     a->default_permissions ? ",default_permissions" : "",
-		     a->read_only ? ",ro" : "") < 0)
+	             a->allow_other ? ",allow_other" : "",
+	             a->default_permissions ? ",default_permissions" : "",
+	             a->read_only ? ",ro" : "") < 0)
 		opts = NULL;
 	if (opts && fuse_opt_add_arg(&args, "cloudletfs") == 0 &&
 	    fuse_opt_add_arg(&args, "-o") == 0 && fuse_opt_add_arg(&args, opts) == 0 &&

@@ -14,82 +14,82 @@
 #include <unistd.h>
 
 const char cl_fs_usage[] =
-	"Usage: cloudletfs OVERLAY MOUNTPOINT -o base=IMAGE[,OPTION...] [-f] [-d]\n"
-	"\n"
-	"Serves the customized VM synthesized from the registered base IMAGE and\n"
-	"OVERLAY (its overlay-meta, the directory holding it, or an http(s) URL of it)\n"
-	"at MOUNTPOINT, lazily: the files are usable while the overlay is arriving.\n"
-	"\n"
-	"  disk/image, memory/image     the VM's disk and memory, read-write (writes\n"
-	"                               go to a local store; base, overlay and cache\n"
-	"                               are never written)\n"
-	"  state, domain.xml            device state and domain XML, if carried\n"
-	"  status                       progress, `key: value` lines (state, segments,\n"
-	"                               bytes, ranges, pid, ...)\n"
-	"  {disk,memory}/stats/NAME     counters, one number per file\n"
-	"  {disk,memory}/streams/NAME   chunks_accessed, chunks_present, chunks_modified:\n"
-	"                               the chunks so far, then live, one per line\n"
-	"                               `SECONDS.MICROS<TAB>CHUNK`\n"
-	"\n"
-	"A read of data not yet arrived waits for it; its segment is fetched at once.\n"
-	"cloudletfs returns once the mount serves (unless -f). `cloudlet umount\n"
-	"MOUNTPOINT` or SIGTERM stops it: waiting reads fail with EIO, then the mount\n"
-	"goes away, even while a VM holds its files open.\n"
-	"\n"
-	"Options (-o, comma-separated; write a comma inside a value as \\,):\n"
-	"  base=IMAGE             the registered base's disk image, or its id (required)\n"
-	"  cache_dir=DIR          persistent cache of decoded chunks, kept per overlay\n"
-	"                         (default $CLOUDLET_HOME/cache)\n"
-	"  cache_limit=SIZE       size limit of that cache, with K, M or G; least\n"
-	"                         recently used overlays are evicted (default 10G)\n"
-	"  no_cache               decoded chunks go to a temporary cache, dropped at exit\n"
-	"  store_dir=DIR          where writes to the images go (default: a temporary\n"
-	"                         directory)\n"
-	"  keep_store             keep the store at unmount (default: removed)\n"
-	"  connections=N          segments fetched at once, 1 to 64 (default 4)\n"
-	"  timeout=SECONDS        how long a disk read waits for missing data before\n"
-	"                         failing with EIO (default 60)\n"
-	"  memory_timeout=SECONDS the same for memory/image (default 300): an EIO there\n"
-	"                         kills the VM (SIGBUS in QEMU), so it waits longer\n"
-	"  fetch_timeout=SECONDS  bound on one HTTP request (default 30)\n"
-	"  retries=N              HTTP retries per request, with backoff, 1 to 100\n"
-	"                         (default 5)\n"
-	"  no_stream              fetch on demand only: no background stream\n"
-	"  allow_other            let other users use the mount (QEMU runs as\n"
-	"                         libvirt-qemu); the mode bits below still apply\n"
-	"  default_permissions    let the kernel check the mode bits\n"
-	"  uid=USER, gid=GROUP    owner and group of the files (default: the mounting\n"
-	"                         user's); images are mode 0660, other files 0444\n"
-	"  log=FILE               append the daemon's messages to FILE (in the\n"
-	"                         background they are dropped otherwise)\n"
-	"  ro                     read-only mount\n"
-	"  Accepted and ignored (mount(8), fstab and mount.fuse3 pass them): rw,\n"
-	"  defaults, auto, noauto, user, user=NAME, users, nouser, owner, nofail,\n"
-	"  _netdev, dev, nodev, suid, nosuid, exec, noexec, sync, async, dirsync,\n"
-	"  [no]atime, [no]diratime, [no]relatime, [no]strictatime, [no]lazytime,\n"
-	"  x-*, comment=*.\n"
-	"\n"
-	"Other options:\n"
-	"  -f              stay in the foreground\n"
-	"  -d              print every FUSE request (implies -f)\n"
-	"  -h, --help      this help\n"
-	"  -V, --version   print the version\n"
-	"\n"
-	"mount(8) and /etc/fstab (mount.fuse3 runs cloudletfs from PATH):\n"
-	"  mount -t fuse.cloudletfs OVERLAY MOUNTPOINT -o base=IMAGE[,allow_other]\n"
-	"  OVERLAY  MOUNTPOINT  fuse.cloudletfs  base=IMAGE,noauto  0  0\n"
-	"\n"
-	"Exit status: 0 once mounted (with -f: after a clean unmount), 1 on failure,\n"
-	"2 on a usage error.\n";
+    "Usage: cloudletfs OVERLAY MOUNTPOINT -o base=IMAGE[,OPTION...] [-f] [-d]\n"
+    "\n"
+    "Serves the customized VM synthesized from the registered base IMAGE and\n"
+    "OVERLAY (its overlay-meta, the directory holding it, or an http(s) URL of it)\n"
+    "at MOUNTPOINT, lazily: the files are usable while the overlay is arriving.\n"
+    "\n"
+    "  disk/image, memory/image     the VM's disk and memory, read-write (writes\n"
+    "                               go to a local store; base, overlay and cache\n"
+    "                               are never written)\n"
+    "  state, domain.xml            device state and domain XML, if carried\n"
+    "  status                       progress, `key: value` lines (state, segments,\n"
+    "                               bytes, ranges, pid, ...)\n"
+    "  {disk,memory}/stats/NAME     counters, one number per file\n"
+    "  {disk,memory}/streams/NAME   chunks_accessed, chunks_present, chunks_modified:\n"
+    "                               the chunks so far, then live, one per line\n"
+    "                               `SECONDS.MICROS<TAB>CHUNK`\n"
+    "\n"
+    "A read of data not yet arrived waits for it; its segment is fetched at once.\n"
+    "cloudletfs returns once the mount serves (unless -f). `cloudlet umount\n"
+    "MOUNTPOINT` or SIGTERM stops it: waiting reads fail with EIO, then the mount\n"
+    "goes away, even while a VM holds its files open.\n"
+    "\n"
+    "Options (-o, comma-separated; write a comma inside a value as \\,):\n"
+    "  base=IMAGE             the registered base's disk image, or its id (required)\n"
+    "  cache_dir=DIR          persistent cache of decoded chunks, kept per overlay\n"
+    "                         (default $CLOUDLET_HOME/cache)\n"
+    "  cache_limit=SIZE       size limit of that cache, with K, M or G; least\n"
+    "                         recently used overlays are evicted (default 10G)\n"
+    "  no_cache               decoded chunks go to a temporary cache, dropped at exit\n"
+    "  store_dir=DIR          where writes to the images go (default: a temporary\n"
+    "                         directory)\n"
+    "  keep_store             keep the store at unmount (default: removed)\n"
+    "  connections=N          segments fetched at once, 1 to 64 (default 4)\n"
+    "  timeout=SECONDS        how long a disk read waits for missing data before\n"
+    "                         failing with EIO (default 60)\n"
+    "  memory_timeout=SECONDS the same for memory/image (default 300): an EIO there\n"
+    "                         kills the VM (SIGBUS in QEMU), so it waits longer\n"
+    "  fetch_timeout=SECONDS  bound on one HTTP request (default 30)\n"
+    "  retries=N              HTTP retries per request, with backoff, 1 to 100\n"
+    "                         (default 5)\n"
+    "  no_stream              fetch on demand only: no background stream\n"
+    "  allow_other            let other users use the mount (QEMU runs as\n"
+    "                         libvirt-qemu); the mode bits below still apply\n"
+    "  default_permissions    let the kernel check the mode bits\n"
+    "  uid=USER, gid=GROUP    owner and group of the files (default: the mounting\n"
+    "                         user's); images are mode 0660, other files 0444\n"
+    "  log=FILE               append the daemon's messages to FILE (in the\n"
+    "                         background they are dropped otherwise)\n"
+    "  ro                     read-only mount\n"
+    "  Accepted and ignored (mount(8), fstab and mount.fuse3 pass them): rw,\n"
+    "  defaults, auto, noauto, user, user=NAME, users, nouser, owner, nofail,\n"
+    "  _netdev, dev, nodev, suid, nosuid, exec, noexec, sync, async, dirsync,\n"
+    "  [no]atime, [no]diratime, [no]relatime, [no]strictatime, [no]lazytime,\n"
+    "  x-*, comment=*.\n"
+    "\n"
+    "Other options:\n"
+    "  -f              stay in the foreground\n"
+    "  -d              print every FUSE request (implies -f)\n"
+    "  -h, --help      this help\n"
+    "  -V, --version   print the version\n"
+    "\n"
+    "mount(8) and /etc/fstab (mount.fuse3 runs cloudletfs from PATH):\n"
+    "  mount -t fuse.cloudletfs OVERLAY MOUNTPOINT -o base=IMAGE[,allow_other]\n"
+    "  OVERLAY  MOUNTPOINT  fuse.cloudletfs  base=IMAGE,noauto  0  0\n"
+    "\n"
+    "Exit status: 0 once mounted (with -f: after a clean unmount), 1 on failure,\n"
+    "2 on a usage error.\n";
 
 /* Options mount(8), fstab and mount.fuse3 may pass that mean nothing here. */
 static const char *const ignored[] = {
-	"rw",         "defaults",  "auto",        "noauto",       "user",          "users",
-	"nouser",     "owner",     "nofail",      "_netdev",      "dev",           "nodev",
-	"suid",       "nosuid",    "exec",        "noexec",       "sync",          "async",
-	"dirsync",    "atime",     "noatime",     "diratime",     "nodiratime",    "relatime",
-	"norelatime", "lazytime",  "nolazytime",  "strictatime",  "nostrictatime", "",
-	NULL,
+    "rw",         "defaults", "auto",       "noauto",      "user",          "users",
+    "nouser",     "owner",    "nofail",     "_netdev",     "dev",           "nodev",
+    "suid",       "nosuid",   "exec",       "noexec",      "sync",          "async",
+    "dirsync",    "atime",    "noatime",    "diratime",    "nodiratime",    "relatime",
+    "norelatime", "lazytime", "nolazytime", "strictatime", "nostrictatime", "",
+    NULL,
 };
 
 /* Absolute form of a path that may not exist yet. */
@@ -137,7 +137,7 @@ static int set_path(char **dst, const char *key, const char *val)
 }
 
 static int parse_uint(const char *key, const char *val, unsigned long lo, unsigned long hi,
-		      unsigned *out)
+                      unsigned *out)
 {
 	unsigned long v;
 	char *end;
@@ -146,7 +146,7 @@ static int parse_uint(const char *key, const char *val, unsigned long lo, unsign
 	v = strtoul(val, &end, 10);
 	if (errno || end == val || *end || *val == '-' || v < lo || v > hi)
 		return cl_errorf(-EINVAL, "option %s=%s: expected a whole number from %lu to %lu",
-				 key, val, lo, hi);
+		                 key, val, lo, hi);
 	*out = (unsigned)v;
 	return 0;
 }
@@ -162,7 +162,7 @@ static int parse_seconds(const char *key, const char *val, unsigned *ms)
 	v = strtod(val, &end);
 	if (errno || end == val || *end || !(v >= 0.001) || v > 7 * 86400.0)
 		return cl_errorf(-EINVAL, "option %s=%s: expected seconds, from 0.001 to 604800",
-				 key, val);
+		                 key, val);
 	*ms = (unsigned)(v * 1000 + 0.5);
 	return 0;
 }
@@ -171,7 +171,7 @@ static int parse_size(const char *key, const char *val, uint64_t *out)
 {
 	if (cl_parse_size(val, out) < 0 || *out == 0)
 		return cl_errorf(-EINVAL, "option %s=%s: expected a size above 0, like 500M or 20G",
-				 key, val);
+		                 key, val);
 	return 0;
 }
 

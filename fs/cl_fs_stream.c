@@ -42,7 +42,7 @@ struct stream_wait {
 };
 
 int cl_fs_stream_open(struct cl_fs *fs, struct cl_lazy *l, enum cl_image_id image,
-		      enum cl_lazy_event_kind kind, struct cl_fs_stream **out)
+                      enum cl_lazy_event_kind kind, struct cl_fs_stream **out)
 {
 	struct cl_fs_stream *s;
 	int r;

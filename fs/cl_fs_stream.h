@@ -15,7 +15,7 @@
 struct cl_fs_stream;
 
 int cl_fs_stream_open(struct cl_fs *fs, struct cl_lazy *l, enum cl_image_id image,
-		      enum cl_lazy_event_kind kind, struct cl_fs_stream **out);
+                      enum cl_lazy_event_kind kind, struct cl_fs_stream **out);
 /* Only once no read of it is pending (FUSE sends release after the last). */
 void cl_fs_stream_close(struct cl_fs_stream *s);
 

@@ -4,15 +4,15 @@
 #include <stdio.h>
 
 const char *const cl_fs_stat_names[CL_FS_NSTATS] = {
-	"chunk_size",      "chunks",          "chunks_overlay", "chunks_fetched", "chunks_present",
-	"chunks_accessed", "chunks_modified", "bytes_read",     "bytes_written",  "chunk_fetches",
-	"demand_fetches",  "io_errors",       "waiting",
+    "chunk_size",      "chunks",          "chunks_overlay", "chunks_fetched", "chunks_present",
+    "chunks_accessed", "chunks_modified", "bytes_read",     "bytes_written",  "chunk_fetches",
+    "demand_fetches",  "io_errors",       "waiting",
 };
 
 const char *const cl_fs_stream_names[CL_EV_KINDS] = {
-	[CL_EV_ACCESSED] = "chunks_accessed",
-	[CL_EV_PRESENT] = "chunks_present",
-	[CL_EV_MODIFIED] = "chunks_modified",
+    [CL_EV_ACCESSED] = "chunks_accessed",
+    [CL_EV_PRESENT] = "chunks_present",
+    [CL_EV_MODIFIED] = "chunks_modified",
 };
 
 static uint64_t stat_value(const struct cl_lazy_image_stats *s, int which)
@@ -73,7 +73,7 @@ static const char *state_name(enum cl_lazy_state s)
 }
 
 size_t cl_fs_status_text(const struct cl_lazy_stats *st, const struct cl_fs_status_info *info,
-			 char *buf, size_t cap)
+                         char *buf, size_t cap)
 {
 	const struct cl_lazy_image_stats *d = &st->image[CL_DISK], *m = &st->image[CL_MEMORY];
 	char reason[sizeof(st->reason)];
@@ -85,34 +85,34 @@ size_t cl_fs_status_text(const struct cl_lazy_stats *st, const struct cl_fs_stat
 		reason[i] = (unsigned char)st->reason[i] < 0x20 ? ' ' : st->reason[i];
 	reason[i] = '\0';
 	n = snprintf(buf, cap,
-		     "state: %s\n"
-		     "reason: %s\n"
-		     "segments: %" PRIu32 "/%" PRIu32 "\n"
-		     "bytes: %" PRIu64 "/%" PRIu64 "\n"
-		     "ranges: %s\n"
-		     "demand_fetch: %s\n"
-		     "seconds: %.3f\n"
-		     "cache_hits: %" PRIu64 "\n"
-		     "disk_chunks: %" PRIu64 "/%" PRIu64 "\n"
-		     "memory_chunks: %" PRIu64 "/%" PRIu64 "\n"
-		     "waiting: %" PRIu64 "\n"
-		     "io_errors: %" PRIu64 "\n"
-		     "overlay: %s\n"
-		     "base: %s\n"
-		     "mountpoint: %s\n"
-		     "pid: %ld\n",
-		     state_name(st->state), reason[0] ? reason : "none",
-		     st->segments_present, st->segments, st->bytes_fetched, st->pack_bytes,
-		     st->ranges ? "on" : "off", st->ranges ? "on" : "off", st->seconds,
-		     st->cache_hits, d->chunks_present, d->chunks, m->chunks_present, m->chunks,
-		     d->waiting + m->waiting, d->io_errors + m->io_errors, info->overlay,
-		     info->base, info->mountpoint, info->pid);
+	             "state: %s\n"
+	             "reason: %s\n"
+	             "segments: %" PRIu32 "/%" PRIu32 "\n"
+	             "bytes: %" PRIu64 "/%" PRIu64 "\n"
+	             "ranges: %s\n"
+	             "demand_fetch: %s\n"
+	             "seconds: %.3f\n"
+	             "cache_hits: %" PRIu64 "\n"
+	             "disk_chunks: %" PRIu64 "/%" PRIu64 "\n"
+	             "memory_chunks: %" PRIu64 "/%" PRIu64 "\n"
+	             "waiting: %" PRIu64 "\n"
+	             "io_errors: %" PRIu64 "\n"
+	             "overlay: %s\n"
+	             "base: %s\n"
+	             "mountpoint: %s\n"
+	             "pid: %ld\n",
+	             state_name(st->state), reason[0] ? reason : "none", st->segments_present,
+	             st->segments, st->bytes_fetched, st->pack_bytes, st->ranges ? "on" : "off",
+	             st->ranges ? "on" : "off", st->seconds, st->cache_hits, d->chunks_present,
+	             d->chunks, m->chunks_present, m->chunks, d->waiting + m->waiting,
+	             d->io_errors + m->io_errors, info->overlay, info->base, info->mountpoint,
+	             info->pid);
 	return clip(n, cap);
 }
 
 size_t cl_fs_event_line(const struct cl_lazy_event *ev, char *buf)
 {
 	return clip(snprintf(buf, CL_FS_EVENT_LINE_MAX, "%" PRIu64 ".%06" PRIu64 "\t%" PRIu64 "\n",
-			     ev->usec / 1000000, ev->usec % 1000000, ev->chunk),
-		    CL_FS_EVENT_LINE_MAX);
+	                     ev->usec / 1000000, ev->usec % 1000000, ev->chunk),
+	            CL_FS_EVENT_LINE_MAX);
 }

@@ -26,7 +26,7 @@ struct cl_fs_status_info {
  * of the text. */
 size_t cl_fs_stat_text(const struct cl_lazy_stats *st, int image, int which, char *buf, size_t cap);
 size_t cl_fs_status_text(const struct cl_lazy_stats *st, const struct cl_fs_status_info *info,
-			 char *buf, size_t cap);
+                         char *buf, size_t cap);
 
 /* One stream line, "SECONDS.MICROS\tCHUNK\n" with microseconds zero-padded
  * to 6 digits; buf must hold CL_FS_EVENT_LINE_MAX bytes. */

@@ -52,7 +52,7 @@ void cl_source_close(struct cl_source *src);
 /* Reads a whole object of at most max_len bytes into a malloc'd buffer that
  * the caller frees. Larger objects fail with -EFBIG. */
 int cl_source_read_all(const char *location, const struct cl_source_opts *opts, size_t max_len,
-		       void **buf, size_t *len);
+                       void **buf, size_t *len);
 
 /* The location of name relative to location's directory (a sibling file or
  * URL). name must be a plain file name (no '/', not "." or ".."), otherwise

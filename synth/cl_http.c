@@ -25,18 +25,18 @@
 #include <strings.h>
 #include <time.h>
 
-#define CL_HTTP_TIMEOUT_MS	 30000u /* default bound on one request */
-#define CL_HTTP_RETRIES		 5u	/* default attempts after the first */
-#define CL_HTTP_CONNECTIONS	 4u	/* default pool size */
-#define CL_HTTP_MAX_CONNECTIONS	 64u
-#define CL_HTTP_MAX_REDIRS	 5L
-#define CL_HTTP_CONNECT_MAX_MS	 10000u /* connect timeout cap */
-#define CL_HTTP_LOW_SPEED_BYTES	 1024L	/* below this many bytes/s ... */
-#define CL_HTTP_LOW_SPEED_MAX_S	 10u	/* ... for this long (at most): stalled */
-#define CL_HTTP_BACKOFF_MS	 100u	/* first retry delay, doubling */
-#define CL_HTTP_BACKOFF_MAX_MS	 2000u
+#define CL_HTTP_TIMEOUT_MS       30000u /* default bound on one request */
+#define CL_HTTP_RETRIES          5u     /* default attempts after the first */
+#define CL_HTTP_CONNECTIONS      4u     /* default pool size */
+#define CL_HTTP_MAX_CONNECTIONS  64u
+#define CL_HTTP_MAX_REDIRS       5L
+#define CL_HTTP_CONNECT_MAX_MS   10000u /* connect timeout cap */
+#define CL_HTTP_LOW_SPEED_BYTES  1024L  /* below this many bytes/s ... */
+#define CL_HTTP_LOW_SPEED_MAX_S  10u    /* ... for this long (at most): stalled */
+#define CL_HTTP_BACKOFF_MS       100u   /* first retry delay, doubling */
+#define CL_HTTP_BACKOFF_MAX_MS   2000u
 #define CL_HTTP_MAX_HEADER_BYTES (256u * 1024) /* per attempt, all responses */
-#define CL_HTTP_BUFFER_BYTES	 (128L * 1024)
+#define CL_HTTP_BUFFER_BYTES     (128L * 1024)
 
 #ifndef CURL_WRITEFUNC_ERROR
 #define CURL_WRITEFUNC_ERROR 0xFFFFFFFF
@@ -62,8 +62,8 @@ struct cl_http {
 	/* Pinned at open, read-only afterwards. */
 	uint64_t size;
 	int ranges;
-	int pinned;	     /* the fields below are set: check responses */
-	char *etag;	     /* NULL if the server sent none */
+	int pinned;          /* the fields below are set: check responses */
+	char *etag;          /* NULL if the server sent none */
 	char *last_modified; /* NULL if the server sent none */
 
 	CURLSH *share;
@@ -74,7 +74,7 @@ struct cl_http {
 	pthread_mutex_t pool_lock;
 	pthread_cond_t pool_cond;  /* signalled when a handle goes idle */
 	struct cl_http_conn *idle; /* pool_lock */
-	unsigned nconns;	   /* pool_lock: handles in existence */
+	unsigned nconns;           /* pool_lock: handles in existence */
 };
 
 enum xfer_kind {
@@ -88,7 +88,7 @@ enum xfer_kind {
 struct xfer {
 	struct cl_http *h;
 	enum xfer_kind kind;
-	int ranged;	/* a Range header was sent */
+	int ranged;     /* a Range header was sent */
 	uint64_t start; /* first byte asked for */
 	char range[48];
 
@@ -100,11 +100,11 @@ struct xfer {
 	uint64_t clen;
 	int have_crange;
 	uint64_t cr_first, cr_last; /* UINT64_MAX for "bytes * / total" */
-	uint64_t cr_total;	    /* UINT64_MAX if "*" */
+	uint64_t cr_total;          /* UINT64_MAX if "*" */
 	size_t header_bytes;
 
 	/* Body. */
-	int checked;	  /* the final response's headers were accepted */
+	int checked;      /* the final response's headers were accepted */
 	uint64_t body_at; /* object offset of the next body byte */
 
 	/* XFER_READ */
@@ -149,7 +149,7 @@ static unsigned jitter(unsigned n)
 	if (!state) {
 		clock_gettime(CLOCK_MONOTONIC, &ts);
 		state = ((uint64_t)ts.tv_nsec << 20) ^ (uint64_t)ts.tv_sec ^
-			(uint64_t)(uintptr_t)&state;
+		        (uint64_t)(uintptr_t)&state;
 		state |= 1;
 	}
 	state ^= state << 13;
@@ -271,7 +271,7 @@ static void xfer_fini(struct xfer *x)
 static int stale(struct cl_http *h, const char *what, const char *was, const char *now)
 {
 	return cl_errorf(-ESTALE, "%s: object changed mid-synthesis (%s %s, now %s)", h->url, what,
-			 was, now);
+	                 was, now);
 }
 
 static int check_validators(struct xfer *x)
@@ -357,7 +357,7 @@ static int check_response(struct xfer *x)
 		}
 		if (x->kind == XFER_READ && x->ranged)
 			return cl_errorf(-EIO, "%s: server ignored the Range request (HTTP 200)",
-					 h->url);
+			                 h->url);
 		x->body_at = 0;
 		return 0;
 	}
@@ -375,8 +375,8 @@ static int check_response(struct xfer *x)
 	}
 	if (x->cr_first != x->start)
 		return cl_errorf(-EPROTO, "%s: asked for bytes from %llu, server sent from %llu",
-				 h->url, (unsigned long long)x->start,
-				 (unsigned long long)x->cr_first);
+		                 h->url, (unsigned long long)x->start,
+		                 (unsigned long long)x->cr_first);
 	if (x->kind == XFER_READ)
 		want = x->len;
 	else if (x->kind == XFER_PROBE)
@@ -385,8 +385,8 @@ static int check_response(struct xfer *x)
 		want = h->size - x->start;
 	if (x->cr_last - x->cr_first + 1 != want)
 		return cl_errorf(-EPROTO, "%s: asked for %llu bytes at %llu, server sent %llu-%llu",
-				 h->url, (unsigned long long)want, (unsigned long long)x->start,
-				 (unsigned long long)x->cr_first, (unsigned long long)x->cr_last);
+		                 h->url, (unsigned long long)want, (unsigned long long)x->start,
+		                 (unsigned long long)x->cr_first, (unsigned long long)x->cr_last);
 	if (x->have_clen && x->clen != want)
 		return cl_errorf(
 		    -EPROTO, "%s: Content-Length %llu does not match the %llu bytes of the range",
@@ -420,7 +420,7 @@ static size_t on_header(char *data, size_t size, size_t nitems, void *arg)
 	x->header_bytes += n;
 	if (x->header_bytes > CL_HTTP_MAX_HEADER_BYTES) {
 		x->err = cl_errorf(-EPROTO, "%s: response headers larger than %u bytes", x->h->url,
-				   CL_HTTP_MAX_HEADER_BYTES);
+		                   CL_HTTP_MAX_HEADER_BYTES);
 		return 0;
 	}
 	while (n && (data[n - 1] == '\n' || data[n - 1] == '\r'))
@@ -478,7 +478,7 @@ static size_t on_header(char *data, size_t size, size_t nitems, void *arg)
 
 bad:
 	x->err = cl_errorf(-EPROTO, "%s: malformed header: %.*s", x->h->url,
-			   (int)(n > 200 ? 200 : n), data);
+	                   (int)(n > 200 ? 200 : n), data);
 	return 0;
 nomem:
 	x->err = -ENOMEM;
@@ -509,7 +509,7 @@ static size_t on_body(char *data, size_t size, size_t nitems, void *arg)
 	case XFER_READ:
 		if (n > x->len - (size_t)(x->body_at - x->start)) {
 			x->err = cl_errorf(-EPROTO, "%s: server sent more than the %zu bytes asked",
-					   h->url, x->len);
+			                   h->url, x->len);
 			return CURL_WRITEFUNC_ERROR;
 		}
 		memcpy(x->buf + (x->body_at - x->start), data, n);
@@ -518,9 +518,9 @@ static size_t on_body(char *data, size_t size, size_t nitems, void *arg)
 	case XFER_STREAM:
 		if (n > h->size - x->body_at) {
 			x->err = cl_errorf(-ESTALE,
-					   "%s: object changed mid-synthesis (body longer than "
-					   "its %llu bytes)",
-					   h->url, (unsigned long long)h->size);
+			                   "%s: object changed mid-synthesis (body longer than "
+			                   "its %llu bytes)",
+			                   h->url, (unsigned long long)h->size);
 			return CURL_WRITEFUNC_ERROR;
 		}
 		at = x->body_at;
@@ -561,7 +561,7 @@ static void share_unlock(CURL *c, curl_lock_data data, void *arg)
 /* Called by libcurl at least once a second, also while nothing arrives:
  * the point where cl_http_abort() ends a transfer. */
 static int on_progress(void *arg, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal,
-		       curl_off_t ulnow)
+                       curl_off_t ulnow)
 {
 	struct cl_http *h = arg;
 
@@ -622,7 +622,7 @@ static int conn_new(struct cl_http *h, struct cl_http_conn **out)
 		curl_easy_cleanup(c);
 		free(cn);
 		return cl_errorf(-EINVAL, "%s: cannot set up curl: %s", h->url,
-				 curl_easy_strerror(cc));
+		                 curl_easy_strerror(cc));
 	}
 	cn->curl = c;
 	*out = cn;
@@ -678,7 +678,7 @@ static int conn_get(struct cl_http *h, struct cl_http_conn **out)
 	}
 	pthread_mutex_unlock(&h->pool_lock);
 	return cl_errorf(-ETIMEDOUT, "%s: all %u connections stayed busy for %llu ms", h->url,
-			 h->connections, (unsigned long long)h->pool_wait_ms);
+	                 h->connections, (unsigned long long)h->pool_wait_ms);
 }
 
 static void conn_put(struct cl_http *h, struct cl_http_conn *cn)
@@ -717,8 +717,8 @@ static int curl_fault(struct cl_http *h, struct cl_http_conn *cn, CURLcode cc, s
 		curl_easy_getinfo(cn->curl, CURLINFO_CONNECT_TIME_T, &connect_us);
 		if (!connect_us && !x->header_bytes)
 			return cl_errorf(-EHOSTUNREACH,
-					 "%s: host unreachable: no connection in %u ms", h->url,
-					 h->connect_timeout_ms);
+			                 "%s: host unreachable: no connection in %u ms", h->url,
+			                 h->connect_timeout_ms);
 		return cl_errorf(-ETIMEDOUT, "%s: server stalled or too slow: %s", h->url, why);
 	case CURLE_RECV_ERROR:
 	case CURLE_SEND_ERROR:
@@ -735,8 +735,8 @@ static int curl_fault(struct cl_http *h, struct cl_http_conn *cn, CURLcode cc, s
 		return cl_errorf(-ELOOP, "%s: more than %ld redirects", h->url, CL_HTTP_MAX_REDIRS);
 	case CURLE_UNSUPPORTED_PROTOCOL:
 		return cl_errorf(-EPROTONOSUPPORT,
-				 "%s: refused (redirect to) an unsupported scheme: %s", h->url,
-				 why);
+		                 "%s: refused (redirect to) an unsupported scheme: %s", h->url,
+		                 why);
 	case CURLE_URL_MALFORMAT:
 		return cl_errorf(-EINVAL, "%s: malformed URL: %s", h->url, why);
 	case CURLE_OUT_OF_MEMORY:
@@ -763,9 +763,9 @@ static int perform(struct cl_http *h, struct cl_http_conn *cn, struct xfer *x)
 	if (x->ranged) {
 		if (x->kind == XFER_READ || x->kind == XFER_PROBE)
 			snprintf(x->range, sizeof(x->range), "%llu-%llu",
-				 (unsigned long long)x->start,
-				 (unsigned long long)(x->start +
-						      (x->kind == XFER_READ ? x->len : 1) - 1));
+			         (unsigned long long)x->start,
+			         (unsigned long long)(x->start +
+			                              (x->kind == XFER_READ ? x->len : 1) - 1));
 		else
 			snprintf(x->range, sizeof(x->range), "%llu-", (unsigned long long)x->start);
 	}
@@ -779,14 +779,14 @@ static int perform(struct cl_http *h, struct cl_http_conn *cn, struct xfer *x)
 	/* A stream may take long: only stalls bound it, not the total. */
 	if (cc == CURLE_OK)
 		cc = curl_easy_setopt(c, CURLOPT_TIMEOUT_MS,
-				      x->kind == XFER_STREAM ? 0L : (long)h->timeout_ms);
+		                      x->kind == XFER_STREAM ? 0L : (long)h->timeout_ms);
 	if (cc == CURLE_OK)
 		cc = curl_easy_setopt(c, CURLOPT_HEADERDATA, x);
 	if (cc == CURLE_OK)
 		cc = curl_easy_setopt(c, CURLOPT_WRITEDATA, x);
 	if (cc != CURLE_OK)
 		return cl_errorf(-EINVAL, "%s: cannot set up curl: %s", h->url,
-				 curl_easy_strerror(cc));
+		                 curl_easy_strerror(cc));
 
 	cc = curl_easy_perform(c);
 	if (x->err)
@@ -805,15 +805,15 @@ static int perform(struct cl_http *h, struct cl_http_conn *cn, struct xfer *x)
 		if (x->body_at - x->start != x->len) {
 			x->transient = 1;
 			return cl_errorf(-EIO, "%s: short body: %llu of %zu bytes at %llu", h->url,
-					 (unsigned long long)(x->body_at - x->start), x->len,
-					 (unsigned long long)x->start);
+			                 (unsigned long long)(x->body_at - x->start), x->len,
+			                 (unsigned long long)x->start);
 		}
 		break;
 	case XFER_STREAM:
 		if (x->pos != h->size) {
 			x->transient = 1;
 			return cl_errorf(-EIO, "%s: body ended early at %llu of %llu bytes", h->url,
-					 (unsigned long long)x->pos, (unsigned long long)h->size);
+			                 (unsigned long long)x->pos, (unsigned long long)h->size);
 		}
 		break;
 	default:
@@ -847,7 +847,8 @@ static int run(struct cl_http *h, struct xfer *x)
 		r = perform(h, cn, x);
 		conn_put(h, cn);
 		if (atomic_load(&h->aborted))
-			return cl_errorf(-ECANCELED, "%s: transfer cancelled (shutting down)", h->url);
+			return cl_errorf(-ECANCELED, "%s: transfer cancelled (shutting down)",
+			                 h->url);
 		if (r >= 0 || !x->transient || attempt >= h->retries)
 			break;
 		backoff(h, attempt);
@@ -916,7 +917,7 @@ static int probe(struct cl_http *h)
 			r = pin(h, &x, x.clen);
 		else
 			r = cl_errorf(-EPROTO, "%s: server does not tell the object's size",
-				      h->url);
+			              h->url);
 	}
 out:
 	xfer_fini(&x);
@@ -934,7 +935,7 @@ int cl_http_open(const char *url, const struct cl_source_opts *opts, struct cl_h
 	pthread_once(&cl_http_once, http_global_init);
 	if (cl_http_init_code != CURLE_OK)
 		return cl_errorf(-EIO, "%s: cannot initialise libcurl: %s", url,
-				 curl_easy_strerror(cl_http_init_code));
+		                 curl_easy_strerror(cl_http_init_code));
 	h = calloc(1, sizeof(*h));
 	if (!h)
 		return -ENOMEM;
@@ -958,7 +959,7 @@ int cl_http_open(const char *url, const struct cl_source_opts *opts, struct cl_h
 		h->low_speed_s = CL_HTTP_LOW_SPEED_MAX_S;
 	/* As long as one other request may legitimately take, retries included. */
 	h->pool_wait_ms = (uint64_t)h->timeout_ms * (h->retries + 1) +
-			  (uint64_t)CL_HTTP_BACKOFF_MAX_MS * h->retries;
+	                  (uint64_t)CL_HTTP_BACKOFF_MAX_MS * h->retries;
 
 	for (i = 0; i < CURL_LOCK_DATA_LAST; i++)
 		pthread_mutex_init(&h->share_locks[i], NULL);
@@ -1041,7 +1042,7 @@ int cl_http_read(struct cl_http *h, uint64_t off, size_t len, void *buf)
 		return -EINVAL;
 	if (off > h->size || len > h->size - off)
 		return cl_errorf(-EIO, "%s: read of %zu bytes at %llu is past its end (%llu bytes)",
-				 h->url, len, (unsigned long long)off, (unsigned long long)h->size);
+		                 h->url, len, (unsigned long long)off, (unsigned long long)h->size);
 	if (!len)
 		return 0;
 	xfer_init(&x, h, XFER_READ);
@@ -1053,9 +1054,9 @@ int cl_http_read(struct cl_http *h, uint64_t off, size_t len, void *buf)
 		/* The whole object still works with a plain GET. */
 		if (off || len != h->size)
 			return cl_errorf(-EOPNOTSUPP,
-					 "%s: server ignores Range requests: cannot read %zu bytes "
-					 "at %llu (only streaming the whole object works)",
-					 h->url, len, (unsigned long long)off);
+			                 "%s: server ignores Range requests: cannot read %zu bytes "
+			                 "at %llu (only streaming the whole object works)",
+			                 h->url, len, (unsigned long long)off);
 		x.ranged = 0;
 	}
 	r = run(h, &x);
@@ -1075,7 +1076,7 @@ int cl_http_stream(struct cl_http *h, uint64_t off, cl_source_stream_fn fn, void
 		return -EINVAL;
 	if (off > h->size)
 		return cl_errorf(-EIO, "%s: stream from %llu is past its end (%llu bytes)", h->url,
-				 (unsigned long long)off, (unsigned long long)h->size);
+		                 (unsigned long long)off, (unsigned long long)h->size);
 	if (off == h->size)
 		return 0;
 	xfer_init(&x, h, XFER_STREAM);

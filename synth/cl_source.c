@@ -13,8 +13,8 @@
 struct cl_source {
 	char *location;
 	uint64_t size;
-	int fd;                /* local file, or -1 */
-	struct cl_http *http;  /* URL, or NULL */
+	int fd;               /* local file, or -1 */
+	struct cl_http *http; /* URL, or NULL */
 };
 
 int cl_source_is_url(const char *location)
@@ -92,8 +92,8 @@ int cl_source_read(struct cl_source *src, uint64_t off, size_t len, void *buf)
 		return -EINVAL;
 	if (off > src->size || len > src->size - off)
 		return cl_errorf(-EIO, "%s: read of %zu bytes at %llu is past its end (%llu bytes)",
-				 src->location, len, (unsigned long long)off,
-				 (unsigned long long)src->size);
+		                 src->location, len, (unsigned long long)off,
+		                 (unsigned long long)src->size);
 	if (src->http)
 		return cl_http_read(src->http, off, len, buf);
 	while (done < len) {
@@ -105,7 +105,7 @@ int cl_source_read(struct cl_source *src, uint64_t off, size_t len, void *buf)
 		}
 		if (n == 0)
 			return cl_errorf(-EIO, "%s: file shrank while reading (truncated)",
-					 src->location);
+			                 src->location);
 		done += (size_t)n;
 	}
 	return 0;
@@ -157,7 +157,7 @@ void cl_source_close(struct cl_source *src)
 }
 
 int cl_source_read_all(const char *location, const struct cl_source_opts *opts, size_t max_len,
-		       void **buf, size_t *len)
+                       void **buf, size_t *len)
 {
 	struct cl_source *src;
 	void *data;
@@ -170,7 +170,7 @@ int cl_source_read_all(const char *location, const struct cl_source_opts *opts, 
 		return r;
 	if (src->size > max_len) {
 		r = cl_errorf(-EFBIG, "%s: %llu bytes is more than the %zu accepted", location,
-			      (unsigned long long)src->size, max_len);
+		              (unsigned long long)src->size, max_len);
 		goto out;
 	}
 	data = malloc(src->size ? (size_t)src->size : 1);

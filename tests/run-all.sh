@@ -1,16 +1,26 @@
 #!/bin/bash
 # The test command: installs dependencies, builds with -Werror and runs every
-# test (unit, shell, real guest); then the hardening suites:
+# test, one suite at a time: unit, filesystem (the shell tests: real daemon,
+# real nginx, the fault matrix), e2e (the real guest); then the hardening
+# suites:
 #   asan: a build with -fsanitize=address,undefined in BUILD_DIR-asan, unit
 #         and shell tests (every program and the FUSE daemon they start run
 #         instrumented);
 #   tsan: a build with -fsanitize=thread in BUILD_DIR-tsan, unit tests and
-#         the filesystem test shell.fs_basic (the daemon under TSan);
+#         the filesystem tests shell.fs_basic and shell.fault_matrix (the
+#         daemon under TSan, also while faults are injected);
 #   fuzz: every fuzz target for 10 s (tests/fuzz/run.sh, BUILD_DIR-fuzz).
 # Any sanitizer report fails its suite, also from a program a test expected
 # to fail or from a daemon in the background: reports go to files
-# (log_path) that are checked after the suite. Each suite prints its time;
-# the script exits non-zero if any suite failed, after running them all.
+# (log_path) that are checked after the suite.
+# Time budget: the whole command must stay under 30 minutes on the 2-core
+# test machines (issue 5). Each suite has a budget (seconds, below; they add
+# up to 29.5 minutes) and prints its time against it. A suite over its budget
+# is reported loudly (OVER BUDGET) but does not fail by itself: one slow
+# suite on a shared, loaded machine is noise, and the budgets are there to
+# show where time goes. Going over the 30 minutes in all fails the command.
+# CL_BUDGET_SCALE (default 1) multiplies every budget, for slower machines.
+# The script exits non-zero if any suite failed, after running them all.
 # Usage: tests/run-all.sh [BUILD_DIR]
 set -euo pipefail
 src=$(cd "$(dirname "$0")/.." && pwd)
@@ -21,15 +31,28 @@ bash "$src/tests/install-deps.sh"
 
 failed=()
 times=()
-# suite NAME COMMAND...: runs one suite, records its time and outcome.
+over=()
+scale=${CL_BUDGET_SCALE:-1}
+total_budget=$(awk -v s="$scale" 'BEGIN { printf "%d", 1800 * s }')
+t_all=$SECONDS
+# suite NAME BUDGET COMMAND...: runs one suite, records its time against
+# its budget (seconds, times CL_BUDGET_SCALE) and its outcome.
 suite() {
-	local name=$1 start=$SECONDS rc=0
-	shift
-	echo "==== suite $name"
+	local name=$1 budget start=$SECONDS rc=0 t note
+	budget=$(awk -v b="$2" -v s="$scale" 'BEGIN { printf "%d", b * s }')
+	shift 2
+	echo "==== suite $name (budget $budget s)"
 	"$@" || rc=$?
-	times+=("$(printf '%-8s %5d s  %s' "$name" $((SECONDS - start)) \
-		"$([ $rc -eq 0 ] && echo ok || echo "FAILED (exit $rc)")")")
-	echo "==== suite $name: $((SECONDS - start)) s, $([ $rc -eq 0 ] && echo ok || echo FAILED)"
+	t=$((SECONDS - start))
+	note=
+	if [ $t -gt "$budget" ]; then
+		note="  OVER BUDGET by $((t - budget)) s"
+		over+=("$name")
+		echo "!!!! suite $name took $t s, over its budget of $budget s" >&2
+	fi
+	times+=("$(printf '%-10s %5d s of %5d s  %s%s' "$name" $t "$budget" \
+		"$([ $rc -eq 0 ] && echo ok || echo "FAILED (exit $rc)")" "$note")")
+	echo "==== suite $name: $t s of $budget s, $([ $rc -eq 0 ] && echo ok || echo FAILED)"
 	[ $rc -eq 0 ] || failed+=("$name")
 }
 
@@ -68,13 +91,28 @@ san_build() {
 		{ tail -40 "$dir/build.log"; echo "build failed: $dir/build.log" >&2; return 1; }
 }
 
-main_suite() {
+# The C sources as .clang-format wants them (clang-format only reports).
+format_check() {
+	local f bad=()
+	while IFS= read -r f; do
+		clang-format --dry-run --Werror "$src/$f" >/dev/null 2>&1 || bad+=("$f")
+	done < <(cd "$src" && git ls-files '*.c' '*.h' 2>/dev/null ||
+		find fs synth include tests -name '*.[ch]')
+	[ ${#bad[@]} -eq 0 ] && return 0
+	echo "not clang-formatted (run clang-format -i on them): ${bad[*]}" >&2
+	return 1
+}
+
+build_suite() {
 	# Each step only if the previous one worked: errexit does not hold in
 	# a function that suite() calls on the left of ||.
-	cmake -S "$src" -B "$build" -DCL_WERROR=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null &&
-		cmake --build "$build" -j"$(nproc)" &&
-		# ctest prints the time of each suite (label) at the end.
-		(cd "$build" && ctest --output-on-failure --timeout 1500)
+	format_check &&
+		cmake -S "$src" -B "$build" -DCL_WERROR=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null &&
+		cmake --build "$build" -j"$(nproc)"
+}
+# ctest_label LABEL: the tests of one label in the main build.
+ctest_label() {
+	(cd "$build" && ctest -L "^$1\$" --output-on-failure --timeout 1500)
 }
 
 asan_suite() {
@@ -104,21 +142,33 @@ tsan_suite() {
 	fi
 	(
 		san_env "$dir/sanitizer-reports"
-		cd "$dir" && "${run[@]}" ctest -R '^(unit\..*|shell\.fs_basic)$' --output-on-failure \
+		cd "$dir" && "${run[@]}" ctest -R '^(unit\..*|shell\.fs_basic|shell\.fault_matrix)$' \
+			--output-on-failure \
 			--timeout 900
 	) || rc=1
 	san_check "$dir/sanitizer-reports" || rc=1
 	return $rc
 }
 
-suite main main_suite
-suite asan asan_suite
-suite tsan tsan_suite
-suite fuzz bash "$src/tests/fuzz/run.sh" 10 "$build-fuzz"
+# Budgets in seconds (measured on the 2-core machines, with some margin).
+suite build 180 build_suite
+suite unit 60 ctest_label unit
+suite filesystem 360 ctest_label shell
+suite e2e 330 ctest_label guest
+suite asan 420 asan_suite
+suite tsan 210 tsan_suite
+suite fuzz 210 bash "$src/tests/fuzz/run.sh" 10 "$build-fuzz"
 
+t_all=$((SECONDS - t_all))
 echo "==== suite times"
 printf '%s\n' "${times[@]}"
+echo "all: $t_all s of $total_budget s"
 echo "$((${#times[@]} - ${#failed[@]})) passed, ${#failed[@]} failed"
+((${#over[@]} == 0)) || echo "!!!! over budget: ${over[*]}" >&2
+if [ $t_all -gt "$total_budget" ]; then
+	echo "FAILED: the test command took $t_all s, over its $total_budget s" >&2
+	exit 1
+fi
 if ((${#failed[@]})); then
 	echo "FAILED: ${failed[*]}" >&2
 	exit 1

@@ -125,8 +125,11 @@ static xmlNode *qemu_cmdline(xmlNode *root, int create)
 	if (!create)
 		return NULL;
 	ns = xmlSearchNsByHref(root->doc, root, BAD_CAST CL_QEMU_NS);
+	/* "qemu" may be bound to another URI already: then another prefix. */
 	if (!ns)
 		ns = xmlNewNs(root, BAD_CAST CL_QEMU_NS, BAD_CAST "qemu");
+	if (!ns)
+		ns = xmlNewNs(root, BAD_CAST CL_QEMU_NS, BAD_CAST "cloudlet-qemu");
 	return ns ? xmlNewChild(root, ns, BAD_CAST "commandline", NULL) : NULL;
 }
 
@@ -323,6 +326,8 @@ static int edit_memory(xmlNode *root, const struct cl_domxml_edit *e)
 	int r;
 
 	cl = qemu_cmdline(root, e->memory || e->incoming);
+	if (!cl && (e->memory || e->incoming))
+		return cl_errorf(-EINVAL, "domain XML: cannot add a QEMU command line");
 	arg = memobj_arg(cl);
 	if (!arg && e->memory) {
 		/* No file-backed RAM yet: add it, the size from the image. */

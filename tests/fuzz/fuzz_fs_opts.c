@@ -41,7 +41,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		FUZZ_CHECK(a.lazy.cache_dir == a.cache_dir && a.lazy.store_dir == a.store_dir);
 	} else if (r < 0) {
 		FUZZ_CHECK(r == -EINVAL || r == -ENOMEM || r == -ENOENT || r == -ENOTDIR ||
-			   r == -EACCES || r == -ENAMETOOLONG || r == -ELOOP);
+		           r == -EACCES || r == -ENAMETOOLONG || r == -ELOOP);
 	}
 	cl_fs_args_free(&a);
 	cl_error_clear();

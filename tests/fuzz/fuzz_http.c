@@ -27,8 +27,8 @@ static int fake_nanosleep(const struct timespec *req, struct timespec *rem);
 
 #undef curl_easy_setopt
 #define curl_easy_setopt(c, opt, val) fake_setopt(c, opt, (uintptr_t)(val))
-#define curl_easy_perform	      fake_perform
-#define nanosleep		      fake_nanosleep
+#define curl_easy_perform             fake_perform
+#define nanosleep                     fake_nanosleep
 
 #include "cl_http.c"
 
@@ -89,9 +89,9 @@ static int next_response(const uint8_t **p, size_t *n)
 static CURLcode fake_perform(CURL *c)
 {
 	static const CURLcode faults[10] = {
-	    CURLE_PARTIAL_FILE,		CURLE_OPERATION_TIMEDOUT,   CURLE_RECV_ERROR,
-	    CURLE_COULDNT_CONNECT,	CURLE_WEIRD_SERVER_REPLY,   CURLE_GOT_NOTHING,
-	    CURLE_TOO_MANY_REDIRECTS,	CURLE_UNSUPPORTED_PROTOCOL, CURLE_SSL_CONNECT_ERROR,
+	    CURLE_PARTIAL_FILE,         CURLE_OPERATION_TIMEDOUT,   CURLE_RECV_ERROR,
+	    CURLE_COULDNT_CONNECT,      CURLE_WEIRD_SERVER_REPLY,   CURLE_GOT_NOTHING,
+	    CURLE_TOO_MANY_REDIRECTS,   CURLE_UNSUPPORTED_PROTOCOL, CURLE_SSL_CONNECT_ERROR,
 	    CURLE_COULDNT_RESOLVE_HOST,
 	};
 	struct xfer *x = g_header_x;
@@ -142,8 +142,8 @@ static CURLcode fake_perform(CURL *c)
 }
 
 struct sink {
-	uint64_t next;	  /* the offset the next piece must start at */
-	unsigned calls;	  /* pieces so far */
+	uint64_t next;    /* the offset the next piece must start at */
+	unsigned calls;   /* pieces so far */
 	unsigned give_up; /* fail at this piece (0: never) */
 };
 

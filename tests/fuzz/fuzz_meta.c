@@ -94,8 +94,8 @@ static void check_meta(const struct cl_meta *m)
 		case CL_R_BASE_DISK:
 		case CL_R_BASE_MEMORY:
 			FUZZ_CHECK(c->arg <
-				   cl_chunk_count(m->base_image_size[c->recipe - CL_R_BASE_DISK],
-						  m->chunk_size));
+			           cl_chunk_count(m->base_image_size[c->recipe - CL_R_BASE_DISK],
+			                          m->chunk_size));
 			break;
 		case CL_R_DEDUP:
 			FUZZ_CHECK(c->arg < i && m->chunks[c->arg].recipe >= CL_R_DELTA);
@@ -104,7 +104,7 @@ static void check_meta(const struct cl_meta *m)
 			break;
 		case CL_R_RAW:
 			FUZZ_CHECK(c->p.len ==
-				   cl_chunk_len(m->image_size[c->image], m->chunk_size, c->index));
+			           cl_chunk_len(m->image_size[c->image], m->chunk_size, c->index));
 			check_payload(m, &c->p);
 			break;
 		case CL_R_DELTA:
@@ -117,7 +117,7 @@ static void check_meta(const struct cl_meta *m)
 static void check_same(const struct cl_meta *a, const struct cl_meta *b)
 {
 	FUZZ_CHECK(a->version == b->version && a->chunk_size == b->chunk_size &&
-		   a->codec == b->codec && a->pack_size == b->pack_size);
+	           a->codec == b->codec && a->pack_size == b->pack_size);
 	FUZZ_CHECK(!memcmp(a->base_id, b->base_id, CL_SHA256_LEN));
 	FUZZ_CHECK(!memcmp(a->image_size, b->image_size, sizeof(a->image_size)));
 	FUZZ_CHECK(!memcmp(a->base_image_size, b->base_image_size, sizeof(a->base_image_size)));

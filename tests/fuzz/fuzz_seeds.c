@@ -31,7 +31,7 @@
 static const char *outdir, *prefix;
 
 static void put(const char *target, const char *kind, unsigned i, const void *head, size_t head_len,
-		const void *a, size_t a_len, const void *b, size_t b_len)
+                const void *a, size_t a_len, const void *b, size_t b_len)
 {
 	char path[4096];
 	FILE *f;
@@ -78,7 +78,7 @@ static int meta_body(const void *buf, size_t len, void **body, size_t *body_len)
 		else if (kv->key.via.str.size == 9 && !memcmp(kv->key.via.str.ptr, "body_size", 9))
 			sz = &kv->val;
 		else if (kv->key.via.str.size == 10 &&
-			 !memcmp(kv->key.via.str.ptr, "body_codec", 10))
+		         !memcmp(kv->key.via.str.ptr, "body_codec", 10))
 			cd = &kv->val;
 	}
 	if (!o || !sz || !cd || o->type != MSGPACK_OBJECT_BIN || cd->type != MSGPACK_OBJECT_STR ||
@@ -126,7 +126,7 @@ int main(int argc, char **argv)
 
 	if (argc != 6) {
 		fprintf(stderr,
-			"usage: fuzz_seeds OVERLAY_META BASE_DISK BASE_MEMORY OUTDIR PREFIX\n");
+		        "usage: fuzz_seeds OVERLAY_META BASE_DISK BASE_MEMORY OUTDIR PREFIX\n");
 		return 2;
 	}
 	outdir = argv[4];
@@ -170,7 +170,7 @@ int main(int argc, char **argv)
 		if (pread(fd_pack, comp, s->clen, (off_t)s->offset) != (ssize_t)s->clen ||
 		    cl_segment_decode(m, (uint32_t)i, comp, s->clen, raw[i]) < 0) {
 			fprintf(stderr, "fuzz_seeds: segment %llu: %s\n", (unsigned long long)i,
-				cl_error_msg());
+			        cl_error_msg());
 			return 1;
 		}
 		if (nseg < MAX_SEEDS && s->clen <= MAX_SEED_SIZE && s->rlen < (1u << 24)) {
@@ -196,7 +196,7 @@ int main(int argc, char **argv)
 		tgt = malloc(len);
 		base_view(fd_base[c->image], m->chunk_size, c->index, src, len);
 		if (cl_vcdiff_decode(src, len, raw[c->p.seg] + c->p.off, c->p.len, tgt, len, &n) ==
-			0 &&
+		        0 &&
 		    n == len) {
 			le(head, len, 2);
 			le(head + 2, len, 3);

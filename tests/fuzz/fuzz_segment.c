@@ -43,10 +43,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 		FUZZ_CHECK(other);
 		FUZZ_CHECK(cl_codec_decompress(m.codec, comp, size, other, seg.rlen + 1) ==
-			   -EBADMSG);
+		           -EBADMSG);
 		if (seg.rlen)
 			FUZZ_CHECK(cl_codec_decompress(m.codec, comp, size, other, seg.rlen - 1) ==
-				   -EBADMSG);
+			           -EBADMSG);
 		free(other);
 	}
 	seg.sha256[0] ^= 1;

@@ -28,7 +28,7 @@ static void roundtrip(const uint8_t *src, size_t slen, const uint8_t *tgt, size_
 		FUZZ_CHECK(!tlen || !memcmp(out, tgt, tlen));
 		if (tlen)
 			FUZZ_CHECK(cl_vcdiff_decode(slen ? src : NULL, slen, delta, dlen, out,
-						    tlen - 1, &olen) == -ENOSPC);
+			                            tlen - 1, &olen) == -ENOSPC);
 	}
 	free(delta);
 	free(out);

@@ -191,6 +191,58 @@ for name, data in seeds.items():
     open(f"{d}/{name}", "wb").write(data)
 EOF
 
+# Domain XMLs as overlays carry them: a flags byte (which edits), a RAM
+# size byte, then the XML. The small one above, a libvirt-shaped one with
+# file-backed RAM, and the real test guest's if a build made one
+# (CL_GUEST_DIR, default: BUILD_DIR/../build/guest).
+mkdir -p "$out/fuzz_domxml"
+cat >"$T/libvirt.xml" <<'XML'
+<domain type='kvm' xmlns:qemu='http://libvirt.org/schemas/domain/qemu/1.0'>
+  <name>web-1</name>
+  <uuid>7d0c4a1e-95a8-4f53-bb0e-0c5f5d1f2e3a</uuid>
+  <memory unit='KiB'>524288</memory>
+  <currentMemory unit='KiB'>524288</currentMemory>
+  <vcpu placement='static'>2</vcpu>
+  <os><type arch='x86_64' machine='pc-q35-7.2'>hvm</type><boot dev='hd'/></os>
+  <cpu mode='host-model' check='partial'/>
+  <devices>
+    <emulator>/usr/bin/qemu-system-x86_64</emulator>
+    <disk type='block' device='cdrom'><source dev='/dev/sr0'/><target dev='sda' bus='sata'/></disk>
+    <disk type='file' device='disk'>
+      <driver name='qemu' type='raw' cache='none'/>
+      <source file='/srv/vm/web-1.img'/>
+      <target dev='vda' bus='virtio'/>
+    </disk>
+    <serial type='unix'><source mode='bind' path='/run/vm/web-1/ttyS0'/><target port='0'/>
+      <log file='/var/log/vm/web-1.log' append='on'/></serial>
+    <serial type='pty'><target port='1'/></serial>
+    <console type='unix'><source mode='bind' path='/run/vm/web-1/ttyS0'/><target type='serial' port='0'/></console>
+    <channel type='unix'><source mode='bind' path='/var/lib/libvirt/qemu/channel/target/x.0'/>
+      <target type='virtio' name='org.qemu.guest_agent.0'/></channel>
+    <graphics type='vnc' port='5901' autoport='no' websocket='5701' listen='0.0.0.0'>
+      <listen type='address' address='0.0.0.0'/></graphics>
+    <memballoon model='virtio' freePageReporting='on'/>
+  </devices>
+  <qemu:commandline>
+    <qemu:arg value='-object'/>
+    <qemu:arg value='memory-backend-file,id=ram0,size=512M,mem-path=/srv/vm/a,,b.mem,share=off'/>
+    <qemu:arg value='-machine'/>
+    <qemu:arg value='memory-backend=ram0'/>
+    <qemu:arg value='-incoming'/>
+    <qemu:arg value='tcp:0:4444'/>
+  </qemu:commandline>
+</domain>
+XML
+guest=${CL_GUEST_DIR:-$build/../build/guest}
+i=0
+for x in "$T/domain.xml" "$T/libvirt.xml" "$guest"/base/domain.xml "$guest"/custom/domain.xml; do
+	[ -s "$x" ] || continue
+	for flags in 255 0 1 76 200; do
+		{ printf "\\$(printf %03o $flags)\\200"; cat "$x"; } >"$out/fuzz_domxml/xml-$i-$flags"
+	done
+	i=$((i + 1))
+done
+
 for dir in "$out"/*/; do
 	echo "make-corpus: $(basename "$dir"): $(find "$dir" -type f | wc -l) seeds"
 done

@@ -7,7 +7,8 @@
 # (edges: cov, features: ft) and corpus size; the corpus grows in
 # BUILD_DIR/fuzz-corpus/TARGET across runs, findings land in
 # BUILD_DIR/fuzz-findings/TARGET/ and logs in BUILD_DIR/fuzz-logs/.
-# Usage: tests/fuzz/run.sh SECONDS [BUILD_DIR]   (default BUILD_DIR: build-fuzz/)
+# Usage: tests/fuzz/run.sh SECONDS [BUILD_DIR [TARGET...]]
+#   (default BUILD_DIR: build-fuzz/; default: every target of CMakeLists.txt)
 set -euo pipefail
 src=$(cd "$(dirname "$0")/../.." && pwd)
 secs=${1:?usage: run.sh SECONDS [BUILD_DIR]}
@@ -26,6 +27,9 @@ export ASAN_OPTIONS=${ASAN_OPTIONS:-abort_on_error=1:detect_leaks=1}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 mkdir -p "$build/fuzz-logs"
 targets=$(sed -n 's/^  \(fuzz_[a-z_]*\) .*/\1/p' "$src/tests/fuzz/CMakeLists.txt")
+if [ $# -gt 2 ]; then
+	targets="${*:3}"
+fi
 failed=()
 printf '%-22s %6s %12s %8s %8s %8s  %s\n' target seconds executions cov ft corpus result
 for t in $targets; do

@@ -113,7 +113,8 @@ int main(int argc, char **argv)
 			return 1;
 		}
 		if (off >= img[k].size) {
-			fprintf(stderr, "chunk_read: %s chunk %" PRIu64 " past the end\n", name, idx);
+			fprintf(stderr, "chunk_read: %s chunk %" PRIu64 " past the end\n", name,
+			        idx);
 			return 1;
 		}
 		if (off + len > img[k].size)
@@ -125,7 +126,7 @@ int main(int argc, char **argv)
 		t1 = now();
 		if (n != (ssize_t)len) {
 			fprintf(stderr, "chunk_read: %s chunk %" PRIu64 ": %s\n", name, idx,
-				n < 0 ? strerror(errno) : "short read");
+			        n < 0 ? strerror(errno) : "short read");
 			return 1;
 		}
 		nreads++;

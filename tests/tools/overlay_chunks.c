@@ -11,7 +11,8 @@
  * -s prints instead one line of figures of the parsed meta:
  *   records N record_size B segments S segment_size B blob_segments LIST
  * (record_size: sizeof(struct cl_chunk); LIST: the segments holding the
- * device state and domain XML, comma-separated, or "-").  * Errors print "overlay_chunks: MESSAGE" and exit 1; usage errors exit 2. */
+ * device state and domain XML, comma-separated, or "-").  * Errors print "overlay_chunks: MESSAGE"
+ * and exit 1; usage errors exit 2. */
 #include "cl_error.h"
 #include "cl_meta.h"
 
@@ -40,7 +41,7 @@ int main(int argc, char **argv)
 	r = cl_meta_load(argv[optind], &m, NULL);
 	if (r < 0) {
 		fprintf(stderr, "overlay_chunks: %s\n",
-			*cl_error_msg() ? cl_error_msg() : strerror(-r));
+		        *cl_error_msg() ? cl_error_msg() : strerror(-r));
 		return 1;
 	}
 	if (summary) {
@@ -49,7 +50,8 @@ int main(int argc, char **argv)
 
 		printf("records %" PRIu64 " record_size %zu segments %" PRIu32 " segment_size %zu "
 		       "blob_segments ",
-		       m->nchunks, sizeof(struct cl_chunk), m->nsegments, sizeof(struct cl_segment));
+		       m->nchunks, sizeof(struct cl_chunk), m->nsegments,
+		       sizeof(struct cl_segment));
 		for (k = 0; k < 2; k++)
 			if (b[k]->present && b[k]->p.len)
 				printf("%s%" PRIu32, any++ ? "," : "", b[k]->p.seg);
@@ -60,8 +62,8 @@ int main(int argc, char **argv)
 		if (c->recipe != CL_R_DELTA && c->recipe != CL_R_RAW &&
 		    !(all && c->recipe == CL_R_DEDUP))
 			continue;
-		printf("%s %" PRIu64 " %" PRIu32 " %s\n", cl_image_name(c->image), c->index, c->p.seg,
-		       cl_recipe_name(c->recipe));
+		printf("%s %" PRIu64 " %" PRIu32 " %s\n", cl_image_name(c->image), c->index,
+		       c->p.seg, cl_recipe_name(c->recipe));
 	}
 	cl_meta_free(m);
 	if (fflush(stdout) == EOF || ferror(stdout)) {

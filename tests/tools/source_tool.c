@@ -35,14 +35,14 @@ static int fail(int r)
 	const char *name = strerrorname_np(r < 0 ? -r : r);
 
 	fprintf(stderr, "source_tool: %s [%s]\n", *cl_error_msg() ? cl_error_msg() : strerror(-r),
-		name ? name : "?");
+	        name ? name : "?");
 	return 1;
 }
 
 static int usage(void)
 {
 	fprintf(stderr, "usage: source_tool [-t MS] [-r N] [-c N] info|cat|readall|stream|"
-			"parallel|twice URL ...\n");
+	                "parallel|twice URL ...\n");
 	return 2;
 }
 
@@ -78,7 +78,7 @@ static int to_stdout(void *ctx, uint64_t off, const void *data, size_t len)
 
 	if (off != *next) {
 		fprintf(stderr, "source_tool: stream piece at %" PRIu64 ", expected %" PRIu64 "\n",
-			off, *next);
+		        off, *next);
 		return -EPROTO;
 	}
 	*next += len;
@@ -143,7 +143,7 @@ static void *par_reader(void *arg)
 		}
 		if (memcmp(buf, p->ref + off, len)) {
 			snprintf(p->msg, sizeof(p->msg), "read of %zu at %" PRIu64 " differs", len,
-				 off);
+			         off);
 			r = -EIO;
 		}
 	}
@@ -158,7 +158,7 @@ static int par_check(void *ctx, uint64_t off, const void *data, size_t len)
 
 	if (off != p->next || off + len > p->size || memcmp(data, p->ref + off, len)) {
 		snprintf(p->msg, sizeof(p->msg), "stream piece of %zu at %" PRIu64 " is wrong", len,
-			 off);
+		         off);
 		return -EIO;
 	}
 	p->next += len;
@@ -204,7 +204,7 @@ static int cmd_parallel(struct cl_source *src, const char *local, unsigned nthre
 		return r;
 	if (size != cl_source_size(src)) {
 		r = cl_errorf(-EIO, "size %" PRIu64 " of the source, %" PRIu64 " of %s",
-			      cl_source_size(src), size, local);
+		              cl_source_size(src), size, local);
 		goto out_ref;
 	}
 	p = calloc(nthreads + 1, sizeof(*p));
@@ -221,7 +221,7 @@ static int cmd_parallel(struct cl_source *src, const char *local, unsigned nthre
 		p[i].reads = reads;
 		p[i].seed = 12345u + i * 7919u;
 		if (pthread_create(&tid[i], NULL, i < nthreads ? par_reader : par_streamer,
-				   &p[i])) {
+		                   &p[i])) {
 			r = cl_errorf(-EAGAIN, "cannot start thread %u", i);
 			break;
 		}
@@ -230,7 +230,7 @@ static int cmd_parallel(struct cl_source *src, const char *local, unsigned nthre
 		pthread_join(tid[i], NULL);
 		if (p[i].result && !r)
 			r = cl_errorf(p[i].result < 0 ? p[i].result : -EIO, "%s %u: %s",
-				      i < nthreads ? "reader" : "stream", i, p[i].msg);
+			              i < nthreads ? "reader" : "stream", i, p[i].msg);
 	}
 	if (!r)
 		printf("parallel: %u threads x %u reads and a stream of %" PRIu64 " bytes ok\n",
@@ -339,10 +339,10 @@ int main(int argc, char **argv)
 			r = cl_errorf(-EIO, "stream ended at %" PRIu64, next);
 	} else if (!strcmp(cmd, "parallel") && argc == 3) {
 		r = cmd_parallel(src, argv[0], (unsigned)strtoul(argv[1], NULL, 10),
-				 (unsigned)strtoul(argv[2], NULL, 10));
+		                 (unsigned)strtoul(argv[2], NULL, 10));
 	} else if (!strcmp(cmd, "twice") && argc == 3) {
 		r = cmd_twice(src, strtoull(argv[0], NULL, 10), (size_t)strtoull(argv[1], NULL, 10),
-			      argv[2]);
+		              argv[2]);
 	} else {
 		cl_source_close(src);
 		return usage();

@@ -226,8 +226,8 @@ int main(int argc, char **argv)
 		return run(argv[1], argv[2], argv[3], argv[4]) ? 1 : 0;
 	if (argc != 2 || strcmp(argv[1], "batch")) {
 		fprintf(stderr,
-			"usage: vcdiff_tool encode SRC TGT OUT | decode SRC DELTA OUT | batch | "
-			"gen DIR N SEED\n");
+		        "usage: vcdiff_tool encode SRC TGT OUT | decode SRC DELTA OUT | batch | "
+		        "gen DIR N SEED\n");
 		return 2;
 	}
 	while (fgets(line, sizeof(line), stdin)) {

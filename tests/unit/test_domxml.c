@@ -274,6 +274,20 @@ static void test_outside_input(void **state)
 	assert_field(out, "mem", e.memory);
 	free(out);
 
+	/* "qemu" bound to another namespace: that command line is not QEMU's;
+	 * ours is added under another prefix (with the RAM size given). */
+	replace(xml, sizeof(xml), guest_xml, "http://libvirt.org/schemas/domain/qemu/1.0",
+	        "urn:other");
+	assert_int_equal(cl_domxml_rewrite(xml, strlen(xml), &e, &out), -EINVAL);
+	e.memory_size = 256u << 20;
+	assert_int_equal(cl_domxml_rewrite(xml, strlen(xml), &e, &out), 0);
+	assert_field(out, "mem", e.memory);
+	assert_int_equal(
+	    count(out, "xmlns:cloudlet-qemu=\"http://libvirt.org/schemas/domain/qemu/1.0\""), 1);
+	assert_int_equal(count(out, "<cloudlet-qemu:arg value=\"-incoming\"/>"), 1);
+	free(out);
+	e.memory_size = 0;
+
 	/* The console is a unix socket's path, not another serial's file. */
 	replace(xml, sizeof(xml), guest_xml, "<serial type=\"unix\">", "<serial type=\"file\">");
 	assert_int_equal(cl_domxml_get(xml, strlen(xml), "console", &out), -ENOENT);
