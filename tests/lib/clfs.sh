@@ -87,6 +87,14 @@ umount_ov() {
 	MP=
 }
 # st KEY: a status field of $MP (bounded).
+# publish NAME...: the overlay of $T/ov served by nginx as $T/www/NAME/ too (hard links).
+publish() {
+	local d
+	for d in "$@"; do
+		mkdir -p "$T/www/$d" && ln "$T/ov/overlay-meta" "$T/ov/overlay-blob" "$T/www/$d/" ||
+			fail "publishing the overlay as $d"
+	done
+}
 st() { timeout 5 cat "$MP/status" | sed -n "s/^$1: //p"; }
 stat_of() { timeout 5 cat "$MP/$1/stats/$2"; }
 # wait_state STATE SECONDS

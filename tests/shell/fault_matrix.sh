@@ -56,10 +56,7 @@ cl overlay "$T/other.disk" --disk "$T/other.new.disk" --memory "$T/other.mem" -o
 META=$T/ov/overlay-meta
 NSEG=$(py pick "$META" nseg) || fail "reading the meta"
 PACK=$(stat -c %s "$T/ov/overlay-blob")
-for d in fast slow norange; do
-	mkdir -p "$T/www/$d"
-	ln "$T/ov/overlay-meta" "$T/ov/overlay-blob" "$T/www/$d/" || fail "ln"
-done
+publish fast slow norange
 mkdir -p "$T/www/c7"
 cp "$T/ov/overlay-meta" "$T/ov/overlay-blob" "$T/www/c7/" || fail "cp"
 BADSEG=$(py corrupt "$T/ov" "$T/www/bad") || fail "corrupt copy"

@@ -40,10 +40,7 @@ cmp -s "$T/apply/disk.img" "$T/new.disk" && cmp -s "$T/apply/memory.img" "$T/new
 META=$T/ov/overlay-meta
 NSEG=$(py pick "$META" nseg) || fail "reading the meta"
 PACK=$(stat -c %s "$T/ov/overlay-blob")
-for d in fast slow slow2; do
-	mkdir -p "$T/www/$d"
-	ln "$T/ov/overlay-meta" "$T/ov/overlay-blob" "$T/www/$d/" || fail "ln"
-done
+publish fast slow slow2
 # The stream runs on 3 connections (the 4th is kept for demand fetches):
 # ~6 s for the pack.
 RATE=$((PACK / 18))
