@@ -550,6 +550,23 @@ static int keep_boot_files(const char *image, const struct cl_domxml_spec *spec)
 	return r;
 }
 
+/* Shows how to reach the VM, waits for the end of the customization, lets
+ * the pages the guest freed settle out of the RAM file mem (if settle) and
+ * saves the device state and domain XML. */
+static int session_finish(struct session *s, const char *mem, int settle, const char *state,
+                          const char *xmlp)
+{
+	int r;
+
+	show_display(s);
+	r = session_wait(s);
+	if (r == 0 && settle)
+		r = settle_free_memory(mem);
+	if (r == 0)
+		r = session_save(s, state, xmlp);
+	return r;
+}
+
 int cl_cmd_base_vm(int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -665,13 +682,7 @@ int cl_cmd_base_vm(int argc, char **argv)
 	}
 	printf("booted %s as domain %s (%s); serial console %s\n", image, s.name,
 	       !strcmp(type, "kvm") ? "KVM" : "TCG", s.sock);
-	show_display(&s);
-	r = session_wait(&s);
-	if (r == 0 && !spec.no_free_page_reporting)
-		r = settle_free_memory(mem);
-	if (r < 0)
-		goto out;
-	r = session_save(&s, state, xmlp);
+	r = session_finish(&s, mem, !spec.no_free_page_reporting, state, xmlp);
 	if (r < 0)
 		goto out;
 	session_end(&s);
@@ -892,13 +903,7 @@ int cl_cmd_overlay_vm(int argc, char **argv)
 		goto out;
 	printf("resumed base %s as domain %s (%s); serial console %s\n", b->path[CL_DISK], s.name,
 	       !strcmp(type, "kvm") ? "KVM" : "TCG", s.sock);
-	show_display(&s);
-	r = session_wait(&s);
-	if (r == 0 && !no_free)
-		r = settle_free_memory(mem);
-	if (r < 0)
-		goto out;
-	r = session_save(&s, state, xmlp);
+	r = session_finish(&s, mem, !no_free, state, xmlp);
 	if (r < 0)
 		goto out;
 	n = 0;

@@ -594,6 +594,22 @@ static int wait_migration(virDomainPtr d, struct feeder *f, double timeout,
 	}
 }
 
+/* Turns on the migration capability x-ignore-shared: the RAM, a shared
+ * file, stays out of the stream. -ENOTSUP for a QEMU without it. */
+static int ignore_shared(virDomainPtr d)
+{
+	int r =
+	    cl_vm_qmp(d,
+	              "{\"execute\":\"migrate-set-capabilities\",\"arguments\":{\"capabilities\":"
+	              "[{\"capability\":\"x-ignore-shared\",\"state\":true}]}}",
+	              NULL);
+
+	if (r == -EPROTO)
+		return cl_errorf(-ENOTSUP, "QEMU refuses the x-ignore-shared capability: %s",
+		                 cl_error_msg());
+	return r;
+}
+
 int cl_vm_start_incoming(virDomainPtr d, const char *sock, const char *state_path, double timeout,
                          volatile sig_atomic_t *stop)
 {
@@ -606,13 +622,7 @@ int cl_vm_start_incoming(virDomainPtr d, const char *sock, const char *state_pat
 		return -EINVAL;
 	if (virDomainCreateWithFlags(d, VIR_DOMAIN_START_PAUSED) < 0)
 		return dom_error(d, "cannot start");
-	r = cl_vm_qmp(d,
-	              "{\"execute\":\"migrate-set-capabilities\",\"arguments\":{\"capabilities\":"
-	              "[{\"capability\":\"x-ignore-shared\",\"state\":true}]}}",
-	              NULL);
-	if (r == -EPROTO)
-		return cl_errorf(-ENOTSUP, "QEMU refuses the x-ignore-shared capability: %s",
-		                 cl_error_msg());
+	r = ignore_shared(d);
 	if (r < 0)
 		return r;
 	unlink(sock);
@@ -749,13 +759,7 @@ int cl_vm_save_state(virDomainPtr d, const char *sock, const char *path, double 
 
 	if (!d || !sock || !path)
 		return -EINVAL;
-	r = cl_vm_qmp(d,
-	              "{\"execute\":\"migrate-set-capabilities\",\"arguments\":{\"capabilities\":"
-	              "[{\"capability\":\"x-ignore-shared\",\"state\":true}]}}",
-	              NULL);
-	if (r == -EPROTO)
-		return cl_errorf(-ENOTSUP, "QEMU refuses the x-ignore-shared capability: %s",
-		                 cl_error_msg());
+	r = ignore_shared(d);
 	if (r < 0)
 		return r;
 	if (virDomainSuspend(d) < 0)

@@ -137,6 +137,15 @@ cl_sockdir() {
 }
 
 # ---------------------------------------------------------------- exit handling
+# cl_use_workload DIR: W := the workload DIR that make-workload.sh made, as a physical path,
+# held with a shared lock on fd 9 (a builder takes it exclusively) for the rest of the test.
+cl_use_workload() {
+  [ -f "$1/.done" ] || cl_die "no workload in $1 (run tests/guest/make-workload.sh $1 first)"
+  W=$(cd "$1" && pwd -P)
+  exec 9>"$W/.lock"
+  flock -s -w 1200 9 || cl_die "$W/.lock is held by a builder for 20 min"
+}
+
 cl_at_exit() { CL_EXIT_HOOKS+=("$1"); }
 
 # cl_wait_helper PID: wait for a background helper and forget it; returns its status.

@@ -14,14 +14,10 @@ source "$HERE/../lib/nginx.sh"
 source "$HERE/../lib/link.sh"
 
 [ $# -eq 1 ] || cl_die "usage: $0 WORKLOAD_DIR"
-W=$1
-[ -f "$W/.done" ] || cl_die "no workload in $W (run tests/guest/make-workload.sh $W first)"
-W=$(cd "$W" && pwd -P)
+cl_use_workload "$1"
 cloudlet=${CLOUDLET:?CLOUDLET not set (the cloudlet program)}
 RATE=${CL_E2E_RATE:-16mbit} # the whole link, shared by cloudletfs's connections
 RUN_ROOT=/run/cloudlet
-exec 9>"$W/.lock"
-flock -s -w 1200 9 || cl_die "$W/.lock is held by a builder for 20 min"
 
 cl_init
 command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || cl_skip "no nginx"

@@ -8,11 +8,8 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 source "$HERE/lib.sh"
 
 [ $# -eq 1 ] || cl_die "usage: $0 OUTDIR"
-OUT=$1
-[ -f "$OUT/.done" ] || cl_die "no workload in $OUT (run tests/guest/make-workload.sh $OUT first)"
-OUT=$(cd "$OUT" && pwd -P)
-exec 9>"$OUT/.lock"
-flock -s -w 1200 9 || cl_die "$OUT/.lock is held by a builder for 20 min"
+cl_use_workload "$1"
+OUT=$W
 B=$OUT/base
 C=$OUT/custom
 FAILS=0
