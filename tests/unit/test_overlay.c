@@ -126,6 +126,55 @@ static void test_trace_order(void **state)
 	roundtrip(CL_CODEC_XZ, 0, path("trace"));
 }
 
+/* With the default segment size, runs of incompressible payloads close
+ * their segment at 64 KiB; compressible ones fill 1 MiB; an explicit size
+ * is exact. Chunks 0-99 of the new disk are random, 100-299 text. */
+static void dense_overlay(uint32_t segsize, const char *out, struct cl_meta **m)
+{
+	struct cl_overlay_opts o = {.level = 1, .segment_size = segsize};
+	struct cl_apply_stats as;
+	struct cl_base *b;
+	char *loc;
+
+	assert_int_equal(cl_base_index(path("bd"), path("bm"), CS, &b), 0);
+	assert_int_equal(cl_overlay_create(b, path("dn"), path("bm"), path(out), &o, NULL), 0);
+	assert_int_equal(cl_meta_load(path(out), m, &loc), 0);
+	assert_int_equal(cl_verify(b, *m, loc, &as), 0);
+	assert_int_equal(as.chunks_bad, 0);
+	free(loc);
+	cl_base_free(b);
+}
+
+static void test_dense_segments(void **state)
+{
+	size_t len = 300 * CS + 100, i;
+	uint8_t *d = malloc(len);
+	struct cl_meta *m;
+	uint32_t x = 12345;
+
+	(void)state;
+	assert_non_null(d);
+	for (i = 0; i < 100 * CS; i++) {
+		x ^= x << 13, x ^= x >> 17, x ^= x << 5;
+		d[i] = (uint8_t)(x >> 11);
+	}
+	for (; i < len; i += 16)
+		snprintf((char *)d + i, len - i, "line %09zu ", i);
+	write_file("dn", d, len);
+	free(d);
+
+	dense_overlay(0, "dense", &m);
+	assert_int_equal(m->nsegments, 7); /* six of random data, one of the rest */
+	for (i = 0; i < 6; i++)
+		assert_int_equal(m->segments[i].rlen, 64u << 10);
+	assert_true(m->segments[6].rlen > (64u << 10));
+	cl_meta_free(m);
+
+	dense_overlay(1u << 20, "exact", &m);
+	assert_true(m->segments[0].rlen > (64u << 10));
+	cl_meta_free(m);
+}
+
 /* A corrupted segment or a wrong base never yields bytes. */
 static void test_faults(void **state)
 {
@@ -199,6 +248,7 @@ int main(void)
 	    cmocka_unit_test(test_roundtrip_xz),
 	    cmocka_unit_test(test_roundtrip_zstd_small_segments),
 	    cmocka_unit_test(test_trace_order),
+	    cmocka_unit_test(test_dense_segments),
 	    cmocka_unit_test(test_faults),
 	    cmocka_unit_test(test_chunk_hash),
 	};
