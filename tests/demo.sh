@@ -10,6 +10,7 @@ bash "$src/tests/install-deps.sh"
 cmake -S "$src" -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 cmake --build "$build" -j"$(nproc)" >/dev/null
 cloudlet=$build/cloudlet
+export CLOUDLET=$cloudlet # lib.sh checks the host with it
 
 echo "== building the test guest and its snapshots (a few minutes the first time)"
 bash "$src/tests/guest/make-workload.sh" "$build/guest"

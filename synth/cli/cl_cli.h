@@ -17,6 +17,7 @@ int cl_cmd_mount(int argc, char **argv);
 int cl_cmd_umount(int argc, char **argv);
 int cl_cmd_trace(int argc, char **argv);
 int cl_cmd_synthesis(int argc, char **argv);
+int cl_cmd_check(int argc, char **argv);
 /* base and overlay: the forms that run a VM, else the ones above. */
 int cl_cmd_base_vm(int argc, char **argv);
 int cl_cmd_overlay_vm(int argc, char **argv);
@@ -25,6 +26,9 @@ int cl_cmd_overlay_vm(int argc, char **argv);
 int cl_synthesis_profile(const char *image, const char *overlay, const char *name, double seconds,
                          const char *trace_out);
 
+/* Warns (two lines on stderr) when this host makes libvirt slow to start
+ * domains, for commands about to start one; never fails. */
+void cl_cli_host_warn(void);
 /* Prints "cloudlet: <msg>" and, if hint is given, "hint: <hint>" for a
  * failure r (-errno) of the core; returns 1. */
 int cl_cli_fail(int r, const char *hint);

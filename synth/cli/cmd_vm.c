@@ -16,6 +16,7 @@
 #include <inttypes.h>
 #include <limits.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -37,8 +38,10 @@ static const char synthesis_usage[] =
     "under libvirt (qemu:///system): mounts cloudletfs, starts the VM paused on the\n"
     "mounted disk and memory images, loads its device state and resumes it while\n"
     "the rest of the overlay streams in; the pages and disk blocks it touches first\n"
-    "are fetched on demand. Prints a timeline (mounted, VM resumed, overlay complete,\n"
-    "with the bytes fetched at each point) and the VNC address, if the VM has one.\n"
+    "are fetched on demand. Prints a timeline (mounted, domain started in N s, VM\n"
+    "resumed, overlay complete, with the bytes fetched at each point) and the VNC\n"
+    "address, if the VM has one. A domain start of seconds means a slow host\n"
+    "(`cloudlet check`).\n"
     "Runs until Ctrl-C, SIGTERM, the guest shutting down, or (when it is a terminal\n"
     "or a pipe) stdin closing; then destroys and undefines the domain, unmounts,\n"
     "and removes its files in " CL_VM_RUN_DIR "/NAME.\n"
@@ -414,21 +417,168 @@ static int parse_args(struct synth *s, int argc, char **argv)
 	return -1;
 }
 
+/* --- the domain -------------------------------------------------------------- */
+
+/* The overlay's domain XML, and its device state read once to the end so
+ * that QEMU finds it in the cache: a thread does both while the domain
+ * starts, since both may come over the network. */
+struct prefetch {
+	pthread_t th;
+	int started;
+	char xml_path[PATH_MAX + 16], state_path[PATH_MAX + 16];
+	char *xml; /* the caller's after prefetch_join */
+	size_t len;
+	int r;
+	char msg[512];
+};
+
+static int read_through(const char *path)
+{
+	char buf[65536];
+	ssize_t n;
+	int fd = open(path, O_RDONLY | O_CLOEXEC), r = 0;
+
+	if (fd < 0)
+		return cl_errorf(-errno, "%s: %s", path, strerror(errno));
+	while ((n = read(fd, buf, sizeof(buf))) != 0) {
+		if (n < 0 && errno != EINTR) {
+			r = cl_errorf(-errno, "%s: %s", path, strerror(errno));
+			break;
+		}
+	}
+	close(fd);
+	return r;
+}
+
+static void *prefetch_run(void *arg)
+{
+	struct prefetch *p = arg;
+
+	p->r = cl_read_file(p->xml_path, 16u << 20, (void **)&p->xml, &p->len);
+	if (p->r == 0)
+		p->r = read_through(p->state_path);
+	if (p->r < 0)
+		snprintf(p->msg, sizeof(p->msg), "%s", cl_error_msg());
+	return NULL;
+}
+
+/* Without a thread the join reads both itself. */
+static void prefetch_start(struct prefetch *p, const char *mnt)
+{
+	snprintf(p->xml_path, sizeof(p->xml_path), "%s/domain.xml", mnt);
+	snprintf(p->state_path, sizeof(p->state_path), "%s/state", mnt);
+	p->started = pthread_create(&p->th, NULL, prefetch_run, p) == 0;
+}
+
+/* Hands over the overlay's XML (*xml, the caller frees it). Once the mount
+ * is gone a read still running fails at once, so joining after the
+ * teardown never waits long. */
+static int prefetch_join(struct prefetch *p, char **xml, size_t *len)
+{
+	if (p->started) {
+		pthread_join(p->th, NULL);
+		p->started = 0;
+		if (p->r < 0)
+			cl_errorf(p->r, "%s", p->msg);
+	} else if (!p->xml && !p->r) {
+		prefetch_run(p);
+	}
+	if (xml) {
+		*xml = p->xml;
+		*len = p->len;
+		p->xml = NULL;
+	}
+	return p->r;
+}
+
+/* Defines the domain of template tmpl (len bytes): the VM on the mounted
+ * disk and memory images, resumed under the type it was saved under. */
+static int define_domain(struct synth *s, const struct cl_base *b, const char *tmpl, size_t len,
+                         uint64_t memsize, const char **type, const char **hint)
+{
+	struct cl_domxml_edit e = {0};
+	char disk[PATH_MAX + 16], mem[PATH_MAX + 16], con[sizeof(s->rundir) + 16];
+	char *kernel = NULL, *initrd = NULL, *newxml = NULL;
+	int r;
+
+	r = cl_vm_boot_files(b, tmpl, len, &kernel, &initrd);
+	if (r < 0) {
+		*hint = "put the base's kernel and initrd into its registry directory or next "
+		        "to its disk image";
+		return r;
+	}
+	/* The device state loads only under what it was saved under. */
+	r = cl_vm_resume_type(s->conn, b, tmpl, len, kernel, initrd, type, hint);
+	if (r < 0)
+		goto out;
+	snprintf(disk, sizeof(disk), "%s/disk/image", s->mnt);
+	snprintf(mem, sizeof(mem), "%s/memory/image", s->mnt);
+	snprintf(con, sizeof(con), "%s/console.sock", s->rundir);
+	e.name = s->name;
+	e.uuid = s->uuid;
+	e.type = *type;
+	e.disk = disk;
+	e.disk_norelabel = 1;
+	e.memory = mem;
+	e.memory_size = memsize;
+	e.share = "off"; /* private mapping: guest writes never reach the file */
+	e.incoming = 1;
+	e.console = con;
+	e.console_log = NULL;
+	e.kernel = kernel;
+	e.initrd = initrd;
+	e.vnc_local = 1;
+	r = cl_domxml_rewrite(tmpl, len, &e, &newxml);
+	if (r < 0)
+		goto out;
+	snprintf(s->path, sizeof(s->path), "%s/domain.xml", s->rundir);
+	r = cl_write_file_atomic(s->path, newxml, strlen(newxml), 0640);
+	if (r < 0)
+		goto out;
+	r = cl_vm_define(s->conn, newxml, &s->dom);
+	if (r == -EEXIST)
+		*hint = "choose another with --name";
+out:
+	free(newxml);
+	free(initrd);
+	free(kernel);
+	return r;
+}
+
+/* The overlay's own XML (len bytes) must resume under the type the domain
+ * was started with, and with its base's CPU model. */
+static int same_type(struct synth *s, const struct cl_base *b, const char *xml, size_t len,
+                     const char *type, const char **hint)
+{
+	const char *otype;
+	int r;
+
+	r = cl_vm_resume_type(s->conn, b, xml, len, NULL, NULL, &otype, hint);
+	if (r < 0)
+		return r;
+	if (strcmp(otype, type))
+		return cl_errorf(-EINVAL,
+		                 "%s: the VM was saved under %s, its base %s under %s: its device "
+		                 "state would not load",
+		                 s->overlay, !strcmp(otype, "kvm") ? "KVM" : "TCG", s->image,
+		                 !strcmp(type, "kvm") ? "KVM" : "TCG");
+	return 0;
+}
+
 /* Everything after the arguments; returns the exit status. */
 static int synthesize(struct synth *sp)
 {
 	struct synth s = *sp;
-	struct cl_domxml_edit e = {0};
+	struct prefetch pf = {0};
 	struct cl_base *b = NULL;
 	uint64_t memsize = 0;
 	struct sigaction sa;
 	int quiet = 0;
-	char group[64], why[512], disk[PATH_MAX + 16], mem[PATH_MAX + 16], state[PATH_MAX + 16];
-	char *xml = NULL, *newxml = NULL, *kernel = NULL, *initrd = NULL, *vnc = NULL, *live;
-	char *tmpl = NULL;
-	size_t tlen = 0;
-	const char *type, *hint = NULL, *end = NULL;
-	size_t len = 0;
+	char group[64], why[512], state[PATH_MAX + 16], event[64];
+	char *xml = NULL, *tmpl = NULL, *vnc = NULL, *live;
+	const char *type = "qemu", *hint = NULL, *end = NULL;
+	size_t len = 0, tlen = 0;
+	double t_start;
 	uid_t uid;
 	gid_t gid;
 	virDomainPtr other;
@@ -447,6 +597,7 @@ static int synthesize(struct synth *sp)
 	sigaction(SIGTERM, &sa, NULL);
 	sigaction(SIGHUP, &sa, NULL);
 
+	cl_cli_host_warn();
 	r = cl_vm_connect(NULL, &s.conn);
 	if (r < 0) {
 		hint =
@@ -489,71 +640,48 @@ static int synthesize(struct synth *sp)
 	if (r < 0)
 		goto out;
 
-	snprintf(s.path, sizeof(s.path), "%s/domain.xml", s.mnt);
-	r = cl_read_file(s.path, 16u << 20, (void **)&xml, &len);
-	if (r < 0)
-		goto out;
-	r = cl_vm_boot_files(b, xml, len, &kernel, &initrd);
-	if (r < 0) {
-		hint = "put the base's kernel and initrd into its registry directory or next "
-		       "to its disk image";
-		goto out;
-	}
-	/* The device state loads only under what it was saved under. */
-	r = cl_vm_resume_type(s.conn, b, xml, len, kernel, initrd, &type, &hint);
-	if (r < 0)
-		goto out;
-
-	snprintf(disk, sizeof(disk), "%s/disk/image", s.mnt);
-	snprintf(mem, sizeof(mem), "%s/memory/image", s.mnt);
-	snprintf(state, sizeof(state), "%s/state", s.mnt);
-	snprintf(s.path, sizeof(s.path), "%s/console.sock", s.rundir);
-	e.name = s.name;
-	e.uuid = s.uuid;
-	e.type = type;
-	e.disk = disk;
-	e.disk_norelabel = 1;
-	e.memory = mem;
-	e.memory_size = memsize;
-	e.share = "off"; /* private mapping: guest writes never reach the file */
-	e.incoming = 1;
-	e.console = s.path;
-	e.console_log = NULL;
-	e.kernel = kernel;
-	e.initrd = initrd;
-	e.vnc_local = 1;
-	/* The template is the base's own domain XML, registered here, when it
-	 * has one: the overlay's is outside input (its devices or emulator
-	 * could name host files) and describes the same hardware, which the
-	 * device state needs anyway. */
+	/* The overlay's XML and state come over the network: fetch them while
+	 * the domain starts. The base's own XML, when registered, is the
+	 * template and says what the VM was saved under; the overlay's must
+	 * agree before its state is loaded. */
+	prefetch_start(&pf, s.mnt);
 	if (b->domain_path &&
 	    (r = cl_read_file(b->domain_path, 16u << 20, (void **)&tmpl, &tlen)) < 0)
 		goto out;
-	r = cl_domxml_rewrite(tmpl ? tmpl : xml, tmpl ? tlen : len, &e, &newxml);
+	if (!tmpl || !s.early) {
+		r = prefetch_join(&pf, &xml, &len);
+		if (r < 0)
+			goto out;
+	}
+	r = define_domain(&s, b, tmpl ? tmpl : xml, tmpl ? tlen : len, memsize, &type, &hint);
 	if (r < 0)
 		goto out;
-	snprintf(s.path, sizeof(s.path), "%s/domain.xml", s.rundir);
-	r = cl_write_file_atomic(s.path, newxml, strlen(newxml), 0640);
-	if (r < 0)
-		goto out;
-
 	if (!s.early) {
 		r = wait_complete(&s);
 		if (r < 0)
 			goto out;
 		timeline(&s, "overlay complete");
 	}
-	r = cl_vm_define(s.conn, newxml, &s.dom);
-	if (r < 0) {
-		if (r == -EEXIST)
-			hint = "choose another with --name";
-		goto out;
-	}
-	snprintf(s.path, sizeof(s.path), "%s/mig-in.sock", s.rundir);
-	r = cl_vm_start_incoming(s.dom, s.path, state, RESUME_TIMEOUT, &stop_sig);
-	unlink(s.path);
+	t_start = cl_now();
+	r = cl_vm_start_paused(s.dom);
 	if (r == -ENOTSUP)
 		hint = "resuming needs QEMU 4.0 or later (migration capability x-ignore-shared)";
+	if (r < 0)
+		goto out;
+	snprintf(event, sizeof(event), "domain started in %.2f s", cl_now() - t_start);
+	timeline(&s, event);
+	if (!xml) {
+		r = prefetch_join(&pf, &xml, &len);
+		if (r < 0)
+			goto out;
+	}
+	r = same_type(&s, b, xml, len, type, &hint);
+	if (r < 0)
+		goto out;
+	snprintf(state, sizeof(state), "%s/state", s.mnt);
+	snprintf(s.path, sizeof(s.path), "%s/mig-in.sock", s.rundir);
+	r = cl_vm_load_state(s.dom, s.path, state, RESUME_TIMEOUT, &stop_sig);
+	unlink(s.path);
 	if (r < 0)
 		goto out;
 	timeline(&s, "VM resumed");
@@ -607,10 +735,10 @@ out:
 			printf("[%8.2f s] stopped: domain removed, unmounted, files removed\n",
 			       cl_now() - s.t0);
 	}
+	if (pf.started)
+		prefetch_join(&pf, NULL, NULL);
+	free(pf.xml);
 	free(vnc);
-	free(newxml);
-	free(kernel);
-	free(initrd);
 	free(xml);
 	free(tmpl);
 	cl_base_free(b);

@@ -219,6 +219,7 @@ static int session_start(struct session *s, const char **hint)
 		    "without systemd)";
 		return r;
 	}
+	cl_cli_host_warn();
 	other = virDomainLookupByName(s->conn, s->name);
 	if (other) {
 		virDomainFree(other);
@@ -896,7 +897,9 @@ int cl_cmd_overlay_vm(int argc, char **argv)
 	if (r < 0)
 		goto out;
 	snprintf(sock, sizeof(sock), "%s/mig-in.sock", s.rundir);
-	r = cl_vm_start_incoming(s.dom, sock, b->state_path, SAVE_TIMEOUT, &stop_sig);
+	r = cl_vm_start_paused(s.dom);
+	if (r == 0)
+		r = cl_vm_load_state(s.dom, sock, b->state_path, SAVE_TIMEOUT, &stop_sig);
 	if (r == -ENOTSUP)
 		hint = "resuming needs QEMU 4.0 or later (migration capability x-ignore-shared)";
 	if (r < 0)

@@ -32,6 +32,7 @@ static const char usage[] =
     "  trace MOUNTPOINT [SECONDS]    write the chunks the VM accessed, as a TRACE\n"
     "  synthesis IMAGE OVERLAY       run the customized VM under libvirt, resumed while\n"
     "                                the overlay still streams in (memory on demand)\n"
+    "  check [--fix]                 check that this host starts VMs quickly\n"
     "\n"
     "OVERLAY is the overlay-meta file or the directory that holds it; apply, info,\n"
     "verify, mount and synthesis also take an http:// or https:// URL of the\n"
@@ -60,6 +61,7 @@ static const struct command commands[] = {
     {"info", cl_cmd_info},          {"verify", cl_cmd_verify},
     {"mount", cl_cmd_mount},        {"umount", cl_cmd_umount},
     {"trace", cl_cmd_trace},        {"synthesis", cl_cmd_synthesis},
+    {"check", cl_cmd_check},
 };
 
 int cl_cli_fail(int r, const char *hint)

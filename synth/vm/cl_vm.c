@@ -610,8 +610,17 @@ static int ignore_shared(virDomainPtr d)
 	return r;
 }
 
-int cl_vm_start_incoming(virDomainPtr d, const char *sock, const char *state_path, double timeout,
-                         volatile sig_atomic_t *stop)
+int cl_vm_start_paused(virDomainPtr d)
+{
+	if (!d)
+		return -EINVAL;
+	if (virDomainCreateWithFlags(d, VIR_DOMAIN_START_PAUSED) < 0)
+		return dom_error(d, "cannot start");
+	return ignore_shared(d);
+}
+
+int cl_vm_load_state(virDomainPtr d, const char *sock, const char *state_path, double timeout,
+                     volatile sig_atomic_t *stop)
 {
 	struct feeder f = {.sock = sock, .state = state_path};
 	char *cmd = NULL;
@@ -620,11 +629,6 @@ int cl_vm_start_incoming(virDomainPtr d, const char *sock, const char *state_pat
 
 	if (!d || !sock || !state_path)
 		return -EINVAL;
-	if (virDomainCreateWithFlags(d, VIR_DOMAIN_START_PAUSED) < 0)
-		return dom_error(d, "cannot start");
-	r = ignore_shared(d);
-	if (r < 0)
-		return r;
 	unlink(sock);
 	if (asprintf(&cmd, "{\"execute\":\"migrate-incoming\",\"arguments\":{\"uri\":\"unix:%s\"}}",
 	             sock) < 0)

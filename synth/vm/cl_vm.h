@@ -65,12 +65,16 @@ int cl_vm_define(virConnectPtr c, const char *xml, virDomainPtr *out);
  * the caller frees. A QMP error is -EPROTO with its description. */
 int cl_vm_qmp(virDomainPtr d, const char *cmd, char **reply);
 
-/* Starts the defined domain d (whose XML has `-incoming defer`) paused,
- * feeds it the device state in state_path through a unix socket at sock
- * (in a directory QEMU may write), waits for the migration to complete
- * (bounded by timeout seconds) and resumes it. */
-int cl_vm_start_incoming(virDomainPtr d, const char *sock, const char *state_path, double timeout,
-                         volatile sig_atomic_t *stop);
+/* Starts the defined domain d (whose XML has `-incoming defer`) paused and
+ * turns on x-ignore-shared (-ENOTSUP for a QEMU without it). */
+int cl_vm_start_paused(virDomainPtr d);
+
+/* Feeds the domain d that cl_vm_start_paused started the device state in
+ * state_path through a unix socket at sock (in a directory QEMU may
+ * write), waits for the migration to complete (bounded by timeout
+ * seconds) and resumes it. */
+int cl_vm_load_state(virDomainPtr d, const char *sock, const char *state_path, double timeout,
+                     volatile sig_atomic_t *stop);
 
 /* Pauses the running domain d and saves its device state to path (RAM
  * stays in its share=on file): x-ignore-shared outgoing migration to a unix

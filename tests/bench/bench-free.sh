@@ -19,6 +19,7 @@ set -euo pipefail
 src=$(cd "$(dirname "$0")/../.." && pwd)
 build=$(cd "${1:-$src/build}" && pwd)
 cloudlet=$build/cloudlet
+export CLOUDLET=$cloudlet # lib.sh checks the host with it
 W=$build/guest
 [ -x "$cloudlet" ] || { echo "build first: cmake --build $build" >&2; exit 1; }
 bash "$src/tests/guest/make-workload.sh" "$W" >/dev/null

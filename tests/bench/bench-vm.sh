@@ -16,6 +16,8 @@
 # its port on lo: every connection of cloudletfs shares that rate, as on a
 # real link. Each run starts with an empty cache and times, from the start
 # of `cloudlet synthesis`:
+#   start   libvirt's and QEMU's domain start (the timeline's "domain started
+#           in N s": a slow host shows here, see `cloudlet check`),
 #   resume  the VM resumed (its timeline line),
 #   first   the guest's answer to `md5sum` of the first-response data over
 #           its serial console (checked against the sums taken at creation),
@@ -41,6 +43,7 @@ done
 [ $# -eq 1 ] || { echo "usage: $0 [-r RUNS] [--rate RATE] [-S SEGMENT_SIZE] [-v] BUILD_DIR" >&2; exit 2; }
 build=$(cd "$1" && pwd)
 cloudlet=$build/cloudlet
+export CLOUDLET=$cloudlet # lib.sh checks the host with it
 [ -x "$cloudlet" ] || { echo "no $cloudlet: build first" >&2; exit 2; }
 source "$src/tests/guest/lib.sh"
 source "$src/tests/lib/nginx.sh"
@@ -119,9 +122,9 @@ cl_link_require "$NGINX_PORT" "$RATE"
 now() { date +%s.%N; }
 fetched() { sed -n 's|^bytes: \([0-9]*\)/.*|\1|p' "$1/status" 2>/dev/null || echo 0; }
 
-# run MODE: one synthesis; prints "MODE resume_s resume_bytes first_s first_bytes".
+# run MODE: one synthesis; prints "MODE resume_s resume_bytes first_s first_bytes start_s".
 run() {
-	local mode=$1 name=${CL_PREFIX}run out t0 tr br tf bf pid opt=()
+	local mode=$1 name=${CL_PREFIX}run out t0 tr br tf bf ds pid opt=()
 	[ "$mode" = eager ] && opt=(--no-early-start)
 	rm -rf "$CLOUDLET_HOME/cache"
 	out=$BW/run.out
@@ -135,6 +138,8 @@ run() {
 	done
 	tr=$(now)
 	br=$(sed -n 's/.*VM resumed: fetched \([0-9]*\) of.*/\1/p' "$out")
+	ds=$(sed -n 's/.*domain started in \([0-9.]*\) s.*/\1/p' "$out")
+	[ -n "$ds" ] || cl_die "no 'domain started' line in the timeline: $(cat "$out")"
 	$CL_GUESTCTL console-cmd "/run/cloudlet/$name/console.sock" 600 "$HOT_CMD" >"$BW/answer" ||
 		cl_die "the guest did not answer"
 	tf=$(now)
@@ -153,24 +158,26 @@ run() {
 		{ diff "$BW/hot.md5" "$BW/answer" >&2; cat "/run/cloudlet/$name/mnt/status" >&2; cl_die "$mode: the guest's checksums differ"; }
 	kill -TERM "$pid"
 	cl_wait_helper "$pid" || cl_die "synthesis exited non-zero: $(cat "$BW/run.err")"
-	echo "$mode $(echo "$tr - $t0" | bc) $br $(echo "$tf - $t0" | bc) $bf"
+	echo "$mode $(echo "$tr - $t0" | bc) $br $(echo "$tf - $t0" | bc) $bf $ds"
 }
 
 median() { sort -g | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2}'; }
 
+echo "commit $(git -C "$src" describe --always --dirty 2>/dev/null || echo unknown), kernel $(uname -r), $(date -u '+%Y-%m-%d %H:%M UTC')"
 echo "overlay $OV: $PACK bytes of pack, link $RATE (HTB on lo), $RUNS runs per mode"
-printf '%-6s %9s %12s %9s %12s\n' mode resume_s resume_bytes first_s first_bytes
+printf '%-6s %9s %12s %9s %12s %8s\n' mode resume_s resume_bytes first_s first_bytes start_s
 res=$BW/results
 : >"$res"
 for i in $(seq 1 "$RUNS"); do
 	for mode in early eager; do
 		line=$(run "$mode")
 		echo "$line" >>"$res"
-		printf '%-6s %9.2f %12d %9.2f %12d\n' $line
+		printf '%-6s %9.2f %12d %9.2f %12d %8.2f\n' $line
 	done
 done
 for mode in early eager; do
-	printf '%-6s median: resume %.2f s (%d bytes), first response %.2f s (%d bytes)\n' "$mode" \
+	printf '%-6s median: domain start %.2f s, resume %.2f s (%d bytes), first response %.2f s (%d bytes)\n' "$mode" \
+		"$(awk -v m=$mode '$1==m {print $6}' "$res" | median)" \
 		"$(awk -v m=$mode '$1==m {print $2}' "$res" | median)" \
 		"$(awk -v m=$mode '$1==m {print $3}' "$res" | median)" \
 		"$(awk -v m=$mode '$1==m {print $4}' "$res" | median)" \

@@ -1,7 +1,8 @@
 # lib.sh: shell functions for the real-guest tests. Source it from bash (set -euo pipefail ok).
 #
 #   source "$(dirname "$0")/lib.sh"
-#   cl_init                         # daemons up, traps set, domain prefix cl-test-<pid>-
+#   cl_init                         # daemons up, host checked ($CLOUDLET check), traps set,
+#                                   # domain prefix cl-test-<pid>-
 #   QDIR=$(cl_qdir "$OUTDIR")       # where QEMU may open files for this OUTDIR
 #   TYPE=$(cl_accel KERNEL INITRD)  # "kvm" if a KVM guest really boots here, else "qemu" (TCG)
 #   cl_vm_xml IN OUT NAME DISK MEM [share]   # copy of a domain XML for domain NAME with those files
@@ -184,10 +185,19 @@ cl_reap_stale() {
   done
 }
 
+# cl_check_host: libvirt must start a domain within seconds here, or every early-start figure
+# measures the host, not cloudlet (libvirt 9.0 re-probes QEMU at every start where QEMU's user
+# cannot use /dev/kvm: 30-50 s). `cloudlet check` times a paused domain and names the cause.
+cl_check_host() {
+  "${CLOUDLET:?CLOUDLET (the cloudlet program) not set: it checks the host first}" check >&2 ||
+    cl_die "this host starts libvirt domains slowly (above), so the VM tests would measure the host; fix it: tests/install-deps.sh, or \`cloudlet check --fix\` as root"
+}
+
 # cl_init: common start of every guest test.
 cl_init() {
   cl_require_host
   cl_start_daemons
+  cl_check_host
   trap cl_on_exit EXIT
   trap 'exit 130' INT TERM
   cl_reap_stale

@@ -58,6 +58,12 @@ if [ "$((2 * got))" -lt "$total" ]; then
 else
 	bad "resumed only after $got of $total bytes"
 fi
+# The domain start is its own step, between the mount and the resume.
+if sed -n '/mounted:/,/VM resumed:/p' "$T/out" | grep -q 'domain started in [0-9.]* s:'; then
+	ok "timeline: $(grep -o 'domain started in [0-9.]* s' "$T/out") between mounted and VM resumed"
+else
+	bad "no 'domain started in N s' step between mounted and VM resumed"
+fi
 grep -q '^state: streaming' <<<"$STATUS_AT_RESUME" && ok "overlay still streaming at resume" ||
 	bad "overlay not streaming at resume"
 [ "$(cl_domstate "$NAME")" = running ] && ok "domain $NAME running" || bad "domain $NAME is $(cl_domstate "$NAME")"
