@@ -20,6 +20,11 @@
 # suite on a shared, loaded machine is noise, and the budgets are there to
 # show where time goes. Going over the 30 minutes in all fails the command.
 # CL_BUDGET_SCALE (default 1) multiplies every budget, for slower machines.
+# Skips: a test that cannot run here says why (tests/lib/skip.sh); the end of
+# the output lists every skip with its reason, and under CI (CI=true) a skip
+# fails the command unless tests/skip-allow.txt allows it. A suite first checks
+# that every program its tests run is installed (tests/install-deps.sh installs
+# them) and fails, naming the missing ones, rather than let tests skip.
 # The script exits non-zero if any suite failed, after running them all.
 # Usage: tests/run-all.sh [BUILD_DIR]
 set -euo pipefail
@@ -31,6 +36,9 @@ bash "$src/tests/install-deps.sh"
 
 failed=()
 times=()
+export CL_SKIP_LOG=$build/skips.log
+: >"$CL_SKIP_LOG"
+rm -f "$build"/ctest-*.log
 over=()
 scale=${CL_BUDGET_SCALE:-1}
 total_budget=$(awk -v s="$scale" 'BEGIN { printf "%d", 1800 * s }')
@@ -41,6 +49,7 @@ suite() {
 	local name=$1 budget start=$SECONDS rc=0 t note
 	budget=$(awk -v b="$2" -v s="$scale" 'BEGIN { printf "%d", b * s }')
 	shift 2
+	export CL_SUITE=$name
 	echo "==== suite $name (budget $budget s)"
 	"$@" || rc=$?
 	t=$((SECONDS - start))
@@ -110,9 +119,28 @@ build_suite() {
 		cmake -S "$src" -B "$build" -DCL_WERROR=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null &&
 		cmake --build "$build" -j"$(nproc)"
 }
-# ctest_label LABEL: the tests of one label in the main build.
+# need PROGRAM...: the programs a suite's tests run, each installed, or the
+# suite fails here naming them.
+need() {
+	local p missing=()
+	for p in "$@"; do
+		command -v "$p" >/dev/null 2>&1 || [ -x "/usr/sbin/$p" ] || [ -x "/sbin/$p" ] ||
+			missing+=("$p")
+	done
+	((${#missing[@]} == 0)) && return 0
+	echo "suite $CL_SUITE: missing programs: ${missing[*]} (tests/install-deps.sh installs them)" >&2
+	return 1
+}
+FS_PROGRAMS=(nginx curl tc python3 xdelta3 xz zstd qemu-img qemu-io fusermount3 findmnt timeout bc)
+VM_PROGRAMS=(virsh libvirtd virtlogd qemu-system-x86_64 qemu-img nginx tc python3 bc cpio busybox
+	mkfs.ext4 flock runuser dpkg-deb apt-get md5sum)
+# ctest's output also goes to $build/ctest-SUITE.log, where the skip report
+# finds the tests it skipped.
+tee_log() { tee "$build/ctest-$CL_SUITE.log"; }
+# ctest_label LABEL: the tests of one label in the main build; no test is a failure.
 ctest_label() {
-	(cd "$build" && ctest -L "^$1\$" --output-on-failure --timeout 1500)
+	(cd "$build" && ctest --no-tests=error -L "^$1\$" --output-on-failure --timeout 1500) 2>&1 |
+		tee_log
 }
 
 asan_suite() {
@@ -124,9 +152,9 @@ asan_suite() {
 		# fs_http (timing bounds of a few seconds) and vcdiff_interop (the
 		# codec's fuzz targets and unit tests cover it) run in the main
 		# suite only: under ASan they are slow and their bounds flaky.
-		cd "$dir" && ctest -L 'unit|shell' -E 'fs_http|vcdiff_interop' --output-on-failure \
-			--timeout 900
-	) || rc=1
+		cd "$dir" && ctest --no-tests=error -L 'unit|shell' -E 'fs_http|vcdiff_interop' \
+			--output-on-failure --timeout 900
+	) 2>&1 | tee_log || rc=1
 	san_check "$dir/sanitizer-reports" || rc=1
 	return $rc
 }
@@ -142,10 +170,9 @@ tsan_suite() {
 	fi
 	(
 		san_env "$dir/sanitizer-reports"
-		cd "$dir" && "${run[@]}" ctest -R '^(unit\..*|shell\.fs_basic|shell\.fault_matrix)$' \
-			--output-on-failure \
-			--timeout 900
-	) || rc=1
+		cd "$dir" && "${run[@]}" ctest --no-tests=error \
+			-R '^(unit\..*|shell\.fs_basic|shell\.fault_matrix)$' --output-on-failure --timeout 900
+	) 2>&1 | tee_log || rc=1
 	san_check "$dir/sanitizer-reports" || rc=1
 	return $rc
 }
@@ -153,11 +180,46 @@ tsan_suite() {
 # Budgets in seconds (measured on the 2-core machines, with some margin).
 suite build 180 build_suite
 suite unit 60 ctest_label unit
-suite filesystem 360 ctest_label shell
-suite e2e 330 ctest_label guest
+suite filesystem 360 eval 'need "${FS_PROGRAMS[@]}" && ctest_label shell'
+suite e2e 330 eval 'need "${VM_PROGRAMS[@]}" && ctest_label guest'
 suite asan 420 asan_suite
 suite tsan 210 tsan_suite
 suite fuzz 210 bash "$src/tests/fuzz/run.sh" 10 "$build-fuzz"
+
+# skip_report: every skip with its reason; under CI, 1 if one is not allowed.
+skip_report() {
+	local f suite test reason why bad=0 n=0
+	for f in "$build"/ctest-*.log; do
+		[ -e "$f" ] || continue
+		suite=${f##*/ctest-}
+		suite=${suite%.log}
+		while read -r test; do
+			reason=$(awk -F'\t' -v s="$suite" -v t="$test" '$1 == s && $2 == t { r = $3 } END { print r }' \
+				"$CL_SKIP_LOG")
+			[ -n "$reason" ] || reason="(no reason given: it exited 77 without tests/lib/skip.sh)"
+			why=$(awk -F'\t' -v t="$test" -v r="$reason" \
+				'!/^#/ && $1 == t && index(r, $2) { print $3; exit }' "$src/tests/skip-allow.txt")
+			n=$((n + 1))
+			if [ -n "$why" ]; then
+				echo "skipped in $suite: $test: $reason (allowed: $why)"
+			else
+				echo "SKIPPED in $suite: $test: $reason"
+				bad=1
+			fi
+		done < <(sed -n 's/^[[:space:]]*[0-9]* - \([^ ]*\) (Skipped)$/\1/p' "$f")
+	done
+	[ $n -gt 0 ] || echo "no test skipped"
+	[ "${CI:-}" = true ] && [ $bad = 1 ] && {
+		echo "under CI a skip fails unless tests/skip-allow.txt allows it" >&2
+		return 1
+	}
+	return 0
+}
+echo "==== skips"
+if ! skip_report; then
+	times+=("$(printf '%-10s %s' skips "FAILED (skips not on tests/skip-allow.txt)")")
+	failed+=(skips)
+fi
 
 t_all=$((SECONDS - t_all))
 echo "==== suite times"

@@ -35,7 +35,9 @@ CL_QEMU_USER=""
 
 cl_log() { echo "[$(date +%H:%M:%S)] $*" >&2; }
 cl_die() { echo "ERROR: $*" >&2; exit 1; }
-cl_skip() { echo "SKIP: $*" >&2; exit 77; }
+# shellcheck source=tests/lib/skip.sh
+source "$CL_GUEST_LIB_DIR/../lib/skip.sh"
+cl_skip() { cl_skip_test "$@"; }
 
 cl_virsh() { timeout "${CL_VIRSH_TIMEOUT:-60}" virsh -q -c "$CL_VIRSH_URI" "$@"; }
 

@@ -47,7 +47,7 @@ print("ok: memory chunks", m, "disk chunks", d)
 PY
 
 # The same overlay applied from a URL.
-cl_nginx_start "$T/nginx" "$T" || { rc=$?; [ $rc = 77 ] && { echo "SKIP: nginx missing"; exit 77; }; fail "nginx"; }
+cl_nginx_start "$T/nginx" "$T" || { rc=$?; [ $rc = 77 ] && cl_skip "nginx missing"; fail "nginx"; }
 "$cloudlet" -q apply "$W/base/disk.img" "http://127.0.0.1:$NGINX_PORT/ov-xz/overlay-meta" -o "$T/out-http"
 same_as_custom "$T/out-http"
 "$cloudlet" -q verify "$W/base/disk.img" "http://127.0.0.1:$NGINX_PORT/ov-xz/"overlay-meta

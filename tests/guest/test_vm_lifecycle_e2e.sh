@@ -31,10 +31,14 @@ ok() { echo "ok: $*"; }
 bad() { echo "FAIL: $*" >&2; FAILS=$((FAILS + 1)); }
 G=$W/guest
 cp --sparse=always "$G/disk.img" "$S/disk.img"
+# QEMU (libvirt-qemu) opens the kernel: from the scratch directory it can reach, not
+# through the checkout (which may be under /root).
+mkdir -p "$S/k"
+cp "$G/vmlinuz" "$G/initrd.img" "$S/k/"
 
 cl_log "cloudlet base: boot the test guest, snapshot it once ready"
 t=$SECONDS
-"$cloudlet" base "$S/disk.img" --kernel "$G/vmlinuz" --initrd "$G/initrd.img" \
+"$cloudlet" base "$S/disk.img" --kernel "$S/k/vmlinuz" --initrd "$S/k/initrd.img" \
 	--cmdline "console=ttyS0 panic=-1 loglevel=4" --snapshot-on CLOUDLET-GUEST-READY \
 	--name "${CL_PREFIX}base" --timeout 300 </dev/null || cl_die "cloudlet base failed"
 echo "base made in $((SECONDS - t)) s"

@@ -12,10 +12,12 @@ cl_fs_init() {
 	C=${CLOUDLET:?CLOUDLET is not set (run through ctest)}
 	BUILD=${CL_BUILD_DIR:?CL_BUILD_DIR is not set (run through ctest)}
 	SRC=${CL_SOURCE_DIR:?CL_SOURCE_DIR is not set (run through ctest)}
-	[ -c /dev/fuse ] || { echo "SKIP: /dev/fuse is missing"; exit 77; }
+	# shellcheck source=tests/lib/skip.sh
+	source "$SRC/tests/lib/skip.sh"
+	[ -c /dev/fuse ] || cl_skip_test "/dev/fuse is missing"
 	# shellcheck source=tests/lib/nginx.sh
 	source "$SRC/tests/lib/nginx.sh"
-	[ -n "$(cl_nginx_bin)" ] || { echo "SKIP: nginx is missing (apt-get install nginx-light)"; exit 77; }
+	[ -n "$(cl_nginx_bin)" ] || cl_skip_test "nginx is missing (apt-get install nginx-light)"
 	FS=$(dirname "$C")/cloudletfs
 	PYLIB=$SRC/tests/lib/clfs.py
 	[ -x "$FS" ] || { echo "FAIL: $FS is not built"; exit 1; }

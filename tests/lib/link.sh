@@ -42,7 +42,7 @@ cl_link_require() {
 	cl_link_shape "$1" "$2" || rc=$?
 	case $rc in
 	0) return 0 ;;
-	77) echo "SKIP: cannot shape a slow link on lo (needs root, tc and the HTB qdisc)" >&2; exit 77 ;;
+	77) cl_skip_test "cannot shape a slow link on lo (needs root, tc and the HTB qdisc)" ;;
 	*) echo "ERROR: tc could not shape port $1 on lo to $2" >&2; exit 1 ;;
 	esac
 }

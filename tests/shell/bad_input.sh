@@ -12,10 +12,12 @@
 # Every case runs; each failure is printed as `FAIL [case]: ...` and the test
 # fails at the end if any did.
 set -euo pipefail
+# shellcheck source=tests/lib/skip.sh
+source "$(dirname "$0")/../lib/skip.sh"
 
 C=${CLOUDLET:?CLOUDLET is not set (run through ctest)}
 [ -x "$C" ] || { echo "FAIL: $C is not executable"; exit 1; }
-command -v python3 >/dev/null || { echo "SKIP: python3 is not installed (needed to generate images)"; exit 77; }
+command -v python3 >/dev/null || cl_skip_test "python3 is not installed (needed to generate images)"
 
 T=$(mktemp -d "${TMPDIR:-/tmp}/cl-bad-input.XXXXXX")
 T=$(cd "$T" && pwd -P) # error lines name files by their real path

@@ -18,10 +18,12 @@
 #  - the mount(8) helpers from an install to a temporary prefix.
 # Every wait is bounded. Exit 77 only where /dev/fuse is missing.
 set -u
+# shellcheck source=tests/lib/skip.sh
+source "$(dirname "$0")/../lib/skip.sh"
 
 C=${CLOUDLET:?CLOUDLET is not set (run through ctest)}
 FS=$(dirname "$C")/cloudletfs
-[ -c /dev/fuse ] || { echo "SKIP: /dev/fuse is missing"; exit 77; }
+[ -c /dev/fuse ] || cl_skip_test "/dev/fuse is missing"
 [ -x "$FS" ] || { echo "FAIL: $FS is not built"; exit 1; }
 command -v python3 >/dev/null || { echo "FAIL: python3 is needed"; exit 1; }
 

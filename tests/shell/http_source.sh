@@ -5,12 +5,13 @@
 # an object replaced mid-way (-ESTALE), a slow link and a stalled server.
 # Every wait is bounded; nothing leaves 127.0.0.1.
 set -u
+# shellcheck source=tests/lib/skip.sh
+source "$(dirname "$0")/../lib/skip.sh"
 
 tool=${CL_BUILD_DIR:?CL_BUILD_DIR not set}/tests/tools/source_tool
 nginx_bin=$(command -v nginx || { [ -x /usr/sbin/nginx ] && echo /usr/sbin/nginx; })
 if [ -z "$nginx_bin" ]; then
-	echo "SKIP: nginx is not installed (apt-get install nginx-light)"
-	exit 77
+	cl_skip_test "nginx is not installed (apt-get install nginx-light)"
 fi
 [ -x "$tool" ] || { echo "FAIL: $tool is not built"; exit 1; }
 

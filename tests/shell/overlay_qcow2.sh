@@ -13,11 +13,13 @@
 #      file; one line naming the file, exit 1.
 # No guest needed; needs qemu-img and qemu-io (package qemu-utils).
 set -euo pipefail
+# shellcheck source=tests/lib/skip.sh
+source "$(dirname "$0")/../lib/skip.sh"
 
 C=${CLOUDLET:?CLOUDLET is not set (run through ctest)}
 command -v qemu-img >/dev/null && command -v qemu-io >/dev/null ||
-	{ echo "SKIP: qemu-img and qemu-io are needed (apt-get install qemu-utils)"; exit 77; }
-command -v python3 >/dev/null || { echo "SKIP: python3 is not installed"; exit 77; }
+	cl_skip_test "qemu-img and qemu-io are needed (apt-get install qemu-utils)"
+command -v python3 >/dev/null || cl_skip_test "python3 is not installed"
 
 T=$(mktemp -d "${TMPDIR:-/tmp}/cl-qcow2.XXXXXX")
 T=$(cd "$T" && pwd -P)

@@ -15,10 +15,12 @@
 #  (f) device state and domain XML carried byte-exact.
 # Data comes from python3's seeded PRNG, so every run sees the same images.
 set -euo pipefail
+# shellcheck source=tests/lib/skip.sh
+source "$(dirname "$0")/../lib/skip.sh"
 
 C=${CLOUDLET:?CLOUDLET is not set (run through ctest)}
 [ -x "$C" ] || { echo "FAIL: $C is not executable"; exit 1; }
-command -v python3 >/dev/null || { echo "SKIP: python3 is not installed (needed to generate images)"; exit 77; }
+command -v python3 >/dev/null || cl_skip_test "python3 is not installed (needed to generate images)"
 
 T=$(mktemp -d "${TMPDIR:-/tmp}/cl-roundtrip.XXXXXX")
 T=$(cd "$T" && pwd -P) # cloudlet shows real paths

@@ -4,10 +4,11 @@
 # `xdelta3 -9 -A -n -S none` (no app header, no checksum, no secondary
 # compression: the same feature set our encoder writes).
 set -euo pipefail
+# shellcheck source=tests/lib/skip.sh
+source "$(dirname "$0")/../lib/skip.sh"
 
 if ! command -v xdelta3 >/dev/null; then
-	echo "xdelta3 not installed, skipping"
-	exit 77
+	cl_skip_test "xdelta3 is not installed (apt-get install xdelta3)"
 fi
 tool=${CL_BUILD_DIR:?}/tests/tools/vcdiff_tool
 if [ ! -x "$tool" ]; then
