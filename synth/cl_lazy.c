@@ -68,10 +68,12 @@ struct waiter {
 struct segment {
 	uint8_t state;
 	uint8_t bad_tries;
-	uint8_t demanded;  /* someone waits on it: fetch ahead of the stream */
-	uint8_t *raw;      /* SEG_MEM: the decoded segment */
-	double fail_until; /* a wait on it just timed out: new waits fail until then */
-	double used;       /* SEG_MEM: last use, for eviction */
+	uint8_t demanded; /* someone waits on it: fetch ahead of the stream */
+	uint8_t *raw;     /* SEG_MEM: the decoded segment */
+	/* A wait of that image on it just timed out: new waits of the same image
+	 * fail until then (another image's bound was not measured). */
+	double fail_until[CL_NIMAGES];
+	double used; /* SEG_MEM: last use, for eviction */
 	struct waiter **w;
 	uint32_t nw, capw;
 };
@@ -594,7 +596,8 @@ static int _park(struct cl_lazy *l, struct waiter *w, const struct plan *pl)
 		return cl_errorf(-EIO, "shutting down");
 	for (i = 0; i < pl->nsegs; i++) {
 		const struct segment *sg = &l->seg[pl->segs[i]];
-		if (sg->state == SEG_BAD || (sg->fail_until && now() < sg->fail_until))
+		if (sg->state == SEG_BAD ||
+		    (sg->fail_until[w->image] && now() < sg->fail_until[w->image]))
 			return cl_errorf(-EIO, "segment %lld cannot be had",
 			                 (long long)pl->segs[i]);
 	}
@@ -933,7 +936,7 @@ static void _segment_done(struct cl_lazy *l, uint32_t s, struct waiter **done)
 
 	sg->state = SEG_DONE;
 	sg->bad_tries = 0;
-	sg->fail_until = 0;
+	memset(sg->fail_until, 0, sizeof(sg->fail_until));
 	if (sg->demanded) {
 		sg->demanded = 0;
 		l->demand_queue--;
@@ -1349,9 +1352,11 @@ static void *stream_main(void *arg)
 	return NULL;
 }
 
-/* Under l->lock: after a wait timed out, new waits on its segments fail
- * at once for a moment. The kernel retries a failed readahead with a
- * plain read at once, which would otherwise wait a second full bound. */
+/* Under l->lock: after a wait timed out, new waits of the same image on
+ * its segments fail at once for a moment. The kernel retries a failed
+ * readahead with a plain read at once, which would otherwise wait a second
+ * full bound. Other images keep their own bound: a disk timeout must not
+ * fail a memory read (a SIGBUS in QEMU) of a segment both share. */
 static void _fail_fast(struct cl_lazy *l, struct waiter *w, double t)
 {
 	struct plan pl;
@@ -1360,7 +1365,7 @@ static void _fail_fast(struct cl_lazy *l, struct waiter *w, double t)
 	if (_plan(l, w->image, w->off, w->len, NULL, &pl) < 0)
 		return;
 	for (i = 0; i < pl.nsegs; i++)
-		l->seg[pl.segs[i]].fail_until = t + FAIL_FAST_S;
+		l->seg[pl.segs[i]].fail_until[w->image] = t + FAIL_FAST_S;
 	plan_free(&pl);
 }
 

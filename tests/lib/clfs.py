@@ -169,6 +169,14 @@ def pick(path, what, *a):
         out = [str(pl[spec(a[0])])]
     elif what == "offof":        # the pack offset of the segment holding IMAGE:N
         out = [str(body["segments"][pl[spec(a[0])]][0])]
+    elif what == "shared":       # a disk and a memory payload chunk of one segment, its offset
+        segs = {}
+        for (i, k), g in sorted(pl.items()):
+            segs.setdefault(g, [None, None])
+            if segs[g][i] is None:
+                segs[g][i] = k
+        g = max(g for g, (d, m) in segs.items() if d is not None and m is not None)
+        out = ["disk:%d" % segs[g][0], "memory:%d" % segs[g][1], str(body["segments"][g][0])]
     elif what == "nseg":
         out = [str(len(body["segments"]))]
     else:

@@ -31,6 +31,10 @@
 #     same cache works and serves the right bytes (cache not poisoned).
 # 12. a base that does not match: an overlay of another base, and the base
 #     disk changed after registration: `cloudlet mount` fails with one line.
+# 13. a disk and a memory chunk of one segment, the server stalled: the disk
+#     read fails at its short timeout=, and a memory read of the same segment
+#     right after still waits (memory_timeout=) and is served once the server
+#     answers again; the disk's fail-fast never shortens the memory's bound.
 # Exit 77 only if /dev/fuse or nginx is missing.
 CL_SOURCE_DIR=${CL_SOURCE_DIR:?CL_SOURCE_DIR is not set (run through ctest)}
 # shellcheck source=tests/lib/clfs.sh
@@ -235,6 +239,23 @@ alive_and_answering "$pid"
 reason=$(st reason)
 grep -qiE "stall|too slow" <<<"$reason" || fail "reason '$reason'"
 ok "$r; reason: $reason"
+umount_ov
+
+# --- 13. a disk timeout next to a memory read of the same segment -------------------------------
+CASE=13-disk-timeout-memory-waits
+mapfile -t SH < <(py pick "$META" shared)
+[ ${#SH[@]} = 3 ] || fail "no segment with both disk and memory chunks: ${SH[*]}"
+# 5 stalled requests (a fetch is 2 attempts of ~1.5 s): the disk read's 4 s
+# pass with the server silent, the memory read's fetch gets through after.
+mount_ov c13 "$P/stall/5/${SH[2]}/fast/overlay-meta" \
+	no_cache,no_stream,retries=1,fetch_timeout=3,timeout=4,memory_timeout=60
+pid=$(st pid)
+rd=$(py readchk "$MP" "$T/apply" EIO 3.5 8 "${SH[0]}" 2>&1) || fail "disk read: $rd"
+rm=$(py readchk "$MP" "$T/apply" ok 0.5 40 "${SH[1]}" 2>&1) || fail "memory read of the same segment right after: $rm"
+alive_and_answering "$pid"
+n=$(faulted stall 5) || exit 1
+cmp_all
+ok "segment at $((SH[2])): disk ${SH[0]} $rd; memory ${SH[1]} then $rm; $n stalled requests; cmp ok"
 umount_ov
 
 # --- 6. a flipped byte in a segment -------------------------------------------------------------
