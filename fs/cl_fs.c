@@ -619,9 +619,11 @@ static void op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 
 static void op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi)
 {
-	/* Writes are in the store once answered; the store is scratch space
-	 * that lives as long as the mount (or is kept, not synced). */
-	fuse_reply_err(req, 0);
+	struct cl_fs *fs = fuse_req_userdata(req);
+	const struct node *n = node_of(fs, ino);
+
+	/* Only images take writes; a kept store records them for good. */
+	fuse_reply_err(req, n && n->kind == NODE_IMAGE ? -cl_lazy_sync(fs->l) : 0);
 }
 
 static void read_done(void *ctx, ssize_t r)

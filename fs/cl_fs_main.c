@@ -431,6 +431,8 @@ int main(int argc, char **argv)
 	pthread_join(ctlthr, NULL);
 	note(&d, LOG_INFO, "%s", stopped ? "unmounted" : "the mount went away; stopped");
 	tell_parent(&d, 1); /* if INIT never came */
+	if (cl_lazy_sync(l) < 0)
+		note(&d, LOG_ERR, "the kept store was not saved: %s", cl_error_msg());
 	cl_lazy_close(l);
 	fuse_session_destroy(se);
 	cl_fs_free(fs);

@@ -32,7 +32,8 @@ struct cl_lazy_opts {
 	uint64_t cache_limit;  /* bytes; least recently used overlays are evicted; 0 = 10 GiB */
 	int no_cache;          /* 1: cache in an unlinked temporary directory */
 	const char *store_dir; /* copy-on-write store; NULL = a temporary directory */
-	int keep_store;        /* 1: keep the store at close (else it is removed) */
+	int keep_store;        /* 1: keep the store, and its map at each sync, so that
+	                        * the same overlay mounted again serves its writes */
 	unsigned connections;  /* parallel segment fetches; 0 = 4 */
 	unsigned timeout_ms;   /* bound on a disk read's wait; 0 = 60000 */
 	unsigned memory_timeout_ms; /* bound on a memory read's wait; 0 = 300000 */
@@ -59,6 +60,12 @@ void cl_lazy_close(struct cl_lazy *l);
 /* Fails every waiting request with -EIO and refuses new waits, without
  * freeing anything: for unmount while requests are parked. Thread-safe. */
 void cl_lazy_shutdown(struct cl_lazy *l);
+
+/* With keep_store, makes every write answered so far durable: syncs the
+ * copy-on-write store and writes its map (cl_store.h), so that the same
+ * overlay mounted again over the store serves them, also after a crash.
+ * Without, nothing to do: the store is scratch that dies with the mount. */
+int cl_lazy_sync(struct cl_lazy *l);
 
 const struct cl_meta *cl_lazy_meta(const struct cl_lazy *l);
 uint64_t cl_lazy_size(const struct cl_lazy *l, enum cl_image_id image);

@@ -12,6 +12,7 @@
  * background stream for demand fetches), and a timer that fails waiters
  * whose bound has passed. Completion callbacks always run without l->lock. */
 #include "cl_lazy.h"
+#include "cl_store.h"
 #include "cl_base.h"
 #include "cl_cache.h"
 #include "cl_error.h"
@@ -1495,10 +1496,88 @@ static int setup_cache(struct cl_lazy *l)
 	return r;
 }
 
+static uint64_t popcount(const uint8_t *b, uint64_t nbits)
+{
+	uint64_t k, n = 0;
+
+	for (k = 0; k < nbits; k++)
+		n += bit_get(b, k);
+	return n;
+}
+
+/* The copy-on-write store: a kept store of this overlay comes back with
+ * its map (cl_store.h); any other is started afresh, but not a kept store
+ * that this mount would lose (no keep_store), nor one of another overlay. */
+static int open_store(struct cl_lazy *l)
+{
+	static const char *names[CL_NIMAGES] = {"disk.store", "memory.store"};
+	uint64_t n[CL_NIMAGES];
+	uint8_t *maps[CL_NIMAGES];
+	int i, r, kept;
+
+	for (i = 0; i < CL_NIMAGES; i++) {
+		n[i] = l->img[i].nchunks;
+		maps[i] = l->img[i].modified;
+	}
+	r = cl_store_map_load(l->store_dir, l->m->id, n, maps);
+	if (r < 0 && r != -ENOENT)
+		return r;
+	kept = r == 0;
+	if (kept && !l->o.keep_store)
+		return cl_errorf(-EEXIST,
+		                 "%s holds a kept store: mount with keep_store to use its writes, "
+		                 "or remove it",
+		                 l->store_dir);
+	for (i = 0; i < CL_NIMAGES; i++) {
+		struct image *img = &l->img[i];
+
+		/* Afresh: emptied first, so no old write shows through. */
+		r = cl_cache_file(l->store_dir, names[i], kept ? img->size : 0, &img->store_path,
+		                  &img->store_fd);
+		if (r == 0 && ftruncate(img->store_fd, (off_t)img->size) < 0)
+			r = cl_errorf(-errno, "%s: %s", img->store_path, strerror(errno));
+		if (r < 0)
+			return r;
+		img->st.chunks_modified = kept ? popcount(img->modified, img->nchunks) : 0;
+	}
+	return 0;
+}
+
+int cl_lazy_sync(struct cl_lazy *l)
+{
+	uint64_t n[CL_NIMAGES];
+	uint8_t *maps[CL_NIMAGES] = {NULL};
+	int i, r = 0;
+
+	if (!l)
+		return -EINVAL;
+	if (!l->o.keep_store)
+		return 0; /* scratch space that dies with the mount */
+	/* The maps first: every chunk they name was written before, so the
+	 * data sync that follows covers it. */
+	pthread_mutex_lock(&l->lock);
+	for (i = 0; i < CL_NIMAGES; i++) {
+		n[i] = l->img[i].nchunks;
+		maps[i] = malloc(n[i] / 8 + 1);
+		if (maps[i])
+			memcpy(maps[i], l->img[i].modified, n[i] / 8 + 1);
+		else
+			r = -ENOMEM;
+	}
+	pthread_mutex_unlock(&l->lock);
+	for (i = 0; i < CL_NIMAGES && r == 0; i++)
+		if (fdatasync(l->img[i].store_fd) < 0)
+			r = cl_errorf(-errno, "%s: %s", l->img[i].store_path, strerror(errno));
+	if (r == 0)
+		r = cl_store_map_save(l->store_dir, l->m->id, n, (const uint8_t *const *)maps);
+	for (i = 0; i < CL_NIMAGES; i++)
+		free(maps[i]);
+	return r;
+}
+
 static int setup_files(struct cl_lazy *l)
 {
 	static const char *cache_names[CL_NIMAGES] = {"disk.cache", "memory.cache"};
-	static const char *store_names[CL_NIMAGES] = {"disk.store", "memory.store"};
 	int r, i;
 
 	r = setup_cache(l);
@@ -1521,16 +1600,8 @@ static int setup_files(struct cl_lazy *l)
 		                  &img->cache_fd);
 		if (r < 0)
 			return r;
-		/* A kept store is not reused: its map of modified chunks is
-		 * not kept, so start afresh. */
-		r = cl_cache_file(l->store_dir, store_names[i], 0, &img->store_path,
-		                  &img->store_fd);
-		if (r == 0 && ftruncate(img->store_fd, (off_t)img->size) < 0)
-			r = cl_errorf(-errno, "%s: %s", img->store_path, strerror(errno));
-		if (r < 0)
-			return r;
 	}
-	return 0;
+	return open_store(l);
 }
 
 /* ---- blobs: device state and domain XML ---- */

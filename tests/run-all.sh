@@ -133,7 +133,7 @@ need() {
 }
 FS_PROGRAMS=(nginx curl tc python3 xdelta3 xz zstd qemu-img qemu-io fusermount3 findmnt timeout bc)
 VM_PROGRAMS=(virsh libvirtd virtlogd qemu-system-x86_64 qemu-img nginx tc python3 bc cpio busybox
-	mkfs.ext4 flock runuser dpkg-deb apt-get md5sum)
+	mkfs.ext4 debugfs flock runuser dpkg-deb apt-get md5sum)
 # ctest's output also goes to $build/ctest-SUITE.log, where the skip report
 # finds the tests it skipped.
 tee_log() { tee "$build/ctest-$CL_SUITE.log"; }

@@ -144,8 +144,13 @@ $CL_GUESTCTL console-cmd "$SOCK" 300 'dd if=/dev/urandom of=/ram/tmp.bin bs=1M c
 	bad "freeing memory in the guest failed"
 w1=$(cat "$MNT/memory/stats/bytes_written")
 echo "memory/image bytes written (holes punched by free page reporting): $w0 -> $w1"
-[ "$w1" -gt "$w0" ] && ok "reported pages reached cloudletfs as copy-on-write zeros" ||
-	bad "no hole punched in memory/image after the guest freed 32 MiB"
+# The README reports 26-28 MiB of the 32 MiB; free page reporting works on 2 MiB
+# blocks the guest has left wholly free, so a margin of 25% below that is stated:
+# at least 20 MiB, and no more than the guest's RAM.
+fw=$(((w1 - w0) >> 20))
+[ "$fw" -ge 20 ] && [ "$fw" -le "$CL_MEM_MIB" ] &&
+	ok "$fw MiB of reported pages reached cloudletfs as copy-on-write zeros (20..$CL_MEM_MIB MiB)" ||
+	bad "$fw MiB reached memory/image as zeros after the guest freed 32 MiB (expected 20..$CL_MEM_MIB)"
 $CL_GUESTCTL console-cmd "$SOCK" 300 "$sums" >"$S/sums.freed" || bad "checksumming failed"
 diff -u "$S/sums.before" "$S/sums.freed" && ok "data intact after the guest freed memory" || bad "data changed"
 kill -TERM "$SPID"

@@ -15,8 +15,9 @@
 #    foreground daemon, a second mount served from the persistent cache;
 #  - options: --help lists every key, bad options and a wrong base fail with
 #    one line; allow_other/uid/gid and the mode bits for another user;
-#  - the mount(8) helpers from an install to a temporary prefix.
-# Every wait is bounded. Exit 77 only where /dev/fuse is missing.
+#  - installed system-wide (and uninstalled at exit): the mount(8) helper,
+#    mount.fuse3, mount(8) and an /etc/fstab line mounted by its mount point.
+# Every wait is bounded. Exit 77 only where /dev/fuse is missing or not root.
 set -u
 # shellcheck source=tests/lib/skip.sh
 source "$(dirname "$0")/../lib/skip.sh"
@@ -36,12 +37,14 @@ holder=
 fgpid=
 
 mounted() { grep -q " $1 fuse.cloudletfs " /proc/mounts; }
+cleanup_hook=:
 cleanup() {
 	[ -n "$holder" ] && kill "$holder" 2>/dev/null
 	[ -n "$fgpid" ] && kill "$fgpid" 2>/dev/null
 	for m in "$MNT"; do
 		mounted "$m" && { timeout 20 "$C" umount "$m" >/dev/null 2>&1 || umount -l "$m"; }
 	done
+	$cleanup_hook
 	mounted "$MNT" || rm -rf "$T"
 }
 trap cleanup EXIT
@@ -584,6 +587,39 @@ fgpid=
 mounted "$MNT" && fail "still mounted after SIGTERM"
 ok "SIGTERM: clean exit, unmounted"
 
+# --- a kept store: fsync makes writes durable, a remount over the store serves them ------
+CASE=keep_store
+ST=$T/store
+cp "$T/apply/disk.img" "$T/exp.disk"
+cp "$T/apply/memory.img" "$T/exp.mem"
+cl mount "$T/base.disk" "$T/ov" "$MNT" -o no_cache,store_dir="$ST",keep_store || fail "mount"
+pid=$(sed -n 's/^pid: //p' "$MNT/status")
+# Two chunks of each image written and fsynced, and the same into the expected files.
+python3 - "$MNT" "$T/exp.disk" "$T/exp.mem" <<'PY' || fail "writes with fsync"
+import os, sys
+for im, exp, off, byte in (("disk", sys.argv[2], 5 * 4096 + 100, 0x11),
+                           ("memory", sys.argv[3], 7 * 4096, 0x22)):
+    for path in (os.path.join(sys.argv[1], im, "image"), exp):
+        fd = os.open(path, os.O_RDWR)
+        os.pwrite(fd, bytes([byte]) * 5000, off)
+        os.fsync(fd)
+        os.close(fd)
+PY
+kill -KILL "$pid"
+timeout 20 tail --pid="$pid" -f /dev/null
+timeout 10 fusermount3 -uz "$MNT" || fail "fusermount3 -uz after SIGKILL"
+cl mount "$T/base.disk" "$T/ov" "$MNT" -o no_cache,store_dir="$ST"
+[ $? = 1 ] && grep -q "holds a kept store" "$T/err" || fail "a kept store mounted without keep_store"
+mounted "$MNT" && fail "mounted without keep_store over a kept store"
+cl mount "$T/base.disk" "$T/ov" "$MNT" -o no_cache,store_dir="$ST",keep_store || fail "remount"
+cmp -s "$MNT/disk/image" "$T/exp.disk" && cmp -s "$MNT/memory/image" "$T/exp.mem" ||
+	fail "the remount over the kept store does not serve the fsynced writes"
+[ "$(stat_of disk chunks_modified) $(stat_of memory chunks_modified)" = "2 2" ] ||
+	fail "chunks_modified: disk $(stat_of disk chunks_modified), memory $(stat_of memory chunks_modified)"
+cl umount "$MNT" || fail "umount"
+[ -s "$ST/store.map" ] || fail "no store map kept"
+ok "fsynced writes served after SIGKILL and a remount over the kept store; refused without keep_store"
+
 # --- another user ------------------------------------------------------------------
 CASE=permissions
 if id nobody >/dev/null 2>&1 && command -v setpriv >/dev/null; then
@@ -605,37 +641,56 @@ else
 	echo "skip [$CASE]: no nobody user or setpriv"
 fi
 
-# --- mount(8) helpers ------------------------------------------------------------------
+# --- mount(8), the helper and an fstab line, installed system-wide -----------------------
+# Test machines are throwaway: this build is installed under /usr (mount(8) looks for
+# mount.fuse.TYPE in /sbin only), used through mount(8) and an /etc/fstab line, and
+# uninstalled again (what was there before, and /etc/fstab, restored) at exit.
 CASE=mount.fuse
-if [ -n "${CL_BUILD_DIR:-}" ] && cmake --install "$CL_BUILD_DIR" --prefix "$T/prefix" >"$T/err" 2>&1; then
-	H=$T/prefix/sbin/mount.fuse.cloudletfs
-	[ -x "$H" ] && [ -x "$T/prefix/bin/cloudletfs" ] || fail "helper or daemon not installed"
-	# as mount(8) runs a helper
-	timeout 30 "$H" "$T/ov" "$MNT" -n -o rw,base="$T/base.disk",no_cache,nodev,noauto,_netdev \
-		-t fuse.cloudletfs 2>"$T/err" || fail "mount.fuse.cloudletfs"
-	mounted "$MNT" && cmp -s "$MNT/memory/image" "$T/apply/memory.img" || fail "helper mount"
-	cl umount "$MNT" || fail "umount"
-	# mount.fuse3, which mount(8) falls back to; it adds dev,suid
-	if command -v mount.fuse3 >/dev/null; then
-		PATH=$T/prefix/bin:$PATH timeout 30 mount.fuse3 "$T/ov" "$MNT" -t fuse.cloudletfs \
-			-o base="$T/base.disk",no_cache,x-systemd.automount,nofail 2>"$T/err" ||
-			fail "mount.fuse3"
-		mounted "$MNT" && cmp -s "$MNT/disk/image" "$T/apply/disk.img" || fail "mount.fuse3 mount"
-		cl umount "$MNT" || fail "umount"
-	fi
-	# mount(8) itself resets PATH, so only an installed cloudletfs is found
-	if PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin command -v cloudletfs >/dev/null; then
-		timeout 30 mount -t fuse.cloudletfs "$T/ov" "$MNT" -o base="$T/base.disk",no_cache \
-			2>"$T/err" || fail "mount -t fuse.cloudletfs"
-		mounted "$MNT" || fail "mount(8): not mounted"
-		cl umount "$MNT" || fail "umount"
-		m8=", mount(8)"
-	else
-		m8=" (mount(8) itself skipped: cloudletfs not installed in the standard PATH)"
-	fi
-	ok "helper as mount(8) runs it, mount.fuse3$m8"
-else
-	echo "skip [$CASE]: cannot install to a temporary prefix"
-fi
+[ "$(id -u)" = 0 ] || cl_skip_test "not root: cannot install system-wide to test mount(8) and fstab"
+BUILD=${CL_BUILD_DIR:?CL_BUILD_DIR is not set (run through ctest)}
+SRCDIR=${CL_SOURCE_DIR:?CL_SOURCE_DIR is not set (run through ctest)}
+INSTALLED=(/usr/bin/cloudlet /usr/bin/cloudletfs /usr/sbin/mount.fuse.cloudletfs)
+mkdir -p "$T/saved"
+cp -a /etc/fstab "$T/saved/fstab" 2>/dev/null || : >"$T/saved/fstab"
+for f in "${INSTALLED[@]}"; do [ ! -e "$f" ] || cp -a "$f" "$T/saved/"; done
+uninstall() {
+	local f
+	for f in "${INSTALLED[@]}"; do
+		rm -f "$f"
+		[ ! -e "$T/saved/${f##*/}" ] || cp -a "$T/saved/${f##*/}" "$f"
+	done
+	cp "$T/saved/fstab" /etc/fstab
+}
+cleanup_hook=uninstall
+cmake --install "$BUILD" --prefix /usr >"$T/err" 2>&1 || fail "cmake --install --prefix /usr"
+for f in "${INSTALLED[@]}"; do [ -x "$f" ] || fail "$f not installed"; done
+cmp -s /usr/sbin/mount.fuse.cloudletfs "$SRCDIR/mount-helpers/mount.fuse.cloudletfs" &&
+	cmp -s /usr/bin/cloudletfs "$FS" && cmp -s /usr/bin/cloudlet "$C" ||
+	fail "the installed helper or programs are not this build's"
+# as mount(8) runs a helper
+timeout 30 /usr/sbin/mount.fuse.cloudletfs "$T/ov" "$MNT" -n \
+	-o rw,base="$T/base.disk",no_cache,nodev,noauto,_netdev -t fuse.cloudletfs 2>"$T/err" ||
+	fail "mount.fuse.cloudletfs"
+mounted "$MNT" && cmp -s "$MNT/memory/image" "$T/apply/memory.img" || fail "helper mount"
+cl umount "$MNT" || fail "umount"
+# mount.fuse3, which mount(8) would fall back to; it adds dev,suid
+timeout 30 mount.fuse3 "$T/ov" "$MNT" -t fuse.cloudletfs \
+	-o base="$T/base.disk",no_cache,x-systemd.automount,nofail 2>"$T/err" || fail "mount.fuse3"
+mounted "$MNT" && cmp -s "$MNT/disk/image" "$T/apply/disk.img" || fail "mount.fuse3 mount"
+cl umount "$MNT" || fail "umount"
+# mount(8) itself, which runs /sbin/mount.fuse.cloudletfs (it resets PATH)
+timeout 30 mount -t fuse.cloudletfs "$T/ov" "$MNT" -o base="$T/base.disk",no_cache 2>"$T/err" ||
+	fail "mount -t fuse.cloudletfs"
+mounted "$MNT" && cmp -s "$MNT/disk/image" "$T/apply/disk.img" || fail "mount(8): not served"
+umount "$MNT" 2>"$T/err" || fail "umount(8)"
+mounted "$MNT" && fail "still mounted after umount(8)"
+# an fstab line, mounted by its mount point
+printf '%s %s fuse.cloudletfs base=%s,no_cache,noauto 0 0\n' "$T/ov" "$MNT" "$T/base.disk" \
+	>>/etc/fstab
+timeout 30 mount "$MNT" 2>"$T/err" || fail "mount $MNT (by its fstab line)"
+mounted "$MNT" && cmp -s "$MNT/memory/image" "$T/apply/memory.img" || fail "fstab mount not served"
+grep " $MNT fuse.cloudletfs " /proc/mounts | grep -q "^$T/ov " || fail "the fstab mount's source is not $T/ov"
+umount "$MNT" 2>"$T/err" || fail "umount(8) of the fstab mount"
+ok "installed under /usr (this build's), helper as mount(8) runs it, mount.fuse3, mount(8), fstab"
 
 echo "PASS"

@@ -240,9 +240,10 @@ static void test_copy_on_write(void **state)
 	assert_int_equal(io(l, 0, CL_DISK, 19 * CL_TEST_CS, sizeof(back), back), sizeof(back));
 	assert_memory_equal(back, want[CL_DISK] + 19 * CL_TEST_CS, 100);
 	assert_memory_equal(back + 100, buf, sizeof(back) - 100);
-	assert_int_equal(io(l, 0, CL_DISK, 22 * CL_TEST_CS, 100, back), 100);
+	/* The last chunk: the write's 100 bytes, then what it held before. */
+	assert_int_equal(io(l, 0, CL_DISK, 22 * CL_TEST_CS, 200, back), 200);
 	assert_memory_equal(back, buf, 100);
-	assert_memory_equal(back, want[CL_DISK] + 22 * CL_TEST_CS, 0);
+	assert_memory_equal(back + 100, want[CL_DISK] + 22 * CL_TEST_CS + 100, 100);
 	/* Zeros (hole punching) over a memory chunk with data. */
 	assert_int_equal(io(l, 1, CL_MEMORY, 101 * CL_TEST_CS, CL_TEST_CS, NULL), CL_TEST_CS);
 	assert_int_equal(io(l, 0, CL_MEMORY, 101 * CL_TEST_CS, CL_TEST_CS, back), CL_TEST_CS);
