@@ -27,6 +27,7 @@ struct cl_base {
 	char *domain_path; /* registered copy of the domain XML, or NULL */
 	uint64_t *table;   /* hash -> chunk lookup, built by cl_base_build_lookup */
 	uint64_t table_mask;
+	int index_fd; /* the registry's index, opened by cl_base_open_index, or -1 */
 };
 
 /* The registry root (CLOUDLET_HOME or its default); never NULL. */
@@ -55,6 +56,35 @@ int cl_base_find(const char *image, struct cl_base **out);
 /* Loads the chunk index of a base opened by cl_base_find (checking it
  * against the base id); a no-op if it is loaded. */
 int cl_base_load_index(struct cl_base *b);
+
+/* Opens the index of a base opened by cl_base_find for cl_base_chunk_hash:
+ * checks it against the base id block by block, without loading it (its
+ * hashes are looked up with pread, so memory does not grow with the base).
+ * A no-op if it is open or loaded. */
+int cl_base_open_index(struct cl_base *b);
+
+/* The index's hash of chunk idx of image (from the loaded or opened index). */
+int cl_base_chunk_hash(const struct cl_base *b, enum cl_image_id image, uint64_t idx,
+                       uint8_t out[CL_SHA256_LEN]);
+
+/* Checks base chunk idx of image against the index. hole: the chunk is a
+ * hole of the base and is checked as zeros without reading (buf may be
+ * NULL); otherwise it is read whole into buf (chunk_size bytes, zero-filled
+ * past the base's end, as cl_base_read) and hashed, so that the caller can
+ * use the very bytes that were checked. 0, or -EIO with a message naming
+ * the base file and chunk when they differ. Thread-safe. */
+int cl_base_read_checked(const struct cl_base *b, enum cl_image_id image, uint64_t idx, int hole,
+                         void *buf);
+
+/* Checks data, base chunk idx of image as read (its cl_chunk_len bytes),
+ * against the index: 0, or -EIO naming the base file and chunk. */
+int cl_base_check_chunk(const struct cl_base *b, enum cl_image_id image, uint64_t idx,
+                        const void *data);
+
+/* Checks every chunk of both images of b against its index (holes without
+ * reading them), on all cores, with a progress bar. Prints one line per bad
+ * chunk (at most max_report), counts them in *bad, and returns -EIO if any. */
+int cl_base_check_all(struct cl_base *b, unsigned max_report, uint64_t *bad);
 
 /* Calls fn for every registered base; stops at a non-zero return. */
 int cl_base_list(int (*fn)(void *ctx, const struct cl_base *b), void *ctx);

@@ -42,13 +42,15 @@ struct cl_apply_stats {
 	uint64_t bytes_fetched;
 };
 
-/* Eager synthesis into outdir: disk.img, memory.img, state, domain.xml. */
-int cl_apply(const struct cl_base *b, const struct cl_meta *m, const char *meta_location,
+/* Eager synthesis into outdir: disk.img, memory.img, state, domain.xml.
+ * Every base chunk it uses is checked against the base's index (opened
+ * here); nothing is left in outdir on a failure. */
+int cl_apply(struct cl_base *b, const struct cl_meta *m, const char *meta_location,
              const char *outdir, struct cl_apply_stats *st);
 
 /* Checks every segment and every chunk of the overlay against base b.
  * Returns 0 only if all hold; keeps going after a failure to count all. */
-int cl_verify(const struct cl_base *b, const struct cl_meta *m, const char *meta_location,
+int cl_verify(struct cl_base *b, const struct cl_meta *m, const char *meta_location,
               struct cl_apply_stats *st);
 
 #endif

@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <openssl/evp.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,6 +16,8 @@
 #define INDEX_MAGIC   "CLBIDX01"
 #define INDEX_VERSION 1
 #define HASH_BATCH    1024 /* chunks hashed per work item */
+#define INDEX_HDR     (8 + 4 + 4 + 8 + 8 + CL_SHA256_LEN)
+#define INDEX_BLOCK   (64u << 10) /* streamed check: bytes hashed per read */
 
 const char *cl_home(void)
 {
@@ -156,7 +159,7 @@ static struct cl_base *base_new(void)
 	struct cl_base *b = calloc(1, sizeof(*b));
 
 	if (b)
-		b->fd[CL_DISK] = b->fd[CL_MEMORY] = -1;
+		b->fd[CL_DISK] = b->fd[CL_MEMORY] = b->index_fd = -1;
 	return b;
 }
 
@@ -595,6 +598,241 @@ int cl_base_load_index(struct cl_base *b)
 	return r;
 }
 
+/* Hashes the index's header and chunk hashes as they are streamed: one
+ * digest for the file's checksum, one for the base id (which covers the
+ * chunk hashes, see base_compute_id). */
+static int index_stream_check(struct cl_base *b, int fd, const char *path, const uint8_t *hdr)
+{
+	uint8_t digest[CL_SHA256_LEN], id[CL_SHA256_LEN], stored[CL_SHA256_LEN], idhdr[14 + 4 + 16];
+	uint64_t off = INDEX_HDR, end = INDEX_HDR + (b->nchunks[0] + b->nchunks[1]) * CL_SHA256_LEN;
+	EVP_MD_CTX *file = EVP_MD_CTX_new(), *idc = EVP_MD_CTX_new();
+	unsigned n = CL_SHA256_LEN;
+	uint8_t *buf = malloc(INDEX_BLOCK);
+	size_t len;
+	int r = 0;
+
+	if (!file || !idc || !buf) {
+		r = -ENOMEM;
+		goto out;
+	}
+	memcpy(idhdr, "cloudlet-base", 14);
+	put_le(idhdr + 14, b->chunk_size, 4);
+	put_le(idhdr + 18, b->size[CL_DISK], 8);
+	put_le(idhdr + 26, b->size[CL_MEMORY], 8);
+	EVP_DigestInit_ex(file, EVP_sha256(), NULL);
+	EVP_DigestInit_ex(idc, EVP_sha256(), NULL);
+	EVP_DigestUpdate(file, hdr, INDEX_HDR);
+	EVP_DigestUpdate(idc, idhdr, sizeof(idhdr));
+	for (; off < end && r == 0; off += len) {
+		len = end - off < INDEX_BLOCK ? (size_t)(end - off) : INDEX_BLOCK;
+		r = cl_pread_full(fd, buf, len, off, path);
+		EVP_DigestUpdate(file, buf, len);
+		EVP_DigestUpdate(idc, buf, len);
+	}
+	if (r == 0)
+		r = cl_pread_full(fd, stored, CL_SHA256_LEN, end, path);
+	if (r < 0)
+		goto out;
+	EVP_DigestFinal_ex(file, digest, &n);
+	EVP_DigestFinal_ex(idc, id, &n);
+	if (memcmp(digest, stored, CL_SHA256_LEN))
+		r = cl_errorf(-EBADMSG, "%s: index is corrupt (checksum mismatch)", path);
+	else if (memcmp(id, b->id, CL_SHA256_LEN) || memcmp(hdr + 32, b->id, CL_SHA256_LEN))
+		r = cl_errorf(-EBADMSG, "%s: index does not belong to base %s (base id mismatch)",
+		              path, b->path[CL_DISK]);
+out:
+	EVP_MD_CTX_free(file);
+	EVP_MD_CTX_free(idc);
+	free(buf);
+	return r;
+}
+
+int cl_base_open_index(struct cl_base *b)
+{
+	uint8_t hdr[INDEX_HDR];
+	struct stat st;
+	char *path;
+	int fd, r;
+
+	if (b && (b->index_fd >= 0 || b->hash[CL_DISK]))
+		return 0;
+	if (!b || !b->dir || b->fd[CL_DISK] < 0)
+		return -EINVAL;
+	if (asprintf(&path, "%s/index", b->dir) < 0)
+		return -ENOMEM;
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		r = cl_errorf(-errno, "%s: %s", path, strerror(errno));
+		goto out;
+	}
+	r = cl_pread_full(fd, hdr, sizeof(hdr), 0, path);
+	if (r < 0)
+		goto out;
+	if (memcmp(hdr, INDEX_MAGIC, 8) || get_le(hdr + 8, 4) != INDEX_VERSION ||
+	    get_le(hdr + 12, 4) != b->chunk_size || get_le(hdr + 16, 8) != b->size[CL_DISK] ||
+	    get_le(hdr + 24, 8) != b->size[CL_MEMORY]) {
+		r = cl_errorf(-EBADMSG, "%s: index does not match the base images", path);
+		goto out;
+	}
+	if (fstat(fd, &st) < 0 ||
+	    (uint64_t)st.st_size !=
+	        INDEX_HDR + (b->nchunks[0] + b->nchunks[1] + 1) * CL_SHA256_LEN) {
+		r = cl_errorf(-EBADMSG, "%s: index is truncated or corrupt", path);
+		goto out;
+	}
+	r = index_stream_check(b, fd, path, hdr);
+	if (r < 0)
+		goto out;
+	/* Lookups read what they need; the page cache keeps no more. */
+	posix_fadvise(fd, 0, 0, POSIX_FADV_RANDOM);
+	b->index_fd = fd;
+	fd = -1;
+out:
+	if (fd >= 0)
+		close(fd);
+	free(path);
+	return r;
+}
+
+int cl_base_chunk_hash(const struct cl_base *b, enum cl_image_id image, uint64_t idx,
+                       uint8_t out[CL_SHA256_LEN])
+{
+	uint64_t off;
+
+	if (!b || (unsigned)image >= CL_NIMAGES || idx >= b->nchunks[image] || !out)
+		return -EINVAL;
+	if (b->hash[image]) {
+		memcpy(out, b->hash[image][idx], CL_SHA256_LEN);
+		return 0;
+	}
+	if (b->index_fd < 0)
+		return cl_errorf(-EINVAL, "%s: base index not opened", b->path[image]);
+	off = INDEX_HDR + ((image == CL_MEMORY ? b->nchunks[CL_DISK] : 0) + idx) * CL_SHA256_LEN;
+	return cl_pread_full(b->index_fd, out, CL_SHA256_LEN, off, "base index");
+}
+
+int cl_base_read_checked(const struct cl_base *b, enum cl_image_id image, uint64_t idx, int hole,
+                         void *buf)
+{
+	uint8_t want[CL_SHA256_LEN], have[CL_SHA256_LEN];
+	int r;
+
+	if (!b || (unsigned)image >= CL_NIMAGES || idx >= b->nchunks[image] || (!hole && !buf))
+		return -EINVAL;
+	if (!hole) {
+		r = cl_base_read(b, image, idx, b->chunk_size, buf);
+		return r < 0 ? r : cl_base_check_chunk(b, image, idx, buf);
+	}
+	r = cl_base_chunk_hash(b, image, idx, want);
+	if (r < 0)
+		return r;
+	cl_zero_hash(cl_chunk_len(b->size[image], b->chunk_size, idx), have);
+	if (memcmp(have, want, CL_SHA256_LEN))
+		return cl_errorf(-EIO,
+		                 "base %s chunk %llu: a hole where the index says data (the base "
+		                 "changed since it was registered)",
+		                 b->path[image], (unsigned long long)idx);
+	return 0;
+}
+
+int cl_base_check_chunk(const struct cl_base *b, enum cl_image_id image, uint64_t idx,
+                        const void *data)
+{
+	uint8_t want[CL_SHA256_LEN], have[CL_SHA256_LEN];
+	int r;
+
+	if (!b || (unsigned)image >= CL_NIMAGES || idx >= b->nchunks[image] || !data)
+		return -EINVAL;
+	r = cl_base_chunk_hash(b, image, idx, want);
+	if (r < 0)
+		return r;
+	cl_sha256(data, cl_chunk_len(b->size[image], b->chunk_size, idx), have);
+	if (memcmp(have, want, CL_SHA256_LEN))
+		return cl_errorf(-EIO,
+		                 "base %s chunk %llu: SHA-256 mismatch (the base changed since it "
+		                 "was registered)",
+		                 b->path[image], (unsigned long long)idx);
+	return 0;
+}
+
+struct check_job {
+	struct cl_base *b;
+	struct cl_progress prog;
+	unsigned max_report;
+	atomic_uint_fast64_t bad;
+};
+
+static int check_batch(void *ctx, size_t item)
+{
+	struct check_job *j = ctx;
+	struct cl_base *b = j->b;
+	uint64_t first = (uint64_t)item * HASH_BATCH, k, n, start, end, pos, bad;
+	enum cl_image_id im = CL_DISK;
+	off_t data, hole = 0;
+	uint8_t *buf;
+	int r = 0, inhole;
+
+	if (first >= (b->nchunks[CL_DISK] + HASH_BATCH - 1) / HASH_BATCH * HASH_BATCH) {
+		im = CL_MEMORY;
+		first -= (b->nchunks[CL_DISK] + HASH_BATCH - 1) / HASH_BATCH * HASH_BATCH;
+	}
+	n = b->nchunks[im] - first < HASH_BATCH ? b->nchunks[im] - first : HASH_BATCH;
+	buf = malloc(b->chunk_size);
+	if (!buf)
+		return -ENOMEM;
+	data = -1;
+	for (k = first; k < first + n && r == 0; k++) {
+		start = k * b->chunk_size;
+		end = start + cl_chunk_len(b->size[im], b->chunk_size, k);
+		/* Find where the next data starts; a chunk with none is a hole. */
+		if (data < 0 || (uint64_t)hole <= start) {
+			data = lseek(b->fd[im], (off_t)start, SEEK_DATA);
+			if (data < 0)
+				data = (off_t)b->size[im];
+			hole = lseek(b->fd[im], data, SEEK_HOLE);
+			if (hole < 0)
+				hole = (off_t)b->size[im];
+		}
+		pos = (uint64_t)data > start ? (uint64_t)data : start;
+		inhole = pos >= end;
+		r = cl_base_read_checked(b, im, k, inhole, buf);
+		if (r == -EIO) {
+			bad = atomic_fetch_add(&j->bad, 1);
+			if (bad < j->max_report)
+				fprintf(stderr, "cloudlet: %s\n", cl_error_msg());
+			r = 0;
+		}
+		cl_progress_add(&j->prog, end - start);
+	}
+	free(buf);
+	return r;
+}
+
+int cl_base_check_all(struct cl_base *b, unsigned max_report, uint64_t *bad)
+{
+	struct check_job j = {.b = b, .max_report = max_report};
+	size_t items;
+	int r;
+
+	if (!b)
+		return -EINVAL;
+	r = cl_base_open_index(b);
+	if (r < 0)
+		return r;
+	items = (size_t)((b->nchunks[CL_DISK] + HASH_BATCH - 1) / HASH_BATCH +
+	                 (b->nchunks[CL_MEMORY] + HASH_BATCH - 1) / HASH_BATCH);
+	atomic_init(&j.bad, 0);
+	cl_progress_start(&j.prog, "checking base", b->size[CL_DISK] + b->size[CL_MEMORY]);
+	r = cl_pfor(0, items, check_batch, &j);
+	cl_progress_end(&j.prog);
+	if (bad)
+		*bad = atomic_load(&j.bad);
+	if (r == 0 && atomic_load(&j.bad))
+		r = cl_errorf(-EIO, "base %s: %llu chunks differ from its index", b->path[CL_DISK],
+		              (unsigned long long)atomic_load(&j.bad));
+	return r;
+}
+
 int cl_base_list(int (*fn)(void *ctx, const struct cl_base *b), void *ctx)
 {
 	struct dirent *de;
@@ -772,6 +1010,8 @@ void cl_base_free(struct cl_base *b)
 		free(b->path[i]);
 		free(b->hash[i]);
 	}
+	if (b->index_fd >= 0)
+		close(b->index_fd);
 	free(b->table);
 	free(b->state_path);
 	free(b->domain_path);

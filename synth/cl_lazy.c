@@ -130,6 +130,7 @@ struct cl_lazy {
 	struct image img[CL_NIMAGES];
 	uint32_t *seg_nrec[CL_NIMAGES]; /* payload records per segment and image */
 	uint8_t *base_data[CL_NIMAGES]; /* bitmap: base chunks holding data (not a hole) */
+	uint8_t *base_ok[CL_NIMAGES];   /* lock: bitmap, base chunks checked this mount */
 	uint64_t *seg_start;            /* CSR: payload records of each segment */
 	uint64_t *seg_recs;
 	void *blob[2];
@@ -343,16 +344,32 @@ struct piece {
 	const char *path;
 	/* A cache chunk not yet checked this session: read whole, hash. */
 	const struct cl_chunk *verify;
+	/* A base chunk not yet checked against the base's index this mount
+	 * (bimage -1: none): read whole, hash, serve from that buffer. */
+	int bimage;
+	uint64_t bchunk;
+	int bhole;
 };
 
-/* Pieces from the base image, zero past its end. */
-static void base_piece(struct cl_lazy *l, enum cl_image_id im, uint64_t off, struct piece *p)
+/* Under l->lock: pieces from the base image, zero past its end. */
+static void _base_piece(struct cl_lazy *l, enum cl_image_id im, uint64_t off, struct piece *p)
 {
-	uint64_t size = l->base->size[im];
+	uint64_t size = l->base->size[im], k = off / l->cs;
 
+	if (k < l->base->nchunks[im] && !bit_get(l->base_ok[im], k)) {
+		/* First use this mount: run_pieces checks it against the index. */
+		p->bimage = im;
+		p->bchunk = k;
+		p->bhole = !bit_get(l->base_data[im], k);
+		p->fd = -1;
+		p->path = l->base->path[im];
+		p->foff = off;
+		p->valid = 0;
+		return;
+	}
 	/* Holes read as zeros without a read: the kernel would zero-fill
 	 * page-cache pages for them, most of a sparse image's cost. */
-	if (off >= size || !bit_get(l->base_data[im], off / l->cs)) {
+	if (off >= size || !bit_get(l->base_data[im], k)) {
 		p->fd = -1;
 		p->valid = 0;
 		return;
@@ -402,6 +419,7 @@ static int64_t _resolve(struct cl_lazy *l, enum cl_image_id im, uint64_t k, uint
 	const struct cl_chunk *c;
 
 	p->verify = NULL;
+	p->bimage = -1;
 	if (bit_get(img->modified, k)) {
 		p->fd = img->store_fd;
 		p->path = img->store_path;
@@ -411,7 +429,7 @@ static int64_t _resolve(struct cl_lazy *l, enum cl_image_id im, uint64_t k, uint
 	}
 	c = find_record(l, im, k);
 	if (!c) {
-		base_piece(l, im, k * l->cs + co, p);
+		_base_piece(l, im, k * l->cs + co, p);
 		return -1;
 	}
 	switch (c->recipe) {
@@ -421,8 +439,8 @@ static int64_t _resolve(struct cl_lazy *l, enum cl_image_id im, uint64_t k, uint
 		return -1;
 	case CL_R_BASE_DISK:
 	case CL_R_BASE_MEMORY:
-		base_piece(l, c->recipe == CL_R_BASE_DISK ? CL_DISK : CL_MEMORY,
-		           c->arg * l->cs + co, p);
+		_base_piece(l, c->recipe == CL_R_BASE_DISK ? CL_DISK : CL_MEMORY,
+		            c->arg * l->cs + co, p);
 		return -1;
 	}
 	if (l->seg[c->p.seg].state == SEG_MEM)
@@ -438,6 +456,30 @@ static int64_t _resolve(struct cl_lazy *l, enum cl_image_id im, uint64_t k, uint
 	return -1;
 }
 
+/* Checks the base chunk of piece p against the index and fills p from the
+ * very buffer that was hashed (a hole: zeros, without a read). A damaged
+ * base chunk is -EIO, and status names it. */
+static int base_check(struct cl_lazy *l, struct piece *p, uint8_t *chunk)
+{
+	enum cl_image_id bim = (enum cl_image_id)p->bimage;
+	int r;
+
+	r = cl_base_read_checked(l->base, bim, p->bchunk, p->bhole, chunk);
+	pthread_mutex_lock(&l->lock);
+	if (r == 0)
+		bit_set(l->base_ok[bim], p->bchunk);
+	else
+		snprintf(l->reason, sizeof(l->reason), "%s", cl_error_msg());
+	pthread_mutex_unlock(&l->lock);
+	if (r < 0)
+		return r == -ENOMEM ? r : -EIO;
+	if (p->bhole)
+		memset(p->dst, 0, p->len);
+	else
+		memcpy(p->dst, chunk + (p->foff - p->bchunk * l->cs), p->len);
+	return 0;
+}
+
 /* Reads pieces, merging neighbours in the same file. Returns 0, -errno, or
  * -EAGAIN if a cached chunk failed its check (its segment is then marked
  * absent again and the request must be retried). */
@@ -449,6 +491,13 @@ static int run_pieces(struct cl_lazy *l, enum cl_image_id im, struct piece *p, s
 	int r = 0;
 
 	for (i = 0; i < n && r == 0; i = j) {
+		if (p[i].bimage >= 0) {
+			if (!chunk && !(chunk = malloc(l->cs)))
+				return -ENOMEM;
+			r = base_check(l, &p[i], chunk);
+			j = i + 1;
+			continue;
+		}
 		if (p[i].verify) {
 			const struct cl_chunk *c = p[i].verify;
 			uint32_t clen = cl_chunk_len(l->m->image_size[im], l->cs, c->index);
@@ -484,9 +533,9 @@ static int run_pieces(struct cl_lazy *l, enum cl_image_id im, struct piece *p, s
 		}
 		/* Merge the run of pieces that continue this one in the same file. */
 		len = p[i].valid;
-		for (j = i + 1; j < n && !p[j].verify && p[j].fd == p[i].fd && p[i].fd >= 0 &&
-		                p[j - 1].valid == p[j - 1].len && p[j].foff == p[i].foff + len &&
-		                p[j].dst == p[i].dst + len;
+		for (j = i + 1; j < n && !p[j].verify && p[j].bimage < 0 && p[j].fd == p[i].fd &&
+		                p[i].fd >= 0 && p[j - 1].valid == p[j - 1].len &&
+		                p[j].foff == p[i].foff + len && p[j].dst == p[i].dst + len;
 		     j++)
 			len += p[j].valid;
 		if (p[i].fd == -2) {
@@ -1748,6 +1797,7 @@ static void free_all(struct cl_lazy *l)
 		}
 		free(l->seg_nrec[i]);
 		free(l->base_data[i]);
+		free(l->base_ok[i]);
 	}
 	if (l->seg) {
 		for (s = 0; s < l->m->nsegments; s++) {
@@ -1786,7 +1836,8 @@ static int map_base_data(struct cl_lazy *l)
 	for (i = 0; i < CL_NIMAGES; i++) {
 		n = cl_chunk_count(l->base->size[i], l->cs);
 		l->base_data[i] = calloc(n / 8 + 1, 1);
-		if (!l->base_data[i])
+		l->base_ok[i] = calloc(n / 8 + 1, 1);
+		if (!l->base_data[i] || !l->base_ok[i])
 			return -ENOMEM;
 		for (data = 0; (uint64_t)data < l->base->size[i]; data = hole) {
 			data = lseek(l->base->fd[i], data, SEEK_DATA);
@@ -1878,6 +1929,8 @@ int cl_lazy_open(const char *base, const char *overlay, const struct cl_lazy_opt
 	if (r < 0)
 		goto fail;
 	r = cl_synth_check_base(l->m, l->base, l->meta_location);
+	if (r == 0)
+		r = cl_base_open_index(l->base); /* every base byte served is checked */
 	if (r < 0)
 		goto fail;
 	l->cs = l->m->chunk_size;

@@ -14,6 +14,17 @@
 #include <unistd.h>
 
 #define PLAIN_BATCH 1024 /* payload-free records per work item */
+#define COPY_BATCH  256  /* unchanged base chunks per work item */
+
+/* Base bytes are checked against the base's index wherever it is at hand
+ * (a registered base's opened index, or the hashes of a base just indexed). */
+static int base_get(const struct cl_base *b, enum cl_image_id im, uint64_t idx, uint32_t len,
+                    uint8_t *out)
+{
+	if ((b->index_fd >= 0 || b->hash[im]) && idx < b->nchunks[im])
+		return cl_base_read_checked(b, im, idx, 0, out);
+	return cl_base_read(b, im, idx, len, out);
+}
 
 int cl_synth_check_base(const struct cl_meta *m, const struct cl_base *b, const char *name)
 {
@@ -109,10 +120,10 @@ int cl_chunk_synthesize(const struct cl_meta *m, const struct cl_base *b, const 
 		memset(out, 0, len);
 		break;
 	case CL_R_BASE_DISK:
-		r = cl_base_read(b, CL_DISK, src->arg, len, out);
+		r = base_get(b, CL_DISK, src->arg, len, out);
 		break;
 	case CL_R_BASE_MEMORY:
-		r = cl_base_read(b, CL_MEMORY, src->arg, len, out);
+		r = base_get(b, CL_MEMORY, src->arg, len, out);
 		break;
 	case CL_R_RAW:
 		if (src->p.len != len)
@@ -126,7 +137,7 @@ int cl_chunk_synthesize(const struct cl_meta *m, const struct cl_base *b, const 
 		base = malloc(m->chunk_size);
 		if (!base)
 			return -ENOMEM;
-		r = cl_base_read(b, src->image, src->index, srclen, base);
+		r = base_get(b, src->image, src->index, srclen, base);
 		if (r < 0)
 			break;
 		r = cl_vcdiff_decode(base, srclen, seg_raw + src->p.off, src->p.len, out, len, &n);
@@ -193,7 +204,7 @@ struct run {
 static int run_fail(struct run *rn, atomic_uint_fast64_t *counter, int r)
 {
 	atomic_fetch_add(counter, 1);
-	if (rn->verify && r == -EBADMSG) {
+	if (rn->verify && (r == -EBADMSG || r == -EIO)) {
 		/* Say what failed; verify lists every fault. */
 		fprintf(stderr, "cloudlet: %s\n", cl_error_msg());
 		return 0;
@@ -368,40 +379,98 @@ static int build_lists(struct run *rn)
 	return 0;
 }
 
-/* The output image starts as the base's bytes where the overlay has no
- * record (holes stay holes); overlay chunks are written by the decoders,
- * so copying them too would write them twice. */
-static int copy_base(struct run *rn, int im)
+/* Work items of the base copy: unchanged chunks [0, copy_chunks) of each
+ * image, COPY_BATCH at a time. */
+static uint64_t copy_chunks(const struct run *rn, int im)
+{
+	uint64_t end =
+	    rn->b->size[im] < rn->m->image_size[im] ? rn->b->size[im] : rn->m->image_size[im];
+
+	return (end + rn->m->chunk_size - 1) / rn->m->chunk_size;
+}
+
+static size_t copy_items(const struct run *rn, int im)
+{
+	return (size_t)((copy_chunks(rn, im) + COPY_BATCH - 1) / COPY_BATCH);
+}
+
+static int in_overlay(const struct run *rn, int im, uint64_t k)
+{
+	return rn->in_overlay[im][k / 8] >> (k % 8) & 1;
+}
+
+/* Chunk k of the base holds no data (SEEK_DATA finds none before its end);
+ * *data caches the next data offset at or after the last probe. */
+static int base_hole(const struct cl_base *b, int im, uint64_t k, off_t *data)
+{
+	uint64_t start = k * b->chunk_size, end = start + b->chunk_size;
+
+	if (*data < 0 || (uint64_t)*data < start) {
+		*data = lseek(b->fd[im], (off_t)start, SEEK_DATA);
+		if (*data < 0)
+			*data = (off_t)b->size[im]; /* ENXIO: no more data */
+	}
+	return (uint64_t)*data >= end;
+}
+
+/* Copies base chunks [run, run + n) of image im, read in one go into buf,
+ * each checked against the index, to the output (up to its end). */
+static int copy_run(struct run *rn, int im, uint64_t run, uint64_t n, uint8_t *buf)
 {
 	const struct cl_base *b = rn->b;
 	uint32_t cs = rn->m->chunk_size;
+	uint64_t from = run * cs, to = (run + n) * cs, have, k;
 	uint64_t end = b->size[im] < rn->m->image_size[im] ? b->size[im] : rn->m->image_size[im];
-	uint64_t k, run_start, run_end;
-	off_t data, hole;
-	char *buf = NULL;
+	int r;
+
+	have = to < b->size[im] ? to : b->size[im];
+	r = cl_pread_full(b->fd[im], buf, (size_t)(have - from), from, b->path[im]);
+	if (r < 0)
+		return r;
+	memset(buf + (have - from), 0, (size_t)(to - have));
+	for (k = 0; k < n && r == 0; k++)
+		r = cl_base_check_chunk(b, (enum cl_image_id)im, run + k, buf + k * cs);
+	if (r < 0)
+		return r;
+	if (to > end)
+		to = end;
+	return cl_pwrite_full(rn->out[im].fd, buf, (size_t)(to - from), from, rn->out[im].path);
+}
+
+/* The output image starts as the base's bytes where the overlay has no
+ * record (holes stay holes); overlay chunks are written by the decoders,
+ * so copying them too would write them twice. Every base chunk copied is
+ * read once, checked against the base's index and written from that very
+ * buffer; a hole is checked (the index must say zeros) without a read. */
+static int copy_base(struct run *rn, int im, size_t item)
+{
+	const struct cl_base *b = rn->b;
+	uint32_t cs = rn->m->chunk_size;
+	uint64_t first = (uint64_t)item * COPY_BATCH, last = copy_chunks(rn, im), k, run = 0, n = 0;
+	off_t data = -1;
+	uint8_t *buf;
 	int r = 0;
 
-	for (data = 0; (uint64_t)data < end && r == 0; data = hole) {
-		data = lseek(b->fd[im], data, SEEK_DATA);
-		if (data < 0 || (uint64_t)data >= end)
-			break;
-		hole = lseek(b->fd[im], data, SEEK_HOLE);
-		if (hole < 0 || (uint64_t)hole > end)
-			hole = (off_t)end;
-		/* Within the extent, copy the runs of chunks the overlay keeps. */
-		for (k = (uint64_t)data / cs; k * cs < (uint64_t)hole && r == 0;) {
-			if (rn->in_overlay[im][k / 8] & (1u << (k % 8))) {
-				k++;
-				continue;
-			}
-			run_start = k * cs < (uint64_t)data ? (uint64_t)data : k * cs;
-			while (k * cs < (uint64_t)hole &&
-			       !(rn->in_overlay[im][k / 8] & (1u << (k % 8))))
-				k++;
-			run_end = k * cs < (uint64_t)hole ? k * cs : (uint64_t)hole;
-			r = cl_copy_range(b->fd[im], b->path[im], rn->out[im].fd, rn->out[im].path,
-			                  run_start, run_end, &buf);
+	if (last > first + COPY_BATCH)
+		last = first + COPY_BATCH;
+	buf = malloc((size_t)COPY_BATCH * cs);
+	if (!buf)
+		return -ENOMEM;
+	for (k = first; k <= last && r == 0; k++) {
+		int take = k < last && !in_overlay(rn, im, k);
+		if (take && base_hole(b, im, k, &data)) {
+			r = cl_base_read_checked(b, (enum cl_image_id)im, k, 1, NULL);
+			take = 0;
 		}
+		if (take && r == 0) {
+			if (!n)
+				run = k;
+			n++;
+			continue;
+		}
+		if (n && r == 0)
+			r = copy_run(rn, im, run, n, buf);
+		n = 0;
 	}
 	free(buf);
 	return r;
@@ -412,11 +481,13 @@ static int copy_base(struct run *rn, int im)
 static int run_item(void *ctx, size_t i)
 {
 	struct run *rn = ctx;
-	size_t ncopy = rn->verify ? 0 : CL_NIMAGES;
+	int im;
 
-	if (i < ncopy)
-		return copy_base(rn, (int)i);
-	i -= ncopy;
+	for (im = 0; im < CL_NIMAGES && !rn->verify; im++) {
+		if (i < copy_items(rn, im))
+			return copy_base(rn, im, i);
+		i -= copy_items(rn, im);
+	}
 	if (i < rn->m->nsegments)
 		return run_segment(rn, i);
 	return run_plain(rn, i - rn->m->nsegments);
@@ -449,8 +520,8 @@ static int run_all(struct run *rn, const char *meta_location)
 		goto out;
 	cl_progress_start(&rn->prog, rn->verify ? "verifying" : "applying", rn->m->nchunks);
 	r = cl_pfor(0,
-	            (rn->verify ? 0 : CL_NIMAGES) + rn->m->nsegments +
-	                (rn->nplain + PLAIN_BATCH - 1) / PLAIN_BATCH,
+	            (rn->verify ? 0 : copy_items(rn, CL_DISK) + copy_items(rn, CL_MEMORY)) +
+	                rn->m->nsegments + (rn->nplain + PLAIN_BATCH - 1) / PLAIN_BATCH,
 	            run_item, rn);
 	cl_progress_end(&rn->prog);
 out:
@@ -476,7 +547,7 @@ static void run_free(struct run *rn, struct cl_apply_stats *st)
 	free(rn->blob_data[1]);
 }
 
-int cl_verify(const struct cl_base *b, const struct cl_meta *m, const char *meta_location,
+int cl_verify(struct cl_base *b, const struct cl_meta *m, const char *meta_location,
               struct cl_apply_stats *st)
 {
 	struct run rn = {.b = b, .m = m, .verify = 1};
@@ -485,6 +556,8 @@ int cl_verify(const struct cl_base *b, const struct cl_meta *m, const char *meta
 	if (!b || !m || !meta_location)
 		return -EINVAL;
 	r = cl_synth_check_base(m, b, meta_location);
+	if (r == 0)
+		r = cl_base_open_index(b);
 	if (r < 0)
 		return r;
 	r = run_all(&rn, meta_location);
@@ -496,7 +569,7 @@ int cl_verify(const struct cl_base *b, const struct cl_meta *m, const char *meta
 	return r;
 }
 
-int cl_apply(const struct cl_base *b, const struct cl_meta *m, const char *meta_location,
+int cl_apply(struct cl_base *b, const struct cl_meta *m, const char *meta_location,
              const char *outdir, struct cl_apply_stats *st)
 {
 	static const char *names[CL_NIMAGES] = {"disk.img", "memory.img"};
@@ -510,6 +583,8 @@ int cl_apply(const struct cl_base *b, const struct cl_meta *m, const char *meta_
 	for (i = 0; i < CL_NIMAGES; i++)
 		rn.out[i].fd = -1;
 	r = cl_synth_check_base(m, b, meta_location);
+	if (r == 0)
+		r = cl_base_open_index(b); /* every base byte written is checked */
 	if (r < 0)
 		return r;
 	r = cl_mkdir_p(outdir, 0755);

@@ -19,6 +19,8 @@
 #include "cl_overlay.h"
 #include "cl_testimg.h"
 
+#include <sys/time.h>
+
 static char dir[4096];
 static uint8_t *want[CL_NIMAGES];
 static size_t want_len[CL_NIMAGES];
@@ -466,6 +468,100 @@ static void test_events(void **state)
 	cl_lazy_close(l);
 }
 
+/* Writes len bytes (data NULL: punches a hole) at off of a file and puts
+ * its mtime back, as `touch -r` would: the base id check (size and mtime)
+ * cannot see it. */
+static void change_keep_mtime(const char *file, uint64_t off, size_t len, const void *data)
+{
+	struct stat st;
+	struct timespec ts[2];
+	int fd = open(file, O_RDWR);
+
+	assert_true(fd >= 0);
+	assert_int_equal(fstat(fd, &st), 0);
+	if (data)
+		assert_int_equal(pwrite(fd, data, len, (off_t)off), (ssize_t)len);
+	else
+		assert_int_equal(fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+		                           (off_t)off, (off_t)len),
+		                 0);
+	ts[0] = st.st_atim;
+	ts[1] = st.st_mtim;
+	assert_int_equal(futimens(fd, ts), 0);
+	close(fd);
+}
+
+/* Base chunks changed in place, mtime kept: an unchanged disk chunk (3), the
+ * source of a base-copy record (disk 7 = memory 10) and a punched hole where
+ * the index says data (disk 5). Reads that need them fail with EIO, counted
+ * and named in the reason; every other byte is still right. */
+static void test_base_damage(void **state)
+{
+	struct cl_lazy_opts o = {.no_cache = 1};
+	const uint64_t cs = CL_TEST_CS;
+	size_t orig_len;
+	uint8_t *orig = cl_test_read(path("bd"), &orig_len), bad[16], buf[3 * CL_TEST_CS];
+	struct cl_lazy_stats st;
+	struct cl_lazy *l;
+	char want_reason[600];
+
+	(void)state;
+	assert_non_null(orig);
+	make_overlay("ov-base", 0);
+	memcpy(bad, orig + 3 * cs + 100, sizeof(bad));
+	bad[0] ^= 0x55;
+	change_keep_mtime(path("bd"), 3 * cs + 100, sizeof(bad), bad);
+	memcpy(bad, orig + 7 * cs, sizeof(bad));
+	bad[5] ^= 1;
+	change_keep_mtime(path("bd"), 7 * cs, sizeof(bad), bad);
+	change_keep_mtime(path("bd"), 5 * cs, cs, NULL);
+
+	l = open_lazy("ov-base", &o);
+	assert_int_equal(cl_lazy_start(l), 0);
+	/* Neighbours first: their bytes come out right. */
+	assert_int_equal(io(l, 0, CL_DISK, 2 * cs, cs, buf), (ssize_t)cs);
+	assert_memory_equal(buf, want[CL_DISK] + 2 * cs, cs);
+	assert_int_equal(io(l, 0, CL_DISK, 4 * cs + 1, cs - 2, buf), (ssize_t)cs - 2);
+	assert_memory_equal(buf, want[CL_DISK] + 4 * cs + 1, cs - 2);
+	assert_int_equal(io(l, 0, CL_DISK, 160 * cs, cs, buf), (ssize_t)cs);
+	assert_memory_equal(buf, want[CL_DISK] + 160 * cs, cs);
+	/* A read that touches chunk 3 only in its first byte fails whole. */
+	assert_int_equal(io(l, 0, CL_DISK, 2 * cs, cs + 1, buf), -EIO);
+	cl_lazy_stats(l, &st);
+	snprintf(want_reason, sizeof(want_reason), "base %s chunk 3: SHA-256 mismatch", path("bd"));
+	assert_non_null(strstr(st.reason, want_reason));
+	assert_int_equal(st.image[CL_DISK].io_errors, 1);
+	/* Checked once per mount, but a bad chunk never becomes good. */
+	assert_int_equal(io(l, 0, CL_DISK, 3 * cs + 100, 1, buf), -EIO);
+	assert_int_equal(io(l, 0, CL_DISK, 5 * cs, 10, buf), -EIO);
+	cl_lazy_stats(l, &st);
+	snprintf(want_reason, sizeof(want_reason), "base %s chunk 5: a hole where the index",
+	         path("bd"));
+	assert_non_null(strstr(st.reason, want_reason));
+	assert_int_equal(io(l, 0, CL_MEMORY, 10 * cs, 8, buf), -EIO);
+	cl_lazy_stats(l, &st);
+	snprintf(want_reason, sizeof(want_reason), "base %s chunk 7:", path("bd"));
+	assert_non_null(strstr(st.reason, want_reason));
+	assert_int_equal(st.image[CL_DISK].io_errors, 3);
+	assert_int_equal(st.image[CL_MEMORY].io_errors, 1);
+	/* The rest of both images is untouched. */
+	assert_int_equal(io(l, 0, CL_MEMORY, 9 * cs, cs, buf), (ssize_t)cs);
+	assert_memory_equal(buf, want[CL_MEMORY] + 9 * cs, cs);
+	assert_int_equal(io(l, 0, CL_DISK, 6 * cs, cs, buf), (ssize_t)cs);
+	assert_memory_equal(buf, want[CL_DISK] + 6 * cs, cs);
+	assert_int_equal(io(l, 0, CL_DISK, 200 * cs, 3 * cs, buf), (ssize_t)(3 * cs));
+	assert_memory_equal(buf, want[CL_DISK] + 200 * cs, 3 * cs);
+	cl_lazy_close(l);
+
+	/* Put the base back (mtime kept): the same overlay is served whole. */
+	change_keep_mtime(path("bd"), 3 * cs, 5 * cs, orig + 3 * cs);
+	l = open_lazy("ov-base", &o);
+	assert_int_equal(cl_lazy_start(l), 0);
+	check_all(l, 3 * cs);
+	cl_lazy_close(l);
+	free(orig);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -473,6 +569,7 @@ int main(void)
 	    cmocka_unit_test(test_copy_on_write), cmocka_unit_test(test_cache_reuse),
 	    cmocka_unit_test(test_bounded_waits), cmocka_unit_test(test_shutdown_wakes),
 	    cmocka_unit_test(test_corrupt_pack),  cmocka_unit_test(test_events),
+	    cmocka_unit_test(test_base_damage),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
