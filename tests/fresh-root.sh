@@ -32,7 +32,9 @@ mirror() {
 		[ -f "$f" ] || continue
 		awk '/^URIs:/ && $2 !~ /security/ {print $2; exit}' "$f"
 	done
-	grep -hs '^deb ' /etc/apt/sources.list | awk '$3 == "bookworm" {print $2; exit}'
+	if [ -f /etc/apt/sources.list ]; then
+		awk '$1 == "deb" && $3 == "bookworm" {print $2; exit}' /etc/apt/sources.list
+	fi
 }
 url=$(mirror | head -1)
 [ -n "$url" ] || die "no Debian mirror in /etc/apt/sources.list{,.d}"
