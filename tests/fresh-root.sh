@@ -64,6 +64,9 @@ git -C "$root/root/project" checkout -q "$commit"
 # Inside new namespaces: mounts vanish with them, whatever happens.
 inner() {
 	local r=$1
+	# The root a mount point, as on a machine: libvirt makes QEMU's mount
+	# namespace private from "/" (MS_SLAVE), which fails on a plain directory.
+	mount --bind "$r" "$r"
 	mount -t proc proc "$r/proc"
 	mount --rbind /sys "$r/sys"
 	mount -t tmpfs -o mode=0755,size=64m dev "$r/dev"

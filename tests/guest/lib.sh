@@ -192,7 +192,7 @@ cl_reap_stale() {
 # cannot use /dev/kvm: 30-50 s). `cloudlet check` times a paused domain and names the cause.
 cl_check_host() {
   "${CLOUDLET:?CLOUDLET (the cloudlet program) not set: it checks the host first}" check >&2 ||
-    cl_die "this host starts libvirt domains slowly (above), so the VM tests would measure the host; fix it: tests/install-deps.sh, or \`cloudlet check --fix\` as root"
+    cl_die "libvirt does not start a domain quickly here (above): the VM tests would measure the host, not cloudlet; fix the cause that cloudlet check names (tests/install-deps.sh makes the /dev/kvm fix)"
 }
 
 # cl_init: common start of every guest test.
