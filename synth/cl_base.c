@@ -360,9 +360,47 @@ static int copy_into(const char *src, const char *dir, const char *name, char **
 	return 0;
 }
 
+/* SHA-256 of a whole file, read block by block. */
+static int hash_file(const char *path, uint8_t out[CL_SHA256_LEN])
+{
+	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+	uint8_t *buf = malloc(INDEX_BLOCK);
+	unsigned n = CL_SHA256_LEN;
+	ssize_t got;
+	int fd = -1, r = 0;
+
+	if (!ctx || !buf) {
+		r = -ENOMEM;
+		goto out;
+	}
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		r = cl_errorf(-errno, "%s: %s", path, strerror(errno));
+		goto out;
+	}
+	EVP_DigestInit_ex(ctx, EVP_sha256(), NULL);
+	while ((got = read(fd, buf, INDEX_BLOCK)) != 0) {
+		if (got < 0 && errno == EINTR)
+			continue;
+		if (got < 0) {
+			r = cl_errorf(-errno, "%s: %s", path, strerror(errno));
+			goto out;
+		}
+		EVP_DigestUpdate(ctx, buf, (size_t)got);
+	}
+	EVP_DigestFinal_ex(ctx, out, &n);
+out:
+	if (fd >= 0)
+		close(fd);
+	EVP_MD_CTX_free(ctx);
+	free(buf);
+	return r;
+}
+
 static int conf_write(const struct cl_base *b, const char *path)
 {
-	char id[2 * CL_SHA256_LEN + 1], *text = NULL;
+	char id[2 * CL_SHA256_LEN + 1], state[2 * CL_SHA256_LEN + 16] = "", *text = NULL;
+	uint8_t h[CL_SHA256_LEN];
 	struct stat st[CL_NIMAGES];
 	int r, i;
 
@@ -373,15 +411,24 @@ static int conf_write(const struct cl_base *b, const char *path)
 			return cl_errorf(-errno, "%s: %s", b->path[i], strerror(errno));
 	}
 	cl_hex(b->id, CL_SHA256_LEN, id);
+	/* The device state is checked against this before a VM resumes from it. */
+	if (b->state_path) {
+		r = hash_file(b->state_path, h);
+		if (r < 0)
+			return r;
+		memcpy(state, "state_sha256=", 13);
+		cl_hex(h, CL_SHA256_LEN, state + 13);
+		strcat(state, "\n");
+	}
 	r = asprintf(&text,
 	             "# cloudlet base, written by `cloudlet base`\n"
 	             "id=%s\nchunk_size=%u\n"
 	             "disk=%s\ndisk_size=%llu\ndisk_mtime=%lld.%09ld\n"
-	             "memory=%s\nmemory_size=%llu\nmemory_mtime=%lld.%09ld\n",
+	             "memory=%s\nmemory_size=%llu\nmemory_mtime=%lld.%09ld\n%s",
 	             id, b->chunk_size, b->path[CL_DISK], (unsigned long long)b->size[CL_DISK],
 	             (long long)st[CL_DISK].st_mtim.tv_sec, st[CL_DISK].st_mtim.tv_nsec,
 	             b->path[CL_MEMORY], (unsigned long long)b->size[CL_MEMORY],
-	             (long long)st[CL_MEMORY].st_mtim.tv_sec, st[CL_MEMORY].st_mtim.tv_nsec);
+	             (long long)st[CL_MEMORY].st_mtim.tv_sec, st[CL_MEMORY].st_mtim.tv_nsec, state);
 	if (r < 0)
 		return -ENOMEM;
 	r = cl_write_file_atomic(path, text, strlen(text), 0644);
@@ -439,6 +486,7 @@ struct conf {
 	char *path[CL_NIMAGES];
 	uint64_t size[CL_NIMAGES];
 	char mtime[CL_NIMAGES][32];
+	char state_sha256[2 * CL_SHA256_LEN + 1]; /* "" if not recorded (older bases) */
 };
 
 static void conf_free(struct conf *c)
@@ -485,6 +533,8 @@ static int conf_read(const char *dir, struct conf *c)
 		}
 		if (!strcmp(line, "id"))
 			snprintf(c->id, sizeof(c->id), "%s", eq);
+		else if (!strcmp(line, "state_sha256"))
+			snprintf(c->state_sha256, sizeof(c->state_sha256), "%s", eq);
 		else if (!strcmp(line, "chunk_size"))
 			c->chunk_size = (uint32_t)strtoul(eq, NULL, 10);
 	}
@@ -508,6 +558,34 @@ static char *optional_file(const char *dir, const char *name)
 		return p;
 	free(p);
 	return NULL;
+}
+
+/* The registered device state is the one that was hashed at registration
+ * (when that was recorded: older base.conf files do not say). */
+static int check_state(const struct cl_base *b, const struct conf *c)
+{
+	uint8_t want[CL_SHA256_LEN], have[CL_SHA256_LEN];
+	char *p;
+	int r;
+
+	if (!c->state_sha256[0])
+		return 0;
+	if (cl_unhex(c->state_sha256, want, CL_SHA256_LEN) < 0)
+		return cl_errorf(-EBADMSG, "%s/base.conf: bad state_sha256", b->dir);
+	if (!b->state_path) {
+		if (asprintf(&p, "%s/state", b->dir) < 0)
+			return -ENOMEM;
+		r = cl_errorf(-ENOENT, "%s: the base's device state is missing", p);
+		free(p);
+		return r;
+	}
+	r = hash_file(b->state_path, have);
+	if (r == 0 && memcmp(want, have, CL_SHA256_LEN))
+		r = cl_errorf(-EBADMSG,
+		              "%s: SHA-256 mismatch (the base's device state changed since it was "
+		              "registered)",
+		              b->state_path);
+	return r;
 }
 
 /* Opens a registered base from its registry directory: its images
@@ -564,6 +642,9 @@ static int base_open_dir(const char *dir, int open_images, struct cl_base **out)
 			goto fail;
 		}
 	}
+	r = check_state(b, &c);
+	if (r < 0)
+		goto fail;
 done:
 	conf_free(&c);
 	*out = b;

@@ -205,13 +205,50 @@ static void test_apply_base_copy(void **state)
 	damage_and_apply(7, "out-copy");
 }
 
+/* The registered device state is hashed into base.conf and checked when the
+ * base is opened; a base.conf from before that (no state_sha256) loads. */
+static void test_state_hash(void **state)
+{
+	struct cl_base *b;
+	char conf[4200], *text, *line;
+	size_t len;
+
+	(void)state;
+	assert_int_equal(cl_base_index(path("bd"), path("bm"), CL_TEST_CS, &b), 0);
+	assert_int_equal(cl_base_register(b, path("state"), NULL), 0);
+	snprintf(conf, sizeof(conf), "%s/base.conf", b->dir);
+	change_keep_mtime(b->state_path, 3, 1, "X");
+	cl_base_free(b);
+	assert_int_equal(cl_base_find(path("bd"), &b), -EBADMSG);
+	assert_non_null(strstr(cl_error_msg(), "/state: SHA-256 mismatch"));
+	/* An older base.conf: no hash recorded, nothing checked. */
+	text = (char *)cl_test_read(conf, &len);
+	assert_non_null(text);
+	text = realloc(text, len + 1);
+	text[len] = '\0';
+	line = strstr(text, "state_sha256=");
+	assert_non_null(line);
+	memmove(line, strchr(line, '\n') + 1, strlen(strchr(line, '\n') + 1) + 1);
+	assert_int_equal(truncate(conf, 0), 0);
+	change_keep_mtime(conf, 0, strlen(text), text);
+	assert_int_equal(cl_base_find(path("bd"), &b), 0);
+	cl_base_free(b);
+	free(text);
+	/* Registered again: recorded and good. */
+	assert_int_equal(cl_base_index(path("bd"), path("bm"), CL_TEST_CS, &b), 0);
+	assert_int_equal(cl_base_register(b, path("state"), NULL), 0);
+	cl_base_free(b);
+	assert_int_equal(cl_base_find(path("bd"), &b), 0);
+	assert_non_null(b->state_path);
+	cl_base_free(b);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_open_index),
-	    cmocka_unit_test(test_index_tampered),
-	    cmocka_unit_test(test_apply_unchanged),
-	    cmocka_unit_test(test_apply_base_copy),
+	    cmocka_unit_test(test_open_index),      cmocka_unit_test(test_index_tampered),
+	    cmocka_unit_test(test_apply_unchanged), cmocka_unit_test(test_apply_base_copy),
+	    cmocka_unit_test(test_state_hash),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
