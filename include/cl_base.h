@@ -14,6 +14,12 @@
 #include "cl_meta.h"
 #include "cl_progress.h"
 
+/* A file of the base's registry directory and its SHA-256 at registration. */
+struct cl_base_file {
+	char *name;
+	uint8_t sha256[CL_SHA256_LEN];
+};
+
 struct cl_base {
 	char *dir;              /* registry directory, NULL if not registered */
 	char *path[CL_NIMAGES]; /* absolute image paths */
@@ -27,7 +33,9 @@ struct cl_base {
 	char *domain_path; /* registered copy of the domain XML, or NULL */
 	uint64_t *table;   /* hash -> chunk lookup, built by cl_base_build_lookup */
 	uint64_t table_mask;
-	int index_fd; /* the registry's index, opened by cl_base_open_index, or -1 */
+	int index_fd;               /* the registry's index, opened by cl_base_open_index, or -1 */
+	struct cl_base_file *files; /* registry files recorded in base.conf */
+	unsigned nfiles;
 };
 
 /* The registry root (CLOUDLET_HOME or its default); never NULL. */
@@ -48,9 +56,24 @@ int cl_base_index(const char *disk, const char *memory, uint32_t chunk_size, str
  * NULL), replacing an earlier registration of the same base. */
 int cl_base_register(struct cl_base *b, const char *state, const char *domain);
 
+/* Hashes every file of a registered base's directory (device state, domain
+ * XML, kernel, initrd: all but base.conf and the index) into its base.conf,
+ * for a registration completed after cl_base_register. cl_base_register
+ * seals them itself, unless the domain XML boots a kernel: `cloudlet base
+ * --kernel` copies the kernel and initrd in and rewrites the XML afterwards,
+ * and must seal then (until it does, only the device state is recorded). */
+int cl_base_seal(struct cl_base *b);
+
+/* Checks a file against the hash base.conf recorded for it: 0 also when path
+ * is not in the registry directory or nothing is recorded for it (a base
+ * registered before hashes were), else -EBADMSG naming the file. */
+int cl_base_check_file(const struct cl_base *b, const char *path);
+
 /* Opens the registered base whose disk image is image (or whose registry
  * directory or id prefix is image): its images, not its index. Fails with
- * a hint if none is registered or if an image changed since registration. */
+ * a hint if none is registered or if an image changed since registration
+ * (size or mtime), or naming the file if its device state or domain XML
+ * does not match the hash recorded at registration. */
 int cl_base_find(const char *image, struct cl_base **out);
 
 /* Loads the chunk index of a base opened by cl_base_find (checking it

@@ -399,9 +399,9 @@ out:
 
 static int conf_write(const struct cl_base *b, const char *path)
 {
-	char id[2 * CL_SHA256_LEN + 1], state[2 * CL_SHA256_LEN + 16] = "", *text = NULL;
-	uint8_t h[CL_SHA256_LEN];
+	char id[2 * CL_SHA256_LEN + 1], hex[2 * CL_SHA256_LEN + 1], *text = NULL, *more;
 	struct stat st[CL_NIMAGES];
+	unsigned f;
 	int r, i;
 
 	for (i = 0; i < CL_NIMAGES; i++) {
@@ -411,28 +411,155 @@ static int conf_write(const struct cl_base *b, const char *path)
 			return cl_errorf(-errno, "%s: %s", b->path[i], strerror(errno));
 	}
 	cl_hex(b->id, CL_SHA256_LEN, id);
-	/* The device state is checked against this before a VM resumes from it. */
-	if (b->state_path) {
-		r = hash_file(b->state_path, h);
-		if (r < 0)
-			return r;
-		memcpy(state, "state_sha256=", 13);
-		cl_hex(h, CL_SHA256_LEN, state + 13);
-		strcat(state, "\n");
-	}
 	r = asprintf(&text,
 	             "# cloudlet base, written by `cloudlet base`\n"
 	             "id=%s\nchunk_size=%u\n"
 	             "disk=%s\ndisk_size=%llu\ndisk_mtime=%lld.%09ld\n"
-	             "memory=%s\nmemory_size=%llu\nmemory_mtime=%lld.%09ld\n%s",
+	             "memory=%s\nmemory_size=%llu\nmemory_mtime=%lld.%09ld\n",
 	             id, b->chunk_size, b->path[CL_DISK], (unsigned long long)b->size[CL_DISK],
 	             (long long)st[CL_DISK].st_mtim.tv_sec, st[CL_DISK].st_mtim.tv_nsec,
 	             b->path[CL_MEMORY], (unsigned long long)b->size[CL_MEMORY],
-	             (long long)st[CL_MEMORY].st_mtim.tv_sec, st[CL_MEMORY].st_mtim.tv_nsec, state);
+	             (long long)st[CL_MEMORY].st_mtim.tv_sec, st[CL_MEMORY].st_mtim.tv_nsec);
+	/* The registry's other files, checked against these before use. */
+	for (f = 0; f < b->nfiles && r >= 0; f++) {
+		cl_hex(b->files[f].sha256, CL_SHA256_LEN, hex);
+		r = asprintf(&more, "%ssha256.%s=%s\n", text, b->files[f].name, hex);
+		free(text);
+		text = r < 0 ? NULL : more;
+	}
 	if (r < 0)
 		return -ENOMEM;
 	r = cl_write_file_atomic(path, text, strlen(text), 0644);
 	free(text);
+	return r;
+}
+
+static void files_free(struct cl_base_file *files, unsigned n)
+{
+	unsigned i;
+
+	for (i = 0; i < n; i++)
+		free(files[i].name);
+	free(files);
+}
+
+static int files_add(struct cl_base_file **files, unsigned *n, const char *name,
+                     const uint8_t sha256[CL_SHA256_LEN])
+{
+	struct cl_base_file *nf = realloc(*files, (*n + 1) * sizeof(**files));
+
+	if (!nf)
+		return -ENOMEM;
+	*files = nf;
+	nf[*n].name = strdup(name);
+	if (!nf[*n].name)
+		return -ENOMEM;
+	memcpy(nf[*n].sha256, sha256, CL_SHA256_LEN);
+	(*n)++;
+	return 0;
+}
+
+/* Hashes the files of registry directory dir (all of them, or the device
+ * state only) into b->files: everything but base.conf, the index (checked
+ * on its own) and temporary files. */
+static int seal_files(struct cl_base *b, const char *dir, int all)
+{
+	struct cl_base_file *files = NULL;
+	uint8_t h[CL_SHA256_LEN];
+	unsigned n = 0;
+	struct dirent *de;
+	struct stat st;
+	char *p;
+	DIR *d;
+	int r = 0;
+
+	d = opendir(dir);
+	if (!d)
+		return cl_errorf(-errno, "%s: %s", dir, strerror(errno));
+	while (r == 0 && (de = readdir(d))) {
+		if (de->d_name[0] == '.' || !strcmp(de->d_name, "base.conf") ||
+		    !strcmp(de->d_name, "index") || strpbrk(de->d_name, "=\n") ||
+		    (!all && strcmp(de->d_name, "state")))
+			continue;
+		if (asprintf(&p, "%s/%s", dir, de->d_name) < 0) {
+			r = -ENOMEM;
+			break;
+		}
+		if (stat(p, &st) == 0 && S_ISREG(st.st_mode)) {
+			r = hash_file(p, h);
+			if (r == 0)
+				r = files_add(&files, &n, de->d_name, h);
+		}
+		free(p);
+	}
+	closedir(d);
+	if (r < 0) {
+		files_free(files, n);
+		return r;
+	}
+	files_free(b->files, b->nfiles);
+	b->files = files;
+	b->nfiles = n;
+	return 0;
+}
+
+/* A domain XML that boots a kernel is completed after registration (`cloudlet
+ * base --kernel` copies the kernel and initrd in and renames them in the
+ * XML), and sealed by cl_base_seal then. */
+static int boots_kernel(const char *domain_path)
+{
+	size_t len;
+	char *xml;
+	int r;
+
+	if (!domain_path || cl_read_file(domain_path, 16u << 20, (void **)&xml, &len) < 0)
+		return 0;
+	r = memmem(xml, len, "<kernel", 7) != NULL;
+	free(xml);
+	return r;
+}
+
+int cl_base_seal(struct cl_base *b)
+{
+	char *path;
+	int r;
+
+	if (!b || !b->dir || b->fd[CL_DISK] < 0)
+		return -EINVAL;
+	r = seal_files(b, b->dir, 1);
+	if (r < 0)
+		return r;
+	if (asprintf(&path, "%s/base.conf", b->dir) < 0)
+		return -ENOMEM;
+	r = conf_write(b, path);
+	free(path);
+	return r;
+}
+
+int cl_base_check_file(const struct cl_base *b, const char *path)
+{
+	uint8_t h[CL_SHA256_LEN];
+	const char *name;
+	unsigned i;
+	size_t dl;
+	int r;
+
+	if (!b || !path)
+		return -EINVAL;
+	name = strrchr(path, '/');
+	dl = b->dir ? strlen(b->dir) : 0;
+	if (!name || !dl || (size_t)(name - path) != dl || strncmp(path, b->dir, dl))
+		return 0; /* not a registry file */
+	for (i = 0; i < b->nfiles && strcmp(b->files[i].name, name + 1); i++)
+		;
+	if (i == b->nfiles)
+		return 0; /* not recorded (an older registration) */
+	r = hash_file(path, h);
+	if (r == 0 && memcmp(h, b->files[i].sha256, CL_SHA256_LEN))
+		r = cl_errorf(-EBADMSG,
+		              "%s: SHA-256 mismatch (the base's file changed since it was "
+		              "registered)",
+		              path);
 	return r;
 }
 
@@ -467,6 +594,9 @@ int cl_base_register(struct cl_base *b, const char *state, const char *domain)
 		r = -ENOMEM;
 		goto out;
 	}
+	r = seal_files(b, dir, !boots_kernel(b->domain_path));
+	if (r < 0)
+		goto out;
 	/* base.conf last: a base without it is not registered. */
 	r = conf_write(b, path);
 	if (r < 0)
@@ -486,13 +616,17 @@ struct conf {
 	char *path[CL_NIMAGES];
 	uint64_t size[CL_NIMAGES];
 	char mtime[CL_NIMAGES][32];
-	char state_sha256[2 * CL_SHA256_LEN + 1]; /* "" if not recorded (older bases) */
+	struct cl_base_file *files; /* sha256.NAME lines; none in older registrations */
+	unsigned nfiles;
 };
 
 static void conf_free(struct conf *c)
 {
 	free(c->path[0]);
 	free(c->path[1]);
+	files_free(c->files, c->nfiles);
+	c->files = NULL;
+	c->nfiles = 0;
 }
 
 static int conf_read(const char *dir, struct conf *c)
@@ -533,9 +667,12 @@ static int conf_read(const char *dir, struct conf *c)
 		}
 		if (!strcmp(line, "id"))
 			snprintf(c->id, sizeof(c->id), "%s", eq);
-		else if (!strcmp(line, "state_sha256"))
-			snprintf(c->state_sha256, sizeof(c->state_sha256), "%s", eq);
-		else if (!strcmp(line, "chunk_size"))
+		else if (!strncmp(line, "sha256.", 7) && line[7]) {
+			uint8_t h[CL_SHA256_LEN];
+			if (cl_unhex(eq, h, CL_SHA256_LEN) < 0 ||
+			    files_add(&c->files, &c->nfiles, line + 7, h) < 0)
+				r = cl_errorf(-EBADMSG, "%s: bad line sha256.%s", path, line + 7);
+		} else if (!strcmp(line, "chunk_size"))
 			c->chunk_size = (uint32_t)strtoul(eq, NULL, 10);
 	}
 	free(line);
@@ -560,31 +697,25 @@ static char *optional_file(const char *dir, const char *name)
 	return NULL;
 }
 
-/* The registered device state is the one that was hashed at registration
- * (when that was recorded: older base.conf files do not say). */
-static int check_state(const struct cl_base *b, const struct conf *c)
+/* The device state and domain XML in the registry are the ones hashed at
+ * registration (where that was recorded: older base.conf files do not say);
+ * the kernel and initrd are checked where they are used (cl_vm_boot_files). */
+static int check_files(const struct cl_base *b)
 {
-	uint8_t want[CL_SHA256_LEN], have[CL_SHA256_LEN];
-	char *p;
-	int r;
+	const char *names[2] = {"state", "domain.xml"}, *have[2] = {b->state_path, b->domain_path};
+	unsigned i, k;
+	int r = 0;
 
-	if (!c->state_sha256[0])
-		return 0;
-	if (cl_unhex(c->state_sha256, want, CL_SHA256_LEN) < 0)
-		return cl_errorf(-EBADMSG, "%s/base.conf: bad state_sha256", b->dir);
-	if (!b->state_path) {
-		if (asprintf(&p, "%s/state", b->dir) < 0)
-			return -ENOMEM;
-		r = cl_errorf(-ENOENT, "%s: the base's device state is missing", p);
-		free(p);
-		return r;
+	for (k = 0; k < 2 && r == 0; k++) {
+		for (i = 0; i < b->nfiles && strcmp(b->files[i].name, names[k]); i++)
+			;
+		if (i == b->nfiles)
+			continue;
+		if (!have[k])
+			return cl_errorf(-ENOENT, "%s/%s: missing (the base's %s was registered)",
+			                 b->dir, names[k], k ? "domain XML" : "device state");
+		r = cl_base_check_file(b, have[k]);
 	}
-	r = hash_file(b->state_path, have);
-	if (r == 0 && memcmp(want, have, CL_SHA256_LEN))
-		r = cl_errorf(-EBADMSG,
-		              "%s: SHA-256 mismatch (the base's device state changed since it was "
-		              "registered)",
-		              b->state_path);
 	return r;
 }
 
@@ -642,7 +773,11 @@ static int base_open_dir(const char *dir, int open_images, struct cl_base **out)
 			goto fail;
 		}
 	}
-	r = check_state(b, &c);
+	b->files = c.files;
+	b->nfiles = c.nfiles;
+	c.files = NULL;
+	c.nfiles = 0;
+	r = check_files(b);
 	if (r < 0)
 		goto fail;
 done:
@@ -1093,6 +1228,7 @@ void cl_base_free(struct cl_base *b)
 	}
 	if (b->index_fd >= 0)
 		close(b->index_fd);
+	files_free(b->files, b->nfiles);
 	free(b->table);
 	free(b->state_path);
 	free(b->domain_path);

@@ -993,6 +993,19 @@ void cl_vm_console_close(struct cl_vm_console *c)
  * the same name in the base's registry directory (where `cloudlet base`
  * keeps them), then next to the base's disk image (a base copied to
  * another cloudlet). */
+/* A kernel or initrd in the registry must be the file hashed into base.conf
+ * (when one was: see cl_base_seal); on a mismatch *out is freed. */
+static int boot_file_check(const struct cl_base *b, char **out)
+{
+	int r = cl_base_check_file(b, *out);
+
+	if (r < 0) {
+		free(*out);
+		*out = NULL;
+	}
+	return r;
+}
+
 static int boot_file(const struct cl_base *b, const char *recorded, const char *what, char **out)
 {
 	char *disk_dir = strdup(b->path[CL_DISK]), *p = NULL;
@@ -1006,7 +1019,7 @@ static int boot_file(const struct cl_base *b, const char *recorded, const char *
 	if (recorded[0] == '/' && access(recorded, R_OK) == 0) {
 		free(disk_dir);
 		*out = strdup(recorded);
-		return *out ? 0 : -ENOMEM;
+		return *out ? boot_file_check(b, out) : -ENOMEM;
 	}
 	name = strrchr(recorded, '/') ? strrchr(recorded, '/') + 1 : recorded;
 	for (i = 0; i < 2; i++) {
@@ -1015,7 +1028,7 @@ static int boot_file(const struct cl_base *b, const char *recorded, const char *
 		if (access(p, R_OK) == 0) {
 			free(disk_dir);
 			*out = p;
-			return 0;
+			return boot_file_check(b, out);
 		}
 		free(p);
 	}

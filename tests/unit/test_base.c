@@ -205,41 +205,103 @@ static void test_apply_base_copy(void **state)
 	damage_and_apply(7, "out-copy");
 }
 
-/* The registered device state is hashed into base.conf and checked when the
- * base is opened; a base.conf from before that (no state_sha256) loads. */
-static void test_state_hash(void **state)
+static void write_text(const char *file, const char *text)
 {
-	struct cl_base *b;
-	char conf[4200], *text, *line;
+	FILE *f = fopen(file, "w");
+
+	assert_non_null(f);
+	assert_int_equal(fputs(text, f) >= 0, 1);
+	assert_int_equal(fclose(f), 0);
+}
+
+/* Drops every sha256.* line of a base.conf, as written before them. */
+static void strip_hashes(const char *conf)
+{
+	char *text, *line;
 	size_t len;
 
-	(void)state;
-	assert_int_equal(cl_base_index(path("bd"), path("bm"), CL_TEST_CS, &b), 0);
-	assert_int_equal(cl_base_register(b, path("state"), NULL), 0);
-	snprintf(conf, sizeof(conf), "%s/base.conf", b->dir);
-	change_keep_mtime(b->state_path, 3, 1, "X");
-	cl_base_free(b);
-	assert_int_equal(cl_base_find(path("bd"), &b), -EBADMSG);
-	assert_non_null(strstr(cl_error_msg(), "/state: SHA-256 mismatch"));
-	/* An older base.conf: no hash recorded, nothing checked. */
 	text = (char *)cl_test_read(conf, &len);
 	assert_non_null(text);
 	text = realloc(text, len + 1);
 	text[len] = '\0';
-	line = strstr(text, "state_sha256=");
-	assert_non_null(line);
-	memmove(line, strchr(line, '\n') + 1, strlen(strchr(line, '\n') + 1) + 1);
-	assert_int_equal(truncate(conf, 0), 0);
-	change_keep_mtime(conf, 0, strlen(text), text);
-	assert_int_equal(cl_base_find(path("bd"), &b), 0);
-	cl_base_free(b);
+	while ((line = strstr(text, "sha256.")))
+		memmove(line, strchr(line, '\n') + 1, strlen(strchr(line, '\n') + 1) + 1);
+	write_text(conf, text);
 	free(text);
+}
+
+/* The registry's device state and domain XML are hashed into base.conf and
+ * checked when the base is opened; a base.conf from before (no hashes)
+ * loads. */
+static void test_file_hashes(void **state)
+{
+	struct cl_base *b;
+	char conf[4200];
+
+	(void)state;
+	write_text(path("dom.xml"), "<domain type='kvm'><name>b</name></domain>\n");
+	assert_int_equal(cl_base_index(path("bd"), path("bm"), CL_TEST_CS, &b), 0);
+	assert_int_equal(cl_base_register(b, path("state"), path("dom.xml")), 0);
+	snprintf(conf, sizeof(conf), "%s/base.conf", b->dir);
+	assert_int_equal(b->nfiles, 2);
+	cl_base_free(b);
+	assert_int_equal(cl_base_find(path("bd"), &b), 0);
+	assert_int_equal(b->nfiles, 2);
+	change_keep_mtime(b->state_path, 3, 1, "X");
+	cl_base_free(b);
+	assert_int_equal(cl_base_find(path("bd"), &b), -EBADMSG);
+	assert_non_null(strstr(cl_error_msg(), "/state: SHA-256 mismatch"));
+	/* An older base.conf: nothing recorded, nothing checked. */
+	strip_hashes(conf);
+	assert_int_equal(cl_base_find(path("bd"), &b), 0);
+	assert_int_equal(b->nfiles, 0);
+	/* Sealed again: the domain XML, changed in place, is refused. */
+	assert_int_equal(cl_base_seal(b), 0);
+	change_keep_mtime(b->domain_path, 1, 1, "D");
+	cl_base_free(b);
+	assert_int_equal(cl_base_find(path("bd"), &b), -EBADMSG);
+	assert_non_null(strstr(cl_error_msg(), "/domain.xml: SHA-256 mismatch"));
 	/* Registered again: recorded and good. */
 	assert_int_equal(cl_base_index(path("bd"), path("bm"), CL_TEST_CS, &b), 0);
-	assert_int_equal(cl_base_register(b, path("state"), NULL), 0);
+	assert_int_equal(cl_base_register(b, path("state"), path("dom.xml")), 0);
 	cl_base_free(b);
 	assert_int_equal(cl_base_find(path("bd"), &b), 0);
-	assert_non_null(b->state_path);
+	cl_base_free(b);
+}
+
+/* A domain XML that boots a kernel: registration records the state only
+ * (`cloudlet base --kernel` completes the directory afterwards); sealing
+ * then records the kernel, which cl_base_check_file checks. */
+static void test_kernel_seal(void **state)
+{
+	struct cl_base *b;
+	char kernel[4200];
+
+	(void)state;
+	write_text(path("domk.xml"), "<domain type='kvm'><name>k</name><os>"
+	                             "<kernel>/boot/vmlinuz</kernel></os></domain>\n");
+	assert_int_equal(cl_base_index(path("bd"), path("bm"), CL_TEST_CS, &b), 0);
+	assert_int_equal(cl_base_register(b, path("state"), path("domk.xml")), 0);
+	assert_int_equal(b->nfiles, 1);
+	assert_string_equal(b->files[0].name, "state");
+	cl_base_free(b);
+	assert_int_equal(cl_base_find(path("bd"), &b), 0);
+	snprintf(kernel, sizeof(kernel), "%s/vmlinuz", b->dir);
+	write_text(kernel, "a kernel");
+	assert_int_equal(cl_base_check_file(b, kernel), 0); /* not recorded yet */
+	assert_int_equal(cl_base_seal(b), 0);
+	assert_int_equal(b->nfiles, 3);
+	assert_int_equal(cl_base_check_file(b, kernel), 0);
+	assert_int_equal(cl_base_check_file(b, path("bd")), 0); /* not a registry file */
+	change_keep_mtime(kernel, 0, 1, "A");
+	assert_int_equal(cl_base_check_file(b, kernel), -EBADMSG);
+	assert_non_null(strstr(cl_error_msg(), "/vmlinuz: SHA-256 mismatch"));
+	cl_base_free(b);
+	/* The seal is in base.conf: a fresh open knows it too. */
+	assert_int_equal(cl_base_find(path("bd"), &b), 0);
+	assert_int_equal(b->nfiles, 3);
+	assert_int_equal(cl_base_check_file(b, kernel), -EBADMSG);
+	assert_int_equal(unlink(kernel), 0);
 	cl_base_free(b);
 }
 
@@ -248,7 +310,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_open_index),      cmocka_unit_test(test_index_tampered),
 	    cmocka_unit_test(test_apply_unchanged), cmocka_unit_test(test_apply_base_copy),
-	    cmocka_unit_test(test_state_hash),
+	    cmocka_unit_test(test_file_hashes),     cmocka_unit_test(test_kernel_seal),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
