@@ -456,27 +456,61 @@ static int64_t _resolve(struct cl_lazy *l, enum cl_image_id im, uint64_t k, uint
 	return -1;
 }
 
-/* Checks the base chunk of piece p against the index and fills p from the
- * very buffer that was hashed (a hole: zeros, without a read). A damaged
- * base chunk is -EIO, and status names it. */
-static int base_check(struct cl_lazy *l, struct piece *p, uint8_t *chunk)
+#define BASE_RUN_MAX 64 /* base chunks checked per read, see base_run() */
+
+/* How many pieces from p on are the first uses of base chunks that follow
+ * each other in one base image and in the request (read in one go). */
+static size_t base_run(const struct piece *p, size_t n)
 {
-	enum cl_image_id bim = (enum cl_image_id)p->bimage;
+	size_t j;
+
+	if (p[0].bhole)
+		return 1;
+	for (j = 1; j < n && j < BASE_RUN_MAX; j++)
+		if (p[j].bimage != p[0].bimage || p[j].bhole || p[j].bchunk != p[0].bchunk + j ||
+		    p[j].dst != p[j - 1].dst + p[j - 1].len)
+			break;
+	return j;
+}
+
+/* Checks the base chunks of pieces p[0..n) (see base_run) against the
+ * index and fills the pieces from the very buffer that was hashed (a hole:
+ * zeros, without a read). A damaged base chunk is -EIO, and status names
+ * it. buf holds BASE_RUN_MAX chunks. */
+static int base_check(struct cl_lazy *l, struct piece *p, size_t n, uint8_t *buf)
+{
+	enum cl_image_id bim = (enum cl_image_id)p[0].bimage;
+	uint64_t from = p[0].bchunk * l->cs, to = (p[0].bchunk + n) * l->cs, have;
+	size_t k, ok = 0, good;
 	int r;
 
-	r = cl_base_read_checked(l->base, bim, p->bchunk, p->bhole, chunk);
+	if (p[0].bhole) {
+		r = cl_base_read_checked(l->base, bim, p[0].bchunk, 1, NULL);
+	} else {
+		have = to < l->base->size[bim] ? to : l->base->size[bim];
+		r = cl_pread_full(l->base->fd[bim], buf, (size_t)(have - from), from,
+		                  l->base->path[bim]);
+		if (r == 0)
+			memset(buf + (have - from), 0, (size_t)(to - have));
+		for (; r == 0 && ok < n; ok++)
+			r = cl_base_check_chunk(l->base, bim, p[ok].bchunk, buf + ok * l->cs);
+	}
+	good = r == 0 ? n : (ok ? ok - 1 : 0); /* the chunks that passed */
 	pthread_mutex_lock(&l->lock);
-	if (r == 0)
-		bit_set(l->base_ok[bim], p->bchunk);
-	else
+	for (k = 0; k < good; k++)
+		bit_set(l->base_ok[bim], p[k].bchunk);
+	if (r < 0)
 		snprintf(l->reason, sizeof(l->reason), "%s", cl_error_msg());
 	pthread_mutex_unlock(&l->lock);
 	if (r < 0)
 		return r == -ENOMEM ? r : -EIO;
-	if (p->bhole)
-		memset(p->dst, 0, p->len);
-	else
-		memcpy(p->dst, chunk + (p->foff - p->bchunk * l->cs), p->len);
+	for (k = 0; k < n; k++) {
+		if (p[k].bhole)
+			memset(p[k].dst, 0, p[k].len);
+		else
+			memcpy(p[k].dst, buf + k * l->cs + (p[k].foff - p[k].bchunk * l->cs),
+			       p[k].len);
+	}
 	return 0;
 }
 
@@ -485,17 +519,19 @@ static int base_check(struct cl_lazy *l, struct piece *p, uint8_t *chunk)
  * absent again and the request must be retried). */
 static int run_pieces(struct cl_lazy *l, enum cl_image_id im, struct piece *p, size_t n)
 {
-	uint8_t *chunk = NULL, h[CL_SHA256_LEN];
+	uint8_t *chunk = NULL, *bbuf = NULL, h[CL_SHA256_LEN];
 	size_t i, j;
 	uint64_t len;
 	int r = 0;
 
 	for (i = 0; i < n && r == 0; i = j) {
 		if (p[i].bimage >= 0) {
-			if (!chunk && !(chunk = malloc(l->cs)))
-				return -ENOMEM;
-			r = base_check(l, &p[i], chunk);
-			j = i + 1;
+			if (!bbuf && !(bbuf = malloc((size_t)BASE_RUN_MAX * l->cs))) {
+				r = -ENOMEM;
+				break;
+			}
+			j = i + base_run(&p[i], n - i);
+			r = base_check(l, &p[i], j - i, bbuf);
 			continue;
 		}
 		if (p[i].verify) {
@@ -553,6 +589,7 @@ static int run_pieces(struct cl_lazy *l, enum cl_image_id im, struct piece *p, s
 		}
 	}
 	free(chunk);
+	free(bbuf);
 	return r;
 }
 
