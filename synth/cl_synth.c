@@ -576,7 +576,7 @@ int cl_apply(struct cl_base *b, const struct cl_meta *m, const char *meta_locati
 	static const char *blob_names[2] = {"state", "domain.xml"};
 	struct run rn = {.b = b, .m = m};
 	char *path;
-	int r, i;
+	int r, i, made;
 
 	if (!b || !m || !meta_location || !outdir)
 		return -EINVAL;
@@ -587,6 +587,7 @@ int cl_apply(struct cl_base *b, const struct cl_meta *m, const char *meta_locati
 		r = cl_base_open_index(b); /* every base byte written is checked */
 	if (r < 0)
 		return r;
+	made = access(outdir, F_OK) < 0;
 	r = cl_mkdir_p(outdir, 0755);
 	if (r < 0)
 		return r;
@@ -624,6 +625,9 @@ out:
 	for (i = 0; i < CL_NIMAGES; i++)
 		if (rn.out[i].path)
 			cl_out_abort(&rn.out[i]);
+	/* A directory made for a failed run goes too (rmdir: only if empty). */
+	if (r < 0 && made)
+		rmdir(outdir);
 	run_free(&rn, st);
 	return r;
 }

@@ -106,6 +106,9 @@ sys.exit(1)' "$MP/disk/image" $(((k + 1) * CS - 1)) || fail "a read from the las
 	grep -qF "base $B chunk $name: $3" "$T/err" || fail "apply does not name base chunk $k"
 	[ -z "$(ls -A "$T/out.$k")" ] || fail "apply left $(ls -A "$T/out.$k")"
 	ok "$(cat "$T/err")"
+	cl apply "$B" "$T/ov" -o "$T/new.$k" && fail "apply into a new directory succeeded"
+	[ -e "$T/new.$k" ] && fail "apply left the directory it made"
+	ok "no directory left by apply"
 
 	CASE="$what: verify"
 	cl verify "$B" "$T/ov" && fail "verify succeeded"
