@@ -90,6 +90,16 @@ int cl_base_open_index(struct cl_base *b);
 int cl_base_chunk_hash(const struct cl_base *b, enum cl_image_id image, uint64_t idx,
                        uint8_t out[CL_SHA256_LEN]);
 
+/* The index's hashes of chunks [first, first + n) of image, in one read. */
+int cl_base_chunk_hashes(const struct cl_base *b, enum cl_image_id image, uint64_t first,
+                         uint64_t n, uint8_t (*out)[CL_SHA256_LEN]);
+
+/* Checks base chunk idx of image, as data (its cl_chunk_len bytes) or, data
+ * NULL, as a hole (zeros), against want, its hash from the index: 0, or -EIO
+ * with a message naming the base file and chunk. */
+int cl_base_check_against(const struct cl_base *b, enum cl_image_id image, uint64_t idx,
+                          const void *data, const uint8_t want[CL_SHA256_LEN]);
+
 /* Checks base chunk idx of image against the index. hole: the chunk is a
  * hole of the base and is checked as zeros without reading (buf may be
  * NULL); otherwise it is read whole into buf (chunk_size bytes, zero-filled

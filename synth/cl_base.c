@@ -910,65 +910,92 @@ out:
 	return r;
 }
 
-int cl_base_chunk_hash(const struct cl_base *b, enum cl_image_id image, uint64_t idx,
-                       uint8_t out[CL_SHA256_LEN])
+/* Chunk k of image im holds no data (SEEK_DATA finds none before its end);
+ * *data caches the next data offset at or after the last probe (-1: none
+ * yet), for chunks probed in increasing order. */
+static int base_chunk_hole(const struct cl_base *b, int im, uint64_t k, off_t *data)
+{
+	uint64_t start = k * b->chunk_size, end = start + b->chunk_size;
+
+	if (*data < 0 || (uint64_t)*data < start) {
+		*data = lseek(b->fd[im], (off_t)start, SEEK_DATA);
+		if (*data < 0)
+			*data = (off_t)b->size[im]; /* ENXIO: no more data */
+	}
+	return (uint64_t)*data >= end;
+}
+
+int cl_base_chunk_hashes(const struct cl_base *b, enum cl_image_id image, uint64_t first,
+                         uint64_t n, uint8_t (*out)[CL_SHA256_LEN])
 {
 	uint64_t off;
 
-	if (!b || (unsigned)image >= CL_NIMAGES || idx >= b->nchunks[image] || !out)
+	if (!b || (unsigned)image >= CL_NIMAGES || first > b->nchunks[image] ||
+	    n > b->nchunks[image] - first || !out)
 		return -EINVAL;
 	if (b->hash[image]) {
-		memcpy(out, b->hash[image][idx], CL_SHA256_LEN);
+		memcpy(out, b->hash[image][first], n * CL_SHA256_LEN);
 		return 0;
 	}
 	if (b->index_fd < 0)
 		return cl_errorf(-EINVAL, "%s: base index not opened", b->path[image]);
-	off = INDEX_HDR + ((image == CL_MEMORY ? b->nchunks[CL_DISK] : 0) + idx) * CL_SHA256_LEN;
-	return cl_pread_full(b->index_fd, out, CL_SHA256_LEN, off, "base index");
+	off = INDEX_HDR + ((image == CL_MEMORY ? b->nchunks[CL_DISK] : 0) + first) * CL_SHA256_LEN;
+	return cl_pread_full(b->index_fd, out, n * CL_SHA256_LEN, off, "base index");
+}
+
+int cl_base_chunk_hash(const struct cl_base *b, enum cl_image_id image, uint64_t idx,
+                       uint8_t out[CL_SHA256_LEN])
+{
+	return cl_base_chunk_hashes(b, image, idx, 1, (uint8_t(*)[CL_SHA256_LEN])out);
+}
+
+int cl_base_check_against(const struct cl_base *b, enum cl_image_id image, uint64_t idx,
+                          const void *data, const uint8_t want[CL_SHA256_LEN])
+{
+	uint32_t len = cl_chunk_len(b->size[image], b->chunk_size, idx);
+	uint8_t have[CL_SHA256_LEN];
+
+	if (data)
+		cl_sha256(data, len, have);
+	else
+		cl_zero_hash(len, have);
+	if (!memcmp(have, want, CL_SHA256_LEN))
+		return 0;
+	if (!data)
+		return cl_errorf(-EIO,
+		                 "base %s chunk %llu: a hole where the index says data (the base "
+		                 "changed since it was registered)",
+		                 b->path[image], (unsigned long long)idx);
+	return cl_errorf(-EIO,
+	                 "base %s chunk %llu: SHA-256 mismatch (the base changed since it was "
+	                 "registered)",
+	                 b->path[image], (unsigned long long)idx);
 }
 
 int cl_base_read_checked(const struct cl_base *b, enum cl_image_id image, uint64_t idx, int hole,
                          void *buf)
 {
-	uint8_t want[CL_SHA256_LEN], have[CL_SHA256_LEN];
+	uint8_t want[CL_SHA256_LEN];
 	int r;
 
 	if (!b || (unsigned)image >= CL_NIMAGES || idx >= b->nchunks[image] || (!hole && !buf))
 		return -EINVAL;
-	if (!hole) {
-		r = cl_base_read(b, image, idx, b->chunk_size, buf);
-		return r < 0 ? r : cl_base_check_chunk(b, image, idx, buf);
-	}
 	r = cl_base_chunk_hash(b, image, idx, want);
-	if (r < 0)
-		return r;
-	cl_zero_hash(cl_chunk_len(b->size[image], b->chunk_size, idx), have);
-	if (memcmp(have, want, CL_SHA256_LEN))
-		return cl_errorf(-EIO,
-		                 "base %s chunk %llu: a hole where the index says data (the base "
-		                 "changed since it was registered)",
-		                 b->path[image], (unsigned long long)idx);
-	return 0;
+	if (r == 0 && !hole)
+		r = cl_base_read(b, image, idx, b->chunk_size, buf);
+	return r < 0 ? r : cl_base_check_against(b, image, idx, hole ? NULL : buf, want);
 }
 
 int cl_base_check_chunk(const struct cl_base *b, enum cl_image_id image, uint64_t idx,
                         const void *data)
 {
-	uint8_t want[CL_SHA256_LEN], have[CL_SHA256_LEN];
+	uint8_t want[CL_SHA256_LEN];
 	int r;
 
 	if (!b || (unsigned)image >= CL_NIMAGES || idx >= b->nchunks[image] || !data)
 		return -EINVAL;
 	r = cl_base_chunk_hash(b, image, idx, want);
-	if (r < 0)
-		return r;
-	cl_sha256(data, cl_chunk_len(b->size[image], b->chunk_size, idx), have);
-	if (memcmp(have, want, CL_SHA256_LEN))
-		return cl_errorf(-EIO,
-		                 "base %s chunk %llu: SHA-256 mismatch (the base changed since it "
-		                 "was registered)",
-		                 b->path[image], (unsigned long long)idx);
-	return 0;
+	return r < 0 ? r : cl_base_check_against(b, image, idx, data, want);
 }
 
 struct check_job {
@@ -978,48 +1005,60 @@ struct check_job {
 	atomic_uint_fast64_t bad;
 };
 
+static void check_report(struct check_job *j)
+{
+	if (atomic_fetch_add(&j->bad, 1) < j->max_report)
+		fprintf(stderr, "cloudlet: %s\n", cl_error_msg());
+}
+
+/* Chunks [first, first + n) of image im (a batch): holes against the zero
+ * hash without reading, runs of chunks with data read in one go. */
 static int check_batch(void *ctx, size_t item)
 {
 	struct check_job *j = ctx;
 	struct cl_base *b = j->b;
-	uint64_t first = (uint64_t)item * HASH_BATCH, k, n, start, end, pos, bad;
+	uint64_t first = (uint64_t)item * HASH_BATCH, k, n, run = 0, nrun = 0, from, have;
+	uint64_t disk_items = (b->nchunks[CL_DISK] + HASH_BATCH - 1) / HASH_BATCH;
+	uint32_t cs = b->chunk_size;
+	uint8_t(*want)[CL_SHA256_LEN] = malloc((size_t)HASH_BATCH * CL_SHA256_LEN);
+	uint8_t *buf = malloc((size_t)HASH_BATCH * cs);
 	enum cl_image_id im = CL_DISK;
-	off_t data, hole = 0;
-	uint8_t *buf;
-	int r = 0, inhole;
+	off_t data = -1;
+	int r = 0;
 
-	if (first >= (b->nchunks[CL_DISK] + HASH_BATCH - 1) / HASH_BATCH * HASH_BATCH) {
+	if (item >= disk_items) {
 		im = CL_MEMORY;
-		first -= (b->nchunks[CL_DISK] + HASH_BATCH - 1) / HASH_BATCH * HASH_BATCH;
+		first = (item - disk_items) * HASH_BATCH;
 	}
 	n = b->nchunks[im] - first < HASH_BATCH ? b->nchunks[im] - first : HASH_BATCH;
-	buf = malloc(b->chunk_size);
-	if (!buf)
-		return -ENOMEM;
-	data = -1;
-	for (k = first; k < first + n && r == 0; k++) {
-		start = k * b->chunk_size;
-		end = start + cl_chunk_len(b->size[im], b->chunk_size, k);
-		/* Find where the next data starts; a chunk with none is a hole. */
-		if (data < 0 || (uint64_t)hole <= start) {
-			data = lseek(b->fd[im], (off_t)start, SEEK_DATA);
-			if (data < 0)
-				data = (off_t)b->size[im];
-			hole = lseek(b->fd[im], data, SEEK_HOLE);
-			if (hole < 0)
-				hole = (off_t)b->size[im];
-		}
-		pos = (uint64_t)data > start ? (uint64_t)data : start;
-		inhole = pos >= end;
-		r = cl_base_read_checked(b, im, k, inhole, buf);
-		if (r == -EIO) {
-			bad = atomic_fetch_add(&j->bad, 1);
-			if (bad < j->max_report)
-				fprintf(stderr, "cloudlet: %s\n", cl_error_msg());
-			r = 0;
-		}
-		cl_progress_add(&j->prog, end - start);
+	if (!want || !buf) {
+		r = -ENOMEM;
+		goto out;
 	}
+	r = cl_base_chunk_hashes(b, im, first, n, want);
+	for (k = first; k <= first + n && r == 0; k++) {
+		if (k < first + n && !base_chunk_hole(b, im, k, &data)) {
+			if (!nrun++)
+				run = k;
+			continue;
+		}
+		if (nrun) {
+			from = run * cs;
+			have = (run + nrun) * cs < b->size[im] ? (run + nrun) * cs : b->size[im];
+			r = cl_pread_full(b->fd[im], buf, (size_t)(have - from), from, b->path[im]);
+			for (; r == 0 && nrun; nrun--, run++)
+				if (cl_base_check_against(b, im, run, buf + (run * cs - from),
+				                          want[run - first]) < 0)
+					check_report(j);
+			nrun = 0;
+		}
+		if (k < first + n && r == 0 &&
+		    cl_base_check_against(b, im, k, NULL, want[k - first]))
+			check_report(j);
+	}
+	cl_progress_add(&j->prog, n * cs);
+out:
+	free(want);
 	free(buf);
 	return r;
 }

@@ -481,19 +481,22 @@ static int base_check(struct cl_lazy *l, struct piece *p, size_t n, uint8_t *buf
 {
 	enum cl_image_id bim = (enum cl_image_id)p[0].bimage;
 	uint64_t from = p[0].bchunk * l->cs, to = (p[0].bchunk + n) * l->cs, have;
+	uint8_t want[BASE_RUN_MAX][CL_SHA256_LEN];
 	size_t k, ok = 0, good;
 	int r;
 
-	if (p[0].bhole) {
-		r = cl_base_read_checked(l->base, bim, p[0].bchunk, 1, NULL);
-	} else {
+	r = cl_base_chunk_hashes(l->base, bim, p[0].bchunk, n, want);
+	if (r == 0 && p[0].bhole) {
+		r = cl_base_check_against(l->base, bim, p[0].bchunk, NULL, want[0]);
+	} else if (r == 0) {
 		have = to < l->base->size[bim] ? to : l->base->size[bim];
 		r = cl_pread_full(l->base->fd[bim], buf, (size_t)(have - from), from,
 		                  l->base->path[bim]);
 		if (r == 0)
 			memset(buf + (have - from), 0, (size_t)(to - have));
 		for (; r == 0 && ok < n; ok++)
-			r = cl_base_check_chunk(l->base, bim, p[ok].bchunk, buf + ok * l->cs);
+			r = cl_base_check_against(l->base, bim, p[ok].bchunk, buf + ok * l->cs,
+			                          want[ok]);
 	}
 	good = r == 0 ? n : (ok ? ok - 1 : 0); /* the chunks that passed */
 	pthread_mutex_lock(&l->lock);

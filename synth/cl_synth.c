@@ -415,7 +415,8 @@ static int base_hole(const struct cl_base *b, int im, uint64_t k, off_t *data)
 
 /* Copies base chunks [run, run + n) of image im, read in one go into buf,
  * each checked against the index, to the output (up to its end). */
-static int copy_run(struct run *rn, int im, uint64_t run, uint64_t n, uint8_t *buf)
+static int copy_run(struct run *rn, int im, uint64_t run, uint64_t n, uint8_t *buf,
+                    const uint8_t (*want)[CL_SHA256_LEN])
 {
 	const struct cl_base *b = rn->b;
 	uint32_t cs = rn->m->chunk_size;
@@ -429,7 +430,7 @@ static int copy_run(struct run *rn, int im, uint64_t run, uint64_t n, uint8_t *b
 		return r;
 	memset(buf + (have - from), 0, (size_t)(to - have));
 	for (k = 0; k < n && r == 0; k++)
-		r = cl_base_check_chunk(b, (enum cl_image_id)im, run + k, buf + k * cs);
+		r = cl_base_check_against(b, (enum cl_image_id)im, run + k, buf + k * cs, want[k]);
 	if (r < 0)
 		return r;
 	if (to > end)
@@ -447,19 +448,24 @@ static int copy_base(struct run *rn, int im, size_t item)
 	const struct cl_base *b = rn->b;
 	uint32_t cs = rn->m->chunk_size;
 	uint64_t first = (uint64_t)item * COPY_BATCH, last = copy_chunks(rn, im), k, run = 0, n = 0;
+	uint8_t want[COPY_BATCH][CL_SHA256_LEN], *buf;
 	off_t data = -1;
-	uint8_t *buf;
-	int r = 0;
+	int r;
 
 	if (last > first + COPY_BATCH)
 		last = first + COPY_BATCH;
+	/* The batch's hashes in one read of the index. */
+	r = cl_base_chunk_hashes(b, (enum cl_image_id)im, first, last - first, want);
+	if (r < 0)
+		return r;
 	buf = malloc((size_t)COPY_BATCH * cs);
 	if (!buf)
 		return -ENOMEM;
 	for (k = first; k <= last && r == 0; k++) {
 		int take = k < last && !in_overlay(rn, im, k);
 		if (take && base_hole(b, im, k, &data)) {
-			r = cl_base_read_checked(b, (enum cl_image_id)im, k, 1, NULL);
+			r = cl_base_check_against(b, (enum cl_image_id)im, k, NULL,
+			                          want[k - first]);
 			take = 0;
 		}
 		if (take && r == 0) {
@@ -469,7 +475,7 @@ static int copy_base(struct run *rn, int im, size_t item)
 			continue;
 		}
 		if (n && r == 0)
-			r = copy_run(rn, im, run, n, buf);
+			r = copy_run(rn, im, run, n, buf, want + (run - first));
 		n = 0;
 	}
 	free(buf);
