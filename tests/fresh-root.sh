@@ -15,6 +15,9 @@
 # ROOT_DIR is made anew on every run. Exit status: that of .ci/run; its output
 # is also in ROOT_DIR.log.
 set -euo pipefail
+# The whole script is one function, read before it runs: bash reads a script
+# as it goes, and this one runs for a quarter of an hour while the tree may change.
+main() {
 src=$(cd "$(dirname "$0")/.." && pwd)
 root=${1:-/var/tmp/cloudlet-fresh-root}
 die() { echo "fresh-root: $*" >&2; exit 1; }
@@ -96,3 +99,5 @@ unshare --pid --fork --mount --propagation private \
 	bash -c "$(declare -f inner); inner '$root'" </dev/null 2>&1 | tee "$root.log" || rc=$?
 say "exit $rc; commit $commit; kernel $(uname -r)"
 exit $rc
+}
+main "$@"
