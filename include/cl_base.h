@@ -95,7 +95,7 @@ int cl_base_chunk_hashes(const struct cl_base *b, enum cl_image_id image, uint64
                          uint64_t n, uint8_t (*out)[CL_SHA256_LEN]);
 
 /* Checks base chunk idx of image, as data (its cl_chunk_len bytes) or, data
- * NULL, as a hole (zeros), against want, its hash from the index: 0, or -EIO
+ * NULL, as a hole (zeros), against want, its hash from the index: 0, or -EBADMSG
  * with a message naming the base file and chunk. */
 int cl_base_check_against(const struct cl_base *b, enum cl_image_id image, uint64_t idx,
                           const void *data, const uint8_t want[CL_SHA256_LEN]);
@@ -104,19 +104,19 @@ int cl_base_check_against(const struct cl_base *b, enum cl_image_id image, uint6
  * hole of the base and is checked as zeros without reading (buf may be
  * NULL); otherwise it is read whole into buf (chunk_size bytes, zero-filled
  * past the base's end, as cl_base_read) and hashed, so that the caller can
- * use the very bytes that were checked. 0, or -EIO with a message naming
+ * use the very bytes that were checked. 0, or -EBADMSG with a message naming
  * the base file and chunk when they differ. Thread-safe. */
 int cl_base_read_checked(const struct cl_base *b, enum cl_image_id image, uint64_t idx, int hole,
                          void *buf);
 
 /* Checks data, base chunk idx of image as read (its cl_chunk_len bytes),
- * against the index: 0, or -EIO naming the base file and chunk. */
+ * against the index: 0, or -EBADMSG naming the base file and chunk. */
 int cl_base_check_chunk(const struct cl_base *b, enum cl_image_id image, uint64_t idx,
                         const void *data);
 
 /* Checks every chunk of both images of b against its index (holes without
  * reading them), on all cores, with a progress bar. Prints one line per bad
- * chunk (at most max_report), counts them in *bad, and returns -EIO if any. */
+ * chunk (at most max_report), counts them in *bad, and returns -EBADMSG if any. */
 int cl_base_check_all(struct cl_base *b, unsigned max_report, uint64_t *bad);
 
 /* Calls fn for every registered base; stops at a non-zero return. */

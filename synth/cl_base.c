@@ -962,11 +962,11 @@ int cl_base_check_against(const struct cl_base *b, enum cl_image_id image, uint6
 	if (!memcmp(have, want, CL_SHA256_LEN))
 		return 0;
 	if (!data)
-		return cl_errorf(-EIO,
+		return cl_errorf(-EBADMSG,
 		                 "base %s chunk %llu: a hole where the index says data (the base "
 		                 "changed since it was registered)",
 		                 b->path[image], (unsigned long long)idx);
-	return cl_errorf(-EIO,
+	return cl_errorf(-EBADMSG,
 	                 "base %s chunk %llu: SHA-256 mismatch (the base changed since it was "
 	                 "registered)",
 	                 b->path[image], (unsigned long long)idx);
@@ -1083,8 +1083,8 @@ int cl_base_check_all(struct cl_base *b, unsigned max_report, uint64_t *bad)
 	if (bad)
 		*bad = atomic_load(&j.bad);
 	if (r == 0 && atomic_load(&j.bad))
-		r = cl_errorf(-EIO, "base %s: %llu chunks differ from its index", b->path[CL_DISK],
-		              (unsigned long long)atomic_load(&j.bad));
+		r = cl_errorf(-EBADMSG, "base %s: %llu chunks differ from its index",
+		              b->path[CL_DISK], (unsigned long long)atomic_load(&j.bad));
 	return r;
 }
 

@@ -204,7 +204,7 @@ struct run {
 static int run_fail(struct run *rn, atomic_uint_fast64_t *counter, int r)
 {
 	atomic_fetch_add(counter, 1);
-	if (rn->verify && (r == -EBADMSG || r == -EIO)) {
+	if (rn->verify && r == -EBADMSG) {
 		/* Say what failed; verify lists every fault. */
 		fprintf(stderr, "cloudlet: %s\n", cl_error_msg());
 		return 0;

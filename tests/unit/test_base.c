@@ -164,7 +164,7 @@ static void damage_and_apply(uint64_t chunk, const char *out)
 
 	assert_int_equal(cl_meta_load(path("ov"), &m, &loc), 0);
 	assert_int_equal(cl_base_find(path("bd"), &b), 0); /* size and mtime agree */
-	assert_int_equal(cl_apply(b, m, loc, path(out), NULL), -EIO);
+	assert_int_equal(cl_apply(b, m, loc, path(out), NULL), -EBADMSG);
 	snprintf(want, sizeof(want), "base %s chunk %llu: SHA-256 mismatch", path("bd"),
 	         (unsigned long long)chunk);
 	assert_non_null(strstr(cl_error_msg(), want));
@@ -172,10 +172,10 @@ static void damage_and_apply(uint64_t chunk, const char *out)
 	assert_int_equal(access(path(out), F_OK), -1); /* the directory it made is gone */
 	/* Into a directory that exists: nothing left in it. */
 	assert_int_equal(mkdir(path(out), 0755), 0);
-	assert_int_equal(cl_apply(b, m, loc, path(out), NULL), -EIO);
+	assert_int_equal(cl_apply(b, m, loc, path(out), NULL), -EBADMSG);
 	assert_int_equal(rmdir(path(out)), 0); /* fails unless empty */
 
-	assert_int_equal(cl_base_check_all(b, 0, &nbad), -EIO);
+	assert_int_equal(cl_base_check_all(b, 0, &nbad), -EBADMSG);
 	assert_int_equal(nbad, 1);
 	cl_base_free(b);
 

@@ -468,6 +468,14 @@ static void test_events(void **state)
 	cl_lazy_close(l);
 }
 
+static double now_s(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
 /* Writes len bytes (data NULL: punches a hole) at off of a file and puts
  * its mtime back, as `touch -r` would: the base id check (size and mtime)
  * cannot see it. */
@@ -564,6 +572,42 @@ static void test_base_damage(void **state)
 	free(orig);
 }
 
+/* A base chunk that a delta decodes against (disk 25, one of the edits of
+ * disk 20..39), changed in place: the delta's segment cannot be made, so
+ * reads that need it fail with EIO at once (not at their timeout), named. */
+static void test_base_delta_source(void **state)
+{
+	struct cl_lazy_opts o = {.no_cache = 1, .timeout_ms = 20000};
+	const uint64_t cs = CL_TEST_CS;
+	size_t orig_len;
+	uint8_t *orig = cl_test_read(path("bd"), &orig_len), bad[1], buf[CL_TEST_CS];
+	struct cl_lazy_stats st;
+	struct cl_lazy *l;
+	char want_reason[600];
+	double t0;
+
+	(void)state;
+	assert_non_null(orig);
+	make_overlay("ov-delta", 0);
+	bad[0] = orig[25 * cs + 3000] ^ 0x20;
+	change_keep_mtime(path("bd"), 25 * cs + 3000, 1, bad);
+	l = open_lazy("ov-delta", &o);
+	assert_int_equal(cl_lazy_start(l), 0);
+	t0 = now_s();
+	assert_int_equal(io(l, 0, CL_DISK, 25 * cs, cs, buf), -EIO);
+	assert_true(now_s() - t0 < 10);
+	cl_lazy_stats(l, &st);
+	snprintf(want_reason, sizeof(want_reason), "base %s chunk 25: SHA-256 mismatch",
+	         path("bd"));
+	assert_non_null(strstr(st.reason, want_reason));
+	/* Chunks of other segments are served. */
+	assert_int_equal(io(l, 0, CL_MEMORY, 100 * cs, cs, buf), (ssize_t)cs);
+	assert_memory_equal(buf, want[CL_MEMORY] + 100 * cs, cs);
+	cl_lazy_close(l);
+	change_keep_mtime(path("bd"), 25 * cs + 3000, 1, orig + 25 * cs + 3000);
+	free(orig);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -571,7 +615,7 @@ int main(void)
 	    cmocka_unit_test(test_copy_on_write), cmocka_unit_test(test_cache_reuse),
 	    cmocka_unit_test(test_bounded_waits), cmocka_unit_test(test_shutdown_wakes),
 	    cmocka_unit_test(test_corrupt_pack),  cmocka_unit_test(test_events),
-	    cmocka_unit_test(test_base_damage),
+	    cmocka_unit_test(test_base_damage),   cmocka_unit_test(test_base_delta_source),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
