@@ -22,14 +22,15 @@ static const char apply_usage[] =
     "  -h, --help         this help\n";
 
 static const char verify_usage[] =
-    "Usage: cloudlet verify [--quick] IMAGE OVERLAY\n"
+    "Usage: cloudlet verify [--quick] IMAGE [OVERLAY]\n"
     "\n"
     "Checks that OVERLAY was made for the registered base IMAGE, that every segment\n"
     "of its pack matches its SHA-256, that every synthesized chunk matches its\n"
     "SHA-256, and that every chunk of the base's disk and memory images matches the\n"
     "base's index (the hashes taken when it was registered; holes are checked\n"
-    "without reading them), without writing anything. Lists every fault; exits 0\n"
-    "only if all hold.\n"
+    "without reading them), without writing anything. With IMAGE alone, checks only\n"
+    "the registered base against its index. Lists every fault; exits 0 only if all\n"
+    "hold.\n"
     "\n"
     "Options:\n"
     "      --quick  skip the check of every base chunk (the base chunks that\n"
@@ -164,8 +165,16 @@ int cl_cmd_verify(int argc, char **argv)
 			return cl_cli_usage("verify", "bad option");
 		quick = 1;
 	}
+	if (optind == argc - 1) {
+		r = cl_base_find(argv[optind], &b);
+		if (r < 0)
+			return cl_cli_fail(r, NULL);
+		r = verify_base(b);
+		cl_base_free(b);
+		return r < 0 ? cl_cli_fail(r, NULL) : 0;
+	}
 	if (optind != argc - 2)
-		return cl_cli_usage("verify", "expected IMAGE and OVERLAY");
+		return cl_cli_usage("verify", "expected IMAGE [OVERLAY]");
 	r = open_pair(argv[optind], argv[optind + 1], &b, &m, &loc);
 	if (r < 0)
 		return cl_cli_fail(r, NULL);

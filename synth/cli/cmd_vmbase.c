@@ -540,6 +540,10 @@ static int keep_boot_files(const char *image, const struct cl_domxml_spec *spec)
 	}
 	if (r == 0)
 		r = cl_write_file_atomic(b->domain_path, out, strlen(out), 0644);
+	/* The registration is complete: hash the XML, kernel and initrd into
+	 * base.conf, checked before use from now on. */
+	if (r == 0)
+		r = cl_base_seal(b);
 	if (r == 0)
 		printf("kernel%s copied into %s\n", names[1] ? " and initrd" : "", b->dir);
 	free(to);

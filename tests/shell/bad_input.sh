@@ -659,7 +659,7 @@ apply $g/a.disk $ov
 apply $g/a.disk $ov -o
 apply $g/a.disk $ov -o $out extra
 apply --bogus $g/a.disk $ov -o $out
-verify $g/a.disk
+verify
 info
 info --bogus $ov
 base $g/a.disk --ram lots

@@ -10,7 +10,8 @@
 #    identical to a good `cloudlet apply`, and the daemon stays up;
 #    `cloudlet apply` fails with one line naming the base file and chunk
 #    and leaves nothing in its output directory; `cloudlet verify IMAGE
-#    OVERLAY` fails naming it, `--quick` (which skips the base) passes;
+#    OVERLAY` fails naming it, `--quick` (which skips the base) passes,
+#    `cloudlet verify IMAGE` (the base alone) fails naming it;
 #  - the same with a hole punched (fallocate --punch-hole) at chunk H, where
 #    the index says data;
 #  - the base put back (mtime kept): apply and verify pass again;
@@ -118,6 +119,9 @@ sys.exit(1)' "$MP/disk/image" $(((k + 1) * CS - 1)) || fail "a read from the las
 	ok "$(head -1 "$T/err")"
 	cl verify --quick "$B" "$T/ov" || fail "verify --quick (it skips the base)"
 	ok "--quick: $(cat "$T/out")"
+	cl verify "$B" && fail "verify IMAGE succeeded"
+	grep -qF "base $B chunk $name: $3" "$T/err" || fail "verify IMAGE does not name base chunk $k"
+	ok "verify IMAGE: $(head -1 "$T/err")"
 }
 
 # A byte flipped in chunk U, the mtime kept.
@@ -140,6 +144,8 @@ cl apply "$B" "$T/ov" -o "$T/apply2" || fail "apply after putting the base back"
 cmp "$T/apply/disk.img" "$T/apply2/disk.img" || fail "disk.img differs"
 cmp "$T/apply/memory.img" "$T/apply2/memory.img" || fail "memory.img differs"
 cl verify "$B" "$T/ov" || fail "verify after putting the base back"
+ok "$(cat "$T/out")"
+cl verify "$B" || fail "verify IMAGE after putting the base back"
 ok "$(cat "$T/out")"
 # A large sparse base (8 GiB disk + 2 GiB memory, an 80 MiB index) against
 # a small one (64 + 16 MiB) with the same data: the daemon looks the index
