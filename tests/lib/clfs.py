@@ -301,12 +301,9 @@ def endreads(mnt, ref, metapath, n, tmax):
     print("%.2f %s %d/%d %d" % (t, ",".join(map(str, sorted(segs))), present, total, ahead))
 
 
-def goodrest(mnt, ref, metapath, s):
-    """Every chunk not in segment s reads correctly (O_DIRECT, runs of up to
-    1 MiB that skip the bad chunks)."""
-    body = meta(metapath)
-    s = int(s)
-    bad = {key for key, g in payload(body).items() if g == s}
+def _reads_except(mnt, ref, body, bad):
+    """Every chunk not in bad ((image, index) pairs) reads as in ref
+    (O_DIRECT, runs of up to 1 MiB that skip the bad chunks)."""
     nreads = 0
     for im in (0, 1):
         size = body["images"][im][0]
@@ -331,6 +328,13 @@ def goodrest(mnt, ref, metapath, s):
                 k = e
         os.close(fd)
     print("%d reads, %d chunks skipped" % (nreads, len(bad)))
+
+
+def goodrest(mnt, ref, metapath, s):
+    """Every chunk not in segment s reads correctly."""
+    body = meta(metapath)
+    s = int(s)
+    _reads_except(mnt, ref, body, {key for key, g in payload(body).items() if g == s})
 
 
 def blocked(mnt, s, out):
@@ -388,33 +392,8 @@ def basepick(metapath, basedisk):
 
 def goodexcept(mnt, ref, metapath, *specs):
     """Every chunk but the given IMAGE:N ones reads as `cloudlet apply`
-    wrote it (O_DIRECT, runs of up to 1 MiB that skip them)."""
-    body = meta(metapath)
-    bad = {spec(s) for s in specs}
-    nreads = 0
-    for im in (0, 1):
-        size = body["images"][im][0]
-        n = (size + CS - 1) // CS
-        fd = os.open(os.path.join(mnt, IMAGES[im], "image"), os.O_RDONLY | os.O_DIRECT)
-        buf = mmap.mmap(-1, 256 * CS)
-        with open(os.path.join(ref, ("disk.img", "memory.img")[im]), "rb") as ef:
-            k = 0
-            while k < n:
-                if (im, k) in bad:
-                    k += 1
-                    continue
-                e = k
-                while e < n and e - k < 256 and (im, e) not in bad:
-                    e += 1
-                ln = min(e * CS, size) - k * CS
-                got = os.preadv(fd, [memoryview(buf)[:(e - k) * CS]], k * CS)
-                ef.seek(k * CS)
-                if got != ln or buf[:ln] != ef.read(ln):
-                    sys.exit("%s chunks %d..%d differ" % (IMAGES[im], k, e - 1))
-                nreads += 1
-                k = e
-        os.close(fd)
-    print("%d reads, %d chunks skipped" % (nreads, len(bad)))
+    wrote it."""
+    _reads_except(mnt, ref, meta(metapath), {spec(x) for x in specs})
 
 
 cmd, args = sys.argv[1], sys.argv[2:]
