@@ -73,6 +73,7 @@ base with
 base without --no-free-memory
 size() { echo $(($(stat -c %s "$1/overlay-meta") + $(stat -c %s "$1/overlay-blob"))); }
 mib() { echo "$1 / 1048576" | bc -l | xargs printf '%.1f'; }
+echo "commit $(git -C "$src" describe --always --dirty 2>/dev/null || echo unknown), kernel $(uname -r), $(date -u '+%Y-%m-%d %H:%M UTC')"
 echo "| workload | without (--no-free-memory, no TRIM) | with free memory and TRIM | with / without | Elijah 2013 |"
 echo "|---|---|---|---|---|"
 for w in reference install; do

@@ -7,8 +7,8 @@
 #   2. latency of one 4 KiB read of a chunk whose segment is missing (HTTP on
 #      loopback, no_stream, no_cache, POSIX_FADV_RANDOM), xz and zstd packs;
 #   3. time from `cloudlet mount` until every chunk of a recorded trace has
-#      been read, over a 40 Mbit/s link (nginx limit_rate 5000000 with
-#      -o connections=1: one connection, so the link is never exceeded),
+#      been read, over a 40 Mbit/s link (an HTB class on lo for nginx's port,
+#      tests/lib/link.sh: shared by every connection, as a real link is),
 #      overlay in plain and in trace order, against downloading the whole
 #      overlay with curl at the same rate (and then `cloudlet apply`);
 #   4. the daemon's peak RSS (VmHWM) for an 8 GiB disk + 2 GiB memory VM with
@@ -27,7 +27,7 @@ tools=$build/tests/tools
 W=$build/guest
 BENCH_MEMORY=${BENCH_MEMORY:-1}
 RUNS=3
-LINK_RATE=5000000 # bytes/s: 40 Mbit/s
+LINK_RATE=40mbit
 NLAT=20           # chunks timed per latency run
 cmdline="tests/bench/bench-fs.sh${1:+ $1}"
 [ "$BENCH_MEMORY" = 1 ] || cmdline="BENCH_MEMORY=$BENCH_MEMORY $cmdline"
@@ -45,6 +45,8 @@ done
 [ -z "$missing" ] || { echo "bench-fs.sh: missing; apt-get install$missing" >&2; exit 1; }
 # shellcheck source=../lib/nginx.sh
 source "$src/tests/lib/nginx.sh"
+# shellcheck source=../lib/link.sh
+source "$src/tests/lib/link.sh"
 
 log() { echo "bench-fs: $*" >&2; }
 load0=$(cut -d' ' -f1-3 /proc/loadavg)
@@ -63,6 +65,7 @@ cleanup() {
 	for m in "${FS_MOUNTS[@]}"; do
 		mountpoint -q "$m" && { "$cloudlet" -q umount "$m" 2>/dev/null || umount -l "$m"; }
 	done
+	[ -z "${NGINX_PORT:-}" ] || cl_link_unshape "$NGINX_PORT"
 	cl_nginx_stop
 	if grep -q " $T/" /proc/mounts; then
 		echo "bench-fs: still mounted under $T, not removed:" >&2
@@ -182,7 +185,7 @@ fusermount3 -u "$T/sq/mnt"
 rm -rf "$T/sq" "$T/cache"
 
 # --- 2. latency of a missing chunk, loopback --------------------------------
-cl_nginx_start "$T/nginx" "$T/www" "location /slow/ { alias $T/www/; limit_rate $LINK_RATE; }" >/dev/null
+cl_nginx_start "$T/nginx" "$T/www" >/dev/null
 URL=http://127.0.0.1:$NGINX_PORT
 # pick_chunks OVERLAY: NLAT chunks (disk first), each in a different segment
 # that holds no device state or domain XML, spread over the pack:
@@ -273,6 +276,11 @@ trace_segs() {
 read -r trace_payload segs_plain <<<"$(trace_segs "$OV")"
 read -r _ segs_trace <<<"$(trace_segs "$T/www/ov-trace")"
 
+# A server of its own whose port is shaped: every connection shares the link.
+cl_nginx_stop
+cl_nginx_start "$T/nginx3" "$T/www" >/dev/null
+URL=http://127.0.0.1:$NGINX_PORT
+cl_link_shape "$NGINX_PORT" "$LINK_RATE" || { log "cannot shape lo (needs root, tc, HTB)"; exit 1; }
 declare -A tt tb
 for ov in xz trace; do
 	log "3. trace readable over 40 Mbit/s (overlay order: $ov)"
@@ -280,7 +288,7 @@ for ov in xz trace; do
 	for i in $(seq $RUNS); do
 		drop
 		s=$(now)
-		fs_mount "$base_d" "$URL/slow/ov-$ov/overlay-meta" "$M" connections=1,no_cache
+		fs_mount "$base_d" "$URL/ov-$ov/overlay-meta" "$M" no_cache
 		"$tools/chunk_read" "$M" "$T/trace" >/dev/null
 		e=$(now)
 		b=$(status "$M" bytes)
@@ -297,8 +305,8 @@ for i in $(seq $RUNS); do
 	mkdir -p "$T/dl"
 	drop
 	s=$(now)
-	curl -sSf "$URL/slow/ov-xz/overlay-meta" -o "$T/dl/overlay-meta" \
-		"$URL/slow/ov-xz/overlay-blob" -o "$T/dl/overlay-blob"
+	curl -sSf "$URL/ov-xz/overlay-meta" -o "$T/dl/overlay-meta" \
+		"$URL/ov-xz/overlay-blob" -o "$T/dl/overlay-blob"
 	e=$(now)
 	"$cloudlet" -q apply "$base_d" "$T/dl" -o "$T/out" >/dev/null
 	f=$(now)
@@ -307,6 +315,7 @@ for i in $(seq $RUNS); do
 done
 rm -rf "$T/dl" "$T/out"
 t_dl=$(fmt "$(med "${dl[@]}")") t_ap=$(fmt "$(med "${ap[@]}")")
+cl_link_unshape "$NGINX_PORT"
 cl_nginx_stop
 
 # --- 4. memory use of the daemon ---------------------------------------------
@@ -384,7 +393,7 @@ fi
 ratio() { fmt "$(calc "$1 / $2")"; }
 kmib() { fmt "$(calc "$1 / 1024")" 1; } # KiB -> MiB
 cat <<MD
-Command: \`$cmdline\`, $(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) cores
+Command: \`$cmdline\`, commit $(git -C "$src" describe --always --dirty 2>/dev/null || echo unknown), $(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) cores
 ($(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -1)), $(free -g | awk '/^Mem/ {print $2}') GiB RAM, kernel $(uname -r),
 $(fio --version), squashfuse $(dpkg-query -W -f='${Version}' squashfuse 2>/dev/null || echo '?'), nginx $(/usr/sbin/nginx -v 2>&1 | sed 's#.*/##').
 Workload: the real-guest reference workload ($(mib "$(stat -c %s "$new_d")" 0) MiB disk, $(mib "$(stat -c %s "$new_m")" 0) MiB memory);
@@ -429,9 +438,8 @@ Per segment, the worst of its $RUNS reads: xz: ${lat_seg[xz]}. zstd: ${lat_seg[z
 Trace: a fresh local mount, its disk/image loop-mounted read-only (ext4, \`noload\`), $(mib "$trace_bytes") MiB of
 customized files read (${#trace_files[@]} files); \`cloudlet trace\`: $trace_chunks disk chunks, $trace_payload of them with
 a payload in the overlay, in $segs_plain of $ov_segments segments in plain order, $segs_trace in trace order.
-Link: nginx \`limit_rate $LINK_RATE\` (40 Mbit/s) per connection, and the daemon mounted with
-\`-o connections=1,no_cache\` (one connection: the background stream and demand fetches share it, so the
-link's rate is never exceeded). Time from the start of \`cloudlet mount\` (by URL) until a program has read
+Link: nginx on 127.0.0.1 behind an HTB class of $LINK_RATE on its port on \`lo\` (tests/lib/link.sh), shared
+by all of the daemon's connections as on a real link; the daemon mounted with \`-o no_cache\`. Time from the start of \`cloudlet mount\` (by URL) until a program has read
 every traced chunk through the mount, in trace order (POSIX_FADV_RANDOM, one pread each).
 
 | | time (s) | fetched by then (MiB) | of the overlay |

@@ -70,7 +70,8 @@ xtotal=$((xd_size + xm_size))
 
 cat <<MD
 Workload: $(mib "$(stat -c %s "$new_d")") MiB disk + $(mib "$(stat -c %s "$new_m")") MiB memory (the real-guest
-reference workload of tests/guest/make-workload.sh), $(nproc) cores, $(date -u +%Y-%m-%d).
+reference workload of tests/guest/make-workload.sh), $(nproc) cores, $(date -u '+%Y-%m-%d %H:%M UTC'),
+commit $(git -C "$src" describe --always --dirty 2>/dev/null || echo unknown), kernel $(uname -r).
 
 | | overlay size | vs baseline | create (s) | apply (s) | baseline apply (s) | apply / baseline |
 |---|---|---|---|---|---|---|

@@ -1,0 +1,128 @@
+#!/bin/bash
+# SPDX-License-Identifier: GPL-2.0-only
+# bench-verify.sh: what checking every base byte costs (issue 12): this build
+# against a build of REF (default 85cc6b4, the commit before base checks),
+# side by side in one run, on the real-guest reference workload:
+#   seq     fio sequential 1 MiB reads of disk/image and of memory/image
+#           through a complete mount (MB/s; the base chunks the overlay
+#           leaves unchanged are checked on their first read of each mount),
+#   rnd     fio random 4 KiB reads of disk/image, 1 thread (IOPS),
+#   apply   `cloudlet apply` of the xz overlay (seconds).
+# Each run of a read is a new mount over a filled cache (nothing fetched, every
+# base chunk unchecked again) with the page cache dropped; old and new
+# alternate; medians of RUNS (default 3). Goal: at most 10% slower.
+# Needs root, fio, git. Usage: tests/bench/bench-verify.sh [-r RUNS] [--ref REF] BUILD_DIR
+set -euo pipefail
+src=$(cd "$(dirname "$0")/../.." && pwd)
+RUNS=3
+REF=85cc6b4
+while [ $# -gt 1 ]; do
+	case $1 in
+	-r) RUNS=$2; shift 2 ;;
+	--ref) REF=$2; shift 2 ;;
+	*) break ;;
+	esac
+done
+[ $# -eq 1 ] || { echo "usage: $0 [-r RUNS] [--ref REF] BUILD_DIR" >&2; exit 2; }
+build=$(cd "$1" && pwd)
+[ "$(id -u)" = 0 ] || { echo "bench-verify.sh: needs root (drop_caches, mounts)" >&2; exit 1; }
+command -v fio >/dev/null || { echo "bench-verify.sh: apt-get install fio" >&2; exit 1; }
+[ -x "$build/cloudlet" ] && [ -x "$build/cloudletfs" ] || { echo "build $build first" >&2; exit 1; }
+log() { echo "bench-verify: $*" >&2; }
+drop() { sync; echo 3 >/proc/sys/vm/drop_caches; }
+med() { printf '%s\n' "$@" | sort -g | awk '{v[NR]=$1} END {print (NR%2) ? v[(NR+1)/2] : (v[NR/2]+v[NR/2+1])/2}'; }
+
+W=$build/guest
+bash "$src/tests/guest/make-workload.sh" "$W" >/dev/null
+T=$(mktemp -d /var/tmp/cl-bench-verify.XXXXXX)
+MOUNTS=()
+cleanup() {
+	local m
+	for m in "${MOUNTS[@]}"; do
+		grep -q " $m fuse" /proc/mounts && { "$build/cloudlet" -q umount "$m" || umount -l "$m"; }
+	done
+	rm -rf "$T"
+}
+trap cleanup EXIT
+
+refc=$(git -C "$src" rev-parse --short "$REF")
+log "building $REF ($refc) in $T/old"
+mkdir -p "$T/old/src"
+git -C "$src" archive "$refc" | tar -x -C "$T/old/src"
+cmake -S "$T/old/src" -B "$T/old/build" -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+cmake --build "$T/old/build" -j"$(nproc)" --target cloudlet cloudletfs >/dev/null
+declare -A BIN=([old]=$T/old/build [new]=$build)
+
+# Each build registers the base and makes the overlay in a home of its own.
+for v in old new; do
+	export CLOUDLET_HOME=$T/$v/home
+	"${BIN[$v]}/cloudlet" -q base "$W/base/disk.img" --memory "$W/base/memory.img" \
+		--state "$W/base/state" --domain "$W/base/domain.xml" >/dev/null
+	"${BIN[$v]}/cloudlet" -q overlay "$W/base/disk.img" --disk "$W/custom/disk.img" \
+		--memory "$W/custom/memory.img" --state "$W/custom/state" \
+		--domain "$W/custom/domain.xml" -o "$T/$v/ov" >/dev/null
+	# Fill the cache once.
+	M=$T/$v/mnt
+	mkdir -p "$M"
+	MOUNTS+=("$M")
+	"${BIN[$v]}/cloudlet" -q mount "$W/base/disk.img" "$T/$v/ov" "$M" -o cache_dir="$T/$v/cache"
+	for i in $(seq 600); do grep -q '^state: complete' "$M/status" && break; sleep 0.1; done
+	grep -q '^state: complete' "$M/status" || { log "$v: not complete"; exit 1; }
+	cmp "$M/disk/image" "$W/custom/disk.img" && cmp "$M/memory/image" "$W/custom/memory.img" ||
+		{ log "$v: the mount serves wrong bytes"; exit 1; }
+	"${BIN[$v]}/cloudlet" -q umount "$M"
+done
+
+# fio_read V IMAGE ARGS...: one fio job through a new mount of build V; MB/s or IOPS.
+fio_read() {
+	local v=$1 im=$2 what=$3 M
+	shift 3
+	M=$T/$v/mnt
+	export CLOUDLET_HOME=$T/$v/home
+	"${BIN[$v]}/cloudlet" -q mount "$W/base/disk.img" "$T/$v/ov" "$M" -o cache_dir="$T/$v/cache"
+	drop
+	fio --name=b --filename="$M/$im/image" --readonly --ioengine=psync --output-format=json "$@" |
+		python3 -c 'import json, sys
+s = sys.stdin.read(); r = json.loads(s[s.index("{"):])["jobs"][0]["read"]
+print("%.1f" % (r["bw_bytes"] / 1e6) if sys.argv[1] == "mb" else "%.0f" % r["iops"])' "$what"
+	"${BIN[$v]}/cloudlet" -q umount "$M"
+}
+apply_s() {
+	local v=$1 t0
+	export CLOUDLET_HOME=$T/$v/home
+	rm -rf "$T/$v/out"
+	drop
+	t0=$(date +%s.%N)
+	"${BIN[$v]}/cloudlet" -q apply "$W/base/disk.img" "$T/$v/ov" -o "$T/$v/out"
+	echo "$(date +%s.%N) - $t0" | bc
+}
+
+declare -A R
+for i in $(seq "$RUNS"); do
+	for v in old new; do
+		log "run $i: $v"
+		R[$v,seqd]="${R[$v,seqd]:-} $(fio_read $v disk mb --rw=read --bs=1M)"
+		R[$v,seqm]="${R[$v,seqm]:-} $(fio_read $v memory mb --rw=read --bs=1M)"
+		R[$v,rnd]="${R[$v,rnd]:-} $(fio_read $v disk io --rw=randread --bs=4k --number_ios=20000)"
+		R[$v,apply]="${R[$v,apply]:-} $(apply_s $v)"
+	done
+done
+
+echo "commit $(git -C "$src" describe --always --dirty) against $REF ($refc), kernel $(uname -r), $(date -u '+%Y-%m-%d %H:%M UTC'), medians of $RUNS"
+echo
+echo "| | $refc (no base checks) | this build | cost | goal: cost <= 10% |"
+echo "|---|---|---|---|---|"
+row() { # NAME KEY HIGHER_IS_BETTER
+	local o n c
+	# shellcheck disable=SC2086 # word splitting wanted
+	o=$(med ${R[old,$2]})
+	# shellcheck disable=SC2086
+	n=$(med ${R[new,$2]})
+	if [ "$3" = 1 ]; then c=$(echo "100 * ($o - $n) / $o" | bc -l); else c=$(echo "100 * ($n - $o) / $o" | bc -l); fi
+	printf '| %s | %s | %s | %+.1f%% | %s |\n' "$1" "$o" "$n" "$c" \
+		"$([ "$(echo "$c <= 10" | bc)" = 1 ] && echo met || echo '**not met**')"
+}
+row "disk/image sequential 1 MiB (MB/s)" seqd 1
+row "memory/image sequential 1 MiB (MB/s)" seqm 1
+row "disk/image random 4 KiB, 1 thread (IOPS)" rnd 1
+row "cloudlet apply, xz (s)" apply 0
