@@ -109,11 +109,6 @@ int cl_base_check_against(const struct cl_base *b, enum cl_image_id image, uint6
 int cl_base_read_checked(const struct cl_base *b, enum cl_image_id image, uint64_t idx, int hole,
                          void *buf);
 
-/* Checks data, base chunk idx of image as read (its cl_chunk_len bytes),
- * against the index: 0, or -EBADMSG naming the base file and chunk. */
-int cl_base_check_chunk(const struct cl_base *b, enum cl_image_id image, uint64_t idx,
-                        const void *data);
-
 /* Checks every chunk of both images of b against its index (holes without
  * reading them), on all cores, with a progress bar. Prints one line per bad
  * chunk (at most max_report), counts them in *bad, and returns -EBADMSG if any. */

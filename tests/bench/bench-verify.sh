@@ -93,7 +93,7 @@ apply_s() {
 	rm -rf "$T/$v/out"
 	drop
 	t0=$(date +%s.%N)
-	"${BIN[$v]}/cloudlet" -q apply "$W/base/disk.img" "$T/$v/ov" -o "$T/$v/out"
+	"${BIN[$v]}/cloudlet" -q apply "$W/base/disk.img" "$T/$v/ov" -o "$T/$v/out" >/dev/null
 	echo "$(date +%s.%N) - $t0" | bc
 }
 

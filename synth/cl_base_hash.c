@@ -1,0 +1,415 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
+/* Chunk hashes of a base (see cl_base.h): hashing images, the hash lookup
+ * that overlay creation uses, and checking base bytes against the index,
+ * which is opened with a streamed check against the base id and read with
+ * pread, never loaded. */
+#include "cl_base.h"
+#include "cl_base_index.h"
+#include "cl_error.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <openssl/evp.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define HASH_BATCH 1024 /* chunks hashed per work item */
+
+void cl_zero_hash(uint32_t chunk_len, uint8_t out[CL_SHA256_LEN])
+{
+	static _Thread_local uint32_t cached_len = UINT32_MAX;
+	static _Thread_local uint8_t cached[CL_SHA256_LEN];
+	void *zero;
+
+	if (chunk_len != cached_len) {
+		zero = calloc(1, chunk_len ? chunk_len : 1);
+		if (!zero)
+			abort(); /* a few KiB; nothing sensible to return */
+		cl_sha256(zero, chunk_len, cached);
+		free(zero);
+		cached_len = chunk_len;
+	}
+	memcpy(out, cached, CL_SHA256_LEN);
+}
+
+struct hash_job {
+	int fd;
+	const char *path;
+	uint64_t size;
+	uint32_t chunk_size;
+	uint8_t (*hashes)[CL_SHA256_LEN];
+	struct cl_progress *prog;
+};
+
+static int hash_batch(void *ctx, size_t item)
+{
+	struct hash_job *j = ctx;
+	uint64_t first = (uint64_t)item * HASH_BATCH, n, k, start, end;
+	uint8_t zero[CL_SHA256_LEN];
+	off_t data;
+	uint8_t *buf;
+	int r;
+
+	n = cl_chunk_count(j->size, j->chunk_size) - first;
+	if (n > HASH_BATCH)
+		n = HASH_BATCH;
+	start = first * j->chunk_size;
+	end = start + n * j->chunk_size;
+	if (end > j->size)
+		end = j->size;
+	/* A batch wholly inside a hole is zeros without reading it. */
+	data = lseek(j->fd, (off_t)start, SEEK_DATA);
+	if ((data < 0 && errno == ENXIO) || (data >= 0 && (uint64_t)data >= end)) {
+		for (k = 0; k < n; k++) {
+			cl_zero_hash(cl_chunk_len(j->size, j->chunk_size, first + k), zero);
+			memcpy(j->hashes[first + k], zero, CL_SHA256_LEN);
+		}
+		cl_progress_add(j->prog, end - start);
+		return 0;
+	}
+	buf = malloc(end - start);
+	if (!buf)
+		return -ENOMEM;
+	r = cl_pread_full(j->fd, buf, end - start, start, j->path);
+	if (r == 0)
+		for (k = 0; k < n; k++)
+			cl_sha256(buf + k * j->chunk_size,
+			          cl_chunk_len(j->size, j->chunk_size, first + k),
+			          j->hashes[first + k]);
+	free(buf);
+	cl_progress_add(j->prog, end - start);
+	return r;
+}
+
+int cl_hash_image(int fd, const char *path, uint64_t size, uint32_t chunk_size,
+                  uint8_t (*hashes)[CL_SHA256_LEN], struct cl_progress *prog)
+{
+	struct hash_job j = {fd, path, size, chunk_size, hashes, prog};
+	uint64_t n = cl_chunk_count(size, chunk_size);
+
+	if (!path || !chunk_size || (!hashes && n))
+		return -EINVAL;
+	return cl_pfor(0, (size_t)((n + HASH_BATCH - 1) / HASH_BATCH), hash_batch, &j);
+}
+
+/* Hashes the index's header and chunk hashes as they are streamed: one
+ * digest for the file's checksum, one for the base id (which covers the
+ * chunk hashes, see base_compute_id). */
+static int index_stream_check(struct cl_base *b, int fd, const char *path, const uint8_t *hdr)
+{
+	uint8_t digest[CL_SHA256_LEN], id[CL_SHA256_LEN], stored[CL_SHA256_LEN], idhdr[14 + 4 + 16];
+	uint64_t off = INDEX_HDR, end = INDEX_HDR + (b->nchunks[0] + b->nchunks[1]) * CL_SHA256_LEN;
+	EVP_MD_CTX *file = EVP_MD_CTX_new(), *idc = EVP_MD_CTX_new();
+	unsigned n = CL_SHA256_LEN;
+	uint8_t *buf = malloc(INDEX_BLOCK);
+	size_t len;
+	int r = 0;
+
+	if (!file || !idc || !buf) {
+		r = -ENOMEM;
+		goto out;
+	}
+	memcpy(idhdr, "cloudlet-base", 14);
+	put_le(idhdr + 14, b->chunk_size, 4);
+	put_le(idhdr + 18, b->size[CL_DISK], 8);
+	put_le(idhdr + 26, b->size[CL_MEMORY], 8);
+	EVP_DigestInit_ex(file, EVP_sha256(), NULL);
+	EVP_DigestInit_ex(idc, EVP_sha256(), NULL);
+	EVP_DigestUpdate(file, hdr, INDEX_HDR);
+	EVP_DigestUpdate(idc, idhdr, sizeof(idhdr));
+	for (; off < end && r == 0; off += len) {
+		len = end - off < INDEX_BLOCK ? (size_t)(end - off) : INDEX_BLOCK;
+		r = cl_pread_full(fd, buf, len, off, path);
+		EVP_DigestUpdate(file, buf, len);
+		EVP_DigestUpdate(idc, buf, len);
+	}
+	if (r == 0)
+		r = cl_pread_full(fd, stored, CL_SHA256_LEN, end, path);
+	if (r < 0)
+		goto out;
+	EVP_DigestFinal_ex(file, digest, &n);
+	EVP_DigestFinal_ex(idc, id, &n);
+	if (memcmp(digest, stored, CL_SHA256_LEN))
+		r = cl_errorf(-EBADMSG, "%s: index is corrupt (checksum mismatch)", path);
+	else if (memcmp(id, b->id, CL_SHA256_LEN) || memcmp(hdr + 32, b->id, CL_SHA256_LEN))
+		r = cl_errorf(-EBADMSG, "%s: index does not belong to base %s (base id mismatch)",
+		              path, b->path[CL_DISK]);
+out:
+	EVP_MD_CTX_free(file);
+	EVP_MD_CTX_free(idc);
+	free(buf);
+	return r;
+}
+
+int cl_base_open_index(struct cl_base *b)
+{
+	uint8_t hdr[INDEX_HDR];
+	struct stat st;
+	char *path;
+	int fd, r;
+
+	if (b && (b->index_fd >= 0 || b->hash[CL_DISK]))
+		return 0;
+	if (!b || !b->dir || b->fd[CL_DISK] < 0)
+		return -EINVAL;
+	if (asprintf(&path, "%s/index", b->dir) < 0)
+		return -ENOMEM;
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		r = cl_errorf(-errno, "%s: %s", path, strerror(errno));
+		goto out;
+	}
+	r = cl_pread_full(fd, hdr, sizeof(hdr), 0, path);
+	if (r < 0)
+		goto out;
+	if (memcmp(hdr, INDEX_MAGIC, 8) || get_le(hdr + 8, 4) != INDEX_VERSION ||
+	    get_le(hdr + 12, 4) != b->chunk_size || get_le(hdr + 16, 8) != b->size[CL_DISK] ||
+	    get_le(hdr + 24, 8) != b->size[CL_MEMORY]) {
+		r = cl_errorf(-EBADMSG, "%s: index does not match the base images", path);
+		goto out;
+	}
+	if (fstat(fd, &st) < 0 ||
+	    (uint64_t)st.st_size !=
+	        INDEX_HDR + (b->nchunks[0] + b->nchunks[1] + 1) * CL_SHA256_LEN) {
+		r = cl_errorf(-EBADMSG, "%s: index is truncated or corrupt", path);
+		goto out;
+	}
+	r = index_stream_check(b, fd, path, hdr);
+	if (r < 0)
+		goto out;
+	/* Lookups read what they need; the page cache keeps no more. */
+	posix_fadvise(fd, 0, 0, POSIX_FADV_RANDOM);
+	b->index_fd = fd;
+	fd = -1;
+out:
+	if (fd >= 0)
+		close(fd);
+	free(path);
+	return r;
+}
+
+/* Chunk k of image im holds no data (SEEK_DATA finds none before its end);
+ * *data caches the next data offset at or after the last probe (-1: none
+ * yet), for chunks probed in increasing order. */
+static int base_chunk_hole(const struct cl_base *b, int im, uint64_t k, off_t *data)
+{
+	uint64_t start = k * b->chunk_size, end = start + b->chunk_size;
+
+	if (*data < 0 || (uint64_t)*data < start) {
+		*data = lseek(b->fd[im], (off_t)start, SEEK_DATA);
+		if (*data < 0)
+			*data = (off_t)b->size[im]; /* ENXIO: no more data */
+	}
+	return (uint64_t)*data >= end;
+}
+
+int cl_base_chunk_hashes(const struct cl_base *b, enum cl_image_id image, uint64_t first,
+                         uint64_t n, uint8_t (*out)[CL_SHA256_LEN])
+{
+	uint64_t off;
+
+	if (!b || (unsigned)image >= CL_NIMAGES || first > b->nchunks[image] ||
+	    n > b->nchunks[image] - first || !out)
+		return -EINVAL;
+	if (b->hash[image]) {
+		memcpy(out, b->hash[image][first], n * CL_SHA256_LEN);
+		return 0;
+	}
+	if (b->index_fd < 0)
+		return cl_errorf(-EINVAL, "%s: base index not opened", b->path[image]);
+	off = INDEX_HDR + ((image == CL_MEMORY ? b->nchunks[CL_DISK] : 0) + first) * CL_SHA256_LEN;
+	return cl_pread_full(b->index_fd, out, n * CL_SHA256_LEN, off, "base index");
+}
+
+int cl_base_chunk_hash(const struct cl_base *b, enum cl_image_id image, uint64_t idx,
+                       uint8_t out[CL_SHA256_LEN])
+{
+	return cl_base_chunk_hashes(b, image, idx, 1, (uint8_t(*)[CL_SHA256_LEN])out);
+}
+
+int cl_base_check_against(const struct cl_base *b, enum cl_image_id image, uint64_t idx,
+                          const void *data, const uint8_t want[CL_SHA256_LEN])
+{
+	uint32_t len = cl_chunk_len(b->size[image], b->chunk_size, idx);
+	uint8_t have[CL_SHA256_LEN];
+
+	if (data)
+		cl_sha256(data, len, have);
+	else
+		cl_zero_hash(len, have);
+	if (!memcmp(have, want, CL_SHA256_LEN))
+		return 0;
+	if (!data)
+		return cl_errorf(-EBADMSG,
+		                 "base %s chunk %llu: a hole where the index says data (the base "
+		                 "changed since it was registered)",
+		                 b->path[image], (unsigned long long)idx);
+	return cl_errorf(-EBADMSG,
+	                 "base %s chunk %llu: SHA-256 mismatch (the base changed since it was "
+	                 "registered)",
+	                 b->path[image], (unsigned long long)idx);
+}
+
+int cl_base_read_checked(const struct cl_base *b, enum cl_image_id image, uint64_t idx, int hole,
+                         void *buf)
+{
+	uint8_t want[CL_SHA256_LEN];
+	int r;
+
+	if (!b || (unsigned)image >= CL_NIMAGES || idx >= b->nchunks[image] || (!hole && !buf))
+		return -EINVAL;
+	r = cl_base_chunk_hash(b, image, idx, want);
+	if (r == 0 && !hole)
+		r = cl_base_read(b, image, idx, b->chunk_size, buf);
+	return r < 0 ? r : cl_base_check_against(b, image, idx, hole ? NULL : buf, want);
+}
+
+struct check_job {
+	struct cl_base *b;
+	struct cl_progress prog;
+	unsigned max_report;
+	atomic_uint_fast64_t bad;
+};
+
+static void check_report(struct check_job *j)
+{
+	if (atomic_fetch_add(&j->bad, 1) < j->max_report)
+		fprintf(stderr, "cloudlet: %s\n", cl_error_msg());
+}
+
+/* Chunks [first, first + n) of image im (a batch): holes against the zero
+ * hash without reading, runs of chunks with data read in one go. */
+static int check_batch(void *ctx, size_t item)
+{
+	struct check_job *j = ctx;
+	struct cl_base *b = j->b;
+	uint64_t first = (uint64_t)item * HASH_BATCH, k, n, run = 0, nrun = 0, from, have;
+	uint64_t disk_items = (b->nchunks[CL_DISK] + HASH_BATCH - 1) / HASH_BATCH;
+	uint32_t cs = b->chunk_size;
+	uint8_t(*want)[CL_SHA256_LEN] = malloc((size_t)HASH_BATCH * CL_SHA256_LEN);
+	uint8_t *buf = malloc((size_t)HASH_BATCH * cs);
+	enum cl_image_id im = CL_DISK;
+	off_t data = -1;
+	int r = 0;
+
+	if (item >= disk_items) {
+		im = CL_MEMORY;
+		first = (item - disk_items) * HASH_BATCH;
+	}
+	n = b->nchunks[im] - first < HASH_BATCH ? b->nchunks[im] - first : HASH_BATCH;
+	if (!want || !buf) {
+		r = -ENOMEM;
+		goto out;
+	}
+	r = cl_base_chunk_hashes(b, im, first, n, want);
+	for (k = first; k <= first + n && r == 0; k++) {
+		if (k < first + n && !base_chunk_hole(b, im, k, &data)) {
+			if (!nrun++)
+				run = k;
+			continue;
+		}
+		if (nrun) {
+			from = run * cs;
+			have = (run + nrun) * cs < b->size[im] ? (run + nrun) * cs : b->size[im];
+			r = cl_pread_full(b->fd[im], buf, (size_t)(have - from), from, b->path[im]);
+			for (; r == 0 && nrun; nrun--, run++)
+				if (cl_base_check_against(b, im, run, buf + (run * cs - from),
+				                          want[run - first]) < 0)
+					check_report(j);
+			nrun = 0;
+		}
+		if (k < first + n && r == 0 &&
+		    cl_base_check_against(b, im, k, NULL, want[k - first]))
+			check_report(j);
+	}
+	cl_progress_add(&j->prog, n * cs);
+out:
+	free(want);
+	free(buf);
+	return r;
+}
+
+int cl_base_check_all(struct cl_base *b, unsigned max_report, uint64_t *bad)
+{
+	struct check_job j = {.b = b, .max_report = max_report};
+	size_t items;
+	int r;
+
+	if (!b)
+		return -EINVAL;
+	r = cl_base_open_index(b);
+	if (r < 0)
+		return r;
+	items = (size_t)((b->nchunks[CL_DISK] + HASH_BATCH - 1) / HASH_BATCH +
+	                 (b->nchunks[CL_MEMORY] + HASH_BATCH - 1) / HASH_BATCH);
+	atomic_init(&j.bad, 0);
+	cl_progress_start(&j.prog, "checking base", b->size[CL_DISK] + b->size[CL_MEMORY]);
+	r = cl_pfor(0, items, check_batch, &j);
+	cl_progress_end(&j.prog);
+	if (bad)
+		*bad = atomic_load(&j.bad);
+	if (r == 0 && atomic_load(&j.bad))
+		r = cl_errorf(-EBADMSG, "base %s: %llu chunks differ from its index",
+		              b->path[CL_DISK], (unsigned long long)atomic_load(&j.bad));
+	return r;
+}
+
+static uint64_t hash_key(const uint8_t *h)
+{
+	return get_le(h, 8);
+}
+
+int cl_base_build_lookup(struct cl_base *b)
+{
+	uint8_t zero[CL_SHA256_LEN];
+	uint64_t total = b->nchunks[0] + b->nchunks[1], size = 16, k, slot;
+	int i;
+
+	while (size < 2 * total)
+		size <<= 1;
+	free(b->table);
+	b->table = calloc(size, sizeof(*b->table));
+	if (!b->table)
+		return -ENOMEM;
+	b->table_mask = size - 1;
+	for (i = 0; i < CL_NIMAGES; i++) {
+		for (k = 0; k < b->nchunks[i]; k++) {
+			cl_zero_hash(cl_chunk_len(b->size[i], b->chunk_size, k), zero);
+			if (!memcmp(b->hash[i][k], zero, CL_SHA256_LEN))
+				continue;
+			for (slot = hash_key(b->hash[i][k]) & b->table_mask; b->table[slot];
+			     slot = (slot + 1) & b->table_mask) {
+				uint64_t e = b->table[slot] - 1;
+				if (!memcmp(b->hash[e >> 63][e & ~(1ull << 63)], b->hash[i][k],
+				            CL_SHA256_LEN))
+					break; /* first copy wins */
+			}
+			if (!b->table[slot])
+				b->table[slot] = ((uint64_t)i << 63 | k) + 1;
+		}
+	}
+	return 0;
+}
+
+int cl_base_lookup(const struct cl_base *b, const uint8_t hash[CL_SHA256_LEN],
+                   enum cl_image_id *image, uint64_t *idx)
+{
+	uint64_t slot, e;
+
+	if (!b->table)
+		return -ENOENT;
+	for (slot = hash_key(hash) & b->table_mask; b->table[slot];
+	     slot = (slot + 1) & b->table_mask) {
+		e = b->table[slot] - 1;
+		if (!memcmp(b->hash[e >> 63][e & ~(1ull << 63)], hash, CL_SHA256_LEN)) {
+			*image = (enum cl_image_id)(e >> 63);
+			*idx = e & ~(1ull << 63);
+			return 0;
+		}
+	}
+	return -ENOENT;
+}
