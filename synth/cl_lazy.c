@@ -464,11 +464,10 @@ static size_t base_run(const struct piece *p, size_t n)
 {
 	size_t j;
 
-	if (p[0].bhole)
-		return 1;
+	/* Holes in runs too: a sparse base is mostly holes, one index read each. */
 	for (j = 1; j < n && j < BASE_RUN_MAX; j++)
-		if (p[j].bimage != p[0].bimage || p[j].bhole || p[j].bchunk != p[0].bchunk + j ||
-		    p[j].dst != p[j - 1].dst + p[j - 1].len)
+		if (p[j].bimage != p[0].bimage || p[j].bhole != p[0].bhole ||
+		    p[j].bchunk != p[0].bchunk + j || p[j].dst != p[j - 1].dst + p[j - 1].len)
 			break;
 	return j;
 }
@@ -486,18 +485,16 @@ static int base_check(struct cl_lazy *l, struct piece *p, size_t n, uint8_t *buf
 	int r;
 
 	r = cl_base_chunk_hashes(l->base, bim, p[0].bchunk, n, want);
-	if (r == 0 && p[0].bhole) {
-		r = cl_base_check_against(l->base, bim, p[0].bchunk, NULL, want[0]);
-	} else if (r == 0) {
+	if (r == 0 && !p[0].bhole) {
 		have = to < l->base->size[bim] ? to : l->base->size[bim];
 		r = cl_pread_full(l->base->fd[bim], buf, (size_t)(have - from), from,
 		                  l->base->path[bim]);
 		if (r == 0)
 			memset(buf + (have - from), 0, (size_t)(to - have));
-		for (; r == 0 && ok < n; ok++)
-			r = cl_base_check_against(l->base, bim, p[ok].bchunk, buf + ok * l->cs,
-			                          want[ok]);
 	}
+	for (; r == 0 && ok < n; ok++)
+		r = cl_base_check_against(l->base, bim, p[ok].bchunk,
+		                          p[0].bhole ? NULL : buf + ok * l->cs, want[ok]);
 	good = r == 0 ? n : (ok ? ok - 1 : 0); /* the chunks that passed */
 	pthread_mutex_lock(&l->lock);
 	for (k = 0; k < good; k++)
