@@ -472,18 +472,36 @@ static size_t base_run(const struct piece *p, size_t n)
 	return j;
 }
 
+/* Whether pieces p[0..n) are whole chunks inside the base: then they are
+ * read straight into the request's buffer and hashed there. */
+static int base_direct(const struct cl_lazy *l, const struct piece *p, size_t n)
+{
+	size_t k;
+
+	if (p[0].bhole || (p[0].bchunk + n) * l->cs > l->base->size[(enum cl_image_id)p[0].bimage])
+		return 0;
+	for (k = 0; k < n; k++)
+		if (p[k].len != l->cs || p[k].foff != p[k].bchunk * l->cs)
+			return 0;
+	return 1;
+}
+
 /* Checks the base chunks of pieces p[0..n) (see base_run) against the
  * index and fills the pieces from the very buffer that was hashed (a hole:
- * zeros, without a read). A damaged base chunk is -EIO, and status names
- * it. buf holds BASE_RUN_MAX chunks. */
-static int base_check(struct cl_lazy *l, struct piece *p, size_t n, uint8_t *buf)
+ * zeros, without a read; whole chunks: the request's own buffer). A damaged
+ * base chunk is -EIO, and status names it. */
+static int base_check(struct cl_lazy *l, struct piece *p, size_t n)
 {
 	enum cl_image_id bim = (enum cl_image_id)p[0].bimage;
 	uint64_t from = p[0].bchunk * l->cs, to = (p[0].bchunk + n) * l->cs, have;
-	uint8_t want[BASE_RUN_MAX][CL_SHA256_LEN];
+	uint8_t want[BASE_RUN_MAX][CL_SHA256_LEN], *buf = NULL;
+	int direct = base_direct(l, p, n), r;
 	size_t k, ok = 0, good;
-	int r;
 
+	if (direct)
+		buf = p[0].dst;
+	else if (!p[0].bhole && !(buf = malloc((size_t)(to - from))))
+		return -ENOMEM;
 	r = cl_base_chunk_hashes(l->base, bim, p[0].bchunk, n, want);
 	if (r == 0 && !p[0].bhole) {
 		have = to < l->base->size[bim] ? to : l->base->size[bim];
@@ -502,15 +520,17 @@ static int base_check(struct cl_lazy *l, struct piece *p, size_t n, uint8_t *buf
 	if (r < 0)
 		snprintf(l->reason, sizeof(l->reason), "%s", cl_error_msg());
 	pthread_mutex_unlock(&l->lock);
-	if (r < 0)
-		return r == -ENOMEM ? r : -EIO;
-	for (k = 0; k < n; k++) {
+	for (k = 0; r == 0 && !direct && k < n; k++) {
 		if (p[k].bhole)
 			memset(p[k].dst, 0, p[k].len);
 		else
 			memcpy(p[k].dst, buf + k * l->cs + (p[k].foff - p[k].bchunk * l->cs),
 			       p[k].len);
 	}
+	if (!direct)
+		free(buf);
+	if (r < 0)
+		return r == -ENOMEM ? r : -EIO;
 	return 0;
 }
 
@@ -519,19 +539,15 @@ static int base_check(struct cl_lazy *l, struct piece *p, size_t n, uint8_t *buf
  * absent again and the request must be retried). */
 static int run_pieces(struct cl_lazy *l, enum cl_image_id im, struct piece *p, size_t n)
 {
-	uint8_t *chunk = NULL, *bbuf = NULL, h[CL_SHA256_LEN];
+	uint8_t *chunk = NULL, h[CL_SHA256_LEN];
 	size_t i, j;
 	uint64_t len;
 	int r = 0;
 
 	for (i = 0; i < n && r == 0; i = j) {
 		if (p[i].bimage >= 0) {
-			if (!bbuf && !(bbuf = malloc((size_t)BASE_RUN_MAX * l->cs))) {
-				r = -ENOMEM;
-				break;
-			}
 			j = i + base_run(&p[i], n - i);
-			r = base_check(l, &p[i], j - i, bbuf);
+			r = base_check(l, &p[i], j - i);
 			continue;
 		}
 		if (p[i].verify) {
@@ -589,7 +605,6 @@ static int run_pieces(struct cl_lazy *l, enum cl_image_id im, struct piece *p, s
 		}
 	}
 	free(chunk);
-	free(bbuf);
 	return r;
 }
 
