@@ -180,35 +180,19 @@ out_ctx:
 
 static int index_read(struct cl_base *b, const char *path)
 {
-	uint8_t hdr[8 + 4 + 4 + 8 + 8 + CL_SHA256_LEN], digest[CL_SHA256_LEN],
-	    stored[CL_SHA256_LEN], id[CL_SHA256_LEN];
+	uint8_t hdr[INDEX_HDR], digest[CL_SHA256_LEN], stored[CL_SHA256_LEN], id[CL_SHA256_LEN];
 	unsigned n = CL_SHA256_LEN;
 	EVP_MD_CTX *ctx;
-	struct stat st;
-	uint64_t off, expect;
+	uint64_t off;
 	int fd, r, i;
 
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return cl_errorf(-errno, "%s: %s", path, strerror(errno));
+	r = cl_base_index_open_file(b, path, hdr, &fd);
+	if (r < 0)
+		return r;
 	ctx = EVP_MD_CTX_new();
 	if (!ctx) {
 		r = -ENOMEM;
 		goto out_fd;
-	}
-	r = cl_pread_full(fd, hdr, sizeof(hdr), 0, path);
-	if (r < 0)
-		goto out;
-	if (memcmp(hdr, INDEX_MAGIC, 8) || get_le(hdr + 8, 4) != INDEX_VERSION ||
-	    get_le(hdr + 12, 4) != b->chunk_size || get_le(hdr + 16, 8) != b->size[CL_DISK] ||
-	    get_le(hdr + 24, 8) != b->size[CL_MEMORY]) {
-		r = cl_errorf(-EBADMSG, "%s: index does not match the base images", path);
-		goto out;
-	}
-	expect = sizeof(hdr) + (b->nchunks[0] + b->nchunks[1] + 1) * CL_SHA256_LEN;
-	if (fstat(fd, &st) < 0 || (uint64_t)st.st_size != expect) {
-		r = cl_errorf(-EBADMSG, "%s: index is truncated or corrupt", path);
-		goto out;
 	}
 	EVP_DigestInit_ex(ctx, EVP_sha256(), NULL);
 	EVP_DigestUpdate(ctx, hdr, sizeof(hdr));

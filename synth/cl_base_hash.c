@@ -145,12 +145,37 @@ out:
 	return r;
 }
 
+int cl_base_index_open_file(const struct cl_base *b, const char *path, uint8_t hdr[INDEX_HDR],
+                            int *fd)
+{
+	struct stat st;
+	int r;
+
+	*fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (*fd < 0)
+		return cl_errorf(-errno, "%s: %s", path, strerror(errno));
+	r = cl_pread_full(*fd, hdr, INDEX_HDR, 0, path);
+	if (r == 0 &&
+	    (memcmp(hdr, INDEX_MAGIC, 8) || get_le(hdr + 8, 4) != INDEX_VERSION ||
+	     get_le(hdr + 12, 4) != b->chunk_size || get_le(hdr + 16, 8) != b->size[CL_DISK] ||
+	     get_le(hdr + 24, 8) != b->size[CL_MEMORY]))
+		r = cl_errorf(-EBADMSG, "%s: index does not match the base images", path);
+	if (r == 0 && (fstat(*fd, &st) < 0 ||
+	               (uint64_t)st.st_size !=
+	                   INDEX_HDR + (b->nchunks[0] + b->nchunks[1] + 1) * CL_SHA256_LEN))
+		r = cl_errorf(-EBADMSG, "%s: index is truncated or corrupt", path);
+	if (r < 0) {
+		close(*fd);
+		*fd = -1;
+	}
+	return r;
+}
+
 int cl_base_open_index(struct cl_base *b)
 {
 	uint8_t hdr[INDEX_HDR];
-	struct stat st;
 	char *path;
-	int fd, r;
+	int fd = -1, r;
 
 	if (b && (b->index_fd >= 0 || b->hash[CL_DISK]))
 		return 0;
@@ -158,26 +183,9 @@ int cl_base_open_index(struct cl_base *b)
 		return -EINVAL;
 	if (asprintf(&path, "%s/index", b->dir) < 0)
 		return -ENOMEM;
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0) {
-		r = cl_errorf(-errno, "%s: %s", path, strerror(errno));
-		goto out;
-	}
-	r = cl_pread_full(fd, hdr, sizeof(hdr), 0, path);
+	r = cl_base_index_open_file(b, path, hdr, &fd);
 	if (r < 0)
 		goto out;
-	if (memcmp(hdr, INDEX_MAGIC, 8) || get_le(hdr + 8, 4) != INDEX_VERSION ||
-	    get_le(hdr + 12, 4) != b->chunk_size || get_le(hdr + 16, 8) != b->size[CL_DISK] ||
-	    get_le(hdr + 24, 8) != b->size[CL_MEMORY]) {
-		r = cl_errorf(-EBADMSG, "%s: index does not match the base images", path);
-		goto out;
-	}
-	if (fstat(fd, &st) < 0 ||
-	    (uint64_t)st.st_size !=
-	        INDEX_HDR + (b->nchunks[0] + b->nchunks[1] + 1) * CL_SHA256_LEN) {
-		r = cl_errorf(-EBADMSG, "%s: index is truncated or corrupt", path);
-		goto out;
-	}
 	r = index_stream_check(b, fd, path, hdr);
 	if (r < 0)
 		goto out;

@@ -9,6 +9,7 @@
 
 #include <stdint.h>
 
+#include "cl_base.h"
 #include "cl_util.h"
 
 #define INDEX_MAGIC   "CLBIDX01"
@@ -33,5 +34,11 @@ static inline uint64_t get_le(const uint8_t *p, int n)
 		v = v << 8 | p[i];
 	return v;
 }
+
+/* Opens the index at path read-only into *fd, its header into hdr, checked
+ * against b's chunk size and image sizes and the file's size against the
+ * chunk counts; -EBADMSG naming the file otherwise (*fd then closed). */
+int cl_base_index_open_file(const struct cl_base *b, const char *path, uint8_t hdr[INDEX_HDR],
+                            int *fd);
 
 #endif
