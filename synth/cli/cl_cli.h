@@ -26,6 +26,11 @@ int cl_cmd_overlay_vm(int argc, char **argv);
 int cl_synthesis_profile(const char *image, const char *overlay, const char *name, double seconds,
                          const char *trace_out);
 
+/* The hint when libvirt does not answer. */
+#define CL_CLI_LIBVIRTD_HINT                                                                       \
+	"is libvirtd running? start it (`systemctl start libvirtd`, or `libvirtd -d` without "     \
+	"systemd)"
+
 /* Warns (two lines on stderr) when this host makes libvirt slow to start
  * domains, for commands about to start one; never fails. */
 void cl_cli_host_warn(void);

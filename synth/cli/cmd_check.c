@@ -105,8 +105,7 @@ int cl_cmd_check(int argc, char **argv)
 		return cl_cli_fail(bad, NULL);
 	r = cl_vm_connect(NULL, &c);
 	if (r < 0)
-		return cl_cli_fail(r, "is libvirtd running? start it (`systemctl start libvirtd`, "
-		                      "or `libvirtd -d` without systemd)");
+		return cl_cli_fail(r, CL_CLI_LIBVIRTD_HINT);
 	if (bad)
 		printf("timing a domain start (this host takes 30-50 s)\n");
 	r = cl_host_time_start(c, &secs);

@@ -600,9 +600,7 @@ static int synthesize(struct synth *sp)
 	cl_cli_host_warn();
 	r = cl_vm_connect(NULL, &s.conn);
 	if (r < 0) {
-		hint =
-		    "is libvirtd running? start it (`systemctl start libvirtd`, or `libvirtd -d` "
-		    "without systemd)";
+		hint = CL_CLI_LIBVIRTD_HINT;
 		goto out;
 	}
 	r = cl_domxml_uuid(s.uuid);

@@ -214,9 +214,7 @@ static int session_start(struct session *s, const char **hint)
 	sigaction(SIGHUP, &sa, NULL);
 	r = cl_vm_connect(NULL, &s->conn);
 	if (r < 0) {
-		*hint =
-		    "is libvirtd running? start it (`systemctl start libvirtd`, or `libvirtd -d` "
-		    "without systemd)";
+		*hint = CL_CLI_LIBVIRTD_HINT;
 		return r;
 	}
 	cl_cli_host_warn();
