@@ -95,8 +95,16 @@ inner() {
 }
 say "running CI=true bash .ci/run in $root/root/project (log: $root.log)"
 rc=0
+# After a run the host's /dev/kvm was found with the root's kvm gid (something
+# inside, likely libvirt's device setup for QEMU, reaches the host's node):
+# put the host's mode and owner back.
+kvm_mode=$(stat -c '%a %u:%g' /dev/kvm 2>/dev/null || true)
 unshare --pid --fork --mount --propagation private \
 	bash -c "$(declare -f inner); inner '$root'" </dev/null 2>&1 | tee "$root.log" || rc=$?
+if [ -n "$kvm_mode" ]; then
+	chown "${kvm_mode#* }" /dev/kvm
+	chmod "${kvm_mode%% *}" /dev/kvm
+fi
 say "exit $rc; commit $commit; kernel $(uname -r)"
 exit $rc
 }
