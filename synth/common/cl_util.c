@@ -14,13 +14,24 @@
 #include <time.h>
 #include <unistd.h>
 
+/* Fetched once: EVP_sha256() makes every digest look the algorithm up in
+ * the provider store again, under a lock all hashing threads share. */
+static EVP_MD *sha256_md;
+static pthread_once_t sha256_once = PTHREAD_ONCE_INIT;
+
+static void sha256_fetch(void)
+{
+	sha256_md = EVP_MD_fetch(NULL, "SHA256", NULL);
+}
+
 void cl_sha256(const void *data, size_t len, uint8_t out[CL_SHA256_LEN])
 {
 	unsigned int n = CL_SHA256_LEN;
 
+	pthread_once(&sha256_once, sha256_fetch);
 	/* EVP_Digest cannot fail for SHA-256 on memory input short of OOM in
-	 * context allocation; OpenSSL 3 uses a stack context here. */
-	EVP_Digest(data, len, out, &n, EVP_sha256(), NULL);
+	 * context allocation. */
+	EVP_Digest(data, len, out, &n, sha256_md ? sha256_md : EVP_sha256(), NULL);
 }
 
 void cl_hex(const uint8_t *data, size_t len, char *out)

@@ -18,12 +18,21 @@
 
 /* Base bytes are checked against the base's index wherever it is at hand
  * (a registered base's opened index, or the hashes of a base just indexed). */
-static int base_get(const struct cl_base *b, enum cl_image_id im, uint64_t idx, uint32_t len,
-                    uint8_t *out)
+/* The base chunk a record names; -EBADMSG naming the base chunk when it
+ * differs from the index (only asked once the record's own hash failed). */
+static int base_blame(const struct cl_base *b, enum cl_image_id im, uint64_t idx)
 {
-	if ((b->index_fd >= 0 || b->hash[im]) && idx < b->nchunks[im])
-		return cl_base_read_checked(b, im, idx, 0, out);
-	return cl_base_read(b, im, idx, len, out);
+	uint8_t *buf;
+	int r;
+
+	if ((b->index_fd < 0 && !b->hash[im]) || idx >= b->nchunks[im])
+		return 0;
+	buf = malloc(b->chunk_size);
+	if (!buf)
+		return -ENOMEM;
+	r = cl_base_read_checked(b, im, idx, 0, buf);
+	free(buf);
+	return r;
 }
 
 int cl_synth_check_base(const struct cl_meta *m, const struct cl_base *b, const char *name)
@@ -120,10 +129,10 @@ int cl_chunk_synthesize(const struct cl_meta *m, const struct cl_base *b, const 
 		memset(out, 0, len);
 		break;
 	case CL_R_BASE_DISK:
-		r = base_get(b, CL_DISK, src->arg, len, out);
+		r = cl_base_read(b, CL_DISK, src->arg, len, out);
 		break;
 	case CL_R_BASE_MEMORY:
-		r = base_get(b, CL_MEMORY, src->arg, len, out);
+		r = cl_base_read(b, CL_MEMORY, src->arg, len, out);
 		break;
 	case CL_R_RAW:
 		if (src->p.len != len)
@@ -137,13 +146,17 @@ int cl_chunk_synthesize(const struct cl_meta *m, const struct cl_base *b, const 
 		base = malloc(m->chunk_size);
 		if (!base)
 			return -ENOMEM;
-		r = base_get(b, src->image, src->index, srclen, base);
+		r = cl_base_read(b, src->image, src->index, srclen, base);
 		if (r < 0)
 			break;
 		r = cl_vcdiff_decode(base, srclen, seg_raw + src->p.off, src->p.len, out, len, &n);
-		if (r < 0 || n != len)
-			r = cl_errorf(-EBADMSG, "%s chunk %llu: delta does not decode",
-			              cl_image_name(c->image), (unsigned long long)c->index);
+		if (r < 0 || n != len) {
+			r = base_blame(b, src->image, src->index);
+			if (r == 0)
+				r = cl_errorf(-EBADMSG, "%s chunk %llu: delta does not decode",
+				              cl_image_name(c->image),
+				              (unsigned long long)c->index);
+		}
 		break;
 	default:
 		return -EINVAL;
@@ -152,10 +165,18 @@ int cl_chunk_synthesize(const struct cl_meta *m, const struct cl_base *b, const 
 	if (r < 0)
 		return r;
 	cl_sha256(out, len, h);
-	if (memcmp(h, c->sha256, CL_SHA256_LEN))
-		return cl_errorf(-EBADMSG, "%s chunk %llu (%s): SHA-256 mismatch",
-		                 cl_image_name(c->image), (unsigned long long)c->index,
-		                 cl_recipe_name(src->recipe));
+	if (!memcmp(h, c->sha256, CL_SHA256_LEN))
+		return 0;
+	/* The record's hash covers the base bytes it was made from, so they
+	 * are hashed against the index only to name a damaged base chunk. */
+	if (src->recipe == CL_R_BASE_DISK || src->recipe == CL_R_BASE_MEMORY)
+		r = base_blame(b, src->recipe == CL_R_BASE_DISK ? CL_DISK : CL_MEMORY, src->arg);
+	else if (src->recipe == CL_R_DELTA)
+		r = base_blame(b, src->image, src->index);
+	if (r < 0)
+		return r;
+	return cl_errorf(-EBADMSG, "%s chunk %llu (%s): SHA-256 mismatch", cl_image_name(c->image),
+	                 (unsigned long long)c->index, cl_recipe_name(src->recipe));
 	return 0;
 }
 
