@@ -4,6 +4,7 @@
 #define CL_UTIL_H
 
 #include <stddef.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <sys/types.h>
 
@@ -67,5 +68,13 @@ int cl_pfor(unsigned nthreads, size_t n, cl_pfor_fn fn, void *ctx);
 
 /* Monotonic clock in seconds. */
 double cl_now(void);
+
+/* Initializes c to time its waits on the monotonic clock, so that bounds
+ * hold across changes of the wall clock. */
+int cl_cond_init_monotonic(pthread_cond_t *c);
+
+/* Waits on c (m held) until signalled or until the monotonic time `until`
+ * (cl_now() seconds) has passed. Returns ETIMEDOUT after the bound. */
+int cl_cond_wait_until(pthread_cond_t *c, pthread_mutex_t *m, double until);
 
 #endif

@@ -445,3 +445,31 @@ double cl_now(void)
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
+
+int cl_cond_init_monotonic(pthread_cond_t *c)
+{
+	pthread_condattr_t ca;
+	int r;
+
+	r = pthread_condattr_init(&ca);
+	if (r)
+		return -r;
+	r = pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	if (r == 0)
+		r = pthread_cond_init(c, &ca);
+	pthread_condattr_destroy(&ca);
+	return -r;
+}
+
+int cl_cond_wait_until(pthread_cond_t *c, pthread_mutex_t *m, double until)
+{
+	struct timespec ts;
+
+	if (until <= cl_now())
+		return ETIMEDOUT;
+	ts.tv_sec = (time_t)until;
+	ts.tv_nsec = (long)((until - (double)ts.tv_sec) * 1e9);
+	if (ts.tv_nsec >= 1000000000L)
+		ts.tv_nsec = 999999999L;
+	return pthread_cond_timedwait(c, m, &ts);
+}

@@ -12,6 +12,7 @@
  * background stream for demand fetches), and a timer that fails waiters
  * whose bound has passed. Completion callbacks always run without l->lock. */
 #include "cl_lazy.h"
+#include "cl_ahead.h"
 #include "cl_store.h"
 #include "cl_base.h"
 #include "cl_cache.h"
@@ -131,6 +132,7 @@ struct cl_lazy {
 	uint32_t *seg_nrec[CL_NIMAGES]; /* payload records per segment and image */
 	uint8_t *base_data[CL_NIMAGES]; /* bitmap: base chunks holding data (not a hole) */
 	uint8_t *base_ok[CL_NIMAGES];   /* lock: bitmap, base chunks checked this mount */
+	struct cl_ahead *ahead;         /* checked base read-ahead, or NULL */
 	uint64_t *seg_start;            /* CSR: payload records of each segment */
 	uint64_t *seg_recs;
 	void *blob[2];
@@ -163,8 +165,9 @@ struct cl_lazy {
 	char cache_note[256];     /* lock: why the cache is bypassed, or "" */
 	uint64_t bytes_fetched;   /* lock */
 	uint64_t cache_hits;
-	double map_saved; /* lock */
-	int map_dirty;    /* lock */
+	uint64_t base_checked, base_ahead; /* lock */
+	double map_saved;                  /* lock */
+	int map_dirty;                     /* lock */
 	pthread_t *threads;
 	unsigned nthreads;
 	pthread_t timer;
@@ -457,6 +460,8 @@ static int64_t _resolve(struct cl_lazy *l, enum cl_image_id im, uint64_t k, uint
 }
 
 #define BASE_RUN_MAX 64 /* base chunks checked per read, see base_run() */
+#define AHEAD_WINDOW 64 /* base chunks per read-ahead window (256 KiB of 4 KiB) */
+#define AHEAD_MIN    16 /* shorter stretches are not worth a window */
 
 /* How many pieces from p on are the first uses of base chunks that follow
  * each other in one base image and in the request (read in one go). */
@@ -486,39 +491,69 @@ static int base_direct(const struct cl_lazy *l, const struct piece *p, size_t n)
 	return 1;
 }
 
+/* Under l->lock: after base chunks up to `next` of im were served, asks the
+ * read-ahead for the stretch that a sequential reader wants next: chunks
+ * that hold data, are not checked yet and that image's overlay leaves as
+ * they are (so they are read as base chunk k for image chunk k). */
+static void _base_ahead(struct cl_lazy *l, enum cl_image_id im, uint64_t next)
+{
+	uint64_t k, end = l->base->nchunks[im];
+
+	if (end > l->img[im].nchunks)
+		end = l->img[im].nchunks;
+	next = cl_ahead_next(l->ahead, im, next);
+	for (k = next; k < end && k - next < AHEAD_WINDOW; k++)
+		if (!bit_get(l->base_data[im], k) || bit_get(l->base_ok[im], k) ||
+		    bit_get(l->img[im].modified, k) || find_record(l, im, k))
+			break;
+	if (k - next >= AHEAD_MIN)
+		cl_ahead_want(l->ahead, im, next, k - next);
+}
+
 /* Checks the base chunks of pieces p[0..n) (see base_run) against the
  * index and fills the pieces from the very buffer that was hashed (a hole:
- * zeros, without a read; whole chunks: the request's own buffer). A damaged
- * base chunk is -EIO, and status names it. */
+ * zeros, without a read; whole chunks: the request's own buffer, or the
+ * read-ahead's buffer that was hashed). A damaged base chunk is -EIO, and
+ * status names it. */
 static int base_check(struct cl_lazy *l, struct piece *p, size_t n)
 {
 	enum cl_image_id bim = (enum cl_image_id)p[0].bimage;
 	uint64_t from = p[0].bchunk * l->cs, to = (p[0].bchunk + n) * l->cs, have;
 	uint8_t want[BASE_RUN_MAX][CL_SHA256_LEN], *buf = NULL;
-	int direct = base_direct(l, p, n), r;
+	int direct = base_direct(l, p, n), r = 0, ahead = 0;
 	size_t k, ok = 0, good;
 
 	if (direct)
 		buf = p[0].dst;
 	else if (!p[0].bhole && !(buf = malloc((size_t)(to - from))))
 		return -ENOMEM;
-	r = cl_base_chunk_hashes(l->base, bim, p[0].bchunk, n, want);
-	if (r == 0 && !p[0].bhole) {
-		have = to < l->base->size[bim] ? to : l->base->size[bim];
-		r = cl_pread_full(l->base->fd[bim], buf, (size_t)(have - from), from,
-		                  l->base->path[bim]);
-		if (r == 0)
-			memset(buf + (have - from), 0, (size_t)(to - have));
+	if (!p[0].bhole)
+		ahead = cl_ahead_take(l->ahead, bim, p[0].bchunk, n, buf) == 0;
+	if (!ahead) {
+		r = cl_base_chunk_hashes(l->base, bim, p[0].bchunk, n, want);
+		if (r == 0 && !p[0].bhole) {
+			have = to < l->base->size[bim] ? to : l->base->size[bim];
+			r = cl_pread_full(l->base->fd[bim], buf, (size_t)(have - from), from,
+			                  l->base->path[bim]);
+			if (r == 0)
+				memset(buf + (have - from), 0, (size_t)(to - have));
+		}
+		for (; r == 0 && ok < n; ok++)
+			r = cl_base_check_against(l->base, bim, p[ok].bchunk,
+			                          p[0].bhole ? NULL : buf + ok * l->cs, want[ok]);
 	}
-	for (; r == 0 && ok < n; ok++)
-		r = cl_base_check_against(l->base, bim, p[ok].bchunk,
-		                          p[0].bhole ? NULL : buf + ok * l->cs, want[ok]);
 	good = r == 0 ? n : (ok ? ok - 1 : 0); /* the chunks that passed */
 	pthread_mutex_lock(&l->lock);
 	for (k = 0; k < good; k++)
 		bit_set(l->base_ok[bim], p[k].bchunk);
+	if (!p[0].bhole) {
+		l->base_checked += good;
+		l->base_ahead += ahead ? n : 0;
+	}
 	if (r < 0)
 		snprintf(l->reason, sizeof(l->reason), "%s", cl_error_msg());
+	else if (!p[0].bhole && l->ahead)
+		_base_ahead(l, bim, p[0].bchunk + n);
 	pthread_mutex_unlock(&l->lock);
 	for (k = 0; r == 0 && !direct && k < n; k++) {
 		if (p[k].bhole)
@@ -1860,6 +1895,7 @@ static void free_all(struct cl_lazy *l)
 	if (l->store_created && !l->o.keep_store && l->store_dir)
 		rmdir(l->store_dir);
 	cl_cache_close(&l->cache);
+	cl_ahead_free(l->ahead); /* before the base it reads */
 	free(l->seg);
 	free(l->seg_start);
 	free(l->seg_recs);
@@ -2038,6 +2074,10 @@ int cl_lazy_start(struct cl_lazy *l)
 
 	if (!l || l->started)
 		return -EINVAL;
+	/* Here, not at open: a daemon forks between the two. Without it (no
+	 * memory, no thread) reads check base chunks themselves. */
+	if (cl_ahead_new(l->base, AHEAD_WINDOW, &l->ahead) < 0)
+		l->ahead = NULL;
 	n = l->ranges ? l->o.connections : 1;
 	l->threads = calloc(n, sizeof(pthread_t));
 	if (!l->threads)
@@ -2146,6 +2186,8 @@ void cl_lazy_stats(struct cl_lazy *l, struct cl_lazy_stats *st)
 	st->pack_bytes = l->m->pack_size;
 	st->bytes_fetched = l->bytes_fetched;
 	st->cache_hits = l->cache_hits;
+	st->base_checked = l->base_checked;
+	st->base_ahead = l->base_ahead;
 	st->seconds = now() - l->t0;
 	pthread_mutex_unlock(&l->lock);
 }
