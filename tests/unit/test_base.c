@@ -131,6 +131,7 @@ static void test_index_tampered(void **state)
 	idx[64 + 9 * CL_SHA256_LEN] ^= 1;
 	change_keep_mtime(p, 0, len, idx);
 	assert_int_equal(cl_base_open_index(b), -EBADMSG);
+	assert_non_null(strstr(cl_error_msg(), "base id mismatch"));
 	/* Put back: accepted again. */
 	idx[64 + 9 * CL_SHA256_LEN] ^= 1;
 	cl_sha256(idx, len - CL_SHA256_LEN, digest);
