@@ -126,14 +126,25 @@ int cl_cmd_apply(int argc, char **argv)
 	return r < 0 ? cl_cli_fail(r, NULL) : 0;
 }
 
+#define MAX_REPORT 20 /* bad base chunks named, one line each */
+
+static void report_bad(void *ctx, const char *msg)
+{
+	unsigned *told = ctx;
+
+	if ((*told)++ < MAX_REPORT)
+		fprintf(stderr, "cloudlet: %s\n", msg);
+}
+
 /* Checks every chunk of a registered base against its index; says how
- * many differ (each one named on its own line). */
+ * many differ (the first ones named on their own line). */
 static int verify_base(struct cl_base *b)
 {
 	uint64_t bad = 0;
+	unsigned told = 0;
 	int r;
 
-	r = cl_base_check_all(b, 20, &bad);
+	r = cl_base_check_all(b, report_bad, &told, &bad);
 	if (r == 0)
 		printf("base %s: ok (%llu disk and %llu memory chunks match its index)\n",
 		       b->path[CL_DISK], (unsigned long long)b->nchunks[CL_DISK],

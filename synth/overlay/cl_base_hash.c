@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <openssl/evp.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -273,14 +274,20 @@ int cl_base_read_checked(const struct cl_base *b, enum cl_image_id image, uint64
 struct check_job {
 	struct cl_base *b;
 	struct cl_progress prog;
-	unsigned max_report;
+	cl_base_report_fn report;
+	void *ctx;
+	pthread_mutex_t report_lock; /* one report at a time */
 	atomic_uint_fast64_t bad;
 };
 
 static void check_report(struct check_job *j)
 {
-	if (atomic_fetch_add(&j->bad, 1) < j->max_report)
-		fprintf(stderr, "cloudlet: %s\n", cl_error_msg());
+	atomic_fetch_add(&j->bad, 1);
+	if (!j->report)
+		return;
+	pthread_mutex_lock(&j->report_lock);
+	j->report(j->ctx, cl_error_msg());
+	pthread_mutex_unlock(&j->report_lock);
 }
 
 /* Chunks [first, first + n) of image im (a batch): holes against the zero
@@ -335,9 +342,9 @@ out:
 	return r;
 }
 
-int cl_base_check_all(struct cl_base *b, unsigned max_report, uint64_t *bad)
+int cl_base_check_all(struct cl_base *b, cl_base_report_fn report, void *ctx, uint64_t *bad)
 {
-	struct check_job j = {.b = b, .max_report = max_report};
+	struct check_job j = {.b = b, .report = report, .ctx = ctx};
 	size_t items;
 	int r;
 
@@ -350,7 +357,9 @@ int cl_base_check_all(struct cl_base *b, unsigned max_report, uint64_t *bad)
 	                 (b->nchunks[CL_MEMORY] + HASH_BATCH - 1) / HASH_BATCH);
 	atomic_init(&j.bad, 0);
 	cl_progress_start(&j.prog, "checking base", b->size[CL_DISK] + b->size[CL_MEMORY]);
+	pthread_mutex_init(&j.report_lock, NULL);
 	r = cl_pfor(0, items, check_batch, &j);
+	pthread_mutex_destroy(&j.report_lock);
 	cl_progress_end(&j.prog);
 	if (bad)
 		*bad = atomic_load(&j.bad);

@@ -104,6 +104,12 @@ static void test_open_index(void **state)
 	cl_base_free(fresh);
 }
 
+/* A cl_base_report_fn keeping the last message. */
+static void remember(void *ctx, const char *msg)
+{
+	snprintf(ctx, 600, "%s", msg);
+}
+
 /* An index whose stream does not hash to the base id is refused, even with
  * a consistent checksum of its own; so is a flipped byte. */
 static void test_index_tampered(void **state)
@@ -153,7 +159,7 @@ static void damage_and_apply(uint64_t chunk, const char *out)
 	struct cl_meta *m;
 	uint8_t *orig, *bad;
 	uint64_t nbad = 0;
-	char want[600], *loc;
+	char want[600], reported[600], *loc;
 	size_t len;
 
 	orig = cl_test_read(path("bd"), &len);
@@ -176,15 +182,17 @@ static void damage_and_apply(uint64_t chunk, const char *out)
 	assert_int_equal(cl_apply(b, m, loc, path(out), NULL), -EBADMSG);
 	assert_int_equal(rmdir(path(out)), 0); /* fails unless empty */
 
-	assert_int_equal(cl_base_check_all(b, 0, &nbad), -EBADMSG);
+	reported[0] = '\0';
+	assert_int_equal(cl_base_check_all(b, remember, reported, &nbad), -EBADMSG);
 	assert_int_equal(nbad, 1);
+	assert_non_null(strstr(reported, want));
 	cl_base_free(b);
 
 	/* Put back: apply and the base check pass. */
 	change_keep_mtime(path("bd"), chunk * cs, cs, orig + chunk * cs);
 	assert_int_equal(cl_base_find(path("bd"), &b), 0);
 	assert_int_equal(cl_apply(b, m, loc, path(out), NULL), 0);
-	assert_int_equal(cl_base_check_all(b, 0, &nbad), 0);
+	assert_int_equal(cl_base_check_all(b, NULL, NULL, &nbad), 0);
 	assert_int_equal(nbad, 0);
 	cl_base_free(b);
 	cl_meta_free(m);
