@@ -1,4 +1,7 @@
-/* HTTP(S) backend of cl_source, on libcurl.
+/* SPDX-License-Identifier: GPL-2.0-only */
+/* HTTP(S) backend of cl_source, on libcurl: the handle pool, one request
+ * and its retries, open, read and stream. What a response must look like
+ * is cl_http_check.c's.
  *
  * The object is probed once at open (size, validators, Range support) and
  * every later response is checked against what was pinned then, so that a
@@ -12,6 +15,7 @@
  * so each keeps its own keep-alive connection); the handles share a DNS and
  * TLS session cache. Nothing sleeps while holding a lock or a pool handle. */
 #include "cl_http.h"
+#include "cl_http_check.h"
 #include "cl_error.h"
 
 #include <curl/curl.h>
@@ -25,18 +29,17 @@
 #include <strings.h>
 #include <time.h>
 
-#define CL_HTTP_TIMEOUT_MS       30000u /* default bound on one request */
-#define CL_HTTP_RETRIES          5u     /* default attempts after the first */
-#define CL_HTTP_CONNECTIONS      4u     /* default pool size */
-#define CL_HTTP_MAX_CONNECTIONS  64u
-#define CL_HTTP_MAX_REDIRS       5L
-#define CL_HTTP_CONNECT_MAX_MS   10000u /* connect timeout cap */
-#define CL_HTTP_LOW_SPEED_BYTES  1024L  /* below this many bytes/s ... */
-#define CL_HTTP_LOW_SPEED_MAX_S  10u    /* ... for this long (at most): stalled */
-#define CL_HTTP_BACKOFF_MS       100u   /* first retry delay, doubling */
-#define CL_HTTP_BACKOFF_MAX_MS   2000u
-#define CL_HTTP_MAX_HEADER_BYTES (256u * 1024) /* per attempt, all responses */
-#define CL_HTTP_BUFFER_BYTES     (128L * 1024)
+#define CL_HTTP_TIMEOUT_MS      30000u /* default bound on one request */
+#define CL_HTTP_RETRIES         5u     /* default attempts after the first */
+#define CL_HTTP_CONNECTIONS     4u     /* default pool size */
+#define CL_HTTP_MAX_CONNECTIONS 64u
+#define CL_HTTP_MAX_REDIRS      5L
+#define CL_HTTP_CONNECT_MAX_MS  10000u /* connect timeout cap */
+#define CL_HTTP_LOW_SPEED_BYTES 1024L  /* below this many bytes/s ... */
+#define CL_HTTP_LOW_SPEED_MAX_S 10u    /* ... for this long (at most): stalled */
+#define CL_HTTP_BACKOFF_MS      100u   /* first retry delay, doubling */
+#define CL_HTTP_BACKOFF_MAX_MS  2000u
+#define CL_HTTP_BUFFER_BYTES    (128L * 1024)
 
 #ifndef CURL_WRITEFUNC_ERROR
 #define CURL_WRITEFUNC_ERROR 0xFFFFFFFF
@@ -50,7 +53,8 @@ struct cl_http_conn {
 };
 
 struct cl_http {
-	char *url;
+	struct cl_http_object obj; /* the URL; pinned at open, read-only afterwards */
+	const struct cl_http_ops *ops;
 	unsigned timeout_ms;
 	unsigned retries;
 	unsigned connections;
@@ -58,13 +62,7 @@ struct cl_http {
 	unsigned low_speed_s;
 	uint64_t pool_wait_ms; /* longest a request waits for a free handle */
 	int https;
-
-	/* Pinned at open, read-only afterwards. */
-	uint64_t size;
-	int ranges;
-	int pinned;          /* the fields below are set: check responses */
-	char *etag;          /* NULL if the server sent none */
-	char *last_modified; /* NULL if the server sent none */
+	int ranges; /* pinned at open: the server honours Range */
 
 	CURLSH *share;
 	pthread_mutex_t share_locks[CURL_LOCK_DATA_LAST];
@@ -75,52 +73,6 @@ struct cl_http {
 	pthread_cond_t pool_cond;  /* signalled when a handle goes idle */
 	struct cl_http_conn *idle; /* pool_lock */
 	unsigned nconns;           /* pool_lock: handles in existence */
-};
-
-enum xfer_kind {
-	XFER_HEAD,   /* open: size and validators */
-	XFER_PROBE,  /* open: GET bytes=0-0, does the server honour Range? */
-	XFER_READ,   /* exactly len bytes at start */
-	XFER_STREAM, /* start to the end, handed to fn */
-};
-
-/* State of one request (one attempt; the stream fields persist across). */
-struct xfer {
-	struct cl_http *h;
-	enum xfer_kind kind;
-	int ranged;     /* a Range header was sent */
-	uint64_t start; /* first byte asked for */
-	char range[48];
-
-	/* Headers of the latest response (reset at each status line). */
-	long status;
-	char *etag;
-	char *last_modified;
-	int have_clen;
-	uint64_t clen;
-	int have_crange;
-	uint64_t cr_first, cr_last; /* UINT64_MAX for "bytes * / total" */
-	uint64_t cr_total;          /* UINT64_MAX if "*" */
-	size_t header_bytes;
-
-	/* Body. */
-	int checked;      /* the final response's headers were accepted */
-	uint64_t body_at; /* object offset of the next body byte */
-
-	/* XFER_READ */
-	char *buf;
-	size_t len;
-
-	/* XFER_STREAM */
-	cl_source_stream_fn fn;
-	void *ctx;
-	uint64_t pos; /* next object offset to hand to fn */
-
-	/* Outcome of the attempt. */
-	int err;       /* fault found in a callback (already described) */
-	int user;      /* err is fn's return value */
-	int transient; /* a retry may succeed */
-	int probe_done;
 };
 
 static pthread_once_t cl_http_once = PTHREAD_ONCE_INIT;
@@ -163,7 +115,6 @@ static unsigned jitter(unsigned n)
 static void backoff(struct cl_http *h, unsigned attempt)
 {
 	unsigned d = CL_HTTP_BACKOFF_MS;
-	struct timespec ts;
 
 	while (attempt-- && d < CL_HTTP_BACKOFF_MAX_MS)
 		d *= 2;
@@ -173,371 +124,45 @@ static void backoff(struct cl_http *h, unsigned attempt)
 	/* In 50 ms steps, so that an abort is not kept waiting. */
 	while (d && !atomic_load(&h->aborted)) {
 		unsigned step = d < 50 ? d : 50;
-		ts.tv_sec = 0;
-		ts.tv_nsec = (long)step * 1000000;
-		while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
-			;
+		h->ops->sleep_ms(step);
 		d -= step;
 	}
 }
 
-/* Parses a decimal number without sign or spaces; *end is past it. */
-static int parse_u64(const char *s, const char **end, uint64_t *v)
-{
-	uint64_t n = 0;
+/* ---- the network, as cl_http_ops -------------------------------------- */
 
-	if (*s < '0' || *s > '9')
-		return -EINVAL;
-	for (; *s >= '0' && *s <= '9'; s++) {
-		if (n > (UINT64_MAX - (uint64_t)(*s - '0')) / 10)
-			return -ERANGE;
-		n = n * 10 + (uint64_t)(*s - '0');
-	}
-	*end = s;
-	*v = n;
-	return 0;
+static CURLcode curl_perform(CURL *c, struct cl_http_xfer *x)
+{
+	(void)x; /* reached through CURLOPT_HEADERDATA and CURLOPT_WRITEDATA */
+	return curl_easy_perform(c);
 }
 
-/* Content-Range: "bytes FIRST-LAST/TOTAL"; FIRST-LAST or TOTAL may be "*". */
-static int parse_content_range(struct xfer *x, const char *v)
+static void sleep_ms(unsigned ms)
 {
-	const char *p = v;
+	struct timespec ts;
 
-	if (strncasecmp(p, "bytes", 5))
-		return -EINVAL;
-	p += 5;
-	while (*p == ' ' || *p == '=')
-		p++;
-	if (*p == '*') {
-		x->cr_first = x->cr_last = UINT64_MAX;
-		p++;
-	} else {
-		if (parse_u64(p, &p, &x->cr_first) < 0 || *p++ != '-' ||
-		    parse_u64(p, &p, &x->cr_last) < 0 || x->cr_last < x->cr_first)
-			return -EINVAL;
-	}
-	if (*p++ != '/')
-		return -EINVAL;
-	if (*p == '*') {
-		x->cr_total = UINT64_MAX;
-		p++;
-	} else if (parse_u64(p, &p, &x->cr_total) < 0) {
-		return -EINVAL;
-	}
-	if (*p)
-		return -EINVAL;
-	x->have_crange = 1;
-	return 0;
+	ts.tv_sec = (time_t)(ms / 1000);
+	ts.tv_nsec = (long)(ms % 1000) * 1000000;
+	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+		;
 }
 
-static void xfer_clear_headers(struct xfer *x)
-{
-	free(x->etag);
-	free(x->last_modified);
-	x->etag = NULL;
-	x->last_modified = NULL;
-	x->status = 0;
-	x->have_clen = 0;
-	x->have_crange = 0;
-}
-
-/* Prepares x for a new attempt; the stream position and target persist. */
-static void xfer_reset(struct xfer *x)
-{
-	xfer_clear_headers(x);
-	x->header_bytes = 0;
-	x->checked = 0;
-	x->body_at = 0;
-	x->err = 0;
-	x->user = 0;
-	x->transient = 0;
-	x->probe_done = 0;
-}
-
-static void xfer_init(struct xfer *x, struct cl_http *h, enum xfer_kind kind)
-{
-	memset(x, 0, sizeof(*x));
-	x->h = h;
-	x->kind = kind;
-}
-
-static void xfer_fini(struct xfer *x)
-{
-	xfer_clear_headers(x);
-}
-
-/* ---- validation of a response ----------------------------------------- */
-
-static int stale(struct cl_http *h, const char *what, const char *was, const char *now)
-{
-	return cl_errorf(-ESTALE, "%s: object changed mid-synthesis (%s %s, now %s)", h->url, what,
-	                 was, now);
-}
-
-static int check_validators(struct xfer *x)
-{
-	struct cl_http *h = x->h;
-
-	if (!h->pinned)
-		return 0;
-	if (h->etag && x->etag)
-		return strcmp(h->etag, x->etag) ? stale(h, "ETag", h->etag, x->etag) : 0;
-	if (h->last_modified && x->last_modified && strcmp(h->last_modified, x->last_modified))
-		return stale(h, "Last-Modified", h->last_modified, x->last_modified);
-	return 0;
-}
-
-static int check_total(struct xfer *x, uint64_t total)
-{
-	struct cl_http *h = x->h;
-	char was[24], now[24];
-
-	if (!h->pinned || total == h->size)
-		return 0;
-	snprintf(was, sizeof(was), "%llu", (unsigned long long)h->size);
-	snprintf(now, sizeof(now), "%llu", (unsigned long long)total);
-	return stale(h, "size", was, now);
-}
-
-/* Status codes shared by every kind of request. */
-static int check_status(struct xfer *x)
-{
-	struct cl_http *h = x->h;
-	long s = x->status;
-
-	if (s == 200 || s == 206)
-		return 0;
-	if (s == 404 || s == 410)
-		return cl_errorf(-ENOENT, "%s: not found (HTTP %ld)", h->url, s);
-	if (s == 401 || s == 403 || s == 407)
-		return cl_errorf(-EACCES, "%s: access denied (HTTP %ld)", h->url, s);
-	if (s == 412)
-		return cl_errorf(-ESTALE, "%s: object changed mid-synthesis (HTTP 412)", h->url);
-	if (s == 416 && x->have_crange && x->cr_total != UINT64_MAX && h->pinned &&
-	    x->cr_total != h->size)
-		return check_total(x, x->cr_total);
-	if (s == 408 || s == 429 || (s >= 500 && s <= 599)) {
-		x->transient = 1;
-		return cl_errorf(-EIO, "%s: server busy or failing (HTTP %ld)", h->url, s);
-	}
-	if (s == 0)
-		return cl_errorf(-EPROTO, "%s: response without a status line", h->url);
-	return cl_errorf(-EIO, "%s: unexpected HTTP status %ld", h->url, s);
-}
-
-/* Checks the final response's headers before its body is accepted (or
- * after the transfer if it had no body). Sets body_at. */
-static int check_response(struct xfer *x)
-{
-	struct cl_http *h = x->h;
-	uint64_t want;
-	int r;
-
-	x->checked = 1;
-	if (x->kind == XFER_HEAD && (x->status == 405 || x->status == 501))
-		return -ENOTSUP; /* HEAD refused: the caller probes with GET */
-	if (x->kind == XFER_PROBE && x->status == 416 && x->have_crange &&
-	    x->cr_total != UINT64_MAX) {
-		/* bytes=0-0 of an empty object: size 0 */
-		r = check_validators(x);
-		return r < 0 ? r : check_total(x, x->cr_total);
-	}
-	r = check_status(x);
-	if (r < 0)
-		return r;
-	r = check_validators(x);
-	if (r < 0)
-		return r;
-
-	if (x->status == 200) {
-		if (x->have_clen) {
-			r = check_total(x, x->clen);
-			if (r < 0)
-				return r;
-		}
-		if (x->kind == XFER_READ && x->ranged)
-			return cl_errorf(-EIO, "%s: server ignored the Range request (HTTP 200)",
-			                 h->url);
-		x->body_at = 0;
-		return 0;
-	}
-
-	/* 206 */
-	if (x->kind == XFER_HEAD || !x->ranged)
-		return cl_errorf(
-		    -EPROTO, "%s: partial content (HTTP 206) to a request without Range", h->url);
-	if (!x->have_crange || x->cr_first == UINT64_MAX)
-		return cl_errorf(-EPROTO, "%s: HTTP 206 without a valid Content-Range", h->url);
-	if (x->cr_total != UINT64_MAX) {
-		r = check_total(x, x->cr_total);
-		if (r < 0)
-			return r;
-	}
-	if (x->cr_first != x->start)
-		return cl_errorf(-EPROTO, "%s: asked for bytes from %llu, server sent from %llu",
-		                 h->url, (unsigned long long)x->start,
-		                 (unsigned long long)x->cr_first);
-	if (x->kind == XFER_READ)
-		want = x->len;
-	else if (x->kind == XFER_PROBE)
-		want = 1;
-	else
-		want = h->size - x->start;
-	if (x->cr_last - x->cr_first + 1 != want)
-		return cl_errorf(-EPROTO, "%s: asked for %llu bytes at %llu, server sent %llu-%llu",
-		                 h->url, (unsigned long long)want, (unsigned long long)x->start,
-		                 (unsigned long long)x->cr_first, (unsigned long long)x->cr_last);
-	if (x->have_clen && x->clen != want)
-		return cl_errorf(
-		    -EPROTO, "%s: Content-Length %llu does not match the %llu bytes of the range",
-		    h->url, (unsigned long long)x->clen, (unsigned long long)want);
-	x->body_at = x->cr_first;
-	return 0;
-}
+static const struct cl_http_ops curl_ops = {
+    .perform = curl_perform,
+    .sleep_ms = sleep_ms,
+};
 
 /* ---- curl callbacks --------------------------------------------------- */
 
-static char *dup_value(const char *v, size_t n)
-{
-	char *s = malloc(n + 1);
-
-	if (s) {
-		memcpy(s, v, n);
-		s[n] = '\0';
-	}
-	return s;
-}
-
 static size_t on_header(char *data, size_t size, size_t nitems, void *arg)
 {
-	struct xfer *x = arg;
-	size_t n = size * nitems, namelen, vlen;
-	const char *colon, *v;
-	char line[128];
-	uint64_t num;
-	const char *end;
-
-	x->header_bytes += n;
-	if (x->header_bytes > CL_HTTP_MAX_HEADER_BYTES) {
-		x->err = cl_errorf(-EPROTO, "%s: response headers larger than %u bytes", x->h->url,
-		                   CL_HTTP_MAX_HEADER_BYTES);
-		return 0;
-	}
-	while (n && (data[n - 1] == '\n' || data[n - 1] == '\r'))
-		n--;
-	if (n >= 5 && !strncmp(data, "HTTP/", 5)) {
-		/* A new response (redirects, interim ones): forget the last. */
-		xfer_clear_headers(x);
-		v = memchr(data, ' ', n);
-		if (v && (size_t)(v - data) + 4 <= n && v[1] >= '1' && v[1] <= '5' && v[2] >= '0' &&
-		    v[2] <= '9' && v[3] >= '0' && v[3] <= '9')
-			x->status = (v[1] - '0') * 100 + (v[2] - '0') * 10 + (v[3] - '0');
-		return size * nitems;
-	}
-	colon = memchr(data, ':', n);
-	if (!colon)
-		return size * nitems;
-	namelen = (size_t)(colon - data);
-	v = colon + 1;
-	vlen = n - namelen - 1;
-	while (vlen && (*v == ' ' || *v == '\t')) {
-		v++;
-		vlen--;
-	}
-	while (vlen && (v[vlen - 1] == ' ' || v[vlen - 1] == '\t'))
-		vlen--;
-
-	if (namelen == 4 && !strncasecmp(data, "etag", 4)) {
-		free(x->etag);
-		x->etag = dup_value(v, vlen);
-		if (!x->etag)
-			goto nomem;
-	} else if (namelen == 13 && !strncasecmp(data, "last-modified", 13)) {
-		free(x->last_modified);
-		x->last_modified = dup_value(v, vlen);
-		if (!x->last_modified)
-			goto nomem;
-	} else if (namelen == 14 && !strncasecmp(data, "content-length", 14)) {
-		if (vlen >= sizeof(line))
-			goto bad;
-		memcpy(line, v, vlen);
-		line[vlen] = '\0';
-		if (parse_u64(line, &end, &num) < 0 || *end)
-			goto bad;
-		x->have_clen = 1;
-		x->clen = num;
-	} else if (namelen == 13 && !strncasecmp(data, "content-range", 13)) {
-		if (vlen >= sizeof(line))
-			goto bad;
-		memcpy(line, v, vlen);
-		line[vlen] = '\0';
-		if (parse_content_range(x, line) < 0)
-			goto bad;
-	}
-	return size * nitems;
-
-bad:
-	x->err = cl_errorf(-EPROTO, "%s: malformed header: %.*s", x->h->url,
-	                   (int)(n > 200 ? 200 : n), data);
-	return 0;
-nomem:
-	x->err = -ENOMEM;
-	return 0;
+	return cl_http_xfer_header(arg, data, size * nitems) < 0 ? 0 : size * nitems;
 }
 
 static size_t on_body(char *data, size_t size, size_t nitems, void *arg)
 {
-	struct xfer *x = arg;
-	struct cl_http *h = x->h;
-	size_t n = size * nitems, skip;
-	uint64_t at;
-	int r;
-
-	if (!x->checked) {
-		r = check_response(x);
-		if (r < 0) {
-			x->err = r;
-			return CURL_WRITEFUNC_ERROR;
-		}
-	}
-	switch (x->kind) {
-	case XFER_HEAD:
-		return n;
-	case XFER_PROBE:
-		x->probe_done = 1; /* the headers told all; never take a whole object */
-		return x->status == 206 && n <= 1 ? n : CURL_WRITEFUNC_ERROR;
-	case XFER_READ:
-		if (n > x->len - (size_t)(x->body_at - x->start)) {
-			x->err = cl_errorf(-EPROTO, "%s: server sent more than the %zu bytes asked",
-			                   h->url, x->len);
-			return CURL_WRITEFUNC_ERROR;
-		}
-		memcpy(x->buf + (x->body_at - x->start), data, n);
-		x->body_at += n;
-		return n;
-	case XFER_STREAM:
-		if (n > h->size - x->body_at) {
-			x->err = cl_errorf(-ESTALE,
-			                   "%s: object changed mid-synthesis (body longer than "
-			                   "its %llu bytes)",
-			                   h->url, (unsigned long long)h->size);
-			return CURL_WRITEFUNC_ERROR;
-		}
-		at = x->body_at;
-		x->body_at += n;
-		if (x->body_at <= x->pos)
-			return n; /* before the resume point: already delivered */
-		skip = at < x->pos ? (size_t)(x->pos - at) : 0;
-		r = x->fn(x->ctx, x->pos, data + skip, n - skip);
-		if (r) {
-			x->err = r;
-			x->user = 1;
-			return CURL_WRITEFUNC_ERROR;
-		}
-		x->pos += n - skip;
-		return n;
-	}
-	return CURL_WRITEFUNC_ERROR;
+	return cl_http_xfer_body(arg, data, size * nitems) < 0 ? CURL_WRITEFUNC_ERROR
+	                                                       : size * nitems;
 }
 
 static void share_lock(CURL *c, curl_lock_data data, curl_lock_access access, void *arg)
@@ -585,14 +210,14 @@ static int conn_new(struct cl_http *h, struct cl_http_conn **out)
 	c = curl_easy_init();
 	if (!c) {
 		free(cn);
-		return cl_errorf(-ENOMEM, "%s: cannot create a curl handle", h->url);
+		return cl_errorf(-ENOMEM, "%s: cannot create a curl handle", h->obj.url);
 	}
 #define SET(opt, val)                                                                              \
 	do {                                                                                       \
 		if (cc == CURLE_OK)                                                                \
 			cc = curl_easy_setopt(c, opt, val);                                        \
 	} while (0)
-	SET(CURLOPT_URL, h->url);
+	SET(CURLOPT_URL, h->obj.url);
 	SET(CURLOPT_ERRORBUFFER, cn->errbuf);
 	SET(CURLOPT_NOSIGNAL, 1L);
 #if LIBCURL_VERSION_NUM >= 0x075500
@@ -621,7 +246,7 @@ static int conn_new(struct cl_http *h, struct cl_http_conn **out)
 	if (cc != CURLE_OK) {
 		curl_easy_cleanup(c);
 		free(cn);
-		return cl_errorf(-EINVAL, "%s: cannot set up curl: %s", h->url,
+		return cl_errorf(-EINVAL, "%s: cannot set up curl: %s", h->obj.url,
 		                 curl_easy_strerror(cc));
 	}
 	cn->curl = c;
@@ -677,7 +302,7 @@ static int conn_get(struct cl_http *h, struct cl_http_conn **out)
 		pthread_cond_timedwait(&h->pool_cond, &h->pool_lock, &ts);
 	}
 	pthread_mutex_unlock(&h->pool_lock);
-	return cl_errorf(-ETIMEDOUT, "%s: all %u connections stayed busy for %llu ms", h->url,
+	return cl_errorf(-ETIMEDOUT, "%s: all %u connections stayed busy for %llu ms", h->obj.url,
 	                 h->connections, (unsigned long long)h->pool_wait_ms);
 }
 
@@ -693,7 +318,8 @@ static void conn_put(struct cl_http *h, struct cl_http_conn *cn)
 /* ---- one request ------------------------------------------------------ */
 
 /* Describes a failed transfer; sets x->transient for faults worth a retry. */
-static int curl_fault(struct cl_http *h, struct cl_http_conn *cn, CURLcode cc, struct xfer *x)
+static int curl_fault(struct cl_http *h, struct cl_http_conn *cn, CURLcode cc,
+                      struct cl_http_xfer *x)
 {
 	const char *why = cn->errbuf[0] ? cn->errbuf : curl_easy_strerror(cc);
 	curl_off_t connect_us = 0;
@@ -706,20 +332,21 @@ static int curl_fault(struct cl_http *h, struct cl_http_conn *cn, CURLcode cc, s
 		if (oserr)
 			why = strerror((int)oserr);
 		if (oserr == EHOSTUNREACH || oserr == ENETUNREACH)
-			return cl_errorf(-EHOSTUNREACH, "%s: host unreachable: %s", h->url, why);
-		return cl_errorf(-ECONNREFUSED, "%s: cannot connect: %s", h->url, why);
+			return cl_errorf(-EHOSTUNREACH, "%s: host unreachable: %s", h->obj.url,
+			                 why);
+		return cl_errorf(-ECONNREFUSED, "%s: cannot connect: %s", h->obj.url, why);
 	case CURLE_COULDNT_RESOLVE_HOST:
 	case CURLE_COULDNT_RESOLVE_PROXY:
 		x->transient = 1;
-		return cl_errorf(-EHOSTUNREACH, "%s: cannot resolve host: %s", h->url, why);
+		return cl_errorf(-EHOSTUNREACH, "%s: cannot resolve host: %s", h->obj.url, why);
 	case CURLE_OPERATION_TIMEDOUT:
 		x->transient = 1;
 		curl_easy_getinfo(cn->curl, CURLINFO_CONNECT_TIME_T, &connect_us);
 		if (!connect_us && !x->header_bytes)
 			return cl_errorf(-EHOSTUNREACH,
-			                 "%s: host unreachable: no connection in %u ms", h->url,
+			                 "%s: host unreachable: no connection in %u ms", h->obj.url,
 			                 h->connect_timeout_ms);
-		return cl_errorf(-ETIMEDOUT, "%s: server stalled or too slow: %s", h->url, why);
+		return cl_errorf(-ETIMEDOUT, "%s: server stalled or too slow: %s", h->obj.url, why);
 	case CURLE_RECV_ERROR:
 	case CURLE_SEND_ERROR:
 	case CURLE_GOT_NOTHING:
@@ -727,49 +354,50 @@ static int curl_fault(struct cl_http *h, struct cl_http_conn *cn, CURLcode cc, s
 	case CURLE_HTTP2:
 	case CURLE_HTTP2_STREAM:
 		x->transient = 1;
-		return cl_errorf(-ECONNRESET, "%s: connection lost: %s", h->url, why);
+		return cl_errorf(-ECONNRESET, "%s: connection lost: %s", h->obj.url, why);
 	case CURLE_PARTIAL_FILE:
 		x->transient = 1;
-		return cl_errorf(-EIO, "%s: short body: %s", h->url, why);
+		return cl_errorf(-EIO, "%s: short body: %s", h->obj.url, why);
 	case CURLE_TOO_MANY_REDIRECTS:
-		return cl_errorf(-ELOOP, "%s: more than %ld redirects", h->url, CL_HTTP_MAX_REDIRS);
+		return cl_errorf(-ELOOP, "%s: more than %ld redirects", h->obj.url,
+		                 CL_HTTP_MAX_REDIRS);
 	case CURLE_UNSUPPORTED_PROTOCOL:
 		return cl_errorf(-EPROTONOSUPPORT,
-		                 "%s: refused (redirect to) an unsupported scheme: %s", h->url,
+		                 "%s: refused (redirect to) an unsupported scheme: %s", h->obj.url,
 		                 why);
 	case CURLE_URL_MALFORMAT:
-		return cl_errorf(-EINVAL, "%s: malformed URL: %s", h->url, why);
+		return cl_errorf(-EINVAL, "%s: malformed URL: %s", h->obj.url, why);
 	case CURLE_OUT_OF_MEMORY:
 		return -ENOMEM;
 	case CURLE_PEER_FAILED_VERIFICATION:
 	case CURLE_SSL_CACERT_BADFILE:
 	case CURLE_SSL_CERTPROBLEM:
-		return cl_errorf(-EACCES, "%s: TLS verification failed: %s", h->url, why);
+		return cl_errorf(-EACCES, "%s: TLS verification failed: %s", h->obj.url, why);
 	case CURLE_WEIRD_SERVER_REPLY:
-		return cl_errorf(-EPROTO, "%s: malformed response: %s", h->url, why);
+		return cl_errorf(-EPROTO, "%s: malformed response: %s", h->obj.url, why);
 	default:
-		return cl_errorf(-EIO, "%s: %s", h->url, why);
+		return cl_errorf(-EIO, "%s: %s", h->obj.url, why);
 	}
 }
 
-static int perform(struct cl_http *h, struct cl_http_conn *cn, struct xfer *x)
+static int perform(struct cl_http *h, struct cl_http_conn *cn, struct cl_http_xfer *x)
 {
 	CURL *c = cn->curl;
 	CURLcode cc = CURLE_OK;
 	int r;
 
-	xfer_reset(x);
+	cl_http_xfer_reset(x);
 	cn->errbuf[0] = '\0';
 	if (x->ranged) {
-		if (x->kind == XFER_READ || x->kind == XFER_PROBE)
-			snprintf(x->range, sizeof(x->range), "%llu-%llu",
-			         (unsigned long long)x->start,
-			         (unsigned long long)(x->start +
-			                              (x->kind == XFER_READ ? x->len : 1) - 1));
+		if (x->kind == CL_HTTP_XFER_READ || x->kind == CL_HTTP_XFER_PROBE)
+			snprintf(
+			    x->range, sizeof(x->range), "%llu-%llu", (unsigned long long)x->start,
+			    (unsigned long long)(x->start +
+			                         (x->kind == CL_HTTP_XFER_READ ? x->len : 1) - 1));
 		else
 			snprintf(x->range, sizeof(x->range), "%llu-", (unsigned long long)x->start);
 	}
-	if (x->kind == XFER_HEAD) {
+	if (x->kind == CL_HTTP_XFER_HEAD) {
 		cc = curl_easy_setopt(c, CURLOPT_NOBODY, 1L);
 	} else {
 		cc = curl_easy_setopt(c, CURLOPT_HTTPGET, 1L);
@@ -779,16 +407,16 @@ static int perform(struct cl_http *h, struct cl_http_conn *cn, struct xfer *x)
 	/* A stream may take long: only stalls bound it, not the total. */
 	if (cc == CURLE_OK)
 		cc = curl_easy_setopt(c, CURLOPT_TIMEOUT_MS,
-		                      x->kind == XFER_STREAM ? 0L : (long)h->timeout_ms);
+		                      x->kind == CL_HTTP_XFER_STREAM ? 0L : (long)h->timeout_ms);
 	if (cc == CURLE_OK)
 		cc = curl_easy_setopt(c, CURLOPT_HEADERDATA, x);
 	if (cc == CURLE_OK)
 		cc = curl_easy_setopt(c, CURLOPT_WRITEDATA, x);
 	if (cc != CURLE_OK)
-		return cl_errorf(-EINVAL, "%s: cannot set up curl: %s", h->url,
+		return cl_errorf(-EINVAL, "%s: cannot set up curl: %s", h->obj.url,
 		                 curl_easy_strerror(cc));
 
-	cc = curl_easy_perform(c);
+	cc = h->ops->perform(c, x);
 	if (x->err)
 		return x->err;
 	if (x->probe_done && cc == CURLE_WRITE_ERROR)
@@ -796,24 +424,25 @@ static int perform(struct cl_http *h, struct cl_http_conn *cn, struct xfer *x)
 	if (cc != CURLE_OK)
 		return curl_fault(h, cn, cc, x);
 	if (!x->checked) {
-		r = check_response(x);
+		r = cl_http_xfer_check(x);
 		if (r < 0)
 			return r;
 	}
 	switch (x->kind) {
-	case XFER_READ:
+	case CL_HTTP_XFER_READ:
 		if (x->body_at - x->start != x->len) {
 			x->transient = 1;
-			return cl_errorf(-EIO, "%s: short body: %llu of %zu bytes at %llu", h->url,
-			                 (unsigned long long)(x->body_at - x->start), x->len,
-			                 (unsigned long long)x->start);
+			return cl_errorf(-EIO, "%s: short body: %llu of %zu bytes at %llu",
+			                 h->obj.url, (unsigned long long)(x->body_at - x->start),
+			                 x->len, (unsigned long long)x->start);
 		}
 		break;
-	case XFER_STREAM:
-		if (x->pos != h->size) {
+	case CL_HTTP_XFER_STREAM:
+		if (x->pos != h->obj.size) {
 			x->transient = 1;
-			return cl_errorf(-EIO, "%s: body ended early at %llu of %llu bytes", h->url,
-			                 (unsigned long long)x->pos, (unsigned long long)h->size);
+			return cl_errorf(-EIO, "%s: body ended early at %llu of %llu bytes",
+			                 h->obj.url, (unsigned long long)x->pos,
+			                 (unsigned long long)h->obj.size);
 		}
 		break;
 	default:
@@ -834,7 +463,7 @@ static int gave_up(int r, unsigned attempts)
 }
 
 /* Runs a request, retrying transient faults with backoff. */
-static int run(struct cl_http *h, struct xfer *x)
+static int run(struct cl_http *h, struct cl_http_xfer *x)
 {
 	struct cl_http_conn *cn;
 	unsigned attempt;
@@ -848,7 +477,7 @@ static int run(struct cl_http *h, struct xfer *x)
 		conn_put(h, cn);
 		if (atomic_load(&h->aborted))
 			return cl_errorf(-ECANCELED, "%s: transfer cancelled (shutting down)",
-			                 h->url);
+			                 h->obj.url);
 		if (r >= 0 || !x->transient || attempt >= h->retries)
 			break;
 		backoff(h, attempt);
@@ -860,77 +489,66 @@ static int run(struct cl_http *h, struct xfer *x)
 
 /* ---- open ------------------------------------------------------------- */
 
-static int pin(struct cl_http *h, struct xfer *x, uint64_t size)
-{
-	h->size = size;
-	if (x->etag) {
-		h->etag = strdup(x->etag);
-		if (!h->etag)
-			return -ENOMEM;
-	}
-	if (x->last_modified) {
-		h->last_modified = strdup(x->last_modified);
-		if (!h->last_modified)
-			return -ENOMEM;
-	}
-	h->pinned = 1;
-	return 0;
-}
-
 static int probe(struct cl_http *h)
 {
-	struct xfer x;
+	struct cl_http_xfer x;
 	int r;
 
-	xfer_init(&x, h, XFER_HEAD);
+	cl_http_xfer_init(&x, &h->obj, CL_HTTP_XFER_HEAD);
 	r = run(h, &x);
 	if (r < 0 && r != -ENOTSUP)
 		goto out;
 	if (r == 0 && x.have_clen) {
-		r = pin(h, &x, x.clen);
+		r = cl_http_object_pin(&h->obj, &x, x.clen);
 		if (r < 0)
 			goto out;
-		if (!h->size) {
+		if (!h->obj.size) {
 			h->ranges = 1; /* nothing to ask a range of */
 			goto out;
 		}
 	}
 
 	/* GET bytes=0-0: 206 means ranges work, 200 that they are ignored. */
-	xfer_fini(&x);
-	xfer_init(&x, h, XFER_PROBE);
+	cl_http_xfer_fini(&x);
+	cl_http_xfer_init(&x, &h->obj, CL_HTTP_XFER_PROBE);
 	x.ranged = 1;
 	r = run(h, &x);
 	if (r < 0)
 		goto out;
 	if (x.status == 416) {
 		h->ranges = 1;
-		if (!h->pinned)
-			r = pin(h, &x, x.cr_total);
+		if (!h->obj.pinned)
+			r = cl_http_object_pin(&h->obj, &x, x.cr_total);
 		goto out;
 	}
 	h->ranges = x.status == 206;
-	if (!h->pinned) {
+	if (!h->obj.pinned) {
 		if (x.status == 206 && x.cr_total != UINT64_MAX)
-			r = pin(h, &x, x.cr_total);
+			r = cl_http_object_pin(&h->obj, &x, x.cr_total);
 		else if (x.status == 200 && x.have_clen)
-			r = pin(h, &x, x.clen);
+			r = cl_http_object_pin(&h->obj, &x, x.clen);
 		else
 			r = cl_errorf(-EPROTO, "%s: server does not tell the object's size",
-			              h->url);
+			              h->obj.url);
 	}
 out:
-	xfer_fini(&x);
+	cl_http_xfer_fini(&x);
 	return r;
 }
 
 int cl_http_open(const char *url, const struct cl_source_opts *opts, struct cl_http **out)
 {
+	return cl_http_open_ops(url, opts, &curl_ops, out);
+}
+
+int cl_http_open_ops(const char *url, const struct cl_source_opts *opts,
+                     const struct cl_http_ops *ops, struct cl_http **out)
+{
 	struct cl_http *h;
 	unsigned i;
 	int r;
 
-	if (!url || !out)
+	if (!url || !ops || !out)
 		return -EINVAL;
 	pthread_once(&cl_http_once, http_global_init);
 	if (cl_http_init_code != CURLE_OK)
@@ -939,11 +557,12 @@ int cl_http_open(const char *url, const struct cl_source_opts *opts, struct cl_h
 	h = calloc(1, sizeof(*h));
 	if (!h)
 		return -ENOMEM;
-	h->url = strdup(url);
-	if (!h->url) {
+	h->obj.url = strdup(url);
+	if (!h->obj.url) {
 		r = -ENOMEM;
 		goto fail_free;
 	}
+	h->ops = ops;
 	h->https = !strncasecmp(url, "https://", 8);
 	h->timeout_ms = opts && opts->timeout_ms ? opts->timeout_ms : CL_HTTP_TIMEOUT_MS;
 	h->retries = opts && opts->retries ? opts->retries : CL_HTTP_RETRIES;
@@ -1002,8 +621,8 @@ fail_pool:
 		h->idle = cn->next;
 		conn_free(cn);
 	}
-	free(h->etag);
-	free(h->last_modified);
+	free(h->obj.etag);
+	free(h->obj.last_modified);
 fail_share:
 	curl_share_cleanup(h->share);
 fail_locks:
@@ -1011,7 +630,7 @@ fail_locks:
 	pthread_mutex_destroy(&h->pool_lock);
 	for (i = 0; i < CURL_LOCK_DATA_LAST; i++)
 		pthread_mutex_destroy(&h->share_locks[i]);
-	free(h->url);
+	free(h->obj.url);
 fail_free:
 	free(h);
 	return r;
@@ -1019,7 +638,7 @@ fail_free:
 
 uint64_t cl_http_size(const struct cl_http *h)
 {
-	return h->size;
+	return h->obj.size;
 }
 
 void cl_http_abort(struct cl_http *h)
@@ -1035,32 +654,33 @@ int cl_http_has_ranges(const struct cl_http *h)
 
 int cl_http_read(struct cl_http *h, uint64_t off, size_t len, void *buf)
 {
-	struct xfer x;
+	struct cl_http_xfer x;
 	int r;
 
 	if (!h || (!buf && len))
 		return -EINVAL;
-	if (off > h->size || len > h->size - off)
+	if (off > h->obj.size || len > h->obj.size - off)
 		return cl_errorf(-EIO, "%s: read of %zu bytes at %llu is past its end (%llu bytes)",
-		                 h->url, len, (unsigned long long)off, (unsigned long long)h->size);
+		                 h->obj.url, len, (unsigned long long)off,
+		                 (unsigned long long)h->obj.size);
 	if (!len)
 		return 0;
-	xfer_init(&x, h, XFER_READ);
+	cl_http_xfer_init(&x, &h->obj, CL_HTTP_XFER_READ);
 	x.start = off;
 	x.buf = buf;
 	x.len = len;
 	x.ranged = 1;
 	if (!h->ranges) {
 		/* The whole object still works with a plain GET. */
-		if (off || len != h->size)
+		if (off || len != h->obj.size)
 			return cl_errorf(-EOPNOTSUPP,
 			                 "%s: server ignores Range requests: cannot read %zu bytes "
 			                 "at %llu (only streaming the whole object works)",
-			                 h->url, len, (unsigned long long)off);
+			                 h->obj.url, len, (unsigned long long)off);
 		x.ranged = 0;
 	}
 	r = run(h, &x);
-	xfer_fini(&x);
+	cl_http_xfer_fini(&x);
 	return r;
 }
 
@@ -1069,17 +689,18 @@ int cl_http_stream(struct cl_http *h, uint64_t off, cl_source_stream_fn fn, void
 	struct cl_http_conn *cn;
 	unsigned fails = 0;
 	uint64_t before;
-	struct xfer x;
+	struct cl_http_xfer x;
 	int r;
 
 	if (!h || !fn)
 		return -EINVAL;
-	if (off > h->size)
-		return cl_errorf(-EIO, "%s: stream from %llu is past its end (%llu bytes)", h->url,
-		                 (unsigned long long)off, (unsigned long long)h->size);
-	if (off == h->size)
+	if (off > h->obj.size)
+		return cl_errorf(-EIO, "%s: stream from %llu is past its end (%llu bytes)",
+		                 h->obj.url, (unsigned long long)off,
+		                 (unsigned long long)h->obj.size);
+	if (off == h->obj.size)
 		return 0;
-	xfer_init(&x, h, XFER_STREAM);
+	cl_http_xfer_init(&x, &h->obj, CL_HTTP_XFER_STREAM);
 	x.fn = fn;
 	x.ctx = ctx;
 	x.pos = off;
@@ -1095,7 +716,8 @@ int cl_http_stream(struct cl_http *h, uint64_t off, cl_source_stream_fn fn, void
 		r = perform(h, cn, &x);
 		conn_put(h, cn);
 		if (atomic_load(&h->aborted)) {
-			r = cl_errorf(-ECANCELED, "%s: transfer cancelled (shutting down)", h->url);
+			r = cl_errorf(-ECANCELED, "%s: transfer cancelled (shutting down)",
+			              h->obj.url);
 			break;
 		}
 		if (r == 0 || x.user || !x.transient)
@@ -1108,7 +730,7 @@ int cl_http_stream(struct cl_http *h, uint64_t off, cl_source_stream_fn fn, void
 	}
 	if (r < 0 && r != -ECANCELED && !x.user && x.transient)
 		r = gave_up(r, fails + 1);
-	xfer_fini(&x);
+	cl_http_xfer_fini(&x);
 	return r;
 }
 
@@ -1130,8 +752,8 @@ void cl_http_close(struct cl_http *h)
 	pthread_mutex_destroy(&h->pool_lock);
 	for (i = 0; i < CURL_LOCK_DATA_LAST; i++)
 		pthread_mutex_destroy(&h->share_locks[i]);
-	free(h->etag);
-	free(h->last_modified);
-	free(h->url);
+	free(h->obj.etag);
+	free(h->obj.last_modified);
+	free(h->obj.url);
 	free(h);
 }

@@ -1,13 +1,15 @@
-/* HTTP response handling of the pack source (synth/cl_http.c): status
+/* SPDX-License-Identifier: GPL-2.0-only */
+/* HTTP response handling of the pack source (synth/transport): status
  * lines, ETag/Last-Modified pinning, Content-Length, Content-Range, short,
  * long and early-ending bodies, transient faults and retries.
  *
- * libcurl parses nothing here that cl_http.c relies on: cl_http.c's own
- * callbacks (on_header, on_body) and checks do. They are static, so the
- * target includes cl_http.c and replaces the two libcurl calls that would
- * touch the network: curl_easy_setopt (recorded) and curl_easy_perform
- * (feeds the next scripted response to the callbacks, line by line and in
- * small body pieces, as libcurl does). Retry back-off does not sleep.
+ * libcurl parses nothing here that cloudlet relies on: cl_http_check.c's
+ * header and body functions and checks do. The target opens the handle with
+ * its own cl_http_ops (cl_http_open_ops): the transfer feeds the next
+ * scripted response to those functions, line by line and in small body
+ * pieces, as libcurl's callbacks do, and retry back-off does not sleep.
+ * Everything else (the handle pool, the request set-up, libcurl faults,
+ * both retry loops, open's probe) is the library's own code.
  *
  * Input: 8 bytes of parameters (retries, read offset and length, stream
  * offset, when the stream consumer gives up), then the server's responses
@@ -16,52 +18,23 @@
  * a libcurl error after it is delivered. Once the script runs out, every
  * request fails to connect. cl_http_open runs first (HEAD, then a bytes=0-0
  * probe), then a ranged read and a stream of the object. */
-#define CURL_DISABLE_TYPECHECK
-#include <curl/curl.h>
-#include <stdint.h>
-#include <time.h>
-
-static CURLcode fake_perform(CURL *c);
-static CURLcode fake_setopt(CURL *c, CURLoption opt, uintptr_t val);
-static int fake_nanosleep(const struct timespec *req, struct timespec *rem);
-
-#undef curl_easy_setopt
-#define curl_easy_setopt(c, opt, val) fake_setopt(c, opt, (uintptr_t)(val))
-#define curl_easy_perform             fake_perform
-#define nanosleep                     fake_nanosleep
-
-#include "cl_http.c"
-
-#undef curl_easy_setopt
-#undef curl_easy_perform
-#undef nanosleep
-
+#include "cl_error.h"
+#include "cl_http.h"
+#include "cl_http_check.h"
 #include "fuzz_common.h"
+
+#include <curl/curl.h>
+#include <errno.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
 
 static const uint8_t *g_data; /* the rest of the script */
 static size_t g_size;
-static struct xfer *g_header_x, *g_body_x;
-static int g_nobody;
 
-static int fake_nanosleep(const struct timespec *req, struct timespec *rem)
+static void fake_sleep_ms(unsigned ms)
 {
-	(void)req;
-	(void)rem;
-	return 0;
-}
-
-static CURLcode fake_setopt(CURL *c, CURLoption opt, uintptr_t val)
-{
-	(void)c;
-	if (opt == CURLOPT_HEADERDATA)
-		g_header_x = (struct xfer *)val;
-	else if (opt == CURLOPT_WRITEDATA)
-		g_body_x = (struct xfer *)val;
-	else if (opt == CURLOPT_NOBODY)
-		g_nobody = val != 0;
-	else if (opt == CURLOPT_HTTPGET)
-		g_nobody = 0;
-	return CURLE_OK;
+	(void)ms;
 }
 
 /* The next response of the script: [*p, *p + *n). */
@@ -86,7 +59,7 @@ static int next_response(const uint8_t **p, size_t *n)
 	return 0;
 }
 
-static CURLcode fake_perform(CURL *c)
+static CURLcode fake_perform(CURL *c, struct cl_http_xfer *x)
 {
 	static const CURLcode faults[10] = {
 	    CURLE_PARTIAL_FILE,         CURLE_OPERATION_TIMEDOUT,   CURLE_RECV_ERROR,
@@ -94,14 +67,17 @@ static CURLcode fake_perform(CURL *c)
 	    CURLE_TOO_MANY_REDIRECTS,   CURLE_UNSUPPORTED_PROTOCOL, CURLE_SSL_CONNECT_ERROR,
 	    CURLE_COULDNT_RESOLVE_HOST,
 	};
-	struct xfer *x = g_header_x;
 	CURLcode end = CURLE_OK;
 	const uint8_t *p, *nl;
 	size_t n, line, piece;
 	char *copy;
+	int r;
 
 	(void)c;
-	FUZZ_CHECK(x && x == g_body_x);
+	FUZZ_CHECK(x && x->obj);
+	/* What open pinned came from headers, within their bound. */
+	if (x->obj->etag)
+		FUZZ_CHECK(strlen(x->obj->etag) < CL_HTTP_MAX_HEADER_BYTES);
 	if (next_response(&p, &n) < 0)
 		return CURLE_COULDNT_CONNECT;
 	if (n >= 2 && p[0] == '!' && p[1] >= '0' && p[1] <= '9') {
@@ -115,9 +91,9 @@ static CURLcode fake_perform(CURL *c)
 		line = nl ? (size_t)(nl - p) + 1 : n;
 		copy = (char *)fuzz_dup(p, line); /* exact size: ASan sees overreads */
 		FUZZ_CHECK(copy);
-		piece = on_header(copy, 1, line, x);
+		r = cl_http_xfer_header(x, (const char *)copy, line);
 		free(copy);
-		if (piece != line)
+		if (r < 0)
 			return CURLE_WRITE_ERROR;
 		p += line;
 		n -= line;
@@ -125,21 +101,26 @@ static CURLcode fake_perform(CURL *c)
 			break;
 	}
 	/* The body, in pieces of 1 to 16 bytes. */
-	while (n && !g_nobody) {
+	while (n && x->kind != CL_HTTP_XFER_HEAD) {
 		piece = 1 + (p[0] & 15);
 		if (piece > n)
 			piece = n;
 		copy = (char *)fuzz_dup(p, piece);
 		FUZZ_CHECK(copy);
-		line = on_body(copy, 1, piece, x);
+		r = cl_http_xfer_body(x, (const char *)copy, piece);
 		free(copy);
-		if (line != piece)
+		if (r < 0)
 			return CURLE_WRITE_ERROR;
 		p += piece;
 		n -= piece;
 	}
 	return end;
 }
+
+static const struct cl_http_ops fake_ops = {
+    .perform = fake_perform,
+    .sleep_ms = fake_sleep_ms,
+};
 
 struct sink {
 	uint64_t next;    /* the offset the next piece must start at */
@@ -173,19 +154,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 	g_data = data;
 	g_size = size;
-	g_header_x = g_body_x = NULL;
 	opts.retries = 1 + flags % 3;
 	opts.connections = 1 + (flags >> 2) % 2;
 	opts.timeout_ms = 1000;
-	r = cl_http_open("http://fuzz.invalid/overlay-blob", &opts, &h);
+	r = cl_http_open_ops("http://fuzz.invalid/overlay-blob", &opts, &fake_ops, &h);
 	if (r < 0) {
 		FUZZ_CHECK(r > -4096);
 		cl_error_clear();
 		return 0;
 	}
-	if (h->etag)
-		FUZZ_CHECK(strlen(h->etag) < CL_HTTP_MAX_HEADER_BYTES);
-
 	/* A ranged read: exactly rlen bytes or an error. */
 	if (cl_http_size(h)) {
 		roff %= cl_http_size(h);
