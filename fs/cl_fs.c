@@ -1,6 +1,11 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
+/* The FUSE operations of cloudletfs (see cl_fs.h) over the tree of
+ * cl_fs_tree.c: attributes, opens, the images' reads, writes and hole
+ * punches handed to the engine, the status and stats text, listings. */
 #include "cl_fs.h"
 #include "cl_fs_stream.h"
 #include "cl_fs_text.h"
+#include "cl_fs_tree.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -13,44 +18,12 @@
 #include <time.h>
 #include <unistd.h>
 
-/* Fixed inode numbers: the tree never changes while mounted. */
-#define INO_ROOT            1
-#define INO_STATUS          2
-#define INO_STATE           3
-#define INO_DOMAIN          4
-#define INO_IMAGE_DIR(i)    (16 + 32 * (i))
-#define INO_IMAGE(i)        (INO_IMAGE_DIR(i) + 1)
-#define INO_STATS_DIR(i)    (INO_IMAGE_DIR(i) + 2)
-#define INO_STREAMS_DIR(i)  (INO_IMAGE_DIR(i) + 3)
-#define INO_STAT(i, k)      (INO_IMAGE_DIR(i) + 4 + (k))
-#define INO_STREAM(i, kind) (INO_IMAGE_DIR(i) + 20 + (kind))
-#define INO_COUNT           INO_IMAGE_DIR(CL_NIMAGES)
-
 /* Nothing in the tree changes behind the kernel's back: the names are
  * fixed and the images change only through writes that pass the kernel. */
 #define ENTRY_TIMEOUT 3600.0
 #define ATTR_TIMEOUT  3600.0
 
 #define TEXT_MAX (3 * PATH_MAX + 1024) /* the status file, three paths included */
-
-enum node_kind {
-	NODE_NONE = 0,
-	NODE_DIR,
-	NODE_IMAGE,
-	NODE_BLOB,
-	NODE_STATUS,
-	NODE_STAT,
-	NODE_STREAM,
-};
-
-struct node {
-	const char *name;
-	fuse_ino_t parent;
-	uint8_t kind;  /* enum node_kind; NODE_NONE: no such inode */
-	uint8_t image; /* IMAGE, STAT, STREAM */
-	uint8_t which; /* STAT: index in cl_fs_stat_names; STREAM: kind; BLOB: 0 state, 1 XML */
-	uint8_t nsubdirs;
-};
 
 /* An open status or stats file: its text is taken at the first read and
  * again at every read from offset 0, so that one cat sees one snapshot. */
@@ -73,7 +46,7 @@ struct cl_fs {
 	struct cl_lazy *l;
 	struct cl_fs_config cfg; /* its strings point to the copies below */
 	char *overlay, *base, *mountpoint;
-	struct node nodes[INO_COUNT];
+	struct cl_fs_tree tree;
 	uint64_t size[CL_NIMAGES];
 	uint32_t chunk_size;
 	const void *blob[2];
@@ -100,56 +73,16 @@ static struct cl_fs *fs_of(fuse_req_t req)
 	return fuse_req_userdata(req);
 }
 
-static const struct node *node_of(const struct cl_fs *fs, fuse_ino_t ino)
+static const struct cl_fs_node *node_of(const struct cl_fs *fs, fuse_ino_t ino)
 {
-	if (ino >= INO_COUNT || fs->nodes[ino].kind == NODE_NONE)
-		return NULL;
-	return &fs->nodes[ino];
-}
-
-static void add_node(struct cl_fs *fs, fuse_ino_t ino, fuse_ino_t parent, const char *name,
-                     enum node_kind kind, int image, int which)
-{
-	struct node *n = &fs->nodes[ino];
-
-	n->name = name;
-	n->parent = parent;
-	n->kind = (uint8_t)kind;
-	n->image = (uint8_t)image;
-	n->which = (uint8_t)which;
-	if (kind == NODE_DIR && ino != INO_ROOT)
-		fs->nodes[parent].nsubdirs++;
-}
-
-static void build_tree(struct cl_fs *fs)
-{
-	static const char *const blob_names[2] = {"state", "domain.xml"};
-	int i, k;
-
-	add_node(fs, INO_ROOT, INO_ROOT, "", NODE_DIR, 0, 0);
-	add_node(fs, INO_STATUS, INO_ROOT, "status", NODE_STATUS, 0, 0);
-	for (k = 0; k < 2; k++)
-		if (fs->blob_len[k])
-			add_node(fs, k ? INO_DOMAIN : INO_STATE, INO_ROOT, blob_names[k], NODE_BLOB,
-			         0, k);
-	for (i = 0; i < CL_NIMAGES; i++) {
-		add_node(fs, INO_IMAGE_DIR(i), INO_ROOT, cl_image_name(i), NODE_DIR, i, 0);
-		add_node(fs, INO_IMAGE(i), INO_IMAGE_DIR(i), "image", NODE_IMAGE, i, 0);
-		add_node(fs, INO_STATS_DIR(i), INO_IMAGE_DIR(i), "stats", NODE_DIR, i, 0);
-		add_node(fs, INO_STREAMS_DIR(i), INO_IMAGE_DIR(i), "streams", NODE_DIR, i, 0);
-		for (k = 0; k < CL_FS_NSTATS; k++)
-			add_node(fs, INO_STAT(i, k), INO_STATS_DIR(i), cl_fs_stat_names[k],
-			         NODE_STAT, i, k);
-		for (k = 0; k < CL_EV_KINDS; k++)
-			add_node(fs, INO_STREAM(i, k), INO_STREAMS_DIR(i), cl_fs_stream_names[k],
-			         NODE_STREAM, i, k);
-	}
+	return cl_fs_tree_node(&fs->tree, ino);
 }
 
 int cl_fs_new(struct cl_lazy *l, const struct cl_fs_config *cfg, struct cl_fs **out)
 {
 	pthread_condattr_t ca;
 	struct cl_fs *fs;
+	int has_blob[2];
 	int i, r;
 
 	if (!l || !cfg || !out)
@@ -188,7 +121,9 @@ int cl_fs_new(struct cl_lazy *l, const struct cl_fs_config *cfg, struct cl_fs **
 	clock_gettime(CLOCK_REALTIME, &fs->mount_time);
 	for (i = 0; i < CL_NIMAGES; i++)
 		fs->atime[i] = fs->mtime[i] = fs->mount_time;
-	build_tree(fs);
+	for (i = 0; i < 2; i++)
+		has_blob[i] = fs->blob_len[i] != 0;
+	cl_fs_tree_build(&fs->tree, has_blob);
 	*out = fs;
 	return 0;
 
@@ -253,41 +188,29 @@ int cl_fs_drain(struct cl_fs *fs, unsigned timeout_ms)
 	return r;
 }
 
-/* --- attributes and permissions -------------------------------------- */
-
-static mode_t node_mode(const struct node *n)
-{
-	switch (n->kind) {
-	case NODE_DIR:
-		return S_IFDIR | 0555;
-	case NODE_IMAGE:
-		return S_IFREG | 0660;
-	default:
-		return S_IFREG | 0444;
-	}
-}
+/* --- attributes ------------------------------------------------------- */
 
 static void node_attr(struct cl_fs *fs, fuse_ino_t ino, struct stat *st)
 {
-	const struct node *n = &fs->nodes[ino];
+	const struct cl_fs_node *n = &fs->tree.nodes[ino];
 
 	memset(st, 0, sizeof(*st));
 	st->st_ino = ino;
-	st->st_mode = node_mode(n);
-	st->st_nlink = n->kind == NODE_DIR ? 2 + n->nsubdirs : 1;
+	st->st_mode = cl_fs_node_mode(n);
+	st->st_nlink = n->kind == CL_FS_NODE_DIR ? 2 + n->nsubdirs : 1;
 	st->st_uid = fs->cfg.uid;
 	st->st_gid = fs->cfg.gid;
 	st->st_blksize = fs->chunk_size;
 	st->st_atim = st->st_mtim = st->st_ctim = fs->mount_time;
 	switch (n->kind) {
-	case NODE_IMAGE:
+	case CL_FS_NODE_IMAGE:
 		st->st_size = (off_t)fs->size[n->image];
 		pthread_mutex_lock(&fs->lock);
 		st->st_atim = fs->atime[n->image];
 		st->st_mtim = st->st_ctim = fs->mtime[n->image];
 		pthread_mutex_unlock(&fs->lock);
 		break;
-	case NODE_BLOB:
+	case CL_FS_NODE_BLOB:
 		st->st_size = (off_t)fs->blob_len[n->which];
 		break;
 	default:
@@ -295,54 +218,6 @@ static void node_attr(struct cl_fs *fs, fuse_ino_t ino, struct stat *st)
 		break;
 	}
 	st->st_blocks = (st->st_size + 511) / 512;
-}
-
-static int in_group(fuse_req_t req, gid_t want, gid_t gid)
-{
-	gid_t groups[64];
-	int n, i;
-
-	if (gid == want)
-		return 1;
-	n = fuse_req_getgroups(req, 64, groups);
-	for (i = 0; i < n && i < 64; i++)
-		if (groups[i] == want)
-			return 1;
-	return 0;
-}
-
-/* The mode bits as the kernel's default_permissions would check them, for
- * mounts without that option (with allow_other anyone may ask). */
-static int may_access(fuse_req_t req, const struct cl_fs *fs, const struct node *n, int mask)
-{
-	const struct fuse_ctx *c = fuse_req_ctx(req);
-	mode_t mode = node_mode(n);
-	unsigned bits;
-
-	mask &= R_OK | W_OK | X_OK;
-	if ((mask & W_OK) && !(mode & 0222))
-		return -EACCES;
-	if (c->uid == 0)
-		return (mask & X_OK) && !(mode & 0111) ? -EACCES : 0;
-	if (c->uid == fs->cfg.uid)
-		bits = (mode >> 6) & 7;
-	else if (in_group(req, fs->cfg.gid, c->gid))
-		bits = (mode >> 3) & 7;
-	else
-		bits = mode & 7;
-	return (unsigned)mask & ~bits ? -EACCES : 0;
-}
-
-static int open_mask(int flags)
-{
-	switch (flags & O_ACCMODE) {
-	case O_WRONLY:
-		return W_OK;
-	case O_RDWR:
-		return R_OK | W_OK;
-	default:
-		return R_OK;
-	}
 }
 
 static void touch_image(struct cl_fs *fs, enum cl_image_id image)
@@ -385,19 +260,15 @@ static void op_init(void *userdata, struct fuse_conn_info *conn)
 static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
 	struct cl_fs *fs = fs_of(req);
-	const struct node *p = node_of(fs, parent);
+	const struct cl_fs_node *p = node_of(fs, parent);
 	struct fuse_entry_param e;
 	fuse_ino_t ino;
 
-	if (!p || p->kind != NODE_DIR) {
+	if (!p || p->kind != CL_FS_NODE_DIR) {
 		fuse_reply_err(req, p ? ENOTDIR : ENOENT);
 		return;
 	}
-	for (ino = 1; ino < INO_COUNT; ino++)
-		if (ino != INO_ROOT && fs->nodes[ino].kind != NODE_NONE &&
-		    fs->nodes[ino].parent == parent && !strcmp(fs->nodes[ino].name, name))
-			break;
-	if (ino == INO_COUNT) {
+	if (cl_fs_tree_lookup(&fs->tree, parent, name, &ino) < 0) {
 		fuse_reply_err(req, ENOENT);
 		return;
 	}
@@ -432,7 +303,7 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
                        struct fuse_file_info *fi)
 {
 	struct cl_fs *fs = fs_of(req);
-	const struct node *n = node_of(fs, ino);
+	const struct cl_fs_node *n = node_of(fs, ino);
 	struct timespec now;
 	struct stat st;
 	int r;
@@ -447,11 +318,11 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
 	}
 	if (to_set & (FUSE_SET_ATTR_SIZE | FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_MTIME |
 	              FUSE_SET_ATTR_ATIME_NOW | FUSE_SET_ATTR_MTIME_NOW)) {
-		if (n->kind != NODE_IMAGE) {
-			fuse_reply_err(req, n->kind == NODE_DIR ? EPERM : EACCES);
+		if (n->kind != CL_FS_NODE_IMAGE) {
+			fuse_reply_err(req, n->kind == CL_FS_NODE_DIR ? EPERM : EACCES);
 			return;
 		}
-		r = fi ? 0 : may_access(req, fs, n, W_OK);
+		r = fi ? 0 : cl_fs_may_access(req, fs->cfg.uid, fs->cfg.gid, n, W_OK);
 		if (r < 0) {
 			fuse_reply_err(req, -r);
 			return;
@@ -484,13 +355,13 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
 static void op_access(fuse_req_t req, fuse_ino_t ino, int mask)
 {
 	struct cl_fs *fs = fs_of(req);
-	const struct node *n = node_of(fs, ino);
+	const struct cl_fs_node *n = node_of(fs, ino);
 
 	if (!n) {
 		fuse_reply_err(req, ENOENT);
 		return;
 	}
-	fuse_reply_err(req, -may_access(req, fs, n, mask));
+	fuse_reply_err(req, -cl_fs_may_access(req, fs->cfg.uid, fs->cfg.gid, n, mask));
 }
 
 static struct text_file *text_new(void)
@@ -516,13 +387,13 @@ static void text_free(struct text_file *t)
 	free(t);
 }
 
-static struct handle *handle_new(struct cl_fs *fs, const struct node *n)
+static struct handle *handle_new(struct cl_fs *fs, const struct cl_fs_node *n)
 {
 	struct handle *h = calloc(1, sizeof(*h));
 
 	if (!h)
 		return NULL;
-	if (n->kind == NODE_STREAM) {
+	if (n->kind == CL_FS_NODE_STREAM) {
 		if (cl_fs_stream_open(fs, fs->l, n->image, n->which, &h->stream) < 0) {
 			free(h);
 			return NULL;
@@ -562,7 +433,7 @@ static struct handle *handle_of(const struct fuse_file_info *fi)
 static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct cl_fs *fs = fs_of(req);
-	const struct node *n = node_of(fs, ino);
+	const struct cl_fs_node *n = node_of(fs, ino);
 	struct handle *h = NULL;
 	int r;
 
@@ -570,19 +441,19 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		fuse_reply_err(req, ENOENT);
 		return;
 	}
-	if (n->kind == NODE_DIR) {
+	if (n->kind == CL_FS_NODE_DIR) {
 		fuse_reply_err(req, EISDIR);
 		return;
 	}
-	r = may_access(req, fs, n, open_mask(fi->flags));
+	r = cl_fs_may_access(req, fs->cfg.uid, fs->cfg.gid, n, cl_fs_open_mask(fi->flags));
 	if (r == 0 && (fi->flags & O_TRUNC))
-		r = n->kind == NODE_IMAGE ? -EPERM : -EACCES; /* fixed size */
+		r = n->kind == CL_FS_NODE_IMAGE ? -EPERM : -EACCES; /* fixed size */
 	if (r < 0) {
 		fuse_reply_err(req, -r);
 		return;
 	}
 	fi->fh = 0;
-	if (n->kind == NODE_IMAGE || n->kind == NODE_BLOB) {
+	if (n->kind == CL_FS_NODE_IMAGE || n->kind == CL_FS_NODE_BLOB) {
 		/* Through the page cache (QEMU maps memory/image), and what
 		 * is cached stays valid: only our own writes change it. */
 		fi->direct_io = 0;
@@ -596,7 +467,7 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		}
 		fi->fh = (uintptr_t)h;
 		fi->direct_io = 1;
-		fi->nonseekable = n->kind == NODE_STREAM;
+		fi->nonseekable = n->kind == CL_FS_NODE_STREAM;
 	}
 	/* -ENOENT: the open was interrupted and no release will follow. */
 	if (fuse_reply_open(req, fi) == -ENOENT && h)
@@ -620,10 +491,10 @@ static void op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 static void op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi)
 {
 	struct cl_fs *fs = fuse_req_userdata(req);
-	const struct node *n = node_of(fs, ino);
+	const struct cl_fs_node *n = node_of(fs, ino);
 
 	/* Only images take writes; a kept store records them for good. */
-	fuse_reply_err(req, n && n->kind == NODE_IMAGE ? -cl_lazy_sync(fs->l) : 0);
+	fuse_reply_err(req, n && n->kind == CL_FS_NODE_IMAGE ? -cl_lazy_sync(fs->l) : 0);
 }
 
 static void read_done(void *ctx, ssize_t r)
@@ -669,8 +540,8 @@ static void read_image(struct cl_fs *fs, fuse_req_t req, enum cl_image_id image,
 	cl_lazy_read(fs->l, image, (uint64_t)off, len, io->data, read_done, io);
 }
 
-static void read_text(struct cl_fs *fs, fuse_req_t req, const struct node *n, struct text_file *t,
-                      size_t size, off_t off)
+static void read_text(struct cl_fs *fs, fuse_req_t req, const struct cl_fs_node *n,
+                      struct text_file *t, size_t size, off_t off)
 {
 	struct cl_fs_status_info info;
 	struct cl_lazy_stats st;
@@ -680,7 +551,7 @@ static void read_text(struct cl_fs *fs, fuse_req_t req, const struct node *n, st
 	pthread_mutex_lock(&t->lock);
 	if (!t->valid || off == 0) {
 		cl_lazy_stats(fs->l, &st);
-		if (n->kind == NODE_STATUS) {
+		if (n->kind == CL_FS_NODE_STATUS) {
 			info.overlay = fs->cfg.overlay;
 			info.base = fs->cfg.base;
 			info.mountpoint = fs->cfg.mountpoint;
@@ -704,7 +575,7 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
                     struct fuse_file_info *fi)
 {
 	struct cl_fs *fs = fs_of(req);
-	const struct node *n = node_of(fs, ino);
+	const struct cl_fs_node *n = node_of(fs, ino);
 	size_t len;
 
 	if (!n) {
@@ -712,10 +583,10 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		return;
 	}
 	switch (n->kind) {
-	case NODE_IMAGE:
+	case CL_FS_NODE_IMAGE:
 		read_image(fs, req, n->image, size, off);
 		break;
-	case NODE_BLOB:
+	case CL_FS_NODE_BLOB:
 		if (off < 0 || (uint64_t)off >= fs->blob_len[n->which]) {
 			fuse_reply_buf(req, NULL, 0);
 			break;
@@ -724,11 +595,11 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		fuse_reply_buf(req, (const char *)fs->blob[n->which] + off,
 		               len < size ? len : size);
 		break;
-	case NODE_STATUS:
-	case NODE_STAT:
+	case CL_FS_NODE_STATUS:
+	case CL_FS_NODE_STAT:
 		read_text(fs, req, n, handle_of(fi)->text, size, off);
 		break;
-	case NODE_STREAM:
+	case CL_FS_NODE_STREAM:
 		cl_fs_stream_read(handle_of(fi)->stream, req, size, !!(fi->flags & O_NONBLOCK));
 		break;
 	default:
@@ -756,12 +627,12 @@ static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
                      struct fuse_file_info *fi)
 {
 	struct cl_fs *fs = fs_of(req);
-	const struct node *n = node_of(fs, ino);
+	const struct cl_fs_node *n = node_of(fs, ino);
 	struct io_req *io;
 	uint64_t isize;
 	size_t len;
 
-	if (!n || n->kind != NODE_IMAGE) {
+	if (!n || n->kind != CL_FS_NODE_IMAGE) {
 		fuse_reply_err(req, n ? EBADF : ENOENT);
 		return;
 	}
@@ -810,11 +681,11 @@ static void op_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t off, of
                          struct fuse_file_info *fi)
 {
 	struct cl_fs *fs = fs_of(req);
-	const struct node *n = node_of(fs, ino);
+	const struct cl_fs_node *n = node_of(fs, ino);
 	struct io_req *io;
 	uint64_t isize, end;
 
-	if (!n || n->kind != NODE_IMAGE) {
+	if (!n || n->kind != CL_FS_NODE_IMAGE) {
 		fuse_reply_err(req, n ? EBADF : ENOENT);
 		return;
 	}
@@ -856,9 +727,9 @@ static void op_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t off, of
 static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct cl_fs *fs = fs_of(req);
-	const struct node *n = node_of(fs, ino);
+	const struct cl_fs_node *n = node_of(fs, ino);
 
-	if (!n || n->kind != NODE_DIR) {
+	if (!n || n->kind != CL_FS_NODE_DIR) {
 		fuse_reply_err(req, n ? ENOTDIR : ENOENT);
 		return;
 	}
@@ -872,22 +743,18 @@ static void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
                        struct fuse_file_info *fi)
 {
 	struct cl_fs *fs = fs_of(req);
-	const struct node *n = node_of(fs, ino);
-	fuse_ino_t kids[INO_COUNT];
-	size_t nkids = 0, used = 0, len, i;
+	const struct cl_fs_node *n = node_of(fs, ino);
+	fuse_ino_t kids[CL_FS_INO_COUNT];
+	size_t nkids, used = 0, len, i;
 	const char *name;
 	struct stat st;
 	char *buf;
 
-	if (!n || n->kind != NODE_DIR) {
+	if (!n || n->kind != CL_FS_NODE_DIR) {
 		fuse_reply_err(req, n ? ENOTDIR : ENOENT);
 		return;
 	}
-	kids[nkids++] = ino;
-	kids[nkids++] = n->parent;
-	for (i = 2; i < INO_COUNT; i++)
-		if (fs->nodes[i].kind != NODE_NONE && fs->nodes[i].parent == ino)
-			kids[nkids++] = i;
+	nkids = cl_fs_tree_list(&fs->tree, ino, kids);
 	buf = malloc(size ? size : 1);
 	if (!buf) {
 		fuse_reply_err(req, ENOMEM);
@@ -896,9 +763,9 @@ static void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	memset(&st, 0, sizeof(st));
 	/* An entry's offset is the index of the next one. */
 	for (i = off < 0 ? 0 : (size_t)off; i < nkids; i++) {
-		name = i == 0 ? "." : i == 1 ? ".." : fs->nodes[kids[i]].name;
+		name = i == 0 ? "." : i == 1 ? ".." : fs->tree.nodes[kids[i]].name;
 		st.st_ino = kids[i];
-		st.st_mode = node_mode(&fs->nodes[kids[i]]);
+		st.st_mode = cl_fs_node_mode(&fs->tree.nodes[kids[i]]);
 		len = fuse_add_direntry(req, buf + used, size - used, name, &st, (off_t)(i + 1));
 		if (len > size - used)
 			break;
@@ -912,7 +779,6 @@ static void op_statfs(fuse_req_t req, fuse_ino_t ino)
 {
 	struct cl_fs *fs = fs_of(req);
 	struct statvfs sv;
-	fuse_ino_t i;
 	int k;
 
 	memset(&sv, 0, sizeof(sv));
@@ -920,9 +786,7 @@ static void op_statfs(fuse_req_t req, fuse_ino_t ino)
 	sv.f_frsize = fs->chunk_size;
 	for (k = 0; k < CL_NIMAGES; k++)
 		sv.f_blocks += (fs->size[k] + fs->chunk_size - 1) / fs->chunk_size;
-	for (i = 1; i < INO_COUNT; i++)
-		if (fs->nodes[i].kind != NODE_NONE)
-			sv.f_files++;
+	sv.f_files = cl_fs_tree_count(&fs->tree);
 	sv.f_namemax = 255;
 	fuse_reply_statfs(req, &sv);
 }

@@ -1,6 +1,6 @@
 /* cloudletfs: the FUSE presentation of a cl_lazy instance.
  *
- * The tree (inode numbers are fixed, see cl_fs.c):
+ * The tree (inode numbers are fixed, see cl_fs_tree.c):
  *
  *   status                      progress, one `key: value` per line
  *   state, domain.xml           carried by the overlay (absent if it has none)
