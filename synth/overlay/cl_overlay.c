@@ -1,10 +1,16 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
+/* Overlay creation (cl_overlay_create): the customized images hashed and
+ * compared with the base chunk by chunk, each changed chunk given a recipe
+ * (zero, a base chunk, a copy of another record, or a payload: raw or a
+ * VCDIFF delta against the base), placed in TRACE order, and written as a
+ * pack (cl_pack_writer.c) and its meta. */
 #include "cl_overlay.h"
 #include "cl_error.h"
+#include "cl_pack_writer.h"
 #include "cl_trace.h"
 #include "cl_vcdiff.h"
 
 #include <errno.h>
-#include <math.h>
 #include <stdio.h>
 #include <fcntl.h>
 #include <stdlib.h>
@@ -12,10 +18,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define PAYLOAD_BATCH 4096 /* chunks delta-encoded per parallel step */
-#define BLOB_MAX      (64u << 20)
-#define DENSE_SEGMENT (64u << 10) /* segments of incompressible data: see add_payload() */
-#define DENSE_BITS    7.5         /* order-0 entropy (bits per byte) taken as incompressible */
+#define PAYLOAD_BATCH 4096                /* chunks delta-encoded per parallel step */
+#define BLOB_MAX      CL_PACK_PAYLOAD_MAX /* a blob is one payload */
 
 /* The customized images being turned into an overlay. */
 struct newimg {
@@ -31,11 +35,6 @@ struct newimg {
 	uint8_t *touched;
 };
 
-struct segbuf {
-	uint8_t *data;
-	size_t len, cap;
-};
-
 struct builder {
 	struct cl_base *b;
 	struct newimg img[CL_NIMAGES];
@@ -46,40 +45,11 @@ struct builder {
 	/* dedup: sha256 of a payload record -> record number + 1 */
 	uint64_t *dedup;
 	uint64_t dedup_mask;
-	/* segments being filled and compressed */
-	struct segbuf cur;
-	int dense;        /* cut incompressible runs at DENSE_SEGMENT */
-	size_t cur_dense; /* bytes of cur that look incompressible */
-	struct segbuf *pending;
-	uint32_t npending, cap_pending;
-	uint32_t cap_segments;
 	struct cl_out pack;
-	uint64_t pack_pos;
+	struct cl_pack_writer pw; /* segments being filled, compressed, written to pack */
 	struct cl_progress prog;
 	struct cl_overlay_stats *st;
 };
-
-static int seg_append(struct segbuf *s, const void *data, size_t len)
-{
-	uint8_t *p;
-	size_t cap;
-
-	if (!len)
-		return 0; /* an empty state file: nothing to copy, maybe no buffer yet */
-	if (s->len + len > s->cap) {
-		cap = s->cap ? s->cap : (1u << 20);
-		while (cap < s->len + len)
-			cap *= 2;
-		p = realloc(s->data, cap);
-		if (!p)
-			return -ENOMEM;
-		s->data = p;
-		s->cap = cap;
-	}
-	memcpy(s->data + s->len, data, len);
-	s->len += len;
-	return 0;
-}
 
 static int add_record(struct builder *bd, const struct cl_chunk *c)
 {
@@ -96,149 +66,6 @@ static int add_record(struct builder *bd, const struct cl_chunk *c)
 	return 0;
 }
 
-/* Number of the segment now being filled. */
-static uint32_t cur_seg(const struct builder *bd)
-{
-	return bd->m.nsegments + bd->npending;
-}
-
-static int close_segment(struct builder *bd)
-{
-	struct segbuf *p;
-
-	if (!bd->cur.len)
-		return 0;
-	if (bd->npending == bd->cap_pending) {
-		bd->cap_pending = bd->cap_pending ? 2 * bd->cap_pending : 16;
-		p = realloc(bd->pending, bd->cap_pending * sizeof(*p));
-		if (!p)
-			return -ENOMEM;
-		bd->pending = p;
-	}
-	bd->pending[bd->npending++] = bd->cur;
-	memset(&bd->cur, 0, sizeof(bd->cur));
-	bd->cur_dense = 0;
-	return 0;
-}
-
-/* Whether data looks incompressible by its order-0 entropy (random or
- * already compressed bytes). */
-static int incompressible(const uint8_t *d, size_t len)
-{
-	uint32_t n[256] = {0};
-	double h = 0;
-	size_t i;
-
-	if (len < 512)
-		return 0;
-	for (i = 0; i < len; i++)
-		n[d[i]]++;
-	for (i = 0; i < 256; i++) {
-		double p = (double)n[i] / (double)len;
-		if (n[i])
-			h -= p * log2(p);
-	}
-	return h >= DENSE_BITS;
-}
-
-/* Appends a payload to the current segment; its reference goes to *p. With
- * the default segment size, a segment of incompressible payloads closes at
- * DENSE_SEGMENT: it would compress no better at the full size, and a demand
- * fetch for one page of it then transfers 64 KiB rather than a megabyte. */
-static int add_payload(struct builder *bd, const void *data, size_t len, struct cl_payload *p)
-{
-	int r;
-
-	if (len > BLOB_MAX)
-		return cl_errorf(-EFBIG, "payload of %zu bytes is too large", len);
-	p->seg = cur_seg(bd);
-	p->off = (uint32_t)bd->cur.len;
-	p->len = (uint32_t)len;
-	r = seg_append(&bd->cur, data, len);
-	if (r < 0)
-		return r;
-	if (bd->dense && incompressible(data, len))
-		bd->cur_dense += len;
-	if (bd->cur.len >= bd->opts->segment_size ||
-	    (bd->cur.len >= DENSE_SEGMENT && bd->cur_dense * 10 >= bd->cur.len * 9))
-		return close_segment(bd);
-	return 0;
-}
-
-struct compressed {
-	void *data;
-	size_t len;
-};
-
-struct compress_job {
-	struct builder *bd;
-	struct compressed *out;
-};
-
-static int compress_one(void *ctx, size_t i)
-{
-	struct compress_job *j = ctx;
-	struct segbuf *s = &j->bd->pending[i];
-
-	return cl_codec_compress(j->bd->m.codec, j->bd->opts->level, s->data, s->len,
-	                         &j->out[i].data, &j->out[i].len);
-}
-
-/* Compresses the closed segments on all cores and appends them, in order,
- * to the pack. */
-static int flush_segments(struct builder *bd)
-{
-	struct compressed *out;
-	struct compress_job j;
-	struct cl_segment *segs, *s;
-	uint32_t i;
-	int r;
-
-	if (!bd->npending)
-		return 0;
-	out = calloc(bd->npending, sizeof(*out));
-	if (!out)
-		return -ENOMEM;
-	j.bd = bd;
-	j.out = out;
-	r = cl_pfor(0, bd->npending, compress_one, &j);
-	if (r < 0)
-		goto out;
-	if (bd->m.nsegments + bd->npending > bd->cap_segments) {
-		bd->cap_segments = 2 * (bd->m.nsegments + bd->npending);
-		segs = realloc(bd->m.segments, bd->cap_segments * sizeof(*segs));
-		if (!segs) {
-			r = -ENOMEM;
-			goto out;
-		}
-		bd->m.segments = segs;
-	}
-	for (i = 0; i < bd->npending; i++) {
-		if (out[i].len > CL_SEGMENT_MAX) {
-			r = cl_errorf(-EFBIG, "segment of %zu bytes is too large", out[i].len);
-			goto out;
-		}
-		r = cl_pwrite_full(bd->pack.fd, out[i].data, out[i].len, bd->pack_pos,
-		                   bd->pack.path);
-		if (r < 0)
-			goto out;
-		s = &bd->m.segments[bd->m.nsegments++];
-		s->offset = bd->pack_pos;
-		s->clen = (uint32_t)out[i].len;
-		s->rlen = (uint32_t)bd->pending[i].len;
-		cl_sha256(out[i].data, out[i].len, s->sha256);
-		bd->pack_pos += out[i].len;
-	}
-out:
-	for (i = 0; i < bd->npending; i++) {
-		free(out[i].data);
-		free(bd->pending[i].data);
-	}
-	bd->npending = 0;
-	free(out);
-	return r;
-}
-
 static int add_blob(struct builder *bd, const char *path, struct cl_blob *blob)
 {
 	size_t len;
@@ -252,7 +79,7 @@ static int add_blob(struct builder *bd, const char *path, struct cl_blob *blob)
 		return r;
 	cl_sha256(buf, len, blob->sha256);
 	blob->present = 1;
-	r = add_payload(bd, buf, len, &blob->p);
+	r = cl_pack_writer_add(&bd->pw, buf, len, &blob->p);
 	free(buf);
 	return r;
 }
@@ -465,7 +292,7 @@ static int encode_payloads(struct builder *bd, uint64_t *recs, uint64_t n)
 		for (k = 0; k < cnt; k++) {
 			struct cl_chunk *c = &bd->m.chunks[recs[at + k]];
 			if (r == 0)
-				r = add_payload(bd, j.out[k], j.out_len[k], &c->p);
+				r = cl_pack_writer_add(&bd->pw, j.out[k], j.out_len[k], &c->p);
 			if (r == 0)
 				bd->st->payload[c->recipe] += j.out_len[k];
 			free(j.out[k]);
@@ -474,8 +301,8 @@ static int encode_payloads(struct builder *bd, uint64_t *recs, uint64_t n)
 			                cl_chunk_len(bd->img[c->image].size, bd->cs, c->index));
 		}
 		/* Keep about two segments per core in flight. */
-		if (r == 0 && bd->npending >= 2 * cl_nthreads())
-			r = flush_segments(bd);
+		if (r == 0 && bd->pw.npending >= 2 * cl_nthreads())
+			r = cl_pack_writer_flush(&bd->pw);
 	}
 out:
 	free(j.out);
@@ -799,7 +626,6 @@ int cl_overlay_create(struct cl_base *b, const char *disk, const char *memory, c
 	memset(bd.st, 0, sizeof(*bd.st));
 	bd.b = b;
 	bd.opts = &o;
-	bd.dense = !opts || !opts->segment_size;
 	bd.cs = b->chunk_size;
 	bd.pack.fd = -1;
 	for (i = 0; i < CL_NIMAGES; i++)
@@ -809,6 +635,8 @@ int cl_overlay_create(struct cl_base *b, const char *disk, const char *memory, c
 	bd.m.chunk_size = bd.cs;
 	bd.m.codec = o.codec;
 	bd.m.pack = CL_PACK_NAME;
+	cl_pack_writer_init(&bd.pw, &bd.m, &bd.pack, o.level, o.segment_size,
+	                    !opts || !opts->segment_size);
 
 	r = open_new_images(&bd, disk, memory);
 	if (r < 0)
@@ -874,9 +702,9 @@ int cl_overlay_create(struct cl_base *b, const char *disk, const char *memory, c
 	cl_progress_start(&bd.prog, "encoding overlay", npay * (uint64_t)bd.cs);
 	r = encode_payloads(&bd, recs, npay);
 	if (r == 0)
-		r = close_segment(&bd);
+		r = cl_pack_writer_close_segment(&bd.pw);
 	if (r == 0)
-		r = flush_segments(&bd);
+		r = cl_pack_writer_flush(&bd.pw);
 	cl_progress_end(&bd.prog);
 	if (r < 0)
 		goto out_pack;
@@ -886,8 +714,8 @@ int cl_overlay_create(struct cl_base *b, const char *disk, const char *memory, c
 			c->p = bd.m.chunks[c->arg].p;
 		bd.st->chunks[c->image][c->recipe]++;
 	}
-	bd.m.pack_size = bd.pack_pos;
-	bd.st->pack_size = bd.pack_pos;
+	bd.m.pack_size = bd.pw.pos;
+	bd.st->pack_size = bd.pw.pos;
 	bd.st->nsegments = bd.m.nsegments;
 	r = commit_outputs(&bd, outdir);
 	if (r < 0)
@@ -905,10 +733,7 @@ out:
 		free(bd.img[i].touched);
 		free(changed[i]);
 	}
-	for (k = 0; k < bd.npending; k++)
-		free(bd.pending[k].data);
-	free(bd.pending);
-	free(bd.cur.data);
+	cl_pack_writer_fini(&bd.pw);
 	free(bd.dedup);
 	free(recs);
 	free(packpath);
