@@ -1,141 +1,14 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
 /* RFC 3284 VCDIFF codec: greedy/lazy encoder with the default code table,
- * and a bounds-checked decoder (plus xdelta3's app header and Adler-32). */
+ * and a bounds-checked decoder (plus xdelta3's app header and Adler-32).
+ * The format's tables, varints and checksum are cl_vcdiff_format.c's. */
 #include "cl_vcdiff.h"
+#include "cl_vcdiff_format.h"
 
 #include <errno.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
-
-enum { VCD_NOOP = 0, VCD_ADD = 1, VCD_RUN = 2, VCD_COPY = 3 };
-
-#define VCD_DECOMPRESS 0x01
-#define VCD_CODETABLE  0x02
-#define VCD_APPHEADER  0x04 /* xdelta3 extension */
-
-#define VCD_SOURCE  0x01
-#define VCD_TARGET  0x02
-#define VCD_ADLER32 0x04 /* xdelta3 extension */
-
-#define S_NEAR     4
-#define S_SAME     3
-#define SAME_SLOTS (S_SAME * 256)
-#define MODE_HERE  1
-#define MODE_NEAR  2
-#define MODE_SAME  (2 + S_NEAR)
-
-#define VARINT_MAX 10 /* bytes of a 64-bit varint */
-
-static const uint8_t vcd_magic[4] = {0xd6, 0xc3, 0xc4, 0x00};
-
-/* The default code table of RFC 3284 section 5.6. */
-struct vcd_code {
-	uint8_t type1, size1, mode1, type2, size2, mode2;
-};
-
-/* clang-format off */
-#define C1(t, s, m)	{t, s, m, VCD_NOOP, 0, 0}
-#define CP(m, s)	C1(VCD_COPY, s, m)
-#define COPY16(m)	CP(m, 0), CP(m, 4), CP(m, 5), CP(m, 6), CP(m, 7), CP(m, 8), CP(m, 9), \
-			CP(m, 10), CP(m, 11), CP(m, 12), CP(m, 13), CP(m, 14), CP(m, 15), \
-			CP(m, 16), CP(m, 17), CP(m, 18)
-#define AC(a, c, m)	{VCD_ADD, a, 0, VCD_COPY, c, m}
-#define AC3(a, m)	AC(a, 4, m), AC(a, 5, m), AC(a, 6, m)
-#define AC12(m)		AC3(1, m), AC3(2, m), AC3(3, m), AC3(4, m)
-#define AC4(m)		AC(1, 4, m), AC(2, 4, m), AC(3, 4, m), AC(4, 4, m)
-#define CA(m)		{VCD_COPY, 4, m, VCD_ADD, 1, 0}
-
-static const struct vcd_code vcd_table[256] = {
-	C1(VCD_RUN, 0, 0),						/* 0 */
-	C1(VCD_ADD, 0, 0), C1(VCD_ADD, 1, 0), C1(VCD_ADD, 2, 0),	/* 1..18 */
-	C1(VCD_ADD, 3, 0), C1(VCD_ADD, 4, 0), C1(VCD_ADD, 5, 0),
-	C1(VCD_ADD, 6, 0), C1(VCD_ADD, 7, 0), C1(VCD_ADD, 8, 0),
-	C1(VCD_ADD, 9, 0), C1(VCD_ADD, 10, 0), C1(VCD_ADD, 11, 0),
-	C1(VCD_ADD, 12, 0), C1(VCD_ADD, 13, 0), C1(VCD_ADD, 14, 0),
-	C1(VCD_ADD, 15, 0), C1(VCD_ADD, 16, 0), C1(VCD_ADD, 17, 0),
-	COPY16(0), COPY16(1), COPY16(2), COPY16(3), COPY16(4),		/* 19..162 */
-	COPY16(5), COPY16(6), COPY16(7), COPY16(8),
-	AC12(0), AC12(1), AC12(2), AC12(3), AC12(4), AC12(5),		/* 163..234 */
-	AC4(6), AC4(7), AC4(8),						/* 235..246 */
-	CA(0), CA(1), CA(2), CA(3), CA(4), CA(5), CA(6), CA(7), CA(8),	/* 247..255 */
-};
-/* clang-format on */
-
-/* Opcodes of the same table, computed the other way round for the encoder. */
-#define OP_RUN        0
-#define OP_ADD(s)     (1 + (s))                           /* s in 0..17 */
-#define OP_COPY(m, s) (19 + 16 * (m) + ((s) ? (s)-3 : 0)) /* s 0 or 4..18 */
-#define OP_ADD_COPY(a, m, c)                                                                       \
-	((m) < MODE_SAME ? 163 + 12 * (m) + 3 * ((a)-1) + ((c)-4)                                  \
-	                 : 235 + 4 * ((m)-MODE_SAME) + ((a)-1))
-#define OP_COPY_ADD(m) (247 + (m))
-
-static size_t varint_len(uint64_t v)
-{
-	size_t n = 1;
-
-	while (v >>= 7)
-		n++;
-	return n;
-}
-
-static uint8_t *put_varint(uint8_t *p, uint64_t v)
-{
-	size_t n = varint_len(v);
-
-	for (size_t i = n; i-- > 0; v >>= 7)
-		p[i] = (uint8_t)((v & 0x7f) | (i + 1 < n ? 0x80 : 0));
-	return p + n;
-}
-
-/* Reads a varint from [*pp, end); rejects truncation and values over 64 bits. */
-static int get_varint(const uint8_t **pp, const uint8_t *end, uint64_t *out)
-{
-	const uint8_t *p = *pp;
-	uint64_t v = 0;
-	uint8_t b;
-
-	do {
-		if (p == end || v >> 57)
-			return -EINVAL;
-		b = *p++;
-		v = (v << 7) | (b & 0x7f);
-	} while (b & 0x80);
-	*pp = p;
-	*out = v;
-	return 0;
-}
-
-static uint32_t adler32(const uint8_t *p, size_t n)
-{
-	uint32_t a = 1, b = 0;
-
-	while (n) {
-		/* 5552 is the longest run before b can overflow 32 bits. */
-		size_t k = n < 5552 ? n : 5552;
-
-		n -= k;
-		while (k >= 4) {
-			a += p[0];
-			b += a;
-			a += p[1];
-			b += a;
-			a += p[2];
-			b += a;
-			a += p[3];
-			b += a;
-			p += 4;
-			k -= 4;
-		}
-		while (k--) {
-			a += *p++;
-			b += a;
-		}
-		a %= 65521;
-		b %= 65521;
-	}
-	return b << 16 | a;
-}
 
 /* ---------------------------------------------------------------- decoder */
 
@@ -161,7 +34,7 @@ static int dec_addr(struct dec_window *w, unsigned mode, size_t *addr)
 			return -EINVAL;
 		a = w->same[(mode - MODE_SAME) * 256 + *w->ap++];
 	} else {
-		if (get_varint(&w->ap, w->aend, &v))
+		if (cl_vcdiff_get_varint(&w->ap, w->aend, &v))
 			return -EINVAL;
 		if (mode == 0) {
 			if (v >= here)
@@ -238,12 +111,12 @@ static int dec_inst(struct dec_window *w, unsigned type, size_t size, unsigned m
 static int dec_run_window(struct dec_window *w)
 {
 	while (w->ip < w->iend) {
-		const struct vcd_code *c = &vcd_table[*w->ip++];
+		const struct vcd_code *c = &cl_vcdiff_code_table[*w->ip++];
 		uint64_t s1 = c->size1, s2 = c->size2;
 
-		if (c->type1 != VCD_NOOP && s1 == 0 && get_varint(&w->ip, w->iend, &s1))
+		if (c->type1 != VCD_NOOP && s1 == 0 && cl_vcdiff_get_varint(&w->ip, w->iend, &s1))
 			return -EINVAL;
-		if (c->type2 != VCD_NOOP && s2 == 0 && get_varint(&w->ip, w->iend, &s2))
+		if (c->type2 != VCD_NOOP && s2 == 0 && cl_vcdiff_get_varint(&w->ip, w->iend, &s2))
 			return -EINVAL;
 		if (s1 > SIZE_MAX || s2 > SIZE_MAX)
 			return -EINVAL;
@@ -288,24 +161,25 @@ static int dec_window(const uint8_t **pp, const uint8_t *end, const uint8_t *sou
 		const uint8_t *base = ind & VCD_SOURCE ? source : out;
 		size_t base_len = ind & VCD_SOURCE ? source_len : *out_pos;
 
-		if (get_varint(&p, end, &seg_len) || get_varint(&p, end, &seg_pos))
+		if (cl_vcdiff_get_varint(&p, end, &seg_len) ||
+		    cl_vcdiff_get_varint(&p, end, &seg_pos))
 			return -EINVAL;
 		if (seg_len > base_len || seg_pos > base_len - seg_len)
 			return -EINVAL;
 		w->seg = base + seg_pos;
 	}
-	if (get_varint(&p, end, &enc_len) || enc_len > (uint64_t)(end - p))
+	if (cl_vcdiff_get_varint(&p, end, &enc_len) || enc_len > (uint64_t)(end - p))
 		return -EINVAL;
 	wend = p + enc_len;
-	if (get_varint(&p, wend, &tlen))
+	if (cl_vcdiff_get_varint(&p, wend, &tlen))
 		return -EINVAL;
 	if (p == wend)
 		return -EINVAL;
 	dind = *p++;
 	if (dind)
 		return -EINVAL; /* compressed sections need VCD_DECOMPRESS */
-	if (get_varint(&p, wend, &dlen) || get_varint(&p, wend, &ilen) ||
-	    get_varint(&p, wend, &alen))
+	if (cl_vcdiff_get_varint(&p, wend, &dlen) || cl_vcdiff_get_varint(&p, wend, &ilen) ||
+	    cl_vcdiff_get_varint(&p, wend, &alen))
 		return -EINVAL;
 	if (ind & VCD_ADLER32) {
 		if (wend - p < 4)
@@ -329,7 +203,7 @@ static int dec_window(const uint8_t **pp, const uint8_t *end, const uint8_t *sou
 	ret = dec_run_window(w);
 	if (ret)
 		return ret;
-	if ((ind & VCD_ADLER32) && adler32(w->tgt, w->tgt_len) != want)
+	if ((ind & VCD_ADLER32) && cl_vcdiff_adler32(w->tgt, w->tgt_len) != want)
 		return -EINVAL;
 	*out_pos += w->tgt_len;
 	*pp = wend;
@@ -356,7 +230,7 @@ int cl_vcdiff_decode(const uint8_t *source, size_t source_len, const uint8_t *de
 		out = &none;
 		out_cap = 0;
 	}
-	if (!delta || delta_len < 5 || memcmp(delta, vcd_magic, 4))
+	if (!delta || delta_len < 5 || memcmp(delta, cl_vcdiff_magic, 4))
 		return -EINVAL;
 	p = delta;
 	end = delta + delta_len;
@@ -367,7 +241,7 @@ int cl_vcdiff_decode(const uint8_t *source, size_t source_len, const uint8_t *de
 	if (hdr & (VCD_DECOMPRESS | VCD_CODETABLE))
 		return -ENOTSUP;
 	if (hdr & VCD_APPHEADER) {
-		if (get_varint(&p, end, &len) || len > (uint64_t)(end - p))
+		if (cl_vcdiff_get_varint(&p, end, &len) || len > (uint64_t)(end - p))
 			return -EINVAL;
 		p += len;
 	}
@@ -458,10 +332,10 @@ static void index_source(struct enc *e)
 static unsigned addr_cost(const struct enc *e, size_t addr, size_t here, unsigned *mode,
                           size_t *val)
 {
-	unsigned best = (unsigned)varint_len(addr), m = 0, c;
+	unsigned best = (unsigned)cl_vcdiff_varint_len(addr), m = 0, c;
 	size_t v = addr;
 
-	c = (unsigned)varint_len(here - addr);
+	c = (unsigned)cl_vcdiff_varint_len(here - addr);
 	if (c < best) {
 		best = c;
 		m = MODE_HERE;
@@ -470,7 +344,7 @@ static unsigned addr_cost(const struct enc *e, size_t addr, size_t here, unsigne
 	for (unsigned i = 0; i < S_NEAR; i++) {
 		if (addr < e->near[i])
 			continue;
-		c = (unsigned)varint_len(addr - e->near[i]);
+		c = (unsigned)cl_vcdiff_varint_len(addr - e->near[i]);
 		if (c < best) {
 			best = c;
 			m = MODE_NEAR + i;
@@ -490,7 +364,7 @@ static unsigned addr_cost(const struct enc *e, size_t addr, size_t here, unsigne
 
 static inline unsigned size_cost(size_t len, size_t lo, size_t hi)
 {
-	return len >= lo && len <= hi ? 0 : (unsigned)varint_len(len);
+	return len >= lo && len <= hi ? 0 : (unsigned)cl_vcdiff_varint_len(len);
 }
 
 static inline size_t match_len(const uint8_t *a, const uint8_t *b, size_t max)
@@ -577,7 +451,7 @@ static size_t consider_run(const struct enc *e, size_t t, size_t lit, struct mat
 		end++;
 	while (start > lit && p[start - 1] == p[t])
 		start--;
-	save = (long)(end - start) - 2 - (long)varint_len(end - start);
+	save = (long)(end - start) - 2 - (long)cl_vcdiff_varint_len(end - start);
 	if (start == lit && start < t)
 		save++;
 	if (save > best->save || (save == best->save && end - start > best->len)) {
@@ -645,7 +519,7 @@ static void put_inst(struct enc *e, unsigned op, size_t size, bool explicit_size
 {
 	e->inst[e->ilen++] = (uint8_t)op;
 	if (explicit_size)
-		e->ilen = (size_t)(put_varint(e->inst + e->ilen, size) - e->inst);
+		e->ilen = (size_t)(cl_vcdiff_put_varint(e->inst + e->ilen, size) - e->inst);
 }
 
 static void put_single(struct enc *e, unsigned type, size_t size, unsigned mode)
@@ -729,7 +603,7 @@ static int emit_match(struct enc *e, const struct match *m)
 	if (mode >= MODE_SAME)
 		e->addr[e->alen++] = (uint8_t)val;
 	else
-		e->alen = (size_t)(put_varint(e->addr + e->alen, val) - e->addr);
+		e->alen = (size_t)(cl_vcdiff_put_varint(e->addr + e->alen, val) - e->addr);
 	e->near[e->next_near] = m->addr;
 	e->next_near = (e->next_near + 1) % S_NEAR;
 	e->same[m->addr % SAME_SLOTS] = m->addr;
@@ -790,24 +664,24 @@ static int encode_sections(struct enc *e)
 static size_t write_stream(uint8_t *out, size_t slen, size_t tlen, const uint8_t *data, size_t dlen,
                            const uint8_t *inst, size_t ilen, const uint8_t *addr, size_t alen)
 {
-	size_t enc = varint_len(tlen) + 1 + varint_len(dlen) + varint_len(ilen) + varint_len(alen) +
-	             dlen + ilen + alen;
+	size_t enc = cl_vcdiff_varint_len(tlen) + 1 + cl_vcdiff_varint_len(dlen) +
+	             cl_vcdiff_varint_len(ilen) + cl_vcdiff_varint_len(alen) + dlen + ilen + alen;
 	uint8_t *p = out;
 
-	memcpy(p, vcd_magic, 4);
+	memcpy(p, cl_vcdiff_magic, 4);
 	p[4] = 0;
 	p += 5;
 	*p++ = slen ? VCD_SOURCE : 0;
 	if (slen) {
-		p = put_varint(p, slen);
-		p = put_varint(p, 0);
+		p = cl_vcdiff_put_varint(p, slen);
+		p = cl_vcdiff_put_varint(p, 0);
 	}
-	p = put_varint(p, enc);
-	p = put_varint(p, tlen);
+	p = cl_vcdiff_put_varint(p, enc);
+	p = cl_vcdiff_put_varint(p, tlen);
 	*p++ = 0;
-	p = put_varint(p, dlen);
-	p = put_varint(p, ilen);
-	p = put_varint(p, alen);
+	p = cl_vcdiff_put_varint(p, dlen);
+	p = cl_vcdiff_put_varint(p, ilen);
+	p = cl_vcdiff_put_varint(p, alen);
 	if (dlen)
 		memcpy(p, data, dlen);
 	p += dlen;
@@ -820,10 +694,10 @@ static size_t write_stream(uint8_t *out, size_t slen, size_t tlen, const uint8_t
 
 static size_t stream_size(size_t slen, size_t tlen, size_t dlen, size_t ilen, size_t alen)
 {
-	size_t enc = varint_len(tlen) + 1 + varint_len(dlen) + varint_len(ilen) + varint_len(alen) +
-	             dlen + ilen + alen;
+	size_t enc = cl_vcdiff_varint_len(tlen) + 1 + cl_vcdiff_varint_len(dlen) +
+	             cl_vcdiff_varint_len(ilen) + cl_vcdiff_varint_len(alen) + dlen + ilen + alen;
 
-	return 6 + (slen ? varint_len(slen) + 1 : 0) + varint_len(enc) + enc;
+	return 6 + (slen ? cl_vcdiff_varint_len(slen) + 1 : 0) + cl_vcdiff_varint_len(enc) + enc;
 }
 
 static size_t plain_inst(uint8_t *inst, size_t tlen)
@@ -835,12 +709,13 @@ static size_t plain_inst(uint8_t *inst, size_t tlen)
 		return 1;
 	}
 	inst[0] = OP_ADD(0);
-	return (size_t)(put_varint(inst + 1, tlen) - inst);
+	return (size_t)(cl_vcdiff_put_varint(inst + 1, tlen) - inst);
 }
 
 size_t cl_vcdiff_bound(size_t target_len)
 {
-	size_t ilen = target_len == 0 ? 0 : 1 + (target_len > 17 ? varint_len(target_len) : 0);
+	size_t ilen =
+	    target_len == 0 ? 0 : 1 + (target_len > 17 ? cl_vcdiff_varint_len(target_len) : 0);
 
 	if (target_len > SIZE_MAX - 64)
 		return SIZE_MAX;
