@@ -15,6 +15,7 @@
 #include "cl_ahead.h"
 #include "cl_store.h"
 #include "cl_base.h"
+#include "cl_bitmap.h"
 #include "cl_cache.h"
 #include "cl_error.h"
 #include "cl_source.h"
@@ -174,16 +175,6 @@ struct cl_lazy {
 	int timer_started;
 };
 
-static uint64_t bit_get(const uint8_t *b, uint64_t i)
-{
-	return b[i / 8] >> (i % 8) & 1;
-}
-
-static void bit_set(uint8_t *b, uint64_t i)
-{
-	b[i / 8] |= (uint8_t)(1u << (i % 8));
-}
-
 /* ---- records ---- */
 
 /* The record of chunk k in a sorted record list, or NULL. */
@@ -263,11 +254,6 @@ static int index_records(struct cl_lazy *l)
 
 /* ---- events ---- */
 
-static double now(void)
-{
-	return cl_now();
-}
-
 /* Appends chunk to an event log unless it is there already. */
 static int _event_flush(struct cl_lazy *l, struct evlog *e)
 {
@@ -289,15 +275,15 @@ static void _event(struct cl_lazy *l, enum cl_image_id im, enum cl_lazy_event_ki
 	struct evlog *e = &l->img[im].log[kind];
 	struct cl_lazy_event *ev;
 
-	if (bit_get(e->seen, chunk))
+	if (cl_bit_get(e->seen, chunk))
 		return;
 	if (!e->tail && !(e->tail = malloc(EV_TAIL * sizeof(*e->tail))))
 		return; /* the stream misses an event; nothing breaks */
 	if (e->n - e->flushed == EV_TAIL && _event_flush(l, e) < 0)
 		return;
-	bit_set(e->seen, chunk);
+	cl_bit_set(e->seen, chunk);
 	ev = &e->tail[e->n - e->flushed];
-	ev->usec = (uint64_t)((now() - l->t0) * 1e6);
+	ev->usec = (uint64_t)((cl_now() - l->t0) * 1e6);
 	ev->chunk = chunk;
 	e->n++;
 	if (kind == CL_EV_ACCESSED)
@@ -359,11 +345,11 @@ static void _base_piece(struct cl_lazy *l, enum cl_image_id im, uint64_t off, st
 {
 	uint64_t size = l->base->size[im], k = off / l->cs;
 
-	if (k < l->base->nchunks[im] && !bit_get(l->base_ok[im], k)) {
+	if (k < l->base->nchunks[im] && !cl_bit_get(l->base_ok[im], k)) {
 		/* First use this mount: run_pieces checks it against the index. */
 		p->bimage = im;
 		p->bchunk = k;
-		p->bhole = !bit_get(l->base_data[im], k);
+		p->bhole = !cl_bit_get(l->base_data[im], k);
 		p->fd = -1;
 		p->path = l->base->path[im];
 		p->foff = off;
@@ -372,7 +358,7 @@ static void _base_piece(struct cl_lazy *l, enum cl_image_id im, uint64_t off, st
 	}
 	/* Holes read as zeros without a read: the kernel would zero-fill
 	 * page-cache pages for them, most of a sparse image's cost. */
-	if (off >= size || !bit_get(l->base_data[im], k)) {
+	if (off >= size || !cl_bit_get(l->base_data[im], k)) {
 		p->fd = -1;
 		p->valid = 0;
 		return;
@@ -395,7 +381,7 @@ static int64_t _resolve_mem(struct cl_lazy *l, const struct cl_chunk *c, uint32_
 	struct segment *sg = &l->seg[c->p.seg];
 	uint8_t *buf;
 
-	sg->used = now();
+	sg->used = cl_now();
 	p->fd = -2;
 	p->valid = p->len;
 	if (!p->dst)
@@ -423,7 +409,7 @@ static int64_t _resolve(struct cl_lazy *l, enum cl_image_id im, uint64_t k, uint
 
 	p->verify = NULL;
 	p->bimage = -1;
-	if (bit_get(img->modified, k)) {
+	if (cl_bit_get(img->modified, k)) {
 		p->fd = img->store_fd;
 		p->path = img->store_path;
 		p->foff = k * l->cs + co;
@@ -454,7 +440,7 @@ static int64_t _resolve(struct cl_lazy *l, enum cl_image_id im, uint64_t k, uint
 	p->path = img->cache_path;
 	p->foff = k * l->cs + co;
 	p->valid = p->len;
-	if (!bit_get(img->verified, k))
+	if (!cl_bit_get(img->verified, k))
 		p->verify = c;
 	return -1;
 }
@@ -503,8 +489,8 @@ static void _base_ahead(struct cl_lazy *l, enum cl_image_id im, uint64_t next)
 		end = l->img[im].nchunks;
 	next = cl_ahead_next(l->ahead, im, next);
 	for (k = next; k < end && k - next < AHEAD_WINDOW; k++)
-		if (!bit_get(l->base_data[im], k) || bit_get(l->base_ok[im], k) ||
-		    bit_get(l->img[im].modified, k) || find_record(l, im, k))
+		if (!cl_bit_get(l->base_data[im], k) || cl_bit_get(l->base_ok[im], k) ||
+		    cl_bit_get(l->img[im].modified, k) || find_record(l, im, k))
 			break;
 	if (k - next >= AHEAD_MIN)
 		cl_ahead_want(l->ahead, im, next, k - next);
@@ -545,7 +531,7 @@ static int base_check(struct cl_lazy *l, struct piece *p, size_t n)
 	good = r == 0 ? n : (ok ? ok - 1 : 0); /* the chunks that passed */
 	pthread_mutex_lock(&l->lock);
 	for (k = 0; k < good; k++)
-		bit_set(l->base_ok[bim], p[k].bchunk);
+		cl_bit_set(l->base_ok[bim], p[k].bchunk);
 	if (!p[0].bhole) {
 		l->base_checked += good;
 		l->base_ahead += ahead ? n : 0;
@@ -610,7 +596,7 @@ static int run_pieces(struct cl_lazy *l, enum cl_image_id im, struct piece *p, s
 				}
 				r = -EAGAIN;
 			} else {
-				bit_set(l->img[im].verified, c->index);
+				cl_bit_set(l->img[im].verified, c->index);
 			}
 			pthread_mutex_unlock(&l->lock);
 			if (r == 0)
@@ -734,7 +720,7 @@ static int _park(struct cl_lazy *l, struct waiter *w, const struct plan *pl)
 	for (i = 0; i < pl->nsegs; i++) {
 		const struct segment *sg = &l->seg[pl->segs[i]];
 		if (sg->state == SEG_BAD ||
-		    (sg->fail_until[w->image] && now() < sg->fail_until[w->image]))
+		    (sg->fail_until[w->image] && cl_now() < sg->fail_until[w->image]))
 			return cl_errorf(-EIO, "segment %lld cannot be had",
 			                 (long long)pl->segs[i]);
 	}
@@ -760,7 +746,7 @@ static int _park(struct cl_lazy *l, struct waiter *w, const struct plan *pl)
 	}
 	if (!w->pending)
 		return 0;
-	l->demand_at = now();
+	l->demand_at = cl_now();
 	if (w->next == w) {
 		/* First park: join the list and start the clock. */
 		w->next = &l->waiters;
@@ -794,7 +780,7 @@ static void _touch(struct cl_lazy *l, struct waiter *w, int modified)
 	for (k = w->off / l->cs; k <= last; k++) {
 		_event(l, w->image, CL_EV_ACCESSED, k);
 		if (modified) {
-			bit_set(l->img[w->image].modified, k);
+			cl_bit_set(l->img[w->image].modified, k);
 			_event(l, w->image, CL_EV_MODIFIED, k);
 		}
 	}
@@ -871,7 +857,7 @@ retry:
 		uint64_t cstart = k * l->cs;
 		uint32_t clen = cl_chunk_len(l->m->image_size[w->image], l->cs, k);
 		int whole = w->off <= cstart && w->off + w->len >= cstart + clen;
-		if (whole || bit_get(img->modified, k))
+		if (whole || cl_bit_get(img->modified, k))
 			continue;
 		plan_free(&pl);
 		r = _plan(l, w->image, cstart, clen, NULL, &pl);
@@ -902,7 +888,7 @@ retry:
 		const uint8_t *src;
 
 		pthread_mutex_lock(&l->lock);
-		int modified = bit_get(img->modified, k);
+		int modified = cl_bit_get(img->modified, k);
 		if (!whole && !modified)
 			r = _plan(l, w->image, cstart, clen, chunk, &pl);
 		pthread_mutex_unlock(&l->lock);
@@ -939,7 +925,7 @@ retry:
 		r = cl_pwrite_full(img->store_fd, src, (size_t)(b - a), a, img->store_path);
 		if (r == 0 && !modified) {
 			pthread_mutex_lock(&l->lock);
-			bit_set(img->modified, k);
+			cl_bit_set(img->modified, k);
 			_event(l, w->image, CL_EV_MODIFIED, k);
 			pthread_mutex_unlock(&l->lock);
 		}
@@ -1011,7 +997,7 @@ static void submit(struct cl_lazy *l, int is_write, enum cl_image_id im, uint64_
 	w->wbuf = wbuf;
 	w->done = done;
 	w->ctx = ctx;
-	w->deadline = now() + l->img[im].timeout_ms / 1000.0;
+	w->deadline = cl_now() + l->img[im].timeout_ms / 1000.0;
 	attempt(l, w);
 }
 
@@ -1082,8 +1068,8 @@ static void _segment_done(struct cl_lazy *l, uint32_t s, struct waiter **done)
 	l->map_dirty = 1;
 	for (i = l->seg_start[s]; i < l->seg_start[s + 1]; i++) {
 		const struct cl_chunk *c = &l->m->chunks[l->seg_recs[i]];
-		bit_set(l->img[c->image].verified, c->index);
-		if (!bit_get(l->img[c->image].log[CL_EV_PRESENT].seen, c->index))
+		cl_bit_set(l->img[c->image].verified, c->index);
+		if (!cl_bit_get(l->img[c->image].log[CL_EV_PRESENT].seen, c->index))
 			l->img[c->image].st.chunk_fetches++;
 		_event(l, c->image, CL_EV_PRESENT, c->index);
 	}
@@ -1170,7 +1156,7 @@ static void segment_outcome(struct cl_lazy *l, uint32_t s, int r, uint8_t *spill
 	uint32_t clen = l->m->segments[s].clen;
 	struct segment *sg = &l->seg[s];
 	struct waiter *done = NULL;
-	double t = now();
+	double t = cl_now();
 	int save;
 
 	pthread_mutex_lock(&l->lock);
@@ -1262,7 +1248,7 @@ static void _spill(struct cl_lazy *l, uint32_t s, uint8_t *raw)
 			_spill_drop(l, lru);
 	}
 	l->seg[s].raw = raw;
-	l->seg[s].used = now();
+	l->seg[s].used = cl_now();
 	l->spilled++;
 }
 
@@ -1307,7 +1293,7 @@ static int fetch_segment(struct cl_lazy *l, uint32_t s, const uint8_t *comp, uin
  * demanded ones, and a resumed VM faults in bursts. */
 static int64_t _pick(struct cl_lazy *l, int *background, double *wait_until)
 {
-	double t = now();
+	double t = cl_now();
 	uint32_t s;
 
 	*wait_until = t + 1.0;
@@ -1353,23 +1339,6 @@ static int64_t _pick(struct cl_lazy *l, int *background, double *wait_until)
 	return s;
 }
 
-static void wait_until(pthread_cond_t *c, pthread_mutex_t *m, double until)
-{
-	struct timespec ts;
-	double d = until - now();
-
-	if (d <= 0)
-		return;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	ts.tv_sec += (time_t)d;
-	ts.tv_nsec += (long)((d - (double)(time_t)d) * 1e9);
-	if (ts.tv_nsec >= 1000000000L) {
-		ts.tv_sec++;
-		ts.tv_nsec -= 1000000000L;
-	}
-	pthread_cond_timedwait(c, m, &ts);
-}
-
 static void *worker_main(void *arg)
 {
 	struct cl_lazy *l = arg;
@@ -1382,7 +1351,7 @@ static void *worker_main(void *arg)
 	while (!l->shutdown) {
 		s = _pick(l, &background, &until);
 		if (s < 0) {
-			wait_until(&l->work, &l->lock, until);
+			cl_cond_wait_until(&l->work, &l->lock, until);
 			continue;
 		}
 		pthread_mutex_unlock(&l->lock);
@@ -1459,7 +1428,7 @@ static void *stream_main(void *arg)
 		for (s = 0; s < l->m->nsegments && l->seg[s].state != SEG_ABSENT; s++)
 			;
 		if (s == l->m->nsegments) {
-			wait_until(&l->work, &l->lock, now() + 1.0);
+			cl_cond_wait_until(&l->work, &l->lock, cl_now() + 1.0);
 			continue;
 		}
 		pthread_mutex_unlock(&l->lock);
@@ -1481,7 +1450,7 @@ static void *stream_main(void *arg)
 			l->bg_delay = l->bg_delay ? l->bg_delay * 2 : RETRY_DELAY_MIN;
 			if (l->bg_delay > RETRY_DELAY_MAX)
 				l->bg_delay = RETRY_DELAY_MAX;
-			wait_until(&l->work, &l->lock, now() + l->bg_delay);
+			cl_cond_wait_until(&l->work, &l->lock, cl_now() + l->bg_delay);
 		}
 	}
 	pthread_mutex_unlock(&l->lock);
@@ -1516,7 +1485,7 @@ static void *timer_main(void *arg)
 
 	pthread_mutex_lock(&l->lock);
 	while (!l->shutdown) {
-		t = now();
+		t = cl_now();
 		until = t + MAP_SAVE_INTERVAL;
 		for (w = l->waiters.next; w != &l->waiters; w = next) {
 			next = w->next;
@@ -1545,7 +1514,7 @@ static void *timer_main(void *arg)
 			pthread_mutex_lock(&l->lock);
 			continue;
 		}
-		wait_until(&l->tick, &l->lock, until);
+		cl_cond_wait_until(&l->tick, &l->lock, until);
 	}
 	pthread_mutex_unlock(&l->lock);
 	return NULL;
@@ -1559,20 +1528,20 @@ static void save_map(struct cl_lazy *l)
 	char *path;
 	uint32_t s, n = l->m->nsegments;
 
-	map = calloc(n / 8 + 1, 1);
+	map = cl_bitmap_new(n);
 	if (!map)
 		return;
 	pthread_mutex_lock(&l->lock);
 	for (s = 0; s < n; s++)
 		if (l->seg[s].state == SEG_DONE)
-			bit_set(map, s);
+			cl_bit_set(map, s);
 	l->map_dirty = 0;
-	l->map_saved = now();
+	l->map_saved = cl_now();
 	pthread_mutex_unlock(&l->lock);
 	/* Best effort: a lost map only costs a refetch. The data it vouches
 	 * for was written before, and every chunk is rechecked on first use. */
 	if (asprintf(&path, "%s/segments.map", l->cache.dir) >= 0) {
-		cl_write_file_atomic(path, map, n / 8 + 1, 0644);
+		cl_write_file_atomic(path, map, cl_bitmap_bytes(n), 0644);
 		free(path);
 	}
 	free(map);
@@ -1588,16 +1557,16 @@ static void load_map(struct cl_lazy *l)
 
 	if (asprintf(&path, "%s/segments.map", l->cache.dir) < 0)
 		return;
-	if (cl_read_file(path, l->m->nsegments / 8 + 1, (void **)&map, &len) == 0) {
-		if (len == l->m->nsegments / 8 + 1) {
+	if (cl_read_file(path, cl_bitmap_bytes(l->m->nsegments), (void **)&map, &len) == 0) {
+		if (len == cl_bitmap_bytes(l->m->nsegments)) {
 			for (s = 0; s < l->m->nsegments; s++)
-				if (bit_get(map, s)) {
+				if (cl_bit_get(map, s)) {
 					_segment_done(l, s, &none);
 					l->cache_hits++;
 				}
 			/* Chunks of a reused cache are checked on first use. */
 			for (s = 0; s < CL_NIMAGES; s++) {
-				memset(l->img[s].verified, 0, l->img[s].nchunks / 8 + 1);
+				memset(l->img[s].verified, 0, cl_bitmap_bytes(l->img[s].nchunks));
 				l->img[s].st.chunk_fetches = 0;
 			}
 		}
@@ -1630,15 +1599,6 @@ static int setup_cache(struct cl_lazy *l)
 	if (r == 0 && l->cache.note[0])
 		snprintf(l->cache_note, sizeof(l->cache_note), "%s", l->cache.note);
 	return r;
-}
-
-static uint64_t popcount(const uint8_t *b, uint64_t nbits)
-{
-	uint64_t k, n = 0;
-
-	for (k = 0; k < nbits; k++)
-		n += bit_get(b, k);
-	return n;
 }
 
 /* The copy-on-write store: a kept store of this overlay comes back with
@@ -1674,7 +1634,7 @@ static int open_store(struct cl_lazy *l)
 			r = cl_errorf(-errno, "%s: %s", img->store_path, strerror(errno));
 		if (r < 0)
 			return r;
-		img->st.chunks_modified = kept ? popcount(img->modified, img->nchunks) : 0;
+		img->st.chunks_modified = kept ? cl_bit_count(img->modified, img->nchunks) : 0;
 	}
 	return 0;
 }
@@ -1694,9 +1654,9 @@ int cl_lazy_sync(struct cl_lazy *l)
 	pthread_mutex_lock(&l->lock);
 	for (i = 0; i < CL_NIMAGES; i++) {
 		n[i] = l->img[i].nchunks;
-		maps[i] = malloc(n[i] / 8 + 1);
+		maps[i] = malloc(cl_bitmap_bytes(n[i]));
 		if (maps[i])
-			memcpy(maps[i], l->img[i].modified, n[i] / 8 + 1);
+			memcpy(maps[i], l->img[i].modified, cl_bitmap_bytes(n[i]));
 		else
 			r = -ENOMEM;
 	}
@@ -1923,8 +1883,8 @@ static int map_base_data(struct cl_lazy *l)
 
 	for (i = 0; i < CL_NIMAGES; i++) {
 		n = cl_chunk_count(l->base->size[i], l->cs);
-		l->base_data[i] = calloc(n / 8 + 1, 1);
-		l->base_ok[i] = calloc(n / 8 + 1, 1);
+		l->base_data[i] = cl_bitmap_new(n);
+		l->base_ok[i] = cl_bitmap_new(n);
 		if (!l->base_data[i] || !l->base_ok[i])
 			return -ENOMEM;
 		for (data = 0; (uint64_t)data < l->base->size[i]; data = hole) {
@@ -1936,7 +1896,7 @@ static int map_base_data(struct cl_lazy *l)
 				hole = (off_t)l->base->size[i];
 			end = ((uint64_t)hole + l->cs - 1) / l->cs;
 			for (k = (uint64_t)data / l->cs; k < end && k < n; k++)
-				bit_set(l->base_data[i], k);
+				cl_bit_set(l->base_data[i], k);
 		}
 	}
 	return 0;
@@ -1950,12 +1910,12 @@ static int init_images(struct cl_lazy *l)
 		struct image *img = &l->img[i];
 		img->size = l->m->image_size[i];
 		img->nchunks = cl_chunk_count(img->size, l->cs);
-		img->modified = calloc(img->nchunks / 8 + 1, 1);
-		img->verified = calloc(img->nchunks / 8 + 1, 1);
+		img->modified = cl_bitmap_new(img->nchunks);
+		img->verified = cl_bitmap_new(img->nchunks);
 		if (!img->modified || !img->verified)
 			return -ENOMEM;
 		for (k = 0; k < CL_EV_KINDS; k++) {
-			img->log[k].seen = calloc(img->nchunks / 8 + 1, 1);
+			img->log[k].seen = cl_bitmap_new(img->nchunks);
 			if (!img->log[k].seen)
 				return -ENOMEM;
 		}
@@ -1991,7 +1951,7 @@ int cl_lazy_open(const char *base, const char *overlay, const struct cl_lazy_opt
 		l->o.memory_timeout_ms = DEFAULT_MEM_TIMEOUT;
 	if (!l->o.cache_limit)
 		l->o.cache_limit = DEFAULT_CACHE_LIMIT;
-	l->t0 = now();
+	l->t0 = cl_now();
 	l->cache.lock_fd = -1;
 	for (i = 0; i < CL_NIMAGES; i++) {
 		l->img[i].cache_fd = l->img[i].store_fd = -1;
@@ -2001,14 +1961,8 @@ int cl_lazy_open(const char *base, const char *overlay, const struct cl_lazy_opt
 	l->waiters.next = l->waiters.prev = &l->waiters;
 	pthread_mutex_init(&l->lock, NULL);
 	pthread_mutex_init(&l->store_lock, NULL);
-	{
-		pthread_condattr_t ca;
-		pthread_condattr_init(&ca);
-		pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-		pthread_cond_init(&l->work, &ca);
-		pthread_cond_init(&l->tick, &ca);
-		pthread_condattr_destroy(&ca);
-	}
+	cl_cond_init_monotonic(&l->work);
+	cl_cond_init_monotonic(&l->tick);
 
 	r = cl_meta_load(overlay, &l->m, &l->meta_location);
 	if (r < 0)
@@ -2188,7 +2142,7 @@ void cl_lazy_stats(struct cl_lazy *l, struct cl_lazy_stats *st)
 	st->cache_hits = l->cache_hits;
 	st->base_checked = l->base_checked;
 	st->base_ahead = l->base_ahead;
-	st->seconds = now() - l->t0;
+	st->seconds = cl_now() - l->t0;
 	pthread_mutex_unlock(&l->lock);
 }
 

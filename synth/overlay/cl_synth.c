@@ -1,4 +1,5 @@
 #include "cl_synth.h"
+#include "cl_bitmap.h"
 #include "cl_error.h"
 #include "cl_progress.h"
 #include "cl_vcdiff.h"
@@ -374,8 +375,7 @@ static int build_lists(struct run *rn)
 		return -ENOMEM;
 	}
 	for (i = 0; i < CL_NIMAGES; i++) {
-		rn->in_overlay[i] =
-		    calloc(cl_chunk_count(m->image_size[i], m->chunk_size) / 8 + 1, 1);
+		rn->in_overlay[i] = cl_bitmap_new(cl_chunk_count(m->image_size[i], m->chunk_size));
 		if (!rn->in_overlay[i]) {
 			free(fill);
 			return -ENOMEM;
@@ -383,7 +383,7 @@ static int build_lists(struct run *rn)
 	}
 	for (i = 0; i < m->nchunks; i++) {
 		const struct cl_chunk *c = &m->chunks[i];
-		rn->in_overlay[c->image][c->index / 8] |= (uint8_t)(1u << (c->index % 8));
+		cl_bit_set(rn->in_overlay[c->image], c->index);
 		if (c->recipe >= CL_R_DEDUP)
 			rn->seg_start[c->p.seg + 1]++;
 	}
@@ -417,7 +417,7 @@ static size_t copy_items(const struct run *rn, int im)
 
 static int in_overlay(const struct run *rn, int im, uint64_t k)
 {
-	return rn->in_overlay[im][k / 8] >> (k % 8) & 1;
+	return cl_bit_get(rn->in_overlay[im], k);
 }
 
 /* Chunk k of the base holds no data (SEEK_DATA finds none before its end);

@@ -1,4 +1,5 @@
 #include "cl_trace.h"
+#include "cl_bitmap.h"
 #include "cl_error.h"
 
 #include <errno.h>
@@ -51,7 +52,7 @@ int cl_trace_parse(const char *text, size_t len, const char *name,
 	if ((!text && len) || !name || !nchunks || !out || !n)
 		return -EINVAL;
 	for (i = 0; i < CL_NIMAGES; i++) {
-		seen[i] = calloc(nchunks[i] / 8 + 1, 1);
+		seen[i] = cl_bitmap_new(nchunks[i]);
 		if (!seen[i]) {
 			r = -ENOMEM;
 			goto fail;
@@ -73,8 +74,8 @@ int cl_trace_parse(const char *text, size_t len, const char *name,
 				              (unsigned long long)nchunks[image]);
 				goto fail;
 			}
-			if (!(seen[image][index / 8] & (1u << (index % 8)))) {
-				seen[image][index / 8] |= (uint8_t)(1u << (index % 8));
+			if (!cl_bit_get(seen[image], index)) {
+				cl_bit_set(seen[image], index);
 				if (count == cap) {
 					cap = cap ? 2 * cap : 1024;
 					tmp = realloc(e, cap * sizeof(*e));
