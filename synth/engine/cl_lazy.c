@@ -18,6 +18,7 @@
 #include "cl_bitmap.h"
 #include "cl_cache.h"
 #include "cl_error.h"
+#include "cl_recindex.h"
 #include "cl_source.h"
 #include "cl_synth.h"
 
@@ -107,9 +108,6 @@ struct evwait {
 
 struct image {
 	uint64_t size, nchunks;
-	uint64_t nrecs;    /* records with a payload */
-	uint64_t *allrecs; /* every record of this image, sorted by chunk index */
-	uint64_t nallrecs;
 	int cache_fd, store_fd;
 	char *cache_path, *store_path;
 	uint8_t *modified;             /* lock: bitmap */
@@ -130,12 +128,10 @@ struct cl_lazy {
 	int ranges;
 	uint32_t cs;
 	struct image img[CL_NIMAGES];
-	uint32_t *seg_nrec[CL_NIMAGES]; /* payload records per segment and image */
+	struct cl_recindex ix;
 	uint8_t *base_data[CL_NIMAGES]; /* bitmap: base chunks holding data (not a hole) */
 	uint8_t *base_ok[CL_NIMAGES];   /* lock: bitmap, base chunks checked this mount */
 	struct cl_ahead *ahead;         /* checked base read-ahead, or NULL */
-	uint64_t *seg_start;            /* CSR: payload records of each segment */
-	uint64_t *seg_recs;
 	void *blob[2];
 	size_t blob_len[2];
 	struct cl_cache cache;
@@ -174,83 +170,6 @@ struct cl_lazy {
 	pthread_t timer;
 	int timer_started;
 };
-
-/* ---- records ---- */
-
-/* The record of chunk k in a sorted record list, or NULL. */
-static const struct cl_chunk *find_in(const struct cl_lazy *l, const uint64_t *list, uint64_t n,
-                                      uint64_t k)
-{
-	uint64_t lo = 0, hi = n, mid;
-
-	while (lo < hi) {
-		mid = lo + (hi - lo) / 2;
-		if (l->m->chunks[list[mid]].index < k)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
-	if (lo < n && l->m->chunks[list[lo]].index == k)
-		return &l->m->chunks[list[lo]];
-	return NULL;
-}
-
-static const struct cl_chunk *find_record(const struct cl_lazy *l, enum cl_image_id im, uint64_t k)
-{
-	return find_in(l, l->img[im].allrecs, l->img[im].nallrecs, k);
-}
-
-static int cmp_rec(const void *a, const void *b, void *meta)
-{
-	const struct cl_meta *m = meta;
-	uint64_t x = m->chunks[*(const uint64_t *)a].index;
-	uint64_t y = m->chunks[*(const uint64_t *)b].index;
-
-	return x < y ? -1 : x > y;
-}
-
-static int index_records(struct cl_lazy *l)
-{
-	const struct cl_meta *m = l->m;
-	uint64_t i, *fill;
-	int im;
-
-	for (im = 0; im < CL_NIMAGES; im++) {
-		l->img[im].allrecs = malloc((m->nchunks + 1) * sizeof(uint64_t));
-		l->seg_nrec[im] = calloc((size_t)m->nsegments + 1, sizeof(uint32_t));
-		if (!l->img[im].allrecs || !l->seg_nrec[im])
-			return -ENOMEM;
-	}
-	l->seg_start = calloc((size_t)m->nsegments + 1, sizeof(uint64_t));
-	l->seg_recs = malloc((m->nchunks + 1) * sizeof(uint64_t));
-	fill = calloc((size_t)m->nsegments + 1, sizeof(uint64_t));
-	if (!l->seg_start || !l->seg_recs || !fill) {
-		free(fill);
-		return -ENOMEM;
-	}
-	for (i = 0; i < m->nchunks; i++) {
-		const struct cl_chunk *c = &m->chunks[i];
-		struct image *img = &l->img[c->image];
-		img->allrecs[img->nallrecs++] = i;
-		if (c->recipe >= CL_R_DEDUP) {
-			img->nrecs++;
-			l->seg_nrec[c->image][c->p.seg]++;
-			l->seg_start[c->p.seg + 1]++;
-		}
-	}
-	for (i = 0; i < m->nsegments; i++)
-		l->seg_start[i + 1] += l->seg_start[i];
-	for (i = 0; i < m->nchunks; i++) {
-		const struct cl_chunk *c = &m->chunks[i];
-		if (c->recipe >= CL_R_DEDUP)
-			l->seg_recs[l->seg_start[c->p.seg] + fill[c->p.seg]++] = i;
-	}
-	free(fill);
-	for (im = 0; im < CL_NIMAGES; im++) {
-		qsort_r(l->img[im].allrecs, l->img[im].nallrecs, sizeof(uint64_t), cmp_rec, l->m);
-	}
-	return 0;
-}
 
 /* ---- events ---- */
 
@@ -416,7 +335,7 @@ static int64_t _resolve(struct cl_lazy *l, enum cl_image_id im, uint64_t k, uint
 		p->valid = p->len;
 		return -1;
 	}
-	c = find_record(l, im, k);
+	c = cl_recindex_find(&l->ix, im, k);
 	if (!c) {
 		_base_piece(l, im, k * l->cs + co, p);
 		return -1;
@@ -490,7 +409,7 @@ static void _base_ahead(struct cl_lazy *l, enum cl_image_id im, uint64_t next)
 	next = cl_ahead_next(l->ahead, im, next);
 	for (k = next; k < end && k - next < AHEAD_WINDOW; k++)
 		if (!cl_bit_get(l->base_data[im], k) || cl_bit_get(l->base_ok[im], k) ||
-		    cl_bit_get(l->img[im].modified, k) || find_record(l, im, k))
+		    cl_bit_get(l->img[im].modified, k) || cl_recindex_has(&l->ix, im, k))
 			break;
 	if (k - next >= AHEAD_MIN)
 		cl_ahead_want(l->ahead, im, next, k - next);
@@ -587,9 +506,10 @@ static int run_pieces(struct cl_lazy *l, enum cl_image_id im, struct piece *p, s
 				if (s->state == SEG_DONE) {
 					s->state = SEG_ABSENT;
 					l->segs_done--;
-					l->img[CL_DISK].missing += l->seg_nrec[CL_DISK][c->p.seg];
+					l->img[CL_DISK].missing +=
+					    l->ix.seg_nrec[CL_DISK][c->p.seg];
 					l->img[CL_MEMORY].missing +=
-					    l->seg_nrec[CL_MEMORY][c->p.seg];
+					    l->ix.seg_nrec[CL_MEMORY][c->p.seg];
 					if (l->state == CL_LAZY_COMPLETE)
 						l->state = CL_LAZY_STREAMING;
 					l->map_dirty = 1;
@@ -1035,8 +955,8 @@ static int decode_into_cache(struct cl_lazy *l, uint32_t s, const uint8_t *raw)
 	buf = malloc(l->cs);
 	if (!buf)
 		return -ENOMEM;
-	for (i = l->seg_start[s]; i < l->seg_start[s + 1] && r == 0; i++) {
-		const struct cl_chunk *c = &l->m->chunks[l->seg_recs[i]];
+	for (i = l->ix.seg_start[s]; i < l->ix.seg_start[s + 1] && r == 0; i++) {
+		const struct cl_chunk *c = &l->m->chunks[l->ix.seg_recs[i]];
 		struct image *img = &l->img[c->image];
 		uint32_t len = cl_chunk_len(l->m->image_size[c->image], l->cs, c->index);
 		r = cl_chunk_synthesize(l->m, l->base, c, raw, buf);
@@ -1066,15 +986,15 @@ static void _segment_done(struct cl_lazy *l, uint32_t s, struct waiter **done)
 	}
 	l->segs_done++;
 	l->map_dirty = 1;
-	for (i = l->seg_start[s]; i < l->seg_start[s + 1]; i++) {
-		const struct cl_chunk *c = &l->m->chunks[l->seg_recs[i]];
+	for (i = l->ix.seg_start[s]; i < l->ix.seg_start[s + 1]; i++) {
+		const struct cl_chunk *c = &l->m->chunks[l->ix.seg_recs[i]];
 		cl_bit_set(l->img[c->image].verified, c->index);
 		if (!cl_bit_get(l->img[c->image].log[CL_EV_PRESENT].seen, c->index))
 			l->img[c->image].st.chunk_fetches++;
 		_event(l, c->image, CL_EV_PRESENT, c->index);
 	}
 	for (k = 0; k < CL_NIMAGES; k++)
-		l->img[k].missing -= l->seg_nrec[k][s];
+		l->img[k].missing -= l->ix.seg_nrec[k][s];
 	for (k = 0; k < sg->nw; k++) {
 		struct waiter *w = sg->w[k];
 		if (--w->pending == 0) {
@@ -1226,7 +1146,7 @@ static void _spill_drop(struct cl_lazy *l, uint32_t s)
 	l->spilled--;
 	l->segs_done--;
 	for (k = 0; k < CL_NIMAGES; k++)
-		l->img[k].missing += l->seg_nrec[k][s];
+		l->img[k].missing += l->ix.seg_nrec[k][s];
 	if (l->state == CL_LAZY_COMPLETE)
 		l->state = CL_LAZY_STREAMING;
 	if (s < l->bg_next)
@@ -1585,7 +1505,7 @@ static int setup_cache(struct cl_lazy *l)
 	int r, i;
 
 	for (i = 0; i < CL_NIMAGES; i++)
-		need += (uint64_t)l->img[i].nrecs * l->cs;
+		need += (uint64_t)l->ix.npayload[i] * l->cs;
 	if (!l->o.no_cache) {
 		if (l->o.cache_dir)
 			root = strdup(l->o.cache_dir);
@@ -1833,7 +1753,6 @@ static void free_all(struct cl_lazy *l)
 			unlink(img->store_path);
 		free(img->cache_path);
 		free(img->store_path);
-		free(img->allrecs);
 		free(img->modified);
 		free(img->verified);
 		for (k = 0; k < CL_EV_KINDS; k++) {
@@ -1842,7 +1761,6 @@ static void free_all(struct cl_lazy *l)
 			if (img->log[k].fd >= 0)
 				close(img->log[k].fd);
 		}
-		free(l->seg_nrec[i]);
 		free(l->base_data[i]);
 		free(l->base_ok[i]);
 	}
@@ -1857,8 +1775,7 @@ static void free_all(struct cl_lazy *l)
 	cl_cache_close(&l->cache);
 	cl_ahead_free(l->ahead); /* before the base it reads */
 	free(l->seg);
-	free(l->seg_start);
-	free(l->seg_recs);
+	cl_recindex_free(&l->ix);
 	free(l->blob[0]);
 	free(l->blob[1]);
 	free(l->store_dir);
@@ -1919,10 +1836,10 @@ static int init_images(struct cl_lazy *l)
 			if (!img->log[k].seen)
 				return -ENOMEM;
 		}
-		img->missing = img->nrecs;
+		img->missing = l->ix.npayload[i];
 		img->st.chunk_size = l->cs;
 		img->st.chunks = img->nchunks;
-		img->st.chunks_overlay = img->nallrecs;
+		img->st.chunks_overlay = l->ix.nrecs[i];
 		img->timeout_ms = i == CL_MEMORY ? l->o.memory_timeout_ms : l->o.timeout_ms;
 	}
 	return 0;
@@ -1998,7 +1915,7 @@ int cl_lazy_open(const char *base, const char *overlay, const struct cl_lazy_opt
 		r = -ENOMEM;
 		goto fail;
 	}
-	r = index_records(l);
+	r = cl_recindex_build(l->m, &l->ix);
 	if (r == 0)
 		r = init_images(l);
 	if (r == 0)

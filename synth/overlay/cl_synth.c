@@ -1,5 +1,5 @@
 #include "cl_synth.h"
-#include "cl_bitmap.h"
+#include "cl_recindex.h"
 #include "cl_error.h"
 #include "cl_progress.h"
 #include "cl_vcdiff.h"
@@ -212,10 +212,8 @@ struct run {
 	const char *meta_loc;
 	int verify; /* count failures and go on */
 	struct cl_out out[CL_NIMAGES];
-	uint64_t *seg_start;             /* CSR: records of segment s are */
-	uint64_t *seg_recs;              /* seg_recs[seg_start[s] .. seg_start[s+1]) */
-	uint64_t *plain;                 /* records without payload */
-	uint8_t *in_overlay[CL_NIMAGES]; /* bitmap: chunks with a record */
+	struct cl_recindex ix;
+	uint64_t *plain; /* records without payload */
 	uint64_t nplain;
 	void *blob_data[2]; /* state, domain; each written by one worker */
 	size_t blob_len[2];
@@ -306,7 +304,7 @@ static int run_segment(void *ctx, size_t s)
 	atomic_fetch_add(&rn->fetched, m->segments[s].clen);
 	if (r < 0) {
 		/* Every chunk of a bad segment is bad too. */
-		atomic_fetch_add(&rn->chunks_bad, rn->seg_start[s + 1] - rn->seg_start[s]);
+		atomic_fetch_add(&rn->chunks_bad, rn->ix.seg_start[s + 1] - rn->ix.seg_start[s]);
 		r = run_fail(rn, &rn->segments_bad,
 		             cl_errorf(r, "%s: %s", rn->pack_loc, cl_error_msg()));
 		goto out;
@@ -322,12 +320,12 @@ static int run_segment(void *ctx, size_t s)
 				goto out;
 		}
 	}
-	for (i = rn->seg_start[s]; i < rn->seg_start[s + 1] && r == 0; i++)
-		r = emit_chunk(rn, &m->chunks[rn->seg_recs[i]], raw, &g);
+	for (i = rn->ix.seg_start[s]; i < rn->ix.seg_start[s + 1] && r == 0; i++)
+		r = emit_chunk(rn, &m->chunks[rn->ix.seg_recs[i]], raw, &g);
 	if (r == 0)
 		r = gather_flush(rn, &g);
 out:
-	cl_progress_add(&rn->prog, rn->seg_start[s + 1] - rn->seg_start[s]);
+	cl_progress_add(&rn->prog, rn->ix.seg_start[s + 1] - rn->ix.seg_start[s]);
 	free(raw);
 	free(g.data);
 	return r;
@@ -361,42 +359,22 @@ static int run_plain(void *ctx, size_t item)
 	return r;
 }
 
+/* The record index, and the payload-free records in meta order. */
 static int build_lists(struct run *rn)
 {
 	const struct cl_meta *m = rn->m;
-	uint64_t i, *fill;
+	uint64_t i;
+	int r;
 
-	rn->seg_start = calloc((size_t)m->nsegments + 1, sizeof(uint64_t));
-	rn->seg_recs = malloc((m->nchunks ? m->nchunks : 1) * sizeof(uint64_t));
+	r = cl_recindex_build(m, &rn->ix);
+	if (r < 0)
+		return r;
 	rn->plain = malloc((m->nchunks ? m->nchunks : 1) * sizeof(uint64_t));
-	fill = calloc((size_t)m->nsegments + 1, sizeof(uint64_t));
-	if (!rn->seg_start || !rn->seg_recs || !rn->plain || !fill) {
-		free(fill);
+	if (!rn->plain)
 		return -ENOMEM;
-	}
-	for (i = 0; i < CL_NIMAGES; i++) {
-		rn->in_overlay[i] = cl_bitmap_new(cl_chunk_count(m->image_size[i], m->chunk_size));
-		if (!rn->in_overlay[i]) {
-			free(fill);
-			return -ENOMEM;
-		}
-	}
-	for (i = 0; i < m->nchunks; i++) {
-		const struct cl_chunk *c = &m->chunks[i];
-		cl_bit_set(rn->in_overlay[c->image], c->index);
-		if (c->recipe >= CL_R_DEDUP)
-			rn->seg_start[c->p.seg + 1]++;
-	}
-	for (i = 0; i < m->nsegments; i++)
-		rn->seg_start[i + 1] += rn->seg_start[i];
-	for (i = 0; i < m->nchunks; i++) {
-		const struct cl_chunk *c = &m->chunks[i];
-		if (c->recipe >= CL_R_DEDUP)
-			rn->seg_recs[rn->seg_start[c->p.seg] + fill[c->p.seg]++] = i;
-		else
+	for (i = 0; i < m->nchunks; i++)
+		if (m->chunks[i].recipe < CL_R_DEDUP)
 			rn->plain[rn->nplain++] = i;
-	}
-	free(fill);
 	return 0;
 }
 
@@ -413,11 +391,6 @@ static uint64_t copy_chunks(const struct run *rn, int im)
 static size_t copy_items(const struct run *rn, int im)
 {
 	return (size_t)((copy_chunks(rn, im) + COPY_BATCH - 1) / COPY_BATCH);
-}
-
-static int in_overlay(const struct run *rn, int im, uint64_t k)
-{
-	return cl_bit_get(rn->in_overlay[im], k);
 }
 
 /* Chunk k of the base holds no data (SEEK_DATA finds none before its end);
@@ -483,7 +456,7 @@ static int copy_base(struct run *rn, int im, size_t item)
 	if (!buf)
 		return -ENOMEM;
 	for (k = first; k <= last && r == 0; k++) {
-		int take = k < last && !in_overlay(rn, im, k);
+		int take = k < last && !cl_recindex_has(&rn->ix, (enum cl_image_id)im, k);
 		if (take && base_hole(b, im, k, &data)) {
 			r = cl_base_check_against(b, (enum cl_image_id)im, k, NULL,
 			                          want[k - first]);
@@ -565,11 +538,8 @@ static void run_free(struct run *rn, struct cl_apply_stats *st)
 	}
 	cl_source_close(rn->pack);
 	free(rn->pack_loc);
-	free(rn->seg_start);
-	free(rn->seg_recs);
+	cl_recindex_free(&rn->ix);
 	free(rn->plain);
-	free(rn->in_overlay[0]);
-	free(rn->in_overlay[1]);
 	free(rn->blob_data[0]);
 	free(rn->blob_data[1]);
 }
