@@ -32,6 +32,16 @@
 #include <time.h>
 #include <unistd.h>
 
+/* Checked builds: without NDEBUG, and under a sanitizer (the sanitizer
+ * builds of the test suite are RelWithDebInfo, which defines NDEBUG). */
+#if !defined(NDEBUG) || defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#define CL_LAZY_LOCK_CHECK 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
+#define CL_LAZY_LOCK_CHECK 1
+#endif
+#endif
+
 #define DEFAULT_CONNECTIONS 4
 #define DEFAULT_TIMEOUT_MS  60000
 #define DEFAULT_MEM_TIMEOUT 300000
@@ -40,8 +50,26 @@
 #define RETRY_DELAY_MIN     0.2 /* background refetch backoff after a failure */
 #define RETRY_DELAY_MAX     5.0
 #define SEG_TRIES           2    /* integrity failures before a segment is BAD */
-#define FAIL_FAST_S         2.0  /* see _fail_fast() */
-#define DEMAND_QUIET_S      0.05 /* see _pick() */
+#define FAIL_FAST_S         2.0  /* see fail_fast_locked() */
+#define DEMAND_QUIET_S      0.05 /* see pick_locked() */
+#define SPILL_MAX           16   /* segments held in memory at most (about 1 MiB each) */
+#define BASE_RUN_MAX        64   /* base chunks checked per read, see base_run() */
+#define AHEAD_WINDOW        64   /* base chunks per read-ahead window (256 KiB of 4 KiB) */
+#define AHEAD_MIN           16   /* shorter stretches are not worth a window */
+
+/* The lock rule, for every file of the engine:
+ * - l->lock guards each field marked "lock" below (and every field of a
+ *   segment, of a waiter while it is listed, and of an event wait while it
+ *   is on l->evwaits). Fields not marked are set while one thread opens the
+ *   engine and only read afterwards, or are owned by one thread.
+ * - A function named *_locked expects its caller to hold l->lock; it never
+ *   drops it. Checked builds (without NDEBUG, and every sanitizer build)
+ *   assert that the calling thread holds it.
+ * - l->lock is taken and released with lazy_lock()/lazy_unlock() and waited
+ *   on with lazy_wait_locked() only, which keep the owner the check needs.
+ * - No I/O on the base, cache or store files and no completion callback runs
+ *   under l->lock. Lock order: l->store_lock before l->lock; the read-ahead's
+ *   lock (cl_ahead.h) may be taken under l->lock, never the other way. */
 
 enum seg_state {
 	SEG_ABSENT = 0,
@@ -51,10 +79,10 @@ enum seg_state {
 	SEG_MEM = 4, /* decoded, but held in memory: the cache could not take it */
 };
 
-#define SPILL_MAX 16 /* segments held in memory at most (about 1 MiB each) */
-
+/* A request that waits for segments; its fields other than the links,
+ * pending and result are fixed at submission. */
 struct waiter {
-	struct waiter *prev, *next; /* l->waiters */
+	struct waiter *prev, *next; /* lock: l->waiters */
 	int is_write;
 	enum cl_image_id image;
 	uint64_t off;
@@ -63,12 +91,13 @@ struct waiter {
 	const void *wbuf; /* write source, NULL for zeros */
 	cl_lazy_done_fn done;
 	void *ctx;
-	uint32_t pending; /* segments still missing */
+	uint32_t pending; /* lock: segments still missing */
 	double deadline;
 	struct waiter *cnext; /* completion list link (local to one thread) */
-	ssize_t result;
+	ssize_t result;       /* lock */
 };
 
+/* Every field: lock. */
 struct segment {
 	uint8_t state;
 	uint8_t bad_tries;
@@ -84,7 +113,8 @@ struct segment {
 
 /* An event log: older events in an unlinked file (a VM that reads its
  * whole disk would otherwise hold 16 bytes per chunk in memory), the
- * newest EV_TAIL in memory. */
+ * newest EV_TAIL in memory. Every field: lock (flushed events never change,
+ * so cl_lazy_events reads them from fd after unlocking). */
 #ifndef EV_TAIL
 #define EV_TAIL 4096
 #endif
@@ -96,6 +126,7 @@ struct evlog {
 	uint8_t *seen; /* bitmap per chunk */
 };
 
+/* A cl_lazy_events_wait; on l->evwaits (lock) until it is answered. */
 struct evwait {
 	struct evwait *next;
 	enum cl_image_id image;
@@ -140,42 +171,98 @@ struct cl_lazy {
 	double t0;
 
 	pthread_mutex_t lock;
-	pthread_mutex_t store_lock; /* serializes first writes to a chunk */
-	pthread_cond_t work;        /* lock: workers wait for something to fetch */
-	pthread_cond_t tick;        /* lock: the timer waits for a deadline */
-	struct segment *seg;        /* lock */
-	uint32_t segs_done;         /* lock */
-	uint32_t bg_next;           /* lock: background stream cursor */
-	double bg_resume;           /* lock: no background fetch before this time */
-	double bg_delay;            /* lock: current backoff */
-	unsigned bg_busy;           /* lock: workers on background segments */
-	unsigned demand_queue;      /* lock: demanded segments not yet taken */
-	double demand_at;           /* lock: when a request last had to wait */
-	struct waiter waiters;      /* lock: list head */
-	struct evwait *evwaits;     /* lock */
-	int shutdown;               /* lock */
-	int started;
-	unsigned spilled;         /* lock: segments in SEG_MEM */
-	enum cl_lazy_state state; /* lock */
-	char reason[256];         /* lock: why a request failed, or "" */
-	char last_error[256];     /* lock: the last fetch error, or "" */
-	char cache_note[256];     /* lock: why the cache is bypassed, or "" */
-	uint64_t bytes_fetched;   /* lock */
-	uint64_t cache_hits;
+	pthread_mutex_t store_lock;        /* serializes first writes to a chunk */
+	pthread_cond_t work;               /* lock: workers wait for something to fetch */
+	pthread_cond_t tick;               /* lock: the timer waits for a deadline */
+	struct segment *seg;               /* lock */
+	uint32_t segs_done;                /* lock */
+	uint32_t bg_next;                  /* lock: background stream cursor */
+	double bg_resume;                  /* lock: no background fetch before this time */
+	double bg_delay;                   /* lock: current backoff */
+	unsigned bg_busy;                  /* lock: workers on background segments */
+	unsigned demand_queue;             /* lock: demanded segments not yet taken */
+	double demand_at;                  /* lock: when a request last had to wait */
+	struct waiter waiters;             /* lock: list head */
+	struct evwait *evwaits;            /* lock */
+	int shutdown;                      /* lock */
+	int started;                       /* lock */
+	unsigned spilled;                  /* lock: segments in SEG_MEM */
+	enum cl_lazy_state state;          /* lock */
+	char reason[256];                  /* lock: why a request failed, or "" */
+	char last_error[256];              /* lock: the last fetch error, or "" */
+	char cache_note[256];              /* lock: why the cache is bypassed, or "" */
+	uint64_t bytes_fetched;            /* lock */
+	uint64_t cache_hits;               /* lock */
 	uint64_t base_checked, base_ahead; /* lock */
 	double map_saved;                  /* lock */
 	int map_dirty;                     /* lock */
+#ifdef CL_LAZY_LOCK_CHECK
+	pthread_t lock_owner; /* lock: who holds it, while lock_held */
+	int lock_held;        /* lock */
+#endif
 	pthread_t *threads;
-	unsigned nthreads;
+	unsigned nthreads; /* lock */
 	pthread_t timer;
 	int timer_started;
 };
 
+#ifdef CL_LAZY_LOCK_CHECK
+void lazy_check_locked(const struct cl_lazy *l, const char *fn);
+#define lazy_assert_locked(l) lazy_check_locked(l, __func__)
+#else
+#define lazy_assert_locked(l) ((void)(l))
+#endif
+
+static inline void lazy_lock(struct cl_lazy *l)
+{
+	pthread_mutex_lock(&l->lock);
+#ifdef CL_LAZY_LOCK_CHECK
+	l->lock_owner = pthread_self();
+	l->lock_held = 1;
+#endif
+}
+
+static inline void lazy_unlock(struct cl_lazy *l)
+{
+	lazy_assert_locked(l);
+#ifdef CL_LAZY_LOCK_CHECK
+	l->lock_held = 0;
+#endif
+	pthread_mutex_unlock(&l->lock);
+}
+
+/* Waits on c (guarded by l->lock) until signalled or until the monotonic
+ * time `until` (cl_now() seconds) has passed. */
+static inline void lazy_wait_locked(struct cl_lazy *l, pthread_cond_t *c, double until)
+{
+	lazy_assert_locked(l);
+#ifdef CL_LAZY_LOCK_CHECK
+	l->lock_held = 0; /* others take the lock meanwhile */
+#endif
+	cl_cond_wait_until(c, &l->lock, until);
+#ifdef CL_LAZY_LOCK_CHECK
+	l->lock_owner = pthread_self();
+	l->lock_held = 1;
+#endif
+}
+
+#ifdef CL_LAZY_LOCK_CHECK
+void lazy_check_locked(const struct cl_lazy *l, const char *fn)
+{
+	/* Read without the lock only when the rule is already broken. */
+	if (l->lock_held && pthread_equal(l->lock_owner, pthread_self()))
+		return;
+	fprintf(stderr, "cloudlet: %s called without the engine lock held\n", fn);
+	abort();
+}
+#endif
+
 /* ---- events ---- */
 
 /* Appends chunk to an event log unless it is there already. */
-static int _event_flush(struct cl_lazy *l, struct evlog *e)
+static int event_flush_locked(struct cl_lazy *l, struct evlog *e)
 {
+	lazy_assert_locked(l);
 	if (e->fd < 0) {
 		e->fd = open(l->store_dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
 		if (e->fd < 0)
@@ -188,17 +275,18 @@ static int _event_flush(struct cl_lazy *l, struct evlog *e)
 	return 0;
 }
 
-static void _event(struct cl_lazy *l, enum cl_image_id im, enum cl_lazy_event_kind kind,
-                   uint64_t chunk)
+static void event_locked(struct cl_lazy *l, enum cl_image_id im, enum cl_lazy_event_kind kind,
+                         uint64_t chunk)
 {
 	struct evlog *e = &l->img[im].log[kind];
 	struct cl_lazy_event *ev;
 
+	lazy_assert_locked(l);
 	if (cl_bit_get(e->seen, chunk))
 		return;
 	if (!e->tail && !(e->tail = malloc(EV_TAIL * sizeof(*e->tail))))
 		return; /* the stream misses an event; nothing breaks */
-	if (e->n - e->flushed == EV_TAIL && _event_flush(l, e) < 0)
+	if (e->n - e->flushed == EV_TAIL && event_flush_locked(l, e) < 0)
 		return;
 	cl_bit_set(e->seen, chunk);
 	ev = &e->tail[e->n - e->flushed];
@@ -212,10 +300,11 @@ static void _event(struct cl_lazy *l, enum cl_image_id im, enum cl_lazy_event_ki
 }
 
 /* Takes the event waits that are now satisfied off the list. */
-static struct evwait *_ready_evwaits(struct cl_lazy *l)
+static struct evwait *ready_evwaits_locked(struct cl_lazy *l)
 {
 	struct evwait **pp = &l->evwaits, *w, *ready = NULL;
 
+	lazy_assert_locked(l);
 	while ((w = *pp)) {
 		if (l->shutdown || l->img[w->image].log[w->kind].n > w->from) {
 			w->result = l->img[w->image].log[w->kind].n > w->from ? 0 : -ESHUTDOWN;
@@ -259,11 +348,12 @@ struct piece {
 	int bhole;
 };
 
-/* Under l->lock: pieces from the base image, zero past its end. */
-static void _base_piece(struct cl_lazy *l, enum cl_image_id im, uint64_t off, struct piece *p)
+/* Pieces from the base image, zero past its end. */
+static void base_piece_locked(struct cl_lazy *l, enum cl_image_id im, uint64_t off, struct piece *p)
 {
 	uint64_t size = l->base->size[im], k = off / l->cs;
 
+	lazy_assert_locked(l);
 	if (k < l->base->nchunks[im] && !cl_bit_get(l->base_ok[im], k)) {
 		/* First use this mount: run_pieces checks it against the index. */
 		p->bimage = im;
@@ -288,18 +378,19 @@ static void _base_piece(struct cl_lazy *l, enum cl_image_id im, uint64_t off, st
 	p->valid = off >= size ? 0 : (size - off < p->len ? (uint32_t)(size - off) : p->len);
 }
 
-static void _spill_drop(struct cl_lazy *l, uint32_t s);
-static void _spill(struct cl_lazy *l, uint32_t s, uint8_t *raw);
+static void spill_drop_locked(struct cl_lazy *l, uint32_t s);
+static void spill_locked(struct cl_lazy *l, uint32_t s, uint8_t *raw);
 
 /* A chunk of a segment held in memory is made at once, under the lock (a
  * degraded mode: the cache refused the segment), straight into p->dst;
  * fd -2 marks the piece as filled. */
-static int64_t _resolve_mem(struct cl_lazy *l, const struct cl_chunk *c, uint32_t co,
-                            struct piece *p)
+static int64_t resolve_mem_locked(struct cl_lazy *l, const struct cl_chunk *c, uint32_t co,
+                                  struct piece *p)
 {
 	struct segment *sg = &l->seg[c->p.seg];
 	uint8_t *buf;
 
+	lazy_assert_locked(l);
 	sg->used = cl_now();
 	p->fd = -2;
 	p->valid = p->len;
@@ -310,7 +401,7 @@ static int64_t _resolve_mem(struct cl_lazy *l, const struct cl_chunk *c, uint32_
 		return c->p.seg;
 	if (cl_chunk_synthesize(l->m, l->base, c, sg->raw, buf) < 0) {
 		free(buf);
-		_spill_drop(l, c->p.seg); /* fetch it again */
+		spill_drop_locked(l, c->p.seg); /* fetch it again */
 		return c->p.seg;
 	}
 	memcpy(p->dst, buf + co, p->len);
@@ -320,12 +411,13 @@ static int64_t _resolve_mem(struct cl_lazy *l, const struct cl_chunk *c, uint32_
 
 /* Decides where chunk k's bytes [co, co + n) come from, or returns the
  * segment to wait for (>= 0) when they have not arrived. */
-static int64_t _resolve(struct cl_lazy *l, enum cl_image_id im, uint64_t k, uint32_t co,
-                        struct piece *p)
+static int64_t resolve_locked(struct cl_lazy *l, enum cl_image_id im, uint64_t k, uint32_t co,
+                              struct piece *p)
 {
 	struct image *img = &l->img[im];
 	const struct cl_chunk *c;
 
+	lazy_assert_locked(l);
 	p->verify = NULL;
 	p->bimage = -1;
 	if (cl_bit_get(img->modified, k)) {
@@ -337,7 +429,7 @@ static int64_t _resolve(struct cl_lazy *l, enum cl_image_id im, uint64_t k, uint
 	}
 	c = cl_recindex_find(&l->ix, im, k);
 	if (!c) {
-		_base_piece(l, im, k * l->cs + co, p);
+		base_piece_locked(l, im, k * l->cs + co, p);
 		return -1;
 	}
 	switch (c->recipe) {
@@ -347,12 +439,12 @@ static int64_t _resolve(struct cl_lazy *l, enum cl_image_id im, uint64_t k, uint
 		return -1;
 	case CL_R_BASE_DISK:
 	case CL_R_BASE_MEMORY:
-		_base_piece(l, c->recipe == CL_R_BASE_DISK ? CL_DISK : CL_MEMORY,
-		            c->arg * l->cs + co, p);
+		base_piece_locked(l, c->recipe == CL_R_BASE_DISK ? CL_DISK : CL_MEMORY,
+		                  c->arg * l->cs + co, p);
 		return -1;
 	}
 	if (l->seg[c->p.seg].state == SEG_MEM)
-		return _resolve_mem(l, c, co, p);
+		return resolve_mem_locked(l, c, co, p);
 	if (l->seg[c->p.seg].state != SEG_DONE)
 		return c->p.seg;
 	p->fd = img->cache_fd;
@@ -363,10 +455,6 @@ static int64_t _resolve(struct cl_lazy *l, enum cl_image_id im, uint64_t k, uint
 		p->verify = c;
 	return -1;
 }
-
-#define BASE_RUN_MAX 64 /* base chunks checked per read, see base_run() */
-#define AHEAD_WINDOW 64 /* base chunks per read-ahead window (256 KiB of 4 KiB) */
-#define AHEAD_MIN    16 /* shorter stretches are not worth a window */
 
 /* How many pieces from p on are the first uses of base chunks that follow
  * each other in one base image and in the request (read in one go). */
@@ -396,14 +484,15 @@ static int base_direct(const struct cl_lazy *l, const struct piece *p, size_t n)
 	return 1;
 }
 
-/* Under l->lock: after base chunks up to `next` of im were served, asks the
+/* After base chunks up to `next` of im were served, asks the
  * read-ahead for the stretch that a sequential reader wants next: chunks
  * that hold data, are not checked yet and that image's overlay leaves as
  * they are (so they are read as base chunk k for image chunk k). */
-static void _base_ahead(struct cl_lazy *l, enum cl_image_id im, uint64_t next)
+static void base_ahead_locked(struct cl_lazy *l, enum cl_image_id im, uint64_t next)
 {
 	uint64_t k, end = l->base->nchunks[im];
 
+	lazy_assert_locked(l);
 	if (end > l->img[im].nchunks)
 		end = l->img[im].nchunks;
 	next = cl_ahead_next(l->ahead, im, next);
@@ -448,7 +537,7 @@ static int base_check(struct cl_lazy *l, struct piece *p, size_t n)
 			                          p[0].bhole ? NULL : buf + ok * l->cs, want[ok]);
 	}
 	good = r == 0 ? n : (ok ? ok - 1 : 0); /* the chunks that passed */
-	pthread_mutex_lock(&l->lock);
+	lazy_lock(l);
 	for (k = 0; k < good; k++)
 		cl_bit_set(l->base_ok[bim], p[k].bchunk);
 	if (!p[0].bhole) {
@@ -458,8 +547,8 @@ static int base_check(struct cl_lazy *l, struct piece *p, size_t n)
 	if (r < 0)
 		snprintf(l->reason, sizeof(l->reason), "%s", cl_error_msg());
 	else if (!p[0].bhole && l->ahead)
-		_base_ahead(l, bim, p[0].bchunk + n);
-	pthread_mutex_unlock(&l->lock);
+		base_ahead_locked(l, bim, p[0].bchunk + n);
+	lazy_unlock(l);
 	for (k = 0; r == 0 && !direct && k < n; k++) {
 		if (p[k].bhole)
 			memset(p[k].dst, 0, p[k].len);
@@ -499,7 +588,7 @@ static int run_pieces(struct cl_lazy *l, enum cl_image_id im, struct piece *p, s
 			if (r < 0)
 				break;
 			cl_sha256(chunk, clen, h);
-			pthread_mutex_lock(&l->lock);
+			lazy_lock(l);
 			if (memcmp(h, c->sha256, CL_SHA256_LEN)) {
 				/* A damaged cache is refetched, never served. */
 				struct segment *s = &l->seg[c->p.seg];
@@ -518,7 +607,7 @@ static int run_pieces(struct cl_lazy *l, enum cl_image_id im, struct piece *p, s
 			} else {
 				cl_bit_set(l->img[im].verified, c->index);
 			}
-			pthread_mutex_unlock(&l->lock);
+			lazy_unlock(l);
 			if (r == 0)
 				memcpy(p[i].dst, chunk + (p[i].foff - c->index * l->cs), p[i].len);
 			j = i + 1;
@@ -564,15 +653,16 @@ static void plan_free(struct plan *pl)
 	free(pl->segs);
 }
 
-/* Under l->lock: splits [off, off + len) into pieces, or lists the segments
+/* Splits [off, off + len) into pieces, or lists the segments
  * it waits for. */
-static int _plan(struct cl_lazy *l, enum cl_image_id im, uint64_t off, size_t len, uint8_t *dst,
-                 struct plan *pl)
+static int plan_locked(struct cl_lazy *l, enum cl_image_id im, uint64_t off, size_t len,
+                       uint8_t *dst, struct plan *pl)
 {
 	uint64_t k = off / l->cs, end = off + len, pos = off;
 	size_t max = len / l->cs + 2, i;
 	int64_t s;
 
+	lazy_assert_locked(l);
 	memset(pl, 0, sizeof(*pl));
 	pl->p = malloc(max * sizeof(*pl->p));
 	pl->segs = malloc(max * sizeof(*pl->segs));
@@ -585,7 +675,7 @@ static int _plan(struct cl_lazy *l, enum cl_image_id im, uint64_t off, size_t le
 		uint32_t co = (uint32_t)(pos - k * l->cs);
 		p->len = (uint32_t)((end - pos) < l->cs - co ? end - pos : l->cs - co);
 		p->dst = dst ? dst + (pos - off) : NULL;
-		s = _resolve(l, im, k, co, p);
+		s = resolve_locked(l, im, k, co, p);
 		if (s >= 0) {
 			for (i = 0; i < pl->nsegs && pl->segs[i] != s; i++)
 				;
@@ -607,10 +697,11 @@ static void unlink_waiter(struct waiter *w)
 }
 
 /* Takes w off every segment list and l->waiters. */
-static void _drop_waiter(struct cl_lazy *l, struct waiter *w)
+static void drop_waiter_locked(struct cl_lazy *l, struct waiter *w)
 {
 	uint32_t s, i;
 
+	lazy_assert_locked(l);
 	if (w->pending) {
 		for (s = 0; s < l->m->nsegments; s++) {
 			struct segment *sg = &l->seg[s];
@@ -630,11 +721,12 @@ static void _drop_waiter(struct cl_lazy *l, struct waiter *w)
 
 /* Lists w on the segments of pl; 1 if it now waits, 0 if nothing was left
  * to wait for (retry), -errno if it cannot wait. */
-static int _park(struct cl_lazy *l, struct waiter *w, const struct plan *pl)
+static int park_locked(struct cl_lazy *l, struct waiter *w, const struct plan *pl)
 {
 	size_t i;
 	int queued = 0;
 
+	lazy_assert_locked(l);
 	if (l->shutdown)
 		return cl_errorf(-EIO, "shutting down");
 	for (i = 0; i < pl->nsegs; i++) {
@@ -684,24 +776,25 @@ static int _park(struct cl_lazy *l, struct waiter *w, const struct plan *pl)
 static void finish(struct cl_lazy *l, struct waiter *w, ssize_t r)
 {
 	if (r < 0 && r != -ENOMEM) {
-		pthread_mutex_lock(&l->lock);
+		lazy_lock(l);
 		l->img[w->image].st.io_errors++;
-		pthread_mutex_unlock(&l->lock);
+		lazy_unlock(l);
 	}
 	w->done(w->ctx, r);
 	free(w);
 }
 
 /* Marks the chunks of a request accessed (and, for writes, modified). */
-static void _touch(struct cl_lazy *l, struct waiter *w, int modified)
+static void touch_locked(struct cl_lazy *l, struct waiter *w, int modified)
 {
 	uint64_t k, last = (w->off + w->len - 1) / l->cs;
 
+	lazy_assert_locked(l);
 	for (k = w->off / l->cs; k <= last; k++) {
-		_event(l, w->image, CL_EV_ACCESSED, k);
+		event_locked(l, w->image, CL_EV_ACCESSED, k);
 		if (modified) {
 			cl_bit_set(l->img[w->image].modified, k);
-			_event(l, w->image, CL_EV_MODIFIED, k);
+			event_locked(l, w->image, CL_EV_MODIFIED, k);
 		}
 	}
 }
@@ -715,26 +808,26 @@ static void attempt_read(struct cl_lazy *l, struct waiter *w)
 	int r;
 
 	for (;;) {
-		pthread_mutex_lock(&l->lock);
-		r = _plan(l, w->image, w->off, w->len, w->buf, &pl);
+		lazy_lock(l);
+		r = plan_locked(l, w->image, w->off, w->len, w->buf, &pl);
 		if (r == 0 && pl.nsegs) {
-			r = _park(l, w, &pl);
+			r = park_locked(l, w, &pl);
 			if (r != 0) {
 				if (r < 0)
-					_drop_waiter(l, w);
-				pthread_mutex_unlock(&l->lock);
+					drop_waiter_locked(l, w);
+				lazy_unlock(l);
 				plan_free(&pl);
 				if (r < 0)
 					finish(l, w, r);
 				return; /* parked: a worker calls attempt() again */
 			}
 			/* Everything arrived meanwhile: plan again. */
-			pthread_mutex_unlock(&l->lock);
+			lazy_unlock(l);
 			plan_free(&pl);
 			continue;
 		}
-		_drop_waiter(l, w);
-		pthread_mutex_unlock(&l->lock);
+		drop_waiter_locked(l, w);
+		lazy_unlock(l);
 		if (r == 0)
 			r = run_pieces(l, w->image, pl.p, pl.n);
 		plan_free(&pl);
@@ -742,11 +835,11 @@ static void attempt_read(struct cl_lazy *l, struct waiter *w)
 			break;
 	}
 	if (r == 0) {
-		pthread_mutex_lock(&l->lock);
-		_touch(l, w, 0);
+		lazy_lock(l);
+		touch_locked(l, w, 0);
 		l->img[w->image].st.bytes_read += w->len;
-		ready = _ready_evwaits(l);
-		pthread_mutex_unlock(&l->lock);
+		ready = ready_evwaits_locked(l);
+		lazy_unlock(l);
 		run_evwaits(ready);
 	}
 	finish(l, w, r < 0 ? r : (ssize_t)w->len);
@@ -771,7 +864,7 @@ static void attempt_write(struct cl_lazy *l, struct waiter *w)
 	}
 	pthread_mutex_lock(&l->store_lock);
 retry:
-	pthread_mutex_lock(&l->lock);
+	lazy_lock(l);
 	/* Only the partly written chunks at either end need their old bytes. */
 	for (k = first; k <= last && r == 0; k += (last > first ? last - first : 1)) {
 		uint64_t cstart = k * l->cs;
@@ -780,11 +873,11 @@ retry:
 		if (whole || cl_bit_get(img->modified, k))
 			continue;
 		plan_free(&pl);
-		r = _plan(l, w->image, cstart, clen, NULL, &pl);
+		r = plan_locked(l, w->image, cstart, clen, NULL, &pl);
 		if (r == 0 && pl.nsegs) {
-			r = _park(l, w, &pl);
+			r = park_locked(l, w, &pl);
 			if (r > 0) {
-				pthread_mutex_unlock(&l->lock);
+				lazy_unlock(l);
 				pthread_mutex_unlock(&l->store_lock);
 				plan_free(&pl);
 				free(chunk);
@@ -794,8 +887,8 @@ retry:
 				goto again;
 		}
 	}
-	_drop_waiter(l, w);
-	pthread_mutex_unlock(&l->lock);
+	drop_waiter_locked(l, w);
+	lazy_unlock(l);
 	plan_free(&pl);
 	if (r < 0)
 		goto out;
@@ -807,11 +900,11 @@ retry:
 		int whole = a == cstart && b == cstart + clen;
 		const uint8_t *src;
 
-		pthread_mutex_lock(&l->lock);
+		lazy_lock(l);
 		int modified = cl_bit_get(img->modified, k);
 		if (!whole && !modified)
-			r = _plan(l, w->image, cstart, clen, chunk, &pl);
-		pthread_mutex_unlock(&l->lock);
+			r = plan_locked(l, w->image, cstart, clen, chunk, &pl);
+		lazy_unlock(l);
 		if (r < 0)
 			break;
 		if (!whole && !modified) {
@@ -844,10 +937,10 @@ retry:
 		}
 		r = cl_pwrite_full(img->store_fd, src, (size_t)(b - a), a, img->store_path);
 		if (r == 0 && !modified) {
-			pthread_mutex_lock(&l->lock);
+			lazy_lock(l);
 			cl_bit_set(img->modified, k);
-			_event(l, w->image, CL_EV_MODIFIED, k);
-			pthread_mutex_unlock(&l->lock);
+			event_locked(l, w->image, CL_EV_MODIFIED, k);
+			lazy_unlock(l);
 		}
 	}
 out:
@@ -855,18 +948,18 @@ out:
 	free(chunk);
 	free(zero);
 	if (r == 0) {
-		pthread_mutex_lock(&l->lock);
-		_touch(l, w, 0);
+		lazy_lock(l);
+		touch_locked(l, w, 0);
 		img->st.bytes_written += w->len;
-		ready = _ready_evwaits(l);
-		pthread_mutex_unlock(&l->lock);
+		ready = ready_evwaits_locked(l);
+		lazy_unlock(l);
 		run_evwaits(ready);
 	}
 	finish(l, w, r < 0 ? r : (ssize_t)w->len);
 	return;
 
 again:
-	pthread_mutex_unlock(&l->lock);
+	lazy_unlock(l);
 	r = 0;
 	goto retry;
 }
@@ -970,13 +1063,14 @@ static int decode_into_cache(struct cl_lazy *l, uint32_t s, const uint8_t *raw)
 
 static void save_map(struct cl_lazy *l);
 
-/* Under l->lock: segment s is in the cache; wakes its waiters onto *done. */
-static void _segment_done(struct cl_lazy *l, uint32_t s, struct waiter **done)
+/* Segment s is in the cache; wakes its waiters onto *done. */
+static void segment_done_locked(struct cl_lazy *l, uint32_t s, struct waiter **done)
 {
 	struct segment *sg = &l->seg[s];
 	uint64_t i;
 	uint32_t k;
 
+	lazy_assert_locked(l);
 	sg->state = SEG_DONE;
 	sg->bad_tries = 0;
 	memset(sg->fail_until, 0, sizeof(sg->fail_until));
@@ -991,7 +1085,7 @@ static void _segment_done(struct cl_lazy *l, uint32_t s, struct waiter **done)
 		cl_bit_set(l->img[c->image].verified, c->index);
 		if (!cl_bit_get(l->img[c->image].log[CL_EV_PRESENT].seen, c->index))
 			l->img[c->image].st.chunk_fetches++;
-		_event(l, c->image, CL_EV_PRESENT, c->index);
+		event_locked(l, c->image, CL_EV_PRESENT, c->index);
 	}
 	for (k = 0; k < CL_NIMAGES; k++)
 		l->img[k].missing -= l->ix.seg_nrec[k][s];
@@ -1009,14 +1103,15 @@ static void _segment_done(struct cl_lazy *l, uint32_t s, struct waiter **done)
 		l->state = CL_LAZY_COMPLETE;
 }
 
-/* Under l->lock: fails every waiter of segment s onto *done. */
-static void _segment_fail(struct cl_lazy *l, uint32_t s, struct waiter **done)
+/* Fails every waiter of segment s onto *done. */
+static void segment_fail_locked(struct cl_lazy *l, uint32_t s, struct waiter **done)
 {
 	struct segment *sg = &l->seg[s];
 
+	lazy_assert_locked(l);
 	while (sg->nw) {
 		struct waiter *w = sg->w[0];
-		_drop_waiter(l, w);
+		drop_waiter_locked(l, w);
 		w->result = -EIO;
 		w->cnext = *done;
 		*done = w;
@@ -1030,12 +1125,13 @@ static int permanent(int r)
 	return r == -ESTALE || r == -ENOENT || r == -EACCES || r == -EPROTONOSUPPORT || r == -ELOOP;
 }
 
-/* Under l->lock: the pack cannot be used any more; every segment still
+/* The pack cannot be used any more; every segment still
  * missing fails at once, with l->last_error as the reason. */
-static void _pack_failed(struct cl_lazy *l, struct waiter **done)
+static void pack_failed_locked(struct cl_lazy *l, struct waiter **done)
 {
 	uint32_t s;
 
+	lazy_assert_locked(l);
 	l->state = CL_LAZY_FAILED;
 	snprintf(l->reason, sizeof(l->reason), "%s", l->last_error);
 	for (s = 0; s < l->m->nsegments; s++) {
@@ -1048,7 +1144,7 @@ static void _pack_failed(struct cl_lazy *l, struct waiter **done)
 			sg->demanded = 0;
 			l->demand_queue--;
 		}
-		_segment_fail(l, s, done);
+		segment_fail_locked(l, s, done);
 	}
 }
 
@@ -1057,9 +1153,9 @@ static void run_done(struct cl_lazy *l, struct waiter *done)
 	struct waiter *next;
 	struct evwait *ready;
 
-	pthread_mutex_lock(&l->lock);
-	ready = _ready_evwaits(l);
-	pthread_mutex_unlock(&l->lock);
+	lazy_lock(l);
+	ready = ready_evwaits_locked(l);
+	lazy_unlock(l);
 	run_evwaits(ready);
 	for (; done; done = next) {
 		next = done->cnext;
@@ -1079,15 +1175,15 @@ static void segment_outcome(struct cl_lazy *l, uint32_t s, int r, uint8_t *spill
 	double t = cl_now();
 	int save;
 
-	pthread_mutex_lock(&l->lock);
+	lazy_lock(l);
 	if (background)
 		l->bg_busy--;
 	if (r == 0) {
 		l->bytes_fetched += clen;
-		_segment_done(l, s, &done);
+		segment_done_locked(l, s, &done);
 		if (spill) {
 			l->seg[s].state = SEG_MEM;
-			_spill(l, s, spill);
+			spill_locked(l, s, spill);
 			snprintf(l->cache_note, sizeof(l->cache_note),
 			         "cannot write the cache (%s); serving from memory",
 			         cl_error_msg());
@@ -1097,7 +1193,7 @@ static void segment_outcome(struct cl_lazy *l, uint32_t s, int r, uint8_t *spill
 		sg->state = SEG_ABSENT;
 		snprintf(l->last_error, sizeof(l->last_error), "%s", cl_error_msg());
 		if (permanent(r)) {
-			_pack_failed(l, &done);
+			pack_failed_locked(l, &done);
 		} else if (r == -EBADMSG && ++sg->bad_tries >= SEG_TRIES) {
 			/* Fetched twice and wrong twice: the pack is bad. */
 			sg->state = SEG_BAD;
@@ -1107,7 +1203,7 @@ static void segment_outcome(struct cl_lazy *l, uint32_t s, int r, uint8_t *spill
 			}
 			l->state = CL_LAZY_FAILED;
 			snprintf(l->reason, sizeof(l->reason), "%s", l->last_error);
-			_segment_fail(l, s, &done);
+			segment_fail_locked(l, s, &done);
 		} else if (r != -EBADMSG) {
 			/* Transient (or so we hope): back off; waiters keep their
 			 * deadlines and the demand stays queued. */
@@ -1128,18 +1224,19 @@ static void segment_outcome(struct cl_lazy *l, uint32_t s, int r, uint8_t *spill
 	if (l->segs_done == l->m->nsegments && l->map_dirty)
 		save = 1;
 	pthread_cond_broadcast(&l->work);
-	pthread_mutex_unlock(&l->lock);
+	lazy_unlock(l);
 	if (save)
 		save_map(l);
 	run_done(l, done);
 }
 
-/* Under l->lock: forgets a segment held in memory. */
-static void _spill_drop(struct cl_lazy *l, uint32_t s)
+/* Forgets a segment held in memory. */
+static void spill_drop_locked(struct cl_lazy *l, uint32_t s)
 {
 	struct segment *sg = &l->seg[s];
 	int k;
 
+	lazy_assert_locked(l);
 	free(sg->raw);
 	sg->raw = NULL;
 	sg->state = SEG_ABSENT;
@@ -1153,19 +1250,20 @@ static void _spill_drop(struct cl_lazy *l, uint32_t s)
 		l->bg_next = s;
 }
 
-/* Under l->lock: holds decoded segment s in memory, evicting the least
+/* Holds decoded segment s in memory, evicting the least
  * recently used one past SPILL_MAX. */
-static void _spill(struct cl_lazy *l, uint32_t s, uint8_t *raw)
+static void spill_locked(struct cl_lazy *l, uint32_t s, uint8_t *raw)
 {
 	uint32_t i, lru = UINT32_MAX;
 
+	lazy_assert_locked(l);
 	if (l->spilled >= SPILL_MAX) {
 		for (i = 0; i < l->m->nsegments; i++)
 			if (l->seg[i].state == SEG_MEM &&
 			    (lru == UINT32_MAX || l->seg[i].used < l->seg[lru].used))
 				lru = i;
 		if (lru != UINT32_MAX)
-			_spill_drop(l, lru);
+			spill_drop_locked(l, lru);
 	}
 	l->seg[s].raw = raw;
 	l->seg[s].used = cl_now();
@@ -1206,16 +1304,17 @@ static int fetch_segment(struct cl_lazy *l, uint32_t s, const uint8_t *comp, uin
 	return r;
 }
 
-/* Under l->lock: the next segment to fetch, or -1 (then *wait_until says
+/* The next segment to fetch, or -1 (then *wait_until says
  * when to look again). Demand first; one worker stays off the stream. The
  * stream also holds back while requests wait and for DEMAND_QUIET_S after
  * the last one: on a shared link its segments would queue ahead of the
  * demanded ones, and a resumed VM faults in bursts. */
-static int64_t _pick(struct cl_lazy *l, int *background, double *wait_until)
+static int64_t pick_locked(struct cl_lazy *l, int *background, double *wait_until)
 {
 	double t = cl_now();
 	uint32_t s;
 
+	lazy_assert_locked(l);
 	*wait_until = t + 1.0;
 	if (l->demand_queue) {
 		for (s = 0; s < l->m->nsegments; s++) {
@@ -1267,19 +1366,19 @@ static void *worker_main(void *arg)
 	double until;
 	int background, r;
 
-	pthread_mutex_lock(&l->lock);
+	lazy_lock(l);
 	while (!l->shutdown) {
-		s = _pick(l, &background, &until);
+		s = pick_locked(l, &background, &until);
 		if (s < 0) {
-			cl_cond_wait_until(&l->work, &l->lock, until);
+			lazy_wait_locked(l, &l->work, until);
 			continue;
 		}
-		pthread_mutex_unlock(&l->lock);
+		lazy_unlock(l);
 		r = fetch_segment(l, (uint32_t)s, NULL, &spill);
 		segment_outcome(l, (uint32_t)s, r, spill, background);
-		pthread_mutex_lock(&l->lock);
+		lazy_lock(l);
 	}
-	pthread_mutex_unlock(&l->lock);
+	lazy_unlock(l);
 	return NULL;
 }
 
@@ -1309,15 +1408,15 @@ static int stream_piece(void *arg, uint64_t off, const void *data, size_t len)
 		len -= n;
 		if (sc->have < sg->clen)
 			break;
-		pthread_mutex_lock(&l->lock);
+		lazy_lock(l);
 		if (l->shutdown) {
-			pthread_mutex_unlock(&l->lock);
+			lazy_unlock(l);
 			return -ECANCELED;
 		}
 		skip = l->seg[sc->seg].state != SEG_ABSENT;
 		if (!skip)
 			l->seg[sc->seg].state = SEG_FETCHING;
-		pthread_mutex_unlock(&l->lock);
+		lazy_unlock(l);
 		if (!skip) {
 			r = fetch_segment(l, sc->seg, sc->buf, &spill);
 			segment_outcome(l, sc->seg, r, spill, 0);
@@ -1343,52 +1442,53 @@ static void *stream_main(void *arg)
 	sc.buf = malloc(max ? max : 1);
 	if (!sc.buf)
 		return NULL;
-	pthread_mutex_lock(&l->lock);
+	lazy_lock(l);
 	while (!l->shutdown && l->segs_done < l->m->nsegments) {
 		for (s = 0; s < l->m->nsegments && l->seg[s].state != SEG_ABSENT; s++)
 			;
 		if (s == l->m->nsegments) {
-			cl_cond_wait_until(&l->work, &l->lock, cl_now() + 1.0);
+			lazy_wait_locked(l, &l->work, cl_now() + 1.0);
 			continue;
 		}
-		pthread_mutex_unlock(&l->lock);
+		lazy_unlock(l);
 		sc.seg = s;
 		sc.have = 0;
 		r = cl_source_stream(l->pack, l->m->segments[s].offset, stream_piece, &sc);
-		pthread_mutex_lock(&l->lock);
+		lazy_lock(l);
 		if (r < 0 && r != -ECANCELED && !l->shutdown) {
 			snprintf(l->last_error, sizeof(l->last_error), "%s", cl_error_msg());
 			if (permanent(r)) {
 				struct waiter *done = NULL;
 
-				_pack_failed(l, &done);
-				pthread_mutex_unlock(&l->lock);
+				pack_failed_locked(l, &done);
+				lazy_unlock(l);
 				run_done(l, done);
-				pthread_mutex_lock(&l->lock);
+				lazy_lock(l);
 				continue;
 			}
 			l->bg_delay = l->bg_delay ? l->bg_delay * 2 : RETRY_DELAY_MIN;
 			if (l->bg_delay > RETRY_DELAY_MAX)
 				l->bg_delay = RETRY_DELAY_MAX;
-			cl_cond_wait_until(&l->work, &l->lock, cl_now() + l->bg_delay);
+			lazy_wait_locked(l, &l->work, cl_now() + l->bg_delay);
 		}
 	}
-	pthread_mutex_unlock(&l->lock);
+	lazy_unlock(l);
 	free(sc.buf);
 	return NULL;
 }
 
-/* Under l->lock: after a wait timed out, new waits of the same image on
+/* After a wait timed out, new waits of the same image on
  * its segments fail at once for a moment. The kernel retries a failed
  * readahead with a plain read at once, which would otherwise wait a second
  * full bound. Other images keep their own bound: a disk timeout must not
  * fail a memory read (a SIGBUS in QEMU) of a segment both share. */
-static void _fail_fast(struct cl_lazy *l, struct waiter *w, double t)
+static void fail_fast_locked(struct cl_lazy *l, struct waiter *w, double t)
 {
 	struct plan pl;
 	size_t i;
 
-	if (_plan(l, w->image, w->off, w->len, NULL, &pl) < 0)
+	lazy_assert_locked(l);
+	if (plan_locked(l, w->image, w->off, w->len, NULL, &pl) < 0)
 		return;
 	for (i = 0; i < pl.nsegs; i++)
 		l->seg[pl.segs[i]].fail_until[w->image] = t + FAIL_FAST_S;
@@ -1403,15 +1503,15 @@ static void *timer_main(void *arg)
 	double t, until;
 	int save;
 
-	pthread_mutex_lock(&l->lock);
+	lazy_lock(l);
 	while (!l->shutdown) {
 		t = cl_now();
 		until = t + MAP_SAVE_INTERVAL;
 		for (w = l->waiters.next; w != &l->waiters; w = next) {
 			next = w->next;
 			if (w->deadline <= t) {
-				_drop_waiter(l, w);
-				_fail_fast(l, w, t);
+				drop_waiter_locked(l, w);
+				fail_fast_locked(l, w, t);
 				snprintf(
 				    l->reason, sizeof(l->reason),
 				    "a %s request waited %.1f s for its data (last error: %.150s)",
@@ -1426,17 +1526,17 @@ static void *timer_main(void *arg)
 		}
 		save = l->map_dirty && t - l->map_saved >= MAP_SAVE_INTERVAL;
 		if (done || save) {
-			pthread_mutex_unlock(&l->lock);
+			lazy_unlock(l);
 			if (save)
 				save_map(l);
 			run_done(l, done);
 			done = NULL;
-			pthread_mutex_lock(&l->lock);
+			lazy_lock(l);
 			continue;
 		}
-		cl_cond_wait_until(&l->tick, &l->lock, until);
+		lazy_wait_locked(l, &l->tick, until);
 	}
-	pthread_mutex_unlock(&l->lock);
+	lazy_unlock(l);
 	return NULL;
 }
 
@@ -1451,13 +1551,13 @@ static void save_map(struct cl_lazy *l)
 	map = cl_bitmap_new(n);
 	if (!map)
 		return;
-	pthread_mutex_lock(&l->lock);
+	lazy_lock(l);
 	for (s = 0; s < n; s++)
 		if (l->seg[s].state == SEG_DONE)
 			cl_bit_set(map, s);
 	l->map_dirty = 0;
 	l->map_saved = cl_now();
-	pthread_mutex_unlock(&l->lock);
+	lazy_unlock(l);
 	/* Best effort: a lost map only costs a refetch. The data it vouches
 	 * for was written before, and every chunk is rechecked on first use. */
 	if (asprintf(&path, "%s/segments.map", l->cache.dir) >= 0) {
@@ -1467,7 +1567,7 @@ static void save_map(struct cl_lazy *l)
 	free(map);
 }
 
-static void load_map(struct cl_lazy *l)
+static void load_map_locked(struct cl_lazy *l)
 {
 	struct waiter *none = NULL;
 	uint8_t *map;
@@ -1475,13 +1575,14 @@ static void load_map(struct cl_lazy *l)
 	char *path;
 	uint32_t s;
 
+	lazy_assert_locked(l);
 	if (asprintf(&path, "%s/segments.map", l->cache.dir) < 0)
 		return;
 	if (cl_read_file(path, cl_bitmap_bytes(l->m->nsegments), (void **)&map, &len) == 0) {
 		if (len == cl_bitmap_bytes(l->m->nsegments)) {
 			for (s = 0; s < l->m->nsegments; s++)
 				if (cl_bit_get(map, s)) {
-					_segment_done(l, s, &none);
+					segment_done_locked(l, s, &none);
 					l->cache_hits++;
 				}
 			/* Chunks of a reused cache are checked on first use. */
@@ -1571,7 +1672,7 @@ int cl_lazy_sync(struct cl_lazy *l)
 		return 0; /* scratch space that dies with the mount */
 	/* The maps first: every chunk they name was written before, so the
 	 * data sync that follows covers it. */
-	pthread_mutex_lock(&l->lock);
+	lazy_lock(l);
 	for (i = 0; i < CL_NIMAGES; i++) {
 		n[i] = l->img[i].nchunks;
 		maps[i] = malloc(cl_bitmap_bytes(n[i]));
@@ -1580,7 +1681,7 @@ int cl_lazy_sync(struct cl_lazy *l)
 		else
 			r = -ENOMEM;
 	}
-	pthread_mutex_unlock(&l->lock);
+	lazy_unlock(l);
 	for (i = 0; i < CL_NIMAGES && r == 0; i++)
 		if (fdatasync(l->img[i].store_fd) < 0)
 			r = cl_errorf(-errno, "%s: %s", l->img[i].store_path, strerror(errno));
@@ -1712,11 +1813,11 @@ static int load_blobs(struct cl_lazy *l)
 		}
 		cl_write_file_atomic(path, l->blob[i], l->blob_len[i], 0600);
 		free(path);
-		pthread_mutex_lock(&l->lock);
+		lazy_lock(l);
 		r = l->seg[b->p.seg].state == SEG_ABSENT;
 		if (r)
 			l->seg[b->p.seg].state = SEG_FETCHING;
-		pthread_mutex_unlock(&l->lock);
+		lazy_unlock(l);
 		if (r) {
 			/* The rest of that segment is wanted first anyway. */
 			r = decode_into_cache(l, b->p.seg, raw);
@@ -1924,9 +2025,9 @@ int cl_lazy_open(const char *base, const char *overlay, const struct cl_lazy_opt
 		r = setup_files(l);
 	if (r < 0)
 		goto fail;
-	pthread_mutex_lock(&l->lock);
-	load_map(l);
-	pthread_mutex_unlock(&l->lock);
+	lazy_lock(l);
+	load_map_locked(l);
+	lazy_unlock(l);
 	r = load_blobs(l);
 	if (r < 0)
 		goto fail;
@@ -1953,10 +2054,10 @@ int cl_lazy_start(struct cl_lazy *l)
 	l->threads = calloc(n, sizeof(pthread_t));
 	if (!l->threads)
 		return -ENOMEM;
-	pthread_mutex_lock(&l->lock);
+	lazy_lock(l);
 	l->started = 1;
 	l->nthreads = n;
-	pthread_mutex_unlock(&l->lock);
+	lazy_unlock(l);
 	for (i = 0; i < n; i++) {
 		r = pthread_create(&l->threads[i], NULL, l->ranges ? worker_main : stream_main, l);
 		if (r) {
@@ -1978,18 +2079,18 @@ void cl_lazy_shutdown(struct cl_lazy *l)
 
 	if (!l)
 		return;
-	pthread_mutex_lock(&l->lock);
+	lazy_lock(l);
 	l->shutdown = 1;
 	while ((w = l->waiters.next) != &l->waiters) {
-		_drop_waiter(l, w);
+		drop_waiter_locked(l, w);
 		w->result = -EIO;
 		w->cnext = done;
 		done = w;
 	}
-	ready = _ready_evwaits(l);
+	ready = ready_evwaits_locked(l);
 	pthread_cond_broadcast(&l->work);
 	pthread_cond_broadcast(&l->tick);
-	pthread_mutex_unlock(&l->lock);
+	lazy_unlock(l);
 	/* Transfers under way on a slow link would hold up close. */
 	cl_source_abort(l->pack);
 	run_evwaits(ready);
@@ -2038,7 +2139,7 @@ void cl_lazy_stats(struct cl_lazy *l, struct cl_lazy_stats *st)
 	int i;
 
 	memset(st, 0, sizeof(*st));
-	pthread_mutex_lock(&l->lock);
+	lazy_lock(l);
 	for (i = 0; i < CL_NIMAGES; i++) {
 		st->image[i] = l->img[i].st;
 		st->image[i].chunks_present = l->img[i].nchunks - l->img[i].missing;
@@ -2060,7 +2161,7 @@ void cl_lazy_stats(struct cl_lazy *l, struct cl_lazy_stats *st)
 	st->base_checked = l->base_checked;
 	st->base_ahead = l->base_ahead;
 	st->seconds = cl_now() - l->t0;
-	pthread_mutex_unlock(&l->lock);
+	lazy_unlock(l);
 }
 
 size_t cl_lazy_events(struct cl_lazy *l, enum cl_image_id image, enum cl_lazy_event_kind kind,
@@ -2072,7 +2173,7 @@ size_t cl_lazy_events(struct cl_lazy *l, enum cl_image_id image, enum cl_lazy_ev
 
 	if (!l || (unsigned)image >= CL_NIMAGES || (unsigned)kind >= CL_EV_KINDS || !out)
 		return 0;
-	pthread_mutex_lock(&l->lock);
+	lazy_lock(l);
 	e = &l->img[image].log[kind];
 	if (from < e->n) {
 		n = e->n - from < max ? (size_t)(e->n - from) : max;
@@ -2082,12 +2183,12 @@ size_t cl_lazy_events(struct cl_lazy *l, enum cl_image_id image, enum cl_lazy_ev
 			/* Flushed events never change: read them after unlocking. */
 			if (n > e->flushed - from)
 				n = (size_t)(e->flushed - from);
-			pthread_mutex_unlock(&l->lock);
+			lazy_unlock(l);
 			got = pread(e->fd, out, n * sizeof(*out), (off_t)(from * sizeof(*out)));
 			return got > 0 ? (size_t)got / sizeof(*out) : 0;
 		}
 	}
-	pthread_mutex_unlock(&l->lock);
+	lazy_unlock(l);
 	return n;
 }
 
@@ -2103,7 +2204,7 @@ void *cl_lazy_events_wait(struct cl_lazy *l, enum cl_image_id image, enum cl_laz
 		return NULL;
 	}
 	w = calloc(1, sizeof(*w));
-	pthread_mutex_lock(&l->lock);
+	lazy_lock(l);
 	if (l->img[image].log[kind].n > from)
 		now_result = 0;
 	else if (l->shutdown)
@@ -2119,7 +2220,7 @@ void *cl_lazy_events_wait(struct cl_lazy *l, enum cl_image_id image, enum cl_laz
 		w->next = l->evwaits;
 		l->evwaits = w;
 	}
-	pthread_mutex_unlock(&l->lock);
+	lazy_unlock(l);
 	if (now_result != 1) {
 		free(w);
 		done(ctx, now_result);
@@ -2134,14 +2235,14 @@ void cl_lazy_events_cancel(struct cl_lazy *l, void *handle)
 
 	if (!l || !handle)
 		return;
-	pthread_mutex_lock(&l->lock);
+	lazy_lock(l);
 	for (pp = &l->evwaits; *pp; pp = &(*pp)->next)
 		if (*pp == handle) {
 			w = *pp;
 			*pp = w->next;
 			break;
 		}
-	pthread_mutex_unlock(&l->lock);
+	lazy_unlock(l);
 	if (w) {
 		w->done(w->ctx, -ECANCELED);
 		free(w);
