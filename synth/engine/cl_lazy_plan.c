@@ -1,0 +1,364 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
+/* Read planning: where each byte of a request comes from (the store, the
+ * cache, the base, zeros, a segment held in memory) or which segments it
+ * must wait for; then the reads themselves, with the first-use checks:
+ * cache chunks are hashed once per session, base chunks are checked against
+ * the base's index once per mount (with the read-ahead of cl_ahead.h). */
+#include "cl_lazy_int.h"
+#include "cl_bitmap.h"
+#include "cl_error.h"
+#include "cl_synth.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define BASE_RUN_MAX 64 /* base chunks checked per read, see base_run() */
+#define AHEAD_MIN    16 /* shorter stretches are not worth a window */
+
+/* One contiguous piece of a request and where its bytes are. */
+struct piece {
+	uint8_t *dst;
+	uint32_t len;
+	int fd;         /* -1: zeros */
+	uint64_t foff;  /* offset in fd */
+	uint32_t valid; /* bytes to read from fd; the rest of the piece is zero */
+	const char *path;
+	/* A cache chunk not yet checked this session: read whole, hash. */
+	const struct cl_chunk *verify;
+	/* A base chunk not yet checked against the base's index this mount
+	 * (bimage -1: none): read whole, hash, serve from that buffer. */
+	int bimage;
+	uint64_t bchunk;
+	int bhole;
+};
+
+/* Pieces from the base image, zero past its end. */
+static void base_piece_locked(struct cl_lazy *l, enum cl_image_id im, uint64_t off, struct piece *p)
+{
+	uint64_t size = l->base->size[im], k = off / l->cs;
+
+	lazy_assert_locked(l);
+	if (k < l->base->nchunks[im] && !cl_bit_get(l->base_ok[im], k)) {
+		/* First use this mount: lazy_run_pieces checks it against the index. */
+		p->bimage = im;
+		p->bchunk = k;
+		p->bhole = !cl_bit_get(l->base_data[im], k);
+		p->fd = -1;
+		p->path = l->base->path[im];
+		p->foff = off;
+		p->valid = 0;
+		return;
+	}
+	/* Holes read as zeros without a read: the kernel would zero-fill
+	 * page-cache pages for them, most of a sparse image's cost. */
+	if (off >= size || !cl_bit_get(l->base_data[im], k)) {
+		p->fd = -1;
+		p->valid = 0;
+		return;
+	}
+	p->fd = l->base->fd[im];
+	p->path = l->base->path[im];
+	p->foff = off;
+	p->valid = off >= size ? 0 : (size - off < p->len ? (uint32_t)(size - off) : p->len);
+}
+
+/* A chunk of a segment held in memory is made at once, under the lock (a
+ * degraded mode: the cache refused the segment), straight into p->dst;
+ * fd -2 marks the piece as filled. */
+static int64_t resolve_mem_locked(struct cl_lazy *l, const struct cl_chunk *c, uint32_t co,
+                                  struct piece *p)
+{
+	struct segment *sg = &l->seg[c->p.seg];
+	uint8_t *buf;
+
+	lazy_assert_locked(l);
+	sg->used = cl_now();
+	p->fd = -2;
+	p->valid = p->len;
+	if (!p->dst)
+		return -1;
+	buf = malloc(l->cs);
+	if (!buf)
+		return c->p.seg;
+	if (cl_chunk_synthesize(l->m, l->base, c, sg->raw, buf) < 0) {
+		free(buf);
+		lazy_spill_drop_locked(l, c->p.seg); /* fetch it again */
+		return c->p.seg;
+	}
+	memcpy(p->dst, buf + co, p->len);
+	free(buf);
+	return -1;
+}
+
+/* Decides where chunk k's bytes [co, co + n) come from, or returns the
+ * segment to wait for (>= 0) when they have not arrived. */
+static int64_t resolve_locked(struct cl_lazy *l, enum cl_image_id im, uint64_t k, uint32_t co,
+                              struct piece *p)
+{
+	struct image *img = &l->img[im];
+	const struct cl_chunk *c;
+
+	lazy_assert_locked(l);
+	p->verify = NULL;
+	p->bimage = -1;
+	if (cl_bit_get(img->modified, k)) {
+		p->fd = img->store_fd;
+		p->path = img->store_path;
+		p->foff = k * l->cs + co;
+		p->valid = p->len;
+		return -1;
+	}
+	c = cl_recindex_find(&l->ix, im, k);
+	if (!c) {
+		base_piece_locked(l, im, k * l->cs + co, p);
+		return -1;
+	}
+	switch (c->recipe) {
+	case CL_R_ZERO:
+		p->fd = -1;
+		p->valid = 0;
+		return -1;
+	case CL_R_BASE_DISK:
+	case CL_R_BASE_MEMORY:
+		base_piece_locked(l, c->recipe == CL_R_BASE_DISK ? CL_DISK : CL_MEMORY,
+		                  c->arg * l->cs + co, p);
+		return -1;
+	}
+	if (l->seg[c->p.seg].state == SEG_MEM)
+		return resolve_mem_locked(l, c, co, p);
+	if (l->seg[c->p.seg].state != SEG_DONE)
+		return c->p.seg;
+	p->fd = img->cache_fd;
+	p->path = img->cache_path;
+	p->foff = k * l->cs + co;
+	p->valid = p->len;
+	if (!cl_bit_get(img->verified, k))
+		p->verify = c;
+	return -1;
+}
+
+/* How many pieces from p on are the first uses of base chunks that follow
+ * each other in one base image and in the request (read in one go). */
+static size_t base_run(const struct piece *p, size_t n)
+{
+	size_t j;
+
+	/* Holes in runs too: a sparse base is mostly holes, one index read each. */
+	for (j = 1; j < n && j < BASE_RUN_MAX; j++)
+		if (p[j].bimage != p[0].bimage || p[j].bhole != p[0].bhole ||
+		    p[j].bchunk != p[0].bchunk + j || p[j].dst != p[j - 1].dst + p[j - 1].len)
+			break;
+	return j;
+}
+
+/* Whether pieces p[0..n) are whole chunks inside the base: then they are
+ * read straight into the request's buffer and hashed there. */
+static int base_direct(const struct cl_lazy *l, const struct piece *p, size_t n)
+{
+	size_t k;
+
+	if (p[0].bhole || (p[0].bchunk + n) * l->cs > l->base->size[(enum cl_image_id)p[0].bimage])
+		return 0;
+	for (k = 0; k < n; k++)
+		if (p[k].len != l->cs || p[k].foff != p[k].bchunk * l->cs)
+			return 0;
+	return 1;
+}
+
+/* After base chunks up to `next` of im were served, asks the
+ * read-ahead for the stretch that a sequential reader wants next: chunks
+ * that hold data, are not checked yet and that image's overlay leaves as
+ * they are (so they are read as base chunk k for image chunk k). */
+static void base_ahead_locked(struct cl_lazy *l, enum cl_image_id im, uint64_t next)
+{
+	uint64_t k, end = l->base->nchunks[im];
+
+	lazy_assert_locked(l);
+	if (end > l->img[im].nchunks)
+		end = l->img[im].nchunks;
+	next = cl_ahead_next(l->ahead, im, next);
+	for (k = next; k < end && k - next < AHEAD_WINDOW; k++)
+		if (!cl_bit_get(l->base_data[im], k) || cl_bit_get(l->base_ok[im], k) ||
+		    cl_bit_get(l->img[im].modified, k) || cl_recindex_has(&l->ix, im, k))
+			break;
+	if (k - next >= AHEAD_MIN)
+		cl_ahead_want(l->ahead, im, next, k - next);
+}
+
+/* Checks the base chunks of pieces p[0..n) (see base_run) against the
+ * index and fills the pieces from the very buffer that was hashed (a hole:
+ * zeros, without a read; whole chunks: the request's own buffer, or the
+ * read-ahead's buffer that was hashed). A damaged base chunk is -EIO, and
+ * status names it. */
+static int base_check(struct cl_lazy *l, struct piece *p, size_t n)
+{
+	enum cl_image_id bim = (enum cl_image_id)p[0].bimage;
+	uint64_t from = p[0].bchunk * l->cs, to = (p[0].bchunk + n) * l->cs, have;
+	uint8_t want[BASE_RUN_MAX][CL_SHA256_LEN], *buf = NULL;
+	int direct = base_direct(l, p, n), r = 0, ahead = 0;
+	size_t k, ok = 0, good;
+
+	if (direct)
+		buf = p[0].dst;
+	else if (!p[0].bhole && !(buf = malloc((size_t)(to - from))))
+		return -ENOMEM;
+	if (!p[0].bhole)
+		ahead = cl_ahead_take(l->ahead, bim, p[0].bchunk, n, buf) == 0;
+	if (!ahead) {
+		r = cl_base_chunk_hashes(l->base, bim, p[0].bchunk, n, want);
+		if (r == 0 && !p[0].bhole) {
+			have = to < l->base->size[bim] ? to : l->base->size[bim];
+			r = cl_pread_full(l->base->fd[bim], buf, (size_t)(have - from), from,
+			                  l->base->path[bim]);
+			if (r == 0)
+				memset(buf + (have - from), 0, (size_t)(to - have));
+		}
+		for (; r == 0 && ok < n; ok++)
+			r = cl_base_check_against(l->base, bim, p[ok].bchunk,
+			                          p[0].bhole ? NULL : buf + ok * l->cs, want[ok]);
+	}
+	good = r == 0 ? n : (ok ? ok - 1 : 0); /* the chunks that passed */
+	lazy_lock(l);
+	for (k = 0; k < good; k++)
+		cl_bit_set(l->base_ok[bim], p[k].bchunk);
+	if (!p[0].bhole) {
+		l->base_checked += good;
+		l->base_ahead += ahead ? n : 0;
+	}
+	if (r < 0)
+		snprintf(l->reason, sizeof(l->reason), "%s", cl_error_msg());
+	else if (!p[0].bhole && l->ahead)
+		base_ahead_locked(l, bim, p[0].bchunk + n);
+	lazy_unlock(l);
+	for (k = 0; r == 0 && !direct && k < n; k++) {
+		if (p[k].bhole)
+			memset(p[k].dst, 0, p[k].len);
+		else
+			memcpy(p[k].dst, buf + k * l->cs + (p[k].foff - p[k].bchunk * l->cs),
+			       p[k].len);
+	}
+	if (!direct)
+		free(buf);
+	if (r < 0)
+		return r == -ENOMEM ? r : -EIO;
+	return 0;
+}
+
+/* Reads pieces, merging neighbours in the same file. Returns 0, -errno, or
+ * -EAGAIN if a cached chunk failed its check (its segment is then marked
+ * absent again and the request must be retried). */
+int lazy_run_pieces(struct cl_lazy *l, enum cl_image_id im, struct piece *p, size_t n)
+{
+	uint8_t *chunk = NULL, h[CL_SHA256_LEN];
+	size_t i, j;
+	uint64_t len;
+	int r = 0;
+
+	for (i = 0; i < n && r == 0; i = j) {
+		if (p[i].bimage >= 0) {
+			j = i + base_run(&p[i], n - i);
+			r = base_check(l, &p[i], j - i);
+			continue;
+		}
+		if (p[i].verify) {
+			const struct cl_chunk *c = p[i].verify;
+			uint32_t clen = cl_chunk_len(l->m->image_size[im], l->cs, c->index);
+			if (!chunk && !(chunk = malloc(l->cs)))
+				return -ENOMEM;
+			r = cl_pread_full(p[i].fd, chunk, clen, c->index * l->cs, p[i].path);
+			if (r < 0)
+				break;
+			cl_sha256(chunk, clen, h);
+			lazy_lock(l);
+			if (memcmp(h, c->sha256, CL_SHA256_LEN)) {
+				/* A damaged cache is refetched, never served. */
+				struct segment *s = &l->seg[c->p.seg];
+				if (s->state == SEG_DONE) {
+					s->state = SEG_ABSENT;
+					l->segs_done--;
+					l->img[CL_DISK].missing +=
+					    l->ix.seg_nrec[CL_DISK][c->p.seg];
+					l->img[CL_MEMORY].missing +=
+					    l->ix.seg_nrec[CL_MEMORY][c->p.seg];
+					if (l->state == CL_LAZY_COMPLETE)
+						l->state = CL_LAZY_STREAMING;
+					l->map_dirty = 1;
+				}
+				r = -EAGAIN;
+			} else {
+				cl_bit_set(l->img[im].verified, c->index);
+			}
+			lazy_unlock(l);
+			if (r == 0)
+				memcpy(p[i].dst, chunk + (p[i].foff - c->index * l->cs), p[i].len);
+			j = i + 1;
+			continue;
+		}
+		/* Merge the run of pieces that continue this one in the same file. */
+		len = p[i].valid;
+		for (j = i + 1; j < n && !p[j].verify && p[j].bimage < 0 && p[j].fd == p[i].fd &&
+		                p[i].fd >= 0 && p[j - 1].valid == p[j - 1].len &&
+		                p[j].foff == p[i].foff + len && p[j].dst == p[i].dst + len;
+		     j++)
+			len += p[j].valid;
+		if (p[i].fd == -2) {
+			j = i + 1; /* filled while planning */
+			continue;
+		}
+		if (p[i].fd >= 0 && len)
+			r = cl_pread_full(p[i].fd, p[i].dst, (size_t)len, p[i].foff, p[i].path);
+		/* Zero what no file supplies: holes past the base, zero chunks. */
+		if (r == 0) {
+			size_t k;
+			for (k = i; k < j; k++)
+				if (p[k].valid < p[k].len)
+					memset(p[k].dst + p[k].valid, 0, p[k].len - p[k].valid);
+		}
+	}
+	free(chunk);
+	return r;
+}
+
+void lazy_plan_free(struct plan *pl)
+{
+	free(pl->p);
+	free(pl->segs);
+}
+
+/* Splits [off, off + len) into pieces, or lists the segments
+ * it waits for. */
+int lazy_plan_locked(struct cl_lazy *l, enum cl_image_id im, uint64_t off, size_t len, uint8_t *dst,
+                     struct plan *pl)
+{
+	uint64_t k = off / l->cs, end = off + len, pos = off;
+	size_t max = len / l->cs + 2, i;
+	int64_t s;
+
+	lazy_assert_locked(l);
+	memset(pl, 0, sizeof(*pl));
+	pl->p = malloc(max * sizeof(*pl->p));
+	pl->segs = malloc(max * sizeof(*pl->segs));
+	if (!pl->p || !pl->segs) {
+		lazy_plan_free(pl);
+		return -ENOMEM;
+	}
+	for (; pos < end; k++) {
+		struct piece *p = &pl->p[pl->n];
+		uint32_t co = (uint32_t)(pos - k * l->cs);
+		p->len = (uint32_t)((end - pos) < l->cs - co ? end - pos : l->cs - co);
+		p->dst = dst ? dst + (pos - off) : NULL;
+		s = resolve_locked(l, im, k, co, p);
+		if (s >= 0) {
+			for (i = 0; i < pl->nsegs && pl->segs[i] != s; i++)
+				;
+			if (i == pl->nsegs)
+				pl->segs[pl->nsegs++] = s;
+		} else {
+			pl->n++;
+		}
+		pos += p->len;
+	}
+	return 0;
+}
