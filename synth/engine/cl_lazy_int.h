@@ -281,6 +281,9 @@ int lazy_fetch_segment(struct cl_lazy *l, uint32_t s, const uint8_t *comp, uint8
 void lazy_segment_outcome(struct cl_lazy *l, uint32_t s, int r, uint8_t *spill, int background);
 void lazy_segment_done_locked(struct cl_lazy *l, uint32_t s, struct waiter **done);
 void lazy_pack_failed_locked(struct cl_lazy *l, struct waiter **done);
+/* Segment s (DONE, or MEM) is gone and must be fetched again. */
+void lazy_segment_lost_locked(struct cl_lazy *l, uint32_t s);
+/* Forgets segment s held in memory (MEM): it is fetched again. */
 void lazy_spill_drop_locked(struct cl_lazy *l, uint32_t s);
 /* Doubles the background backoff (from RETRY_DELAY_MIN up to RETRY_DELAY_MAX). */
 void lazy_backoff_locked(struct cl_lazy *l);

@@ -274,16 +274,8 @@ int lazy_run_pieces(struct cl_lazy *l, enum cl_image_id im, struct piece *p, siz
 			lazy_lock(l);
 			if (memcmp(h, c->sha256, CL_SHA256_LEN)) {
 				/* A damaged cache is refetched, never served. */
-				struct segment *s = &l->seg[c->p.seg];
-				if (s->state == SEG_DONE) {
-					s->state = SEG_ABSENT;
-					l->segs_done--;
-					l->img[CL_DISK].missing +=
-					    l->ix.seg_nrec[CL_DISK][c->p.seg];
-					l->img[CL_MEMORY].missing +=
-					    l->ix.seg_nrec[CL_MEMORY][c->p.seg];
-					if (l->state == CL_LAZY_COMPLETE)
-						l->state = CL_LAZY_STREAMING;
+				if (l->seg[c->p.seg].state == SEG_DONE) {
+					lazy_segment_lost_locked(l, c->p.seg);
 					l->map_dirty = 1;
 				}
 				r = -EAGAIN;

@@ -163,28 +163,35 @@ void lazy_run_done(struct cl_lazy *l, struct waiter *done)
 	}
 }
 
-/* Forgets a segment held in memory. */
-void lazy_spill_drop_locked(struct cl_lazy *l, uint32_t s)
+void lazy_segment_lost_locked(struct cl_lazy *l, uint32_t s)
 {
-	struct segment *sg = &l->seg[s];
 	int k;
 
 	lazy_assert_locked(l);
-	free(sg->raw);
-	sg->raw = NULL;
-	sg->state = SEG_ABSENT;
-	l->spilled--;
+	l->seg[s].state = SEG_ABSENT;
 	l->segs_done--;
 	for (k = 0; k < CL_NIMAGES; k++)
 		l->img[k].missing += l->ix.seg_nrec[k][s];
 	if (l->state == CL_LAZY_COMPLETE)
 		l->state = CL_LAZY_STREAMING;
+}
+
+/* Forgets a segment held in memory. */
+void lazy_spill_drop_locked(struct cl_lazy *l, uint32_t s)
+{
+	struct segment *sg = &l->seg[s];
+
+	lazy_assert_locked(l);
+	free(sg->raw);
+	sg->raw = NULL;
+	l->spilled--;
+	lazy_segment_lost_locked(l, s);
 	if (s < l->bg_next)
 		l->bg_next = s;
 }
 
-/* Holds decoded segment s in memory, evicting the least
- * recently used one past SPILL_MAX. */
+/* Holds decoded segment s in memory, evicting the least recently used one
+ * past SPILL_MAX. */
 static void spill_locked(struct cl_lazy *l, uint32_t s, uint8_t *raw)
 {
 	uint32_t i, lru = UINT32_MAX;
