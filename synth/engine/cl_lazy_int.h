@@ -265,7 +265,8 @@ int lazy_run_pieces(struct cl_lazy *l, enum cl_image_id im, struct piece *p, siz
 
 /* ---- cl_lazy_request.c ---- */
 
-void lazy_unlink_waiter(struct waiter *w);
+/* Takes w off l->waiters. */
+void lazy_unlink_waiter_locked(struct cl_lazy *l, struct waiter *w);
 void lazy_drop_waiter_locked(struct cl_lazy *l, struct waiter *w);
 /* Tries request w again (its segments arrived); completes or parks it. */
 void lazy_attempt(struct cl_lazy *l, struct waiter *w);

@@ -9,8 +9,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-void lazy_unlink_waiter(struct waiter *w)
+void lazy_unlink_waiter_locked(struct cl_lazy *l, struct waiter *w)
 {
+	lazy_assert_locked(l);
 	w->prev->next = w->next;
 	w->next->prev = w->prev;
 	w->prev = w->next = w;
@@ -35,7 +36,7 @@ void lazy_drop_waiter_locked(struct cl_lazy *l, struct waiter *w)
 	w->pending = 0;
 	if (w->next != w) {
 		l->img[w->image].st.waiting--;
-		lazy_unlink_waiter(w);
+		lazy_unlink_waiter_locked(l, w);
 	}
 }
 

@@ -271,7 +271,10 @@ int cl_lazy_start(struct cl_lazy *l)
 	for (i = 0; i < n; i++) {
 		r = pthread_create(&l->threads[i], NULL, l->ranges ? worker_main : stream_main, l);
 		if (r) {
+			/* The threads started read nthreads under the lock. */
+			lazy_lock(l);
 			l->nthreads = i;
+			lazy_unlock(l);
 			return cl_errorf(-r, "cannot start fetch threads: %s", strerror(r));
 		}
 	}

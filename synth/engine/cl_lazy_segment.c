@@ -82,7 +82,7 @@ void lazy_segment_done_locked(struct cl_lazy *l, uint32_t s, struct waiter **don
 		struct waiter *w = sg->w[k];
 		if (--w->pending == 0) {
 			l->img[w->image].st.waiting--;
-			lazy_unlink_waiter(w);
+			lazy_unlink_waiter_locked(l, w);
 			w->cnext = *done;
 			*done = w;
 		}
