@@ -126,7 +126,6 @@ struct cl_lazy_stats {
 	uint64_t bytes_fetched; /* from the pack's source (not from the cache) */
 	uint64_t cache_hits;    /* segments found in the persistent cache at open */
 	uint64_t base_checked;  /* base chunks with data checked against the index */
-	uint64_t base_ahead;    /* of those, checked ahead by the read-ahead thread */
 	double seconds;         /* since open */
 };
 

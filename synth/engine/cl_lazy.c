@@ -65,7 +65,6 @@ static void free_all(struct cl_lazy *l)
 	if (l->store_created && !l->o.keep_store && l->store_dir)
 		rmdir(l->store_dir);
 	cl_cache_close(&l->cache);
-	cl_ahead_free(l->ahead); /* before the base it reads */
 	free(l->seg);
 	cl_recindex_free(&l->ix);
 	free(l->blob[0]);
@@ -289,7 +288,6 @@ void cl_lazy_stats(struct cl_lazy *l, struct cl_lazy_stats *st)
 	st->bytes_fetched = l->bytes_fetched;
 	st->cache_hits = l->cache_hits;
 	st->base_checked = l->base_checked;
-	st->base_ahead = l->base_ahead;
 	st->seconds = cl_now() - l->t0;
 	lazy_unlock(l);
 }

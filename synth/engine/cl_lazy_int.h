@@ -9,7 +9,7 @@
  * writes), cl_lazy_segment.c (the segment state machine and retries),
  * cl_lazy_sched.c (workers, stream, timer), cl_lazy_files.c (presence map,
  * cache and store files), cl_lazy_blobs.c (state and domain XML); the
- * record index is cl_recindex.h, the base read-ahead cl_ahead.h.
+ * record index is cl_recindex.h.
  *
  * A segment moves ABSENT -> FETCHING -> DONE (its payload chunks written to
  * the cache file) or back to ABSENT after a transient failure, or to BAD
@@ -25,7 +25,6 @@
 #define CL_LAZY_INT_H
 
 #include "cl_lazy.h"
-#include "cl_ahead.h"
 #include "cl_base.h"
 #include "cl_cache.h"
 #include "cl_recindex.h"
@@ -46,7 +45,6 @@
 #endif
 
 #define MAP_SAVE_INTERVAL 1.0 /* seconds between saves of the presence map */
-#define AHEAD_WINDOW      64  /* base chunks per read-ahead window (256 KiB of 4 KiB) */
 
 /* The lock rule, for every file of the engine:
  * - l->lock guards each field marked "lock" below (and every field of a
@@ -59,8 +57,7 @@
  * - l->lock is taken and released with lazy_lock()/lazy_unlock() and waited
  *   on with lazy_wait_locked() only, which keep the owner the check needs.
  * - No I/O on the base, cache or store files and no completion callback runs
- *   under l->lock. Lock order: l->store_lock before l->lock; the read-ahead's
- *   lock (cl_ahead.h) may be taken under l->lock, never the other way. */
+ *   under l->lock. Lock order: l->store_lock before l->lock. */
 
 enum seg_state {
 	SEG_ABSENT = 0,
@@ -153,7 +150,6 @@ struct cl_lazy {
 	struct cl_recindex ix;
 	uint8_t *base_data[CL_NIMAGES]; /* bitmap: base chunks holding data (not a hole) */
 	uint8_t *base_ok[CL_NIMAGES];   /* lock: bitmap, base chunks checked this mount */
-	struct cl_ahead *ahead;         /* checked base read-ahead, or NULL */
 	void *blob[2];
 	size_t blob_len[2];
 	struct cl_cache cache;
@@ -162,31 +158,31 @@ struct cl_lazy {
 	double t0;
 
 	pthread_mutex_t lock;
-	pthread_mutex_t store_lock;        /* serializes first writes to a chunk */
-	pthread_cond_t work;               /* lock: workers wait for something to fetch */
-	pthread_cond_t tick;               /* lock: the timer waits for a deadline */
-	struct segment *seg;               /* lock */
-	uint32_t segs_done;                /* lock */
-	uint32_t bg_next;                  /* lock: background stream cursor */
-	double bg_resume;                  /* lock: no background fetch before this time */
-	double bg_delay;                   /* lock: current backoff */
-	unsigned bg_busy;                  /* lock: workers on background segments */
-	unsigned demand_queue;             /* lock: demanded segments not yet taken */
-	double demand_at;                  /* lock: when a request last had to wait */
-	struct waiter waiters;             /* lock: list head */
-	struct evwait *evwaits;            /* lock */
-	int shutdown;                      /* lock */
-	int started;                       /* lock */
-	unsigned spilled;                  /* lock: segments in SEG_MEM */
-	enum cl_lazy_state state;          /* lock */
-	char reason[256];                  /* lock: why a request failed, or "" */
-	char last_error[256];              /* lock: the last fetch error, or "" */
-	char cache_note[256];              /* lock: why the cache is bypassed, or "" */
-	uint64_t bytes_fetched;            /* lock */
-	uint64_t cache_hits;               /* lock */
-	uint64_t base_checked, base_ahead; /* lock */
-	double map_saved;                  /* lock */
-	int map_dirty;                     /* lock */
+	pthread_mutex_t store_lock; /* serializes first writes to a chunk */
+	pthread_cond_t work;        /* lock: workers wait for something to fetch */
+	pthread_cond_t tick;        /* lock: the timer waits for a deadline */
+	struct segment *seg;        /* lock */
+	uint32_t segs_done;         /* lock */
+	uint32_t bg_next;           /* lock: background stream cursor */
+	double bg_resume;           /* lock: no background fetch before this time */
+	double bg_delay;            /* lock: current backoff */
+	unsigned bg_busy;           /* lock: workers on background segments */
+	unsigned demand_queue;      /* lock: demanded segments not yet taken */
+	double demand_at;           /* lock: when a request last had to wait */
+	struct waiter waiters;      /* lock: list head */
+	struct evwait *evwaits;     /* lock */
+	int shutdown;               /* lock */
+	int started;                /* lock */
+	unsigned spilled;           /* lock: segments in SEG_MEM */
+	enum cl_lazy_state state;   /* lock */
+	char reason[256];           /* lock: why a request failed, or "" */
+	char last_error[256];       /* lock: the last fetch error, or "" */
+	char cache_note[256];       /* lock: why the cache is bypassed, or "" */
+	uint64_t bytes_fetched;     /* lock */
+	uint64_t cache_hits;        /* lock */
+	uint64_t base_checked;      /* lock */
+	double map_saved;           /* lock */
+	int map_dirty;              /* lock */
 #ifdef CL_LAZY_LOCK_CHECK
 	pthread_t lock_owner; /* lock: who holds it, while lock_held */
 	int lock_held;        /* lock */

@@ -3,7 +3,7 @@
  * cache, the base, zeros, a segment held in memory) or which segments it
  * must wait for; then the reads themselves, with the first-use checks:
  * cache chunks are hashed once per session, base chunks are checked against
- * the base's index once per mount (with the read-ahead of cl_ahead.h). */
+ * the base's index once per mount. */
 #include "cl_lazy_int.h"
 #include "cl_bitmap.h"
 #include "cl_error.h"
@@ -15,7 +15,6 @@
 #include <string.h>
 
 #define BASE_RUN_MAX 64 /* base chunks checked per read, see base_run() */
-#define AHEAD_MIN    16 /* shorter stretches are not worth a window */
 
 /* One contiguous piece of a request and where its bytes are. */
 struct piece {
@@ -167,70 +166,43 @@ static int base_direct(const struct cl_lazy *l, const struct piece *p, size_t n)
 	return 1;
 }
 
-/* After base chunks up to `next` of im were served, asks the
- * read-ahead for the stretch that a sequential reader wants next: chunks
- * that hold data, are not checked yet and that image's overlay leaves as
- * they are (so they are read as base chunk k for image chunk k). */
-static void base_ahead_locked(struct cl_lazy *l, enum cl_image_id im, uint64_t next)
-{
-	uint64_t k, end = l->base->nchunks[im];
-
-	lazy_assert_locked(l);
-	if (end > l->img[im].nchunks)
-		end = l->img[im].nchunks;
-	next = cl_ahead_next(l->ahead, im, next);
-	for (k = next; k < end && k - next < AHEAD_WINDOW; k++)
-		if (!cl_bit_get(l->base_data[im], k) || cl_bit_get(l->base_ok[im], k) ||
-		    cl_bit_get(l->img[im].modified, k) || cl_recindex_has(&l->ix, im, k))
-			break;
-	if (k - next >= AHEAD_MIN)
-		cl_ahead_want(l->ahead, im, next, k - next);
-}
-
 /* Checks the base chunks of pieces p[0..n) (see base_run) against the
  * index and fills the pieces from the very buffer that was hashed (a hole:
- * zeros, without a read; whole chunks: the request's own buffer, or the
- * read-ahead's buffer that was hashed). A damaged base chunk is -EIO, and
- * status names it. */
+ * zeros, without a read; whole chunks: the request's own buffer). The
+ * hashing runs on the FUSE worker that serves the request, so the kernel's
+ * concurrent readahead requests hash on all cores. A damaged base chunk is
+ * -EIO, and status names it. */
 static int base_check(struct cl_lazy *l, struct piece *p, size_t n)
 {
 	enum cl_image_id bim = (enum cl_image_id)p[0].bimage;
 	uint64_t from = p[0].bchunk * l->cs, to = (p[0].bchunk + n) * l->cs, have;
 	uint8_t want[BASE_RUN_MAX][CL_SHA256_LEN], *buf = NULL;
-	int direct = base_direct(l, p, n), r = 0, ahead = 0;
+	int direct = base_direct(l, p, n), r;
 	size_t k, ok = 0, good;
 
 	if (direct)
 		buf = p[0].dst;
 	else if (!p[0].bhole && !(buf = malloc((size_t)(to - from))))
 		return -ENOMEM;
-	if (!p[0].bhole)
-		ahead = cl_ahead_take(l->ahead, bim, p[0].bchunk, n, buf) == 0;
-	if (!ahead) {
-		r = cl_base_chunk_hashes(l->base, bim, p[0].bchunk, n, want);
-		if (r == 0 && !p[0].bhole) {
-			have = to < l->base->size[bim] ? to : l->base->size[bim];
-			r = cl_pread_full(l->base->fd[bim], buf, (size_t)(have - from), from,
-			                  l->base->path[bim]);
-			if (r == 0)
-				memset(buf + (have - from), 0, (size_t)(to - have));
-		}
-		for (; r == 0 && ok < n; ok++)
-			r = cl_base_check_against(l->base, bim, p[ok].bchunk,
-			                          p[0].bhole ? NULL : buf + ok * l->cs, want[ok]);
+	r = cl_base_chunk_hashes(l->base, bim, p[0].bchunk, n, want);
+	if (r == 0 && !p[0].bhole) {
+		have = to < l->base->size[bim] ? to : l->base->size[bim];
+		r = cl_pread_full(l->base->fd[bim], buf, (size_t)(have - from), from,
+		                  l->base->path[bim]);
+		if (r == 0)
+			memset(buf + (have - from), 0, (size_t)(to - have));
 	}
+	for (; r == 0 && ok < n; ok++)
+		r = cl_base_check_against(l->base, bim, p[ok].bchunk,
+		                          p[0].bhole ? NULL : buf + ok * l->cs, want[ok]);
 	good = r == 0 ? n : (ok ? ok - 1 : 0); /* the chunks that passed */
 	lazy_lock(l);
 	for (k = 0; k < good; k++)
 		cl_bit_set(l->base_ok[bim], p[k].bchunk);
-	if (!p[0].bhole) {
+	if (!p[0].bhole)
 		l->base_checked += good;
-		l->base_ahead += ahead ? n : 0;
-	}
 	if (r < 0)
 		snprintf(l->reason, sizeof(l->reason), "%s", cl_error_msg());
-	else if (!p[0].bhole && l->ahead)
-		base_ahead_locked(l, bim, p[0].bchunk + n);
 	lazy_unlock(l);
 	for (k = 0; r == 0 && !direct && k < n; k++) {
 		if (p[k].bhole)

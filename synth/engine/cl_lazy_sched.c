@@ -256,10 +256,6 @@ int cl_lazy_start(struct cl_lazy *l)
 
 	if (!l || l->started)
 		return -EINVAL;
-	/* Here, not at open: a daemon forks between the two. Without it (no
-	 * memory, no thread) reads check base chunks themselves. */
-	if (cl_ahead_new(l->base, AHEAD_WINDOW, &l->ahead) < 0)
-		l->ahead = NULL;
 	n = l->ranges ? l->o.connections : 1;
 	l->threads = calloc(n, sizeof(pthread_t));
 	if (!l->threads)
