@@ -10,6 +10,7 @@
 #define CL_BASE_H
 
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "cl_meta.h"
 #include "cl_progress.h"
@@ -99,6 +100,21 @@ int cl_base_chunk_hashes(const struct cl_base *b, enum cl_image_id image, uint64
  * with a message naming the base file and chunk. */
 int cl_base_check_against(const struct cl_base *b, enum cl_image_id image, uint64_t idx,
                           const void *data, const uint8_t want[CL_SHA256_LEN]);
+
+/* A walk over a base image's extents, chunk by chunk in increasing order. */
+struct cl_base_extents {
+	off_t data, hole; /* the data extent [data, hole) at or after the last chunk */
+};
+#define CL_BASE_EXTENTS_INIT                                                                       \
+	{                                                                                          \
+		-1, -1                                                                             \
+	}
+
+/* Whether chunk k of image im is wholly a hole of the base file (read as
+ * zeros without a read); e carries the extent found between calls for
+ * increasing k, so that a walk costs two lseeks per extent. */
+int cl_base_chunk_is_hole(const struct cl_base *b, enum cl_image_id im, uint64_t k,
+                          struct cl_base_extents *e);
 
 /* Checks base chunk idx of image against the index. hole: the chunk is a
  * hole of the base and is checked as zeros without reading (buf may be

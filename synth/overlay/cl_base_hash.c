@@ -195,19 +195,23 @@ out:
 	return r;
 }
 
-/* Chunk k of image im holds no data (SEEK_DATA finds none before its end);
- * *data caches the next data offset at or after the last probe (-1: none
- * yet), for chunks probed in increasing order. */
-static int base_chunk_hole(const struct cl_base *b, int im, uint64_t k, off_t *data)
+int cl_base_chunk_is_hole(const struct cl_base *b, enum cl_image_id im, uint64_t k,
+                          struct cl_base_extents *e)
 {
 	uint64_t start = k * b->chunk_size, end = start + b->chunk_size;
 
-	if (*data < 0 || (uint64_t)*data < start) {
-		*data = lseek(b->fd[im], (off_t)start, SEEK_DATA);
-		if (*data < 0)
-			*data = (off_t)b->size[im]; /* ENXIO: no more data */
+	/* One SEEK_DATA and one SEEK_HOLE per extent, not per chunk. */
+	if (e->data < 0 || (uint64_t)e->hole <= start) {
+		e->data = lseek(b->fd[im], (off_t)start, SEEK_DATA);
+		if (e->data < 0) {
+			e->data = e->hole = (off_t)b->size[im]; /* ENXIO: no more data */
+		} else {
+			e->hole = lseek(b->fd[im], e->data, SEEK_HOLE);
+			if (e->hole < 0)
+				e->hole = (off_t)b->size[im];
+		}
 	}
-	return (uint64_t)*data >= end;
+	return (uint64_t)e->data >= end;
 }
 
 int cl_base_chunk_hashes(const struct cl_base *b, enum cl_image_id image, uint64_t first,
@@ -302,7 +306,7 @@ static int check_batch(void *ctx, size_t item)
 	uint8_t(*want)[CL_SHA256_LEN] = malloc((size_t)HASH_BATCH * CL_SHA256_LEN);
 	uint8_t *buf = malloc((size_t)HASH_BATCH * cs);
 	enum cl_image_id im = CL_DISK;
-	off_t data = -1;
+	struct cl_base_extents ext = CL_BASE_EXTENTS_INIT;
 	int r = 0;
 
 	if (item >= disk_items) {
@@ -316,7 +320,7 @@ static int check_batch(void *ctx, size_t item)
 	}
 	r = cl_base_chunk_hashes(b, im, first, n, want);
 	for (k = first; k <= first + n && r == 0; k++) {
-		if (k < first + n && !base_chunk_hole(b, im, k, &data)) {
+		if (k < first + n && !cl_base_chunk_is_hole(b, im, k, &ext)) {
 			if (!nrun++)
 				run = k;
 			continue;

@@ -393,20 +393,6 @@ static size_t copy_items(const struct run *rn, int im)
 	return (size_t)((copy_chunks(rn, im) + COPY_BATCH - 1) / COPY_BATCH);
 }
 
-/* Chunk k of the base holds no data (SEEK_DATA finds none before its end);
- * *data caches the next data offset at or after the last probe. */
-static int base_hole(const struct cl_base *b, int im, uint64_t k, off_t *data)
-{
-	uint64_t start = k * b->chunk_size, end = start + b->chunk_size;
-
-	if (*data < 0 || (uint64_t)*data < start) {
-		*data = lseek(b->fd[im], (off_t)start, SEEK_DATA);
-		if (*data < 0)
-			*data = (off_t)b->size[im]; /* ENXIO: no more data */
-	}
-	return (uint64_t)*data >= end;
-}
-
 /* Copies base chunks [run, run + n) of image im, read in one go into buf,
  * each checked against the index, to the output (up to its end). */
 static int copy_run(struct run *rn, int im, uint64_t run, uint64_t n, uint8_t *buf,
@@ -443,7 +429,7 @@ static int copy_base(struct run *rn, int im, size_t item)
 	uint32_t cs = rn->m->chunk_size;
 	uint64_t first = (uint64_t)item * COPY_BATCH, last = copy_chunks(rn, im), k, run = 0, n = 0;
 	uint8_t want[COPY_BATCH][CL_SHA256_LEN], *buf;
-	off_t data = -1;
+	struct cl_base_extents ext = CL_BASE_EXTENTS_INIT;
 	int r;
 
 	if (last > first + COPY_BATCH)
@@ -457,7 +443,7 @@ static int copy_base(struct run *rn, int im, size_t item)
 		return -ENOMEM;
 	for (k = first; k <= last && r == 0; k++) {
 		int take = k < last && !cl_recindex_has(&rn->ix, (enum cl_image_id)im, k);
-		if (take && base_hole(b, im, k, &data)) {
+		if (take && cl_base_chunk_is_hole(b, (enum cl_image_id)im, k, &ext)) {
 			r = cl_base_check_against(b, (enum cl_image_id)im, k, NULL,
 			                          want[k - first]);
 			take = 0;
