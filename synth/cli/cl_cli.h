@@ -1,7 +1,9 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
 /* The cloudlet program: one function per subcommand, shared helpers. */
 #ifndef CL_CLI_H
 #define CL_CLI_H
 
+#include <signal.h>
 #include <stdint.h>
 
 #include "cl_util.h"
@@ -25,6 +27,23 @@ int cl_cmd_overlay_vm(int argc, char **argv);
  * resume, and writes the TRACE of what the VM touched to trace_out. */
 int cl_synthesis_profile(const char *image, const char *overlay, const char *name, double seconds,
                          const char *trace_out);
+
+struct cl_session;
+struct cl_session_event;
+
+/* SIGINT, SIGTERM and SIGHUP become cl_session_stop(s) (s NULL: none; a
+ * signal that came before s is passed on at once). No SA_RESTART: waits
+ * see it. */
+void cl_cli_signals(struct cl_session *s);
+/* The last such signal, 0 if none. */
+int cl_cli_signal(void);
+/* Prints a NOTICE event: "cloudlet: TEXT" and "hint: HINT". */
+void cl_cli_notice(const struct cl_session_event *ev);
+/* Takes the TRACE of the mount at mnt (following it seconds first, or
+ * until *stop) into output, or to stdout when output is NULL; says how many
+ * chunks on stderr. */
+int cl_cli_trace_to(const char *mnt, double seconds, const volatile sig_atomic_t *stop,
+                    const char *output);
 
 /* The hint when libvirt does not answer. */
 #define CL_CLI_LIBVIRTD_HINT                                                                       \
