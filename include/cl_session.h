@@ -100,6 +100,97 @@ int cl_session_wait(struct cl_session *s, double seconds, int fd, enum cl_sessio
  * when the console does not answer within 10 s. */
 int cl_session_console_run(struct cl_session *s, const char *line, double timeout);
 
+/* --- boot and customize (cloudlet base, cloudlet overlay) ------------------ */
+
+/* Connects to libvirt (uri: NULL for $CLOUDLET_LIBVIRT_URI, else
+ * qemu:///system) ahead of a start call, which otherwise connects itself;
+ * -ECONNREFUSED when libvirt does not answer. */
+int cl_session_connect(struct cl_session *s, const char *uri);
+
+struct cl_boot_opts {
+	const char *image; /* raw disk; RAM goes to IMAGE.memory (made, or zeroed) */
+	const char *name;  /* domain name (required) */
+	unsigned ram_mib, vcpus;
+	const char *kernel, *initrd, *cmdline; /* direct kernel boot; NULL: the disk */
+	int no_free_memory;                    /* a balloon without free page reporting */
+};
+
+/* Boots image under libvirt (KVM if it works here, else TCG after a
+ * NOTICE saying why), to be set up and then saved with cl_session_save()
+ * into IMAGE.state and IMAGE.domain.xml. */
+int cl_session_boot(struct cl_session *s, const struct cl_boot_opts *o);
+
+/* After the boot session's base is registered: copies its kernel and
+ * initrd into the registry directory (into dir[cap]), names them there in
+ * its domain XML and seals the registration (cl_base_seal). */
+int cl_session_keep_boot_files(const char *image, const char *kernel, const char *initrd, char *dir,
+                               size_t cap);
+
+struct cl_customize_opts {
+	const char *image;  /* a base registered with its device state and XML */
+	const char *outdir; /* the overlay's directory, absolute (QEMU must reach it) */
+	const char *name;   /* domain name (required) */
+};
+
+/* Resumes the base on a copy-on-write disk (qemu-img, in PATH) and a
+ * sparse copy of its RAM file, in the work directory
+ * OUTDIR/.cloudlet-overlay-PID, to be customized and saved there. */
+int cl_session_customize(struct cl_session *s, const struct cl_customize_opts *o);
+
+/* Whether cl_session_viewer() would find a viewer: DISPLAY is set and
+ * remote-viewer or gvncviewer is in PATH. */
+int cl_session_can_view(void);
+/* Opens that viewer on the VM's VNC display; *which gets its name (NULL
+ * when none was opened). cl_session_close() ends it. */
+int cl_session_viewer(struct cl_session *s, const char **which);
+
+/* Types the shell script at path (at most 1 MiB; empty and # lines
+ * skipped) into the guest's serial console, each line once the previous
+ * one has run; *lines gets how many were typed. */
+int cl_session_type_script(struct cl_session *s, const char *path, size_t *lines);
+
+/* What ended cl_session_await(). */
+enum cl_session_trigger {
+	CL_SESSION_TRIGGER_TEXT,   /* the guest printed the text */
+	CL_SESSION_TRIGGER_VIEWER, /* the viewer was closed */
+	CL_SESSION_TRIGGER_LINE,   /* a line arrived on fd */
+};
+
+/* Waits until the guest prints text (if any) on its console, the viewer
+ * closes, or a line arrives on fd (>= 0), for at most timeout seconds.
+ * -EINTR after cl_session_stop(), -ECHILD when the guest shut down. */
+int cl_session_await(struct cl_session *s, const char *text, int fd, double timeout,
+                     enum cl_session_trigger *why);
+
+/* Free page reporting turns what the guest freed into holes in its RAM
+ * file a few seconds later: waits (at most 60 s) until the file's
+ * allocation stays the same for 4 s. */
+struct cl_session_settle {
+	const char *ram;        /* the RAM file */
+	uint64_t before, after; /* its allocated bytes */
+	double secs;            /* the wait */
+};
+int cl_session_settle(struct cl_session *s, struct cl_session_settle *out);
+
+/* Pauses the VM (a PAUSED event), saves its device state (RAM stays in its
+ * file) and its domain XML (without -incoming), and removes the domain. */
+int cl_session_save(struct cl_session *s);
+
+/* After cl_session_save() of a customize session: writes OVERLAY/overlay-
+ * meta and overlay-blob from the saved VM (only what the copy-on-write
+ * disk holds is read); trace (optional) puts its chunks first. */
+struct cl_overlay_stats;
+int cl_session_overlay(struct cl_session *s, const char *trace, struct cl_overlay_stats *st);
+
+/* The overlay's directory, and the work directory of a customize
+ * session. */
+const char *cl_session_outdir(const struct cl_session *s);
+const char *cl_session_workdir(const struct cl_session *s);
+/* Moves what the overlay was made of (disk.qcow2, memory.img, state,
+ * domain.xml) to OUTDIR/snapshot (into dir[cap]), replacing an earlier
+ * one; else cl_session_close() removes it. */
+int cl_session_keep_snapshot(struct cl_session *s, char *dir, size_t cap);
+
 /* --- any session ---------------------------------------------------------- */
 
 #define CL_SESSION_RUN_DIR "/run/cloudlet"

@@ -3,7 +3,6 @@
 #include "cl_cli.h"
 #include "cl_error.h"
 #include "cl_host.h"
-#include "cl_vm.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -85,7 +84,7 @@ int cl_cmd_check(int argc, char **argv)
 {
 	static const struct option opts[] = {
 	    {"fix", no_argument, NULL, 'f'}, {"help", no_argument, NULL, 'h'}, {0}};
-	virConnectPtr c = NULL;
+	struct cl_host *h = NULL;
 	double secs;
 	int fix = 0, o, r, bad;
 
@@ -103,13 +102,13 @@ int cl_cmd_check(int argc, char **argv)
 	bad = check_kvm(fix);
 	if (bad < 0)
 		return cl_cli_fail(bad, NULL);
-	r = cl_vm_connect(NULL, &c);
+	r = cl_host_open(NULL, &h);
 	if (r < 0)
 		return cl_cli_fail(r, CL_CLI_LIBVIRTD_HINT);
 	if (bad)
 		printf("timing a domain start (this host takes 30-50 s)\n");
-	r = cl_host_time_start(c, &secs);
-	virConnectClose(c);
+	r = cl_host_time_start(h, &secs);
+	cl_host_close(h);
 	if (r < 0)
 		return cl_cli_fail(r, NULL);
 	printf("domain start: %.2f s (goal under %.0f s)\n", secs, CL_HOST_START_GOAL);

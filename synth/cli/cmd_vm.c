@@ -187,7 +187,7 @@ static int finish(struct synth *sy, struct cl_session *s, int r, int ran)
 /* Everything after the arguments; returns the exit status. */
 static int synthesize(struct synth *sy)
 {
-	struct cl_session *s = NULL;
+	struct cl_session *s = NULL, *outer;
 	const char *hint;
 	int r, said = 0, ran = 0;
 
@@ -195,7 +195,7 @@ static int synthesize(struct synth *sy)
 	r = cl_session_new(on_event, NULL, &s);
 	if (r < 0)
 		return cl_cli_fail(r, NULL);
-	cl_cli_signals(s);
+	outer = cl_cli_signals(s);
 	cl_cli_host_warn();
 	r = cl_session_synthesis(s, &sy->o);
 	if (r == 0) {
@@ -210,7 +210,7 @@ static int synthesize(struct synth *sy)
 			cl_cli_fail(r, hint);
 	}
 	r = finish(sy, s, r, ran);
-	cl_cli_signals(NULL);
+	cl_cli_signals(outer);
 	return r < 0 ? 1 : 0;
 }
 

@@ -59,12 +59,10 @@ struct command {
 };
 
 static const struct command commands[] = {
-    {"base", cl_cmd_base_vm},       {"list-base", cl_cmd_list_base},
-    {"overlay", cl_cmd_overlay_vm}, {"apply", cl_cmd_apply},
-    {"info", cl_cmd_info},          {"verify", cl_cmd_verify},
-    {"mount", cl_cmd_mount},        {"umount", cl_cmd_umount},
-    {"trace", cl_cmd_trace},        {"synthesis", cl_cmd_synthesis},
-    {"check", cl_cmd_check},
+    {"base", cl_cmd_base},           {"list-base", cl_cmd_list_base}, {"overlay", cl_cmd_overlay},
+    {"apply", cl_cmd_apply},         {"info", cl_cmd_info},           {"verify", cl_cmd_verify},
+    {"mount", cl_cmd_mount},         {"umount", cl_cmd_umount},       {"trace", cl_cmd_trace},
+    {"synthesis", cl_cmd_synthesis}, {"check", cl_cmd_check},
 };
 
 static volatile sig_atomic_t cli_sig;
@@ -79,8 +77,9 @@ static void on_signal(int sig)
 		cl_session_stop(s);
 }
 
-void cl_cli_signals(struct cl_session *s)
+struct cl_session *cl_cli_signals(struct cl_session *s)
 {
+	struct cl_session *before = cli_session;
 	struct sigaction sa;
 
 	memset(&sa, 0, sizeof(sa));
@@ -92,6 +91,22 @@ void cl_cli_signals(struct cl_session *s)
 	cli_session = s;
 	if (s && cli_sig)
 		cl_session_stop(s);
+	return before;
+}
+
+int cl_cli_has_opt(int argc, char **argv, const char *shrt, const char *lng)
+{
+	size_t n = strlen(lng);
+	int i;
+
+	for (i = 1; i < argc; i++) {
+		if (!strcmp(argv[i], "--"))
+			break;
+		if (!strcmp(argv[i], lng) || (!strncmp(argv[i], lng, n) && argv[i][n] == '=') ||
+		    !strncmp(argv[i], shrt, 2))
+			return 1;
+	}
+	return 0;
 }
 
 int cl_cli_signal(void)

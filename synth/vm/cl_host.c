@@ -134,13 +134,44 @@ int cl_host_kvm_fix(const struct cl_host_kvm *k, char *done, size_t cap)
 	return 0;
 }
 
-int cl_host_time_start(virConnectPtr c, double *secs)
+struct cl_host {
+	virConnectPtr c;
+};
+
+int cl_host_open(const char *uri, struct cl_host **out)
+{
+	struct cl_host *h;
+	int r;
+
+	if (!out)
+		return -EINVAL;
+	h = calloc(1, sizeof(*h));
+	if (!h)
+		return -ENOMEM;
+	r = cl_vm_connect(uri, &h->c);
+	if (r < 0) {
+		free(h);
+		return r;
+	}
+	*out = h;
+	return 0;
+}
+
+void cl_host_close(struct cl_host *h)
+{
+	if (!h)
+		return;
+	virConnectClose(h->c);
+	free(h);
+}
+
+int cl_host_time_start(struct cl_host *h, double *secs)
 {
 	char xml[512];
 	virDomainPtr d;
 	double t0;
 
-	if (!c || !secs)
+	if (!h || !secs)
 		return -EINVAL;
 	snprintf(xml, sizeof(xml),
 	         "<domain type='qemu'><name>cloudlet-check-%ld</name>"
@@ -148,7 +179,7 @@ int cl_host_time_start(virConnectPtr c, double *secs)
 	         "<devices><memballoon model='none'/></devices></domain>",
 	         (long)getpid());
 	t0 = cl_now();
-	d = virDomainCreateXML(c, xml, VIR_DOMAIN_START_PAUSED);
+	d = virDomainCreateXML(h->c, xml, VIR_DOMAIN_START_PAUSED);
 	*secs = cl_now() - t0;
 	if (!d)
 		return cl_errorf(-EIO, "libvirt cannot start a minimal domain: %s", cl_vm_error());

@@ -1,5 +1,7 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
 /* qemu-img map parsing (see cl_qcow.h). */
 #include "cl_qcow.h"
+#include "cl_base.h"
 #include "cl_error.h"
 #include "cl_vm.h"
 
@@ -10,6 +12,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+
+#define QEMU_IMG_TIMEOUT 600.0 /* seconds */
 
 /* The value of "key" inside the object text [p, end): a number into *num,
  * or true/false into *num as 1/0. -ENOENT if the object has no such key. */
@@ -185,5 +189,28 @@ int cl_qcow_map(const char *qcow, const char *backing, double timeout, volatile 
 		return r;
 	r = cl_qcow_parse_map(json, len, qcow, out, n, size);
 	free(json);
+	return r;
+}
+
+int cl_qcow_overlay_create(struct cl_base *b, const char *disk, const char *memory,
+                           const char *outdir, struct cl_overlay_opts *o,
+                           struct cl_overlay_stats *st)
+{
+	struct cl_extent *ext = NULL;
+	int r;
+
+	if (!b || !disk || !memory || !outdir || !o || !st)
+		return -EINVAL;
+	/* A copy-on-write disk: read only what it holds. */
+	r = cl_qcow_is_qcow2(disk);
+	if (r == 1)
+		r = cl_qcow_map(disk, b->path[CL_DISK], QEMU_IMG_TIMEOUT, NULL, &ext,
+		                &o->ndisk_extents, &o->disk_size);
+	o->disk_extents = ext;
+	if (r == 0)
+		r = cl_overlay_create(b, disk, memory, outdir, o, st);
+	o->disk_extents = NULL;
+	o->ndisk_extents = 0;
+	free(ext);
 	return r;
 }

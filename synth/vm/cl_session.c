@@ -35,6 +35,7 @@ int cl_session_new(cl_session_cb cb, void *ctx, struct cl_session **out)
 	s->ctx = ctx;
 	s->t0 = cl_now();
 	s->type = "qemu";
+	s->con.fd = -1;
 	*out = s;
 	return 0;
 }
@@ -151,19 +152,26 @@ int cl_session_record(struct cl_session *s)
 	return r;
 }
 
-int cl_session_prepare(struct cl_session *s, const char *uri)
+int cl_session_connect(struct cl_session *s, const char *uri)
+{
+	if (!s || s->conn)
+		return -EINVAL;
+	return cl_vm_connect(uri, &s->conn);
+}
+
+int cl_session_prepare(struct cl_session *s, const char *uri, int synth)
 {
 	virDomainPtr other;
 	int r;
 
-	r = cl_vm_connect(uri, &s->conn);
-	if (r < 0)
+	if (!s->conn && (r = cl_vm_connect(uri, &s->conn)) < 0)
 		return r;
 	other = virDomainLookupByName(s->conn, s->name);
 	if (other) {
 		virDomainFree(other);
-		s->hint = "choose another with --name, or remove it (`virsh destroy NAME; virsh "
-		          "undefine NAME`)";
+		s->hint = synth ? "choose another with --name, or remove it (`virsh destroy NAME; "
+		                  "virsh undefine NAME`)"
+		                : "choose another with --name";
 		return cl_errorf(-EEXIST, "domain %s: the name is in use", s->name);
 	}
 	r = cl_vm_qemu_user(&s->uid, &s->gid, s->group, sizeof(s->group));
@@ -171,7 +179,7 @@ int cl_session_prepare(struct cl_session *s, const char *uri)
 		return r;
 	r = cl_vm_rundir(s->name, s->gid, s->rundir, sizeof(s->rundir));
 	s->made_rundir = r == 0;
-	if (r == -EEXIST)
+	if (r == -EEXIST && synth)
 		s->hint = "choose another --name, or remove that directory";
 	if (r < 0)
 		s->rundir[0] = '\0';
@@ -337,6 +345,7 @@ int cl_session_close(struct cl_session *s, int keep)
 
 	if (!s)
 		return 0;
+	cl_session_snap_end(s);
 	if (!keep) {
 		if (s->running)
 			cl_session_emit(s, CL_SESSION_STOPPING, 0);
@@ -344,6 +353,7 @@ int cl_session_close(struct cl_session *s, int keep)
 		if (r == 0 && s->running)
 			cl_session_emit(s, CL_SESSION_STOPPED, 0);
 	}
+	cl_session_custom_end(s);
 	if (s->dom)
 		virDomainFree(s->dom);
 	if (s->conn)

@@ -32,6 +32,13 @@ struct cl_session {
 	char hint_buf[512];
 	virConnectPtr conn;
 	virDomainPtr dom;
+	/* boot and customize */
+	struct cl_base *base; /* customize: the base resumed */
+	char outdir[PATH_MAX], work[PATH_MAX + 64];
+	char ram[PATH_MAX + 96], state[PATH_MAX + 96], xml[PATH_MAX + 96], qcow[PATH_MAX + 96];
+	int made_work;
+	struct cl_vm_console con; /* fd -1 until opened: kept, output and all */
+	pid_t viewer;
 };
 
 /* Reports an event of kind; with the mount's progress when it serves. */
@@ -40,9 +47,16 @@ void cl_session_emit(struct cl_session *s, enum cl_session_event_kind kind, doub
 void cl_session_notice(struct cl_session *s, const char *hint);
 /* Sleeps ms, or less when cl_session_stop() is called (1 then). */
 int cl_session_nap(struct cl_session *s, int ms);
-/* Connects to libvirt (uri as cl_vm_connect), refuses a domain name in use,
- * finds QEMU's user and makes the run directory CL_SESSION_RUN_DIR/name. */
-int cl_session_prepare(struct cl_session *s, const char *uri);
+/* Connects to libvirt (unless connected), refuses a domain name in use,
+ * finds QEMU's user and makes the run directory CL_SESSION_RUN_DIR/name;
+ * synth: the hints of cloudlet synthesis. */
+int cl_session_prepare(struct cl_session *s, const char *uri, int synth);
+/* Ends the viewer and closes the console. */
+void cl_session_snap_end(struct cl_session *s);
+/* Removes the work directory of a customize session, and frees its base. */
+void cl_session_custom_end(struct cl_session *s);
+/* Sparse copy: holes stay holes; to is owned by uid:gid, mode 0660. */
+int cl_session_copy_sparse(const char *from, const char *to, uid_t uid, gid_t gid);
 /* Writes what re-attaching needs into the run directory. */
 int cl_session_record(struct cl_session *s);
 /* Reads the mount's status: 0, or -errno; state[32] gets its state. */

@@ -386,7 +386,7 @@ int cl_session_synthesis(struct cl_session *s, const struct cl_synthesis_opts *o
 		goto out;
 	snprintf(s->name, sizeof(s->name), o->name ? "%s" : "cloudlet-%.8s",
 	         o->name ? o->name : s->uuid);
-	r = cl_session_prepare(s, o->uri);
+	r = cl_session_prepare(s, o->uri, 1);
 	if (r == 0)
 		r = do_mount(s, o, b);
 	if (r < 0)

@@ -15,8 +15,6 @@
 #include <stddef.h>
 #include <sys/types.h>
 
-#include <libvirt/libvirt.h>
-
 #define CL_HOST_KVM_DEV   "/dev/kvm"
 #define CL_HOST_KVM_GROUP "kvm"
 /* A paused domain should start within this many seconds. */
@@ -43,9 +41,16 @@ int cl_host_kvm_check(struct cl_host_kvm *k);
  * notices the change by itself (it watches the device's ctime). */
 int cl_host_kvm_fix(const struct cl_host_kvm *k, char *done, size_t cap);
 
+/* A libvirt connection for the check: uri NULL means $CLOUDLET_LIBVIRT_URI,
+ * else qemu:///system; -ECONNREFUSED when libvirt does not answer.
+ * cl_host_close() frees it (NULL is fine). */
+struct cl_host;
+int cl_host_open(const char *uri, struct cl_host **out);
+void cl_host_close(struct cl_host *h);
+
 /* Starts a minimal paused transient domain (TCG, 32 MiB, no devices, named
  * cloudlet-check-PID), destroys it, and puts the seconds that the start
  * took into *secs. */
-int cl_host_time_start(virConnectPtr c, double *secs);
+int cl_host_time_start(struct cl_host *h, double *secs);
 
 #endif
