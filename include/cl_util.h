@@ -67,5 +67,7 @@ int cl_pfor(unsigned nthreads, size_t n, cl_pfor_fn fn, void *ctx);
 
 /* Monotonic clock in seconds. */
 double cl_now(void);
+/* Sleeps ms milliseconds (a signal may end it early). */
+void cl_sleep_ms(long ms);
 
 #endif

@@ -177,13 +177,6 @@ static int detach(const char *mnt)
 	return 0;
 }
 
-static void sleep_ms(long ms)
-{
-	struct timespec ts = {ms / 1000, (ms % 1000) * 1000000};
-
-	nanosleep(&ts, NULL);
-}
-
 /* --- starting --------------------------------------------------------- */
 
 /* cloudletfs next to this program (the build tree and an installation
@@ -360,7 +353,7 @@ int cl_mount_stop(const char *arg, double timeout, int *detached, const char **h
 			                 "detached the mount",
 			                 mnt, (long)pid);
 		}
-		sleep_ms(20);
+		cl_sleep_ms(20);
 	} while (cl_now() - t0 < timeout);
 	if (mounted)
 		return cl_errorf(-ETIMEDOUT, "%s: still mounted after %g s", mnt, timeout);
@@ -531,7 +524,7 @@ int cl_mount_trace(const char *mnt, double seconds, const volatile sig_atomic_t 
 		if (r < 0 || (stop && *stop) || s[0].ended || s[1].ended ||
 		    cl_now() - t0 >= seconds)
 			break;
-		sleep_ms(50);
+		cl_sleep_ms(50);
 	}
 	if (r < 0)
 		goto out;

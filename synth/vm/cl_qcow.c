@@ -3,7 +3,8 @@
 #include "cl_qcow.h"
 #include "cl_base.h"
 #include "cl_error.h"
-#include "cl_vm.h"
+#include "cl_qmp.h"
+#include "cl_tool.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -155,13 +156,13 @@ static int check_backing(const char *qcow, const char *backing, double timeout,
 	size_t len;
 	int r;
 
-	r = cl_vm_run_tool(argv, timeout, stop, &json, &len);
+	r = cl_tool_run(argv, timeout, stop, &json, &len);
 	if (r < 0)
 		return r;
-	r = cl_vm_json_str(json, "full-backing-filename", file, sizeof(file));
+	r = cl_qmp_json_str(json, "full-backing-filename", file, sizeof(file));
 	if (r < 0)
-		r = cl_vm_json_str(json, "backing-filename", file, sizeof(file));
-	if (r == 0 && cl_vm_json_str(json, "backing-filename-format", fmt, sizeof(fmt)) == 0 &&
+		r = cl_qmp_json_str(json, "backing-filename", file, sizeof(file));
+	if (r == 0 && cl_qmp_json_str(json, "backing-filename-format", fmt, sizeof(fmt)) == 0 &&
 	    strcmp(fmt, "raw"))
 		r = cl_errorf(-EINVAL, "%s: its backing file is %s, not raw", qcow, fmt);
 	else if (r < 0)
@@ -184,7 +185,7 @@ int cl_qcow_map(const char *qcow, const char *backing, double timeout, volatile 
 	r = check_backing(qcow, backing, timeout, stop);
 	if (r < 0)
 		return r;
-	r = cl_vm_run_tool(argv, timeout, stop, &json, &len);
+	r = cl_tool_run(argv, timeout, stop, &json, &len);
 	if (r < 0)
 		return r;
 	r = cl_qcow_parse_map(json, len, qcow, out, n, size);

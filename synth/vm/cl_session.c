@@ -177,7 +177,7 @@ int cl_session_prepare(struct cl_session *s, const char *uri, int synth)
 	r = cl_vm_qemu_user(&s->uid, &s->gid, s->group, sizeof(s->group));
 	if (r < 0)
 		return r;
-	r = cl_vm_rundir(s->name, s->gid, s->rundir, sizeof(s->rundir));
+	r = cl_rundir_make(s->name, s->gid, s->rundir, sizeof(s->rundir));
 	s->made_rundir = r == 0;
 	if (r == -EEXIST && synth)
 		s->hint = "choose another --name, or remove that directory";
@@ -230,17 +230,17 @@ int cl_session_wait(struct cl_session *s, double seconds, int fd, enum cl_sessio
 
 int cl_session_console_run(struct cl_session *s, const char *line, double timeout)
 {
-	struct cl_vm_console con;
+	struct cl_console con;
 	char sock[sizeof(s->rundir) + 16];
 	int r;
 
 	if (!s || !line || !s->rundir[0])
 		return -EINVAL;
 	snprintf(sock, sizeof(sock), "%s/console.sock", s->rundir);
-	if (cl_vm_console_open(&con, sock, 10) < 0)
+	if (cl_console_open(&con, sock, 10) < 0)
 		return -ENOTCONN;
-	r = cl_vm_console_run(&con, line, timeout, &s->stop);
-	cl_vm_console_close(&con);
+	r = cl_console_run(&con, line, timeout, &s->stop);
+	cl_console_close(&con);
 	return r;
 }
 
@@ -329,7 +329,7 @@ static int teardown(struct cl_session *s)
 	if (s->made_mnt && !s->mounted)
 		rmdir(s->mnt);
 	if (s->made_rundir) {
-		cl_vm_rundir_remove(s->rundir);
+		cl_rundir_remove(s->rundir);
 		if (access(s->rundir, F_OK) == 0) {
 			cl_errorf(-EIO, "%s: could not be removed", s->rundir);
 			cl_session_notice(s, NULL);

@@ -34,7 +34,7 @@ static int boot_accel(struct cl_session *s, const struct cl_boot_opts *o)
 	char why[512], msg[700];
 	int r;
 
-	r = cl_vm_accel(s->conn, "kvm", o->kernel, o->initrd, &s->type, why, sizeof(why));
+	r = cl_accel_pick(s->conn, "kvm", o->kernel, o->initrd, &s->type, why, sizeof(why));
 	if (r < 0 || strcmp(s->type, "qemu"))
 		return r;
 	snprintf(msg, sizeof(msg), "notice: %s; using TCG (domain type qemu)",
@@ -90,7 +90,7 @@ int cl_session_boot(struct cl_session *s, const struct cl_boot_opts *o)
 
 /* Kernel and initrd go into the base's registry directory, and its domain
  * XML names them by file name: the directory then travels whole to
- * another cloudlet (cl_vm_boot_files looks there first). */
+ * another cloudlet (cl_rundir_boot_files looks there first). */
 static int copy_boot_files(const struct cl_base *b, const char *files[2], const char *names[2])
 {
 	char *to = NULL, group[64];

@@ -55,7 +55,7 @@ static int make_work(struct cl_session *s)
 	if (mkdir(s->work, 0750) < 0 || chown(s->work, 0, s->gid) < 0)
 		return cl_errorf(-errno, "%s: %s", s->work, strerror(errno));
 	s->made_work = 1;
-	r = cl_vm_run_tool(qargv, TOOL_TIMEOUT, &s->stop, NULL, NULL);
+	r = cl_tool_run(qargv, TOOL_TIMEOUT, &s->stop, NULL, NULL);
 	if (r < 0)
 		return r;
 	if (chown(s->qcow, s->uid, s->gid) < 0 || chmod(s->qcow, 0660) < 0)
@@ -71,10 +71,10 @@ static int define_custom(struct cl_session *s, const char *xml, size_t len)
 	char *newxml = NULL, *kernel = NULL, *initrd = NULL, con[sizeof(s->rundir) + 16];
 	int r;
 
-	r = cl_vm_boot_files(b, xml, len, &kernel, &initrd);
+	r = cl_rundir_boot_files(b, xml, len, &kernel, &initrd);
 	/* The device state loads only under what it was saved under. */
 	if (r == 0)
-		r = cl_vm_resume_type(s->conn, b, xml, len, kernel, initrd, &s->type, &s->hint);
+		r = cl_accel_resume_type(s->conn, b, xml, len, kernel, initrd, &s->type, &s->hint);
 	if (r == 0)
 		r = cl_domxml_uuid(s->uuid);
 	if (r < 0)
@@ -154,7 +154,7 @@ int cl_session_customize(struct cl_session *s, const struct cl_customize_opts *o
 	snprintf(sock, sizeof(sock), "%s/mig-in.sock", s->rundir);
 	r = cl_vm_start_paused(s->dom);
 	if (r == 0)
-		r = cl_vm_load_state(s->dom, sock, s->base->state_path, RESUME_TIMEOUT, &s->stop);
+		r = cl_migrate_load(s->dom, sock, s->base->state_path, RESUME_TIMEOUT, &s->stop);
 	if (r == -ENOTSUP)
 		s->hint = "resuming needs QEMU 4.0 or later (migration capability x-ignore-shared)";
 	return r;
@@ -190,7 +190,7 @@ int cl_session_keep_snapshot(struct cl_session *s, char *dir, size_t cap)
 	/* For inspection: what the overlay was made of. */
 	if ((size_t)snprintf(dir, cap, "%s/snapshot", s->outdir) >= cap)
 		return -ENAMETOOLONG;
-	cl_vm_rundir_remove(dir);
+	cl_rundir_remove(dir);
 	if (rename(s->work, dir) < 0)
 		return cl_errorf(-errno, "%s: %s", dir, strerror(errno));
 	s->made_work = 0;
@@ -200,7 +200,7 @@ int cl_session_keep_snapshot(struct cl_session *s, char *dir, size_t cap)
 void cl_session_custom_end(struct cl_session *s)
 {
 	if (s->made_work)
-		cl_vm_rundir_remove(s->work);
+		cl_rundir_remove(s->work);
 	s->made_work = 0;
 	cl_base_free(s->base);
 	s->base = NULL;

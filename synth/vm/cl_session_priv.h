@@ -3,7 +3,12 @@
 #ifndef CL_SESSION_PRIV_H
 #define CL_SESSION_PRIV_H
 
+#include "cl_accel.h"
+#include "cl_console.h"
+#include "cl_migrate.h"
+#include "cl_rundir.h"
 #include "cl_session.h"
+#include "cl_tool.h"
 #include "cl_vm.h"
 
 #include <limits.h>
@@ -37,7 +42,7 @@ struct cl_session {
 	char outdir[PATH_MAX], work[PATH_MAX + 64];
 	char ram[PATH_MAX + 96], state[PATH_MAX + 96], xml[PATH_MAX + 96], qcow[PATH_MAX + 96];
 	int made_work;
-	struct cl_vm_console con; /* fd -1 until opened: kept, output and all */
+	struct cl_console con; /* fd -1 until opened: kept, output and all */
 	pid_t viewer;
 };
 

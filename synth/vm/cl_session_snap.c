@@ -89,7 +89,7 @@ void cl_session_snap_end(struct cl_session *s)
 		waitpid(s->viewer, NULL, 0);
 	}
 	s->viewer = 0;
-	cl_vm_console_close(&s->con);
+	cl_console_close(&s->con);
 }
 
 /* The console, opened once: output that arrives while a script runs may
@@ -101,7 +101,7 @@ static int console(struct cl_session *s)
 	if (s->con.fd >= 0)
 		return 0;
 	snprintf(sock, sizeof(sock), "%s/console.sock", s->rundir);
-	return cl_vm_console_open(&s->con, sock, CONSOLE_S);
+	return cl_console_open(&s->con, sock, CONSOLE_S);
 }
 
 int cl_session_type_script(struct cl_session *s, const char *path, size_t *lines)
@@ -133,7 +133,7 @@ int cl_session_type_script(struct cl_session *s, const char *path, size_t *lines
 			              path);
 			break;
 		}
-		r = cl_vm_console_run(&s->con, line, SCRIPT_LINE_S, &s->stop);
+		r = cl_console_run(&s->con, line, SCRIPT_LINE_S, &s->stop);
 		if (r < 0)
 			break;
 		n++;
@@ -153,10 +153,10 @@ static int trigger(struct cl_session *s, const char *text, int *fd, enum cl_sess
 	int r;
 
 	if (text) {
-		r = cl_vm_console_read(&s->con);
+		r = cl_console_read(&s->con);
 		if (r < 0)
 			return cl_errorf(r, "%s/console.sock: the console closed", s->rundir);
-		if (cl_vm_console_seen(&s->con, text))
+		if (cl_console_seen(&s->con, text))
 			return *why = CL_SESSION_TRIGGER_TEXT, 1;
 	}
 	if (s->stop)
@@ -235,7 +235,7 @@ int cl_session_save(struct cl_session *s)
 	if (!s || !s->dom || !s->state[0])
 		return -EINVAL;
 	snprintf(sock, sizeof(sock), "%s/mig-out.sock", s->rundir);
-	r = cl_vm_save_state(s->dom, sock, s->state, SAVE_TIMEOUT, &s->stop);
+	r = cl_migrate_save(s->dom, sock, s->state, SAVE_TIMEOUT, &s->stop);
 	if (r < 0)
 		return r;
 	cl_session_emit(s, CL_SESSION_PAUSED, 0);

@@ -199,14 +199,14 @@ static int define_domain(struct cl_session *s, const struct cl_base *b, const ch
 	char *kernel = NULL, *initrd = NULL, *newxml = NULL;
 	int r;
 
-	r = cl_vm_boot_files(b, tmpl, len, &kernel, &initrd);
+	r = cl_rundir_boot_files(b, tmpl, len, &kernel, &initrd);
 	if (r < 0) {
 		s->hint = "put the base's kernel and initrd into its registry directory or next "
 		          "to its disk image";
 		return r;
 	}
 	/* The device state loads only under what it was saved under. */
-	r = cl_vm_resume_type(s->conn, b, tmpl, len, kernel, initrd, &s->type, &s->hint);
+	r = cl_accel_resume_type(s->conn, b, tmpl, len, kernel, initrd, &s->type, &s->hint);
 	if (r < 0)
 		goto out;
 	snprintf(disk, sizeof(disk), "%s/disk/image", s->mnt);
@@ -251,7 +251,7 @@ static int same_type(struct cl_session *s, const struct cl_base *b, const char *
 	const char *otype;
 	int r;
 
-	r = cl_vm_resume_type(s->conn, b, xml, len, NULL, NULL, &otype, &s->hint);
+	r = cl_accel_resume_type(s->conn, b, xml, len, NULL, NULL, &otype, &s->hint);
 	if (r < 0)
 		return r;
 	if (strcmp(otype, s->type))
@@ -311,7 +311,7 @@ static int resume(struct cl_session *s, const struct cl_base *b, const char *ima
 		return r;
 	snprintf(state, sizeof(state), "%s/state", s->mnt);
 	snprintf(sock, sizeof(sock), "%s/mig-in.sock", s->rundir);
-	r = cl_vm_load_state(s->dom, sock, state, RESUME_TIMEOUT, &s->stop);
+	r = cl_migrate_load(s->dom, sock, state, RESUME_TIMEOUT, &s->stop);
 	unlink(sock);
 	return r;
 }
