@@ -155,25 +155,40 @@ static int feeder_check(void *ctx)
 	return 0;
 }
 
-static int load_wait(virDomainPtr d, struct feeder *f, double timeout,
-                     const volatile sig_atomic_t *stop)
+/* The caller's words for the ends of cl_qmp_migration_wait other than
+ * completion: failed takes the status and the domain name, late the
+ * timeout and the status. */
+struct wording {
+	const char *stopped, *failed, *late;
+};
+
+static int migration_wait(virDomainPtr d, const struct cl_qmp_wait *w, const struct wording *say)
 {
-	struct cl_qmp_wait w = {.timeout = timeout, .stop = stop, .check = feeder_check, .ctx = f};
 	char status[64];
 	int r;
 
-	r = cl_qmp_migration_wait(d, &w, status, sizeof(status));
+	r = cl_qmp_migration_wait(d, w, status, sizeof(status));
 	if (r == -EINTR)
-		return cl_errorf(r, "interrupted while the device state was loading");
+		return cl_errorf(r, "%s", say->stopped);
 	if (r == -ECONNABORTED)
-		return cl_errorf(-EPROTO,
-		                 "QEMU could not load the device state (migration %s; see "
-		                 "/var/log/libvirt/qemu/%s.log)",
-		                 status, virDomainGetName(d));
+		return cl_errorf(-EPROTO, say->failed, status, virDomainGetName(d));
 	if (r == -ETIMEDOUT)
-		return cl_errorf(r, "device state not loaded within %.0f s (migration %s)", timeout,
-		                 status);
+		return cl_errorf(r, say->late, w->timeout, status);
 	return r;
+}
+
+static int load_wait(virDomainPtr d, struct feeder *f, double timeout,
+                     const volatile sig_atomic_t *stop)
+{
+	static const struct wording say = {
+	    "interrupted while the device state was loading",
+	    "QEMU could not load the device state (migration %s; see "
+	    "/var/log/libvirt/qemu/%s.log)",
+	    "device state not loaded within %.0f s (migration %s)",
+	};
+	struct cl_qmp_wait w = {.timeout = timeout, .stop = stop, .check = feeder_check, .ctx = f};
+
+	return migration_wait(d, &w, &say);
 }
 
 int cl_migrate_load(virDomainPtr d, const char *sock, const char *state_path, double timeout,
@@ -311,18 +326,14 @@ static int listen_unix(const char *path, int *out)
 
 static int save_wait(virDomainPtr d, double timeout, const volatile sig_atomic_t *stop)
 {
+	static const struct wording say = {
+	    "interrupted while saving the device state",
+	    "saving the device state: migration %s",
+	    "device state not saved within %.0f s",
+	};
 	struct cl_qmp_wait w = {.timeout = timeout, .stop = stop};
-	char status[64];
-	int r;
 
-	r = cl_qmp_migration_wait(d, &w, status, sizeof(status));
-	if (r == -EINTR)
-		return cl_errorf(r, "interrupted while saving the device state");
-	if (r == -ECONNABORTED)
-		return cl_errorf(-EPROTO, "saving the device state: migration %s", status);
-	if (r == -ETIMEDOUT)
-		return cl_errorf(r, "device state not saved within %.0f s", timeout);
-	return r;
+	return migration_wait(d, &w, &say);
 }
 
 int cl_migrate_save(virDomainPtr d, const char *sock, const char *path, double timeout,
