@@ -8,6 +8,7 @@
 #define CL_MOUNT_H
 
 #include <signal.h>
+#include <stdatomic.h>
 #include <stddef.h>
 
 #include "cl_meta.h"
@@ -45,7 +46,7 @@ struct cl_mount_trace {
 	size_t len;
 	size_t n[CL_NIMAGES]; /* entries per image */
 };
-int cl_mount_trace(const char *mnt, double seconds, const volatile sig_atomic_t *stop,
+int cl_mount_trace(const char *mnt, double seconds, const atomic_int *stop,
                    struct cl_mount_trace *t);
 
 #endif

@@ -7,6 +7,7 @@
 #define CL_QCOW_H
 
 #include <signal.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -30,7 +31,7 @@ int cl_qcow_is_qcow2(const char *path);
  * must be backed directly by the raw image backing (checked with `qemu-img
  * info`, so that everything the qcow2 does not hold is the base's).
  * Runs qemu-img (in PATH), bounded by timeout seconds or *stop. */
-int cl_qcow_map(const char *qcow, const char *backing, double timeout, volatile sig_atomic_t *stop,
+int cl_qcow_map(const char *qcow, const char *backing, double timeout, const atomic_int *stop,
                 struct cl_extent **out, size_t *n, uint64_t *size);
 
 struct cl_base;

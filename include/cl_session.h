@@ -195,8 +195,10 @@ int cl_session_keep_snapshot(struct cl_session *s, char *dir, size_t cap);
 
 #define CL_SESSION_RUN_DIR "/run/cloudlet"
 
-/* Ends every wait of s soon (the current one returns CL_SESSION_END_STOP
- * or -EINTR). Async-signal-safe, thread-safe, idempotent. */
+/* Ends every wait of s (the current one returns CL_SESSION_END_STOP or
+ * -EINTR): the session's own waits at once (a pipe wakes them), the VM
+ * layer's polling loops within their tick (at most 200 ms). An atomic
+ * store and a write(2): async-signal-safe, thread-safe, idempotent. */
 void cl_session_stop(struct cl_session *s);
 
 /* keep: leave the domain, the mount and the run directory in place;

@@ -4,6 +4,7 @@
 #define CL_CLI_H
 
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdint.h>
 
 #include "cl_util.h"
@@ -49,8 +50,7 @@ void cl_cli_notice(const struct cl_session_event *ev);
 /* Takes the TRACE of the mount at mnt (following it seconds first, or
  * until *stop) into output, or to stdout when output is NULL; says how many
  * chunks on stderr. */
-int cl_cli_trace_to(const char *mnt, double seconds, const volatile sig_atomic_t *stop,
-                    const char *output);
+int cl_cli_trace_to(const char *mnt, double seconds, const atomic_int *stop, const char *output);
 
 /* Registers a base as `cloudlet base IMAGE --memory` does and prints it;
  * returns the exit status. */

@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -152,7 +153,7 @@ int cl_cmd_umount(int argc, char **argv)
 
 /* --- cloudlet trace ------------------------------------------------------ */
 
-static volatile sig_atomic_t trace_stop;
+static atomic_int trace_stop; /* lock-free: a handler may store it */
 
 static void on_stop(int sig)
 {
@@ -160,8 +161,7 @@ static void on_stop(int sig)
 	trace_stop = 1;
 }
 
-int cl_cli_trace_to(const char *mnt, double seconds, const volatile sig_atomic_t *stop,
-                    const char *output)
+int cl_cli_trace_to(const char *mnt, double seconds, const atomic_int *stop, const char *output)
 {
 	struct cl_mount_trace t;
 	int r;

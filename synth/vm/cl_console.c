@@ -82,8 +82,7 @@ int cl_console_seen(struct cl_console *c, const char *text)
 	return 1;
 }
 
-int cl_console_run(struct cl_console *c, const char *line, double timeout,
-                   volatile sig_atomic_t *stop)
+int cl_console_run(struct cl_console *c, const char *line, double timeout, const atomic_int *stop)
 {
 	static atomic_uint seq; /* sessions on several threads */
 	char tag[64], *cmd = NULL;

@@ -5,6 +5,7 @@
 #define CL_CONSOLE_H
 
 #include <signal.h>
+#include <stdatomic.h>
 #include <stddef.h>
 
 /* The guest's serial console (a unix socket QEMU listens on). */
@@ -21,8 +22,7 @@ int cl_console_read(struct cl_console *c);
 int cl_console_seen(struct cl_console *c, const char *text);
 /* Types one line of shell into the guest and waits (bounded) until the
  * guest shell has run it. */
-int cl_console_run(struct cl_console *c, const char *line, double timeout,
-                   volatile sig_atomic_t *stop);
+int cl_console_run(struct cl_console *c, const char *line, double timeout, const atomic_int *stop);
 void cl_console_close(struct cl_console *c);
 
 #endif

@@ -177,8 +177,7 @@ static int migration_wait(virDomainPtr d, const struct cl_qmp_wait *w, const str
 	return r;
 }
 
-static int load_wait(virDomainPtr d, struct feeder *f, double timeout,
-                     const volatile sig_atomic_t *stop)
+static int load_wait(virDomainPtr d, struct feeder *f, double timeout, const atomic_int *stop)
 {
 	static const struct wording say = {
 	    "interrupted while the device state was loading",
@@ -192,7 +191,7 @@ static int load_wait(virDomainPtr d, struct feeder *f, double timeout,
 }
 
 int cl_migrate_load(virDomainPtr d, const char *sock, const char *state_path, double timeout,
-                    volatile sig_atomic_t *stop)
+                    const atomic_int *stop)
 {
 	struct feeder f = {.sock = sock, .state = state_path};
 	char *cmd = NULL;
@@ -324,7 +323,7 @@ static int listen_unix(const char *path, int *out)
 	return 0;
 }
 
-static int save_wait(virDomainPtr d, double timeout, const volatile sig_atomic_t *stop)
+static int save_wait(virDomainPtr d, double timeout, const atomic_int *stop)
 {
 	static const struct wording say = {
 	    "interrupted while saving the device state",
@@ -337,7 +336,7 @@ static int save_wait(virDomainPtr d, double timeout, const volatile sig_atomic_t
 }
 
 int cl_migrate_save(virDomainPtr d, const char *sock, const char *path, double timeout,
-                    volatile sig_atomic_t *stop)
+                    const atomic_int *stop)
 {
 	struct reader rd = {.path = path};
 	char *cmd = NULL;

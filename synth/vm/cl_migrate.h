@@ -7,6 +7,7 @@
 #define CL_MIGRATE_H
 
 #include <signal.h>
+#include <stdatomic.h>
 
 #include <libvirt/libvirt.h>
 
@@ -15,12 +16,12 @@
  * write), waits for the migration to complete (bounded by timeout
  * seconds) and resumes it. */
 int cl_migrate_load(virDomainPtr d, const char *sock, const char *state_path, double timeout,
-                    volatile sig_atomic_t *stop);
+                    const atomic_int *stop);
 
 /* Pauses the running domain d and saves its device state to path (RAM
  * stays in its share=on file): x-ignore-shared outgoing migration to a unix
  * socket at sock that this process listens on. The domain is left paused. */
 int cl_migrate_save(virDomainPtr d, const char *sock, const char *path, double timeout,
-                    volatile sig_atomic_t *stop);
+                    const atomic_int *stop);
 
 #endif

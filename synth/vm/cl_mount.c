@@ -11,6 +11,7 @@
 #include <inttypes.h>
 #include <limits.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -494,7 +495,7 @@ static char *merge(struct stream s[CL_NIMAGES], size_t *len)
 	return out;
 }
 
-int cl_mount_trace(const char *mnt, double seconds, const volatile sig_atomic_t *stop,
+int cl_mount_trace(const char *mnt, double seconds, const atomic_int *stop,
                    struct cl_mount_trace *t)
 {
 	struct stream s[CL_NIMAGES];

@@ -8,6 +8,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdatomic.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -149,7 +150,7 @@ int cl_qcow_is_qcow2(const char *path)
 
 /* The qcow2's backing file must be the base's raw disk itself. */
 static int check_backing(const char *qcow, const char *backing, double timeout,
-                         volatile sig_atomic_t *stop)
+                         const atomic_int *stop)
 {
 	char *argv[] = {"qemu-img", "info", "--output=json", "-f", "qcow2", (char *)qcow, NULL};
 	char file[PATH_MAX], fmt[32], real[PATH_MAX], want[PATH_MAX], *json = NULL;
@@ -174,7 +175,7 @@ static int check_backing(const char *qcow, const char *backing, double timeout,
 	return r;
 }
 
-int cl_qcow_map(const char *qcow, const char *backing, double timeout, volatile sig_atomic_t *stop,
+int cl_qcow_map(const char *qcow, const char *backing, double timeout, const atomic_int *stop,
                 struct cl_extent **out, size_t *n, uint64_t *size)
 {
 	char *argv[] = {"qemu-img", "map", "--output=json", "-f", "qcow2", (char *)qcow, NULL};

@@ -6,6 +6,7 @@
 #define CL_QMP_H
 
 #include <signal.h>
+#include <stdatomic.h>
 #include <stddef.h>
 
 #include <libvirt/libvirt.h>
@@ -32,7 +33,7 @@ int cl_qmp_ignore_shared(virDomainPtr d);
  * and check set the error message: the caller words the others. */
 struct cl_qmp_wait {
 	double timeout;
-	const volatile sig_atomic_t *stop;
+	const atomic_int *stop;
 	int (*check)(void *ctx);
 	void *ctx;
 };

@@ -40,6 +40,9 @@ int cl_session_new(cl_session_cb cb, void *ctx, struct cl_session **out)
 	return 0;
 }
 
+/* A lock-free atomic is what makes the stop safe in a signal handler. */
+_Static_assert(ATOMIC_INT_LOCK_FREE == 2, "cl_session_stop needs a lock-free atomic_int");
+
 void cl_session_stop(struct cl_session *s)
 {
 	int saved = errno;

@@ -13,6 +13,7 @@
 
 #include <limits.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <sys/types.h>
 
 #define CL_SESSION_TICK_MS 200       /* how often waits look at the VM and the mount */
@@ -21,8 +22,8 @@
 struct cl_session {
 	cl_session_cb cb;
 	void *ctx;
-	volatile sig_atomic_t stop; /* cl_session_stop(); the VM layer's waits poll it */
-	int wake[2];                /* a pipe: cl_session_stop() writes, waits poll */
+	atomic_int stop; /* cl_session_stop() (lock-free: signal-safe); the VM layer polls it */
+	int wake[2];     /* a pipe: cl_session_stop() writes, waits poll */
 	double t0;
 	char name[64], uuid[37], rundir[128], mnt[PATH_MAX], group[64];
 	char *overlay; /* for messages */

@@ -8,6 +8,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -43,8 +44,7 @@ static int drain(int fd, char **buf, size_t *len, size_t *cap)
 	}
 }
 
-int cl_tool_run(char *const argv[], double timeout, volatile sig_atomic_t *stop, char **out,
-                size_t *len)
+int cl_tool_run(char *const argv[], double timeout, const atomic_int *stop, char **out, size_t *len)
 {
 	int pfd[2] = {-1, -1}, st, r = 0, eof = !out;
 	size_t n = 0, cap = 0;
