@@ -6,6 +6,7 @@
 
 #include <errno.h>
 #include <grp.h>
+#include <pthread.h>
 #include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -39,12 +40,20 @@ int cl_vm_dom_error(virDomainPtr d, const char *what)
 	                 msg);
 }
 
+/* libvirt asks multithreaded programs to initialize it explicitly. */
+static void init_libvirt(void)
+{
+	virInitialize();
+}
+
 int cl_vm_connect(const char *uri, virConnectPtr *out)
 {
+	static pthread_once_t once = PTHREAD_ONCE_INIT;
 	virConnectPtr c;
 
 	if (!out)
 		return -EINVAL;
+	pthread_once(&once, init_libvirt);
 	if (!uri)
 		uri = getenv("CLOUDLET_LIBVIRT_URI");
 	if (!uri || !*uri)
@@ -60,19 +69,22 @@ int cl_vm_connect(const char *uri, virConnectPtr *out)
 
 int cl_vm_qemu_user(uid_t *uid, gid_t *gid, char *group, size_t cap)
 {
-	struct passwd *pw = getpwnam(QEMU_USER);
-	struct group *gr;
+	struct passwd pwbuf, *pw = NULL;
+	struct group grbuf, *gr = NULL;
+	char buf[16384]; /* the _r forms: sessions look this up on several threads */
 
-	if (!pw)
-		pw = getpwuid(0);
+	if (!uid || !gid || !group)
+		return -EINVAL;
+	if (getpwnam_r(QEMU_USER, &pwbuf, buf, sizeof(buf), &pw) != 0 || !pw)
+		getpwuid_r(0, &pwbuf, buf, sizeof(buf), &pw);
 	if (!pw)
 		return cl_errorf(-ENOENT, "no user %s nor root in the password database",
 		                 QEMU_USER);
 	*uid = pw->pw_uid;
 	*gid = pw->pw_gid;
-	gr = getgrgid(pw->pw_gid);
-	if (!gr)
-		return cl_errorf(-ENOENT, "user %s: no group %ld", pw->pw_name, (long)pw->pw_gid);
+	if (getgrgid_r(*gid, &grbuf, buf, sizeof(buf), &gr) != 0 || !gr)
+		return cl_errorf(-ENOENT, "user %s: no group %ld", *uid ? QEMU_USER : "root",
+		                 (long)*gid);
 	if ((size_t)snprintf(group, cap, "%s", gr->gr_name) >= cap)
 		return -ENAMETOOLONG;
 	return 0;
