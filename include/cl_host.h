@@ -35,6 +35,19 @@ struct cl_host_kvm {
  * error (present 0: libvirt then probes TCG only, once). */
 int cl_host_kvm_check(struct cl_host_kvm *k);
 
+/* The fix for a host where libvirt re-probes at every start. */
+#define CL_HOST_KVM_HINT                                                                           \
+	"run `cloudlet check --fix` as root: it gives /dev/kvm group kvm and mode 0660, as "       \
+	"Debian's udev rule would"
+
+/* The one line that says why a domain start is slow on host k, after
+ * "LEAD: ", into out[cap]. */
+void cl_host_kvm_cause(const struct cl_host_kvm *k, const char *lead, char *out, size_t cap);
+
+/* 1 with "warning: " and that line in out[cap] when this host makes libvirt
+ * slow to start domains (said before starting one), else 0. */
+int cl_host_warning(char *out, size_t cap);
+
 /* Gives /dev/kvm group kvm and mode 0660, as Debian's udev rule does, and
  * says what changed in done[cap] ("" if nothing had to). Needs root; QEMU's
  * user must be in group kvm (-ENOENT with a message otherwise). libvirt

@@ -80,9 +80,9 @@ struct cl_synthesis_opts {
 
 /* Mounts the overlay, starts its VM paused and resumes it from its device
  * state (events MOUNTED, DOMAIN_STARTED, RESUMED; COMPLETE when the overlay
- * is in). Returns once the VM runs, or fails with -errno (a one-line
- * message; cl_session_hint() may add advice); the caller then closes the
- * session, which removes what was made. */
+ * is in; a NOTICE first when this host makes libvirt slow, cl_host.h). Returns once the VM runs, or
+ * fails with -errno (a one-line message; cl_session_hint() may add advice); the caller then closes
+ * the session, which removes what was made. */
 int cl_session_synthesis(struct cl_session *s, const struct cl_synthesis_opts *o);
 
 /* Finds the synthesis whose run directory is rundir (CL_SESSION_RUN_DIR/NAME)

@@ -26,33 +26,18 @@ static const char check_usage[] =
     "Environment:\n"
     "  CLOUDLET_LIBVIRT_URI  libvirt connection (default qemu:///system)\n";
 
-static const char kvm_hint[] =
-    "run `cloudlet check --fix` as root: it gives /dev/kvm group kvm and mode 0660, as "
-    "Debian's udev rule would";
-
-/* The one line that says why a domain start is slow here. */
-static void kvm_cause(const struct cl_host_kvm *k, const char *lead)
-{
-	fprintf(stderr,
-	        "cloudlet: %s: %s is %04o %s, which %s may not read and write, so libvirt "
-	        "probes QEMU's capabilities again at every domain start (30-50 s)\n",
-	        lead, CL_HOST_KVM_DEV, (unsigned)k->mode, k->owner, k->user);
-}
-
 void cl_cli_host_warn(void)
 {
-	struct cl_host_kvm k;
+	char line[512];
 
-	if (cl_host_kvm_check(&k) < 0 || !k.reprobe)
-		return;
-	kvm_cause(&k, "warning");
-	fprintf(stderr, "hint: %s\n", kvm_hint);
+	if (cl_host_warning(line, sizeof(line)))
+		fprintf(stderr, "cloudlet: %s\nhint: %s\n", line, CL_HOST_KVM_HINT);
 }
 
 static int check_kvm(int fix)
 {
 	struct cl_host_kvm k;
-	char done[256];
+	char done[256], line[512];
 	int r;
 
 	r = cl_host_kvm_check(&k);
@@ -73,8 +58,8 @@ static int check_kvm(int fix)
 		printf("%s: %04o %s, %s for %s\n", CL_HOST_KVM_DEV, (unsigned)k.mode, k.owner,
 		       k.qemu_rw ? "read-write" : "NOT read-write", k.user);
 	if (k.reprobe) {
-		kvm_cause(&k, "this host starts domains slowly");
-		fprintf(stderr, "hint: %s\n", kvm_hint);
+		cl_host_kvm_cause(&k, "this host starts domains slowly", line, sizeof(line));
+		fprintf(stderr, "cloudlet: %s\nhint: %s\n", line, CL_HOST_KVM_HINT);
 		return 1;
 	}
 	return 0;

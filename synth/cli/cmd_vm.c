@@ -196,7 +196,6 @@ static int synthesize(struct synth *sy)
 	if (r < 0)
 		return cl_cli_fail(r, NULL);
 	outer = cl_cli_signals(s);
-	cl_cli_host_warn();
 	r = cl_session_synthesis(s, &sy->o);
 	if (r == 0) {
 		ran = 1;

@@ -134,6 +134,24 @@ int cl_host_kvm_fix(const struct cl_host_kvm *k, char *done, size_t cap)
 	return 0;
 }
 
+void cl_host_kvm_cause(const struct cl_host_kvm *k, const char *lead, char *out, size_t cap)
+{
+	snprintf(out, cap,
+	         "%s: %s is %04o %s, which %s may not read and write, so libvirt probes QEMU's "
+	         "capabilities again at every domain start (30-50 s)",
+	         lead, CL_HOST_KVM_DEV, (unsigned)k->mode, k->owner, k->user);
+}
+
+int cl_host_warning(char *out, size_t cap)
+{
+	struct cl_host_kvm k;
+
+	if (!out || cl_host_kvm_check(&k) < 0 || !k.reprobe)
+		return 0;
+	cl_host_kvm_cause(&k, "warning", out, cap);
+	return 1;
+}
+
 struct cl_host {
 	virConnectPtr c;
 };

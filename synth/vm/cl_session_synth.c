@@ -5,6 +5,7 @@
 #include "cl_base.h"
 #include "cl_domxml.h"
 #include "cl_error.h"
+#include "cl_host.h"
 #include "cl_mount.h"
 #include "cl_source.h"
 #include "cl_synth.h"
@@ -363,6 +364,17 @@ static int run_vm(struct cl_session *s, const struct cl_synthesis_opts *o, const
 	return r;
 }
 
+/* A host that makes libvirt slow shows in the domain start: said first. */
+static void host_warning(struct cl_session *s)
+{
+	char line[512];
+
+	if (!cl_host_warning(line, sizeof(line)))
+		return;
+	cl_errorf(0, "%s", line);
+	cl_session_notice(s, CL_HOST_KVM_HINT);
+}
+
 int cl_session_synthesis(struct cl_session *s, const struct cl_synthesis_opts *o)
 {
 	struct cl_base *b = NULL;
@@ -386,6 +398,7 @@ int cl_session_synthesis(struct cl_session *s, const struct cl_synthesis_opts *o
 		goto out;
 	snprintf(s->name, sizeof(s->name), o->name ? "%s" : "cloudlet-%.8s",
 	         o->name ? o->name : s->uuid);
+	host_warning(s);
 	r = cl_session_prepare(s, o->uri, 1);
 	if (r == 0)
 		r = do_mount(s, o, b);
