@@ -269,7 +269,7 @@ static int session_fail(struct cl_session *s, int r)
 struct boot {
 	struct custom cu;
 	struct cl_boot_opts o;
-	uint32_t chunk;
+	const char *chunk_arg;
 	char image[PATH_MAX];
 };
 
@@ -319,8 +319,7 @@ static int parse_boot(struct boot *bt, int argc, char **argv)
 			bt->o.cmdline = optarg;
 			break;
 		case 'c':
-			if ((r = cl_cli_chunk_size(optarg, &bt->chunk)) >= 0)
-				return r;
+			bt->chunk_arg = optarg; /* checked when registering, as always */
 			break;
 		case 'F':
 			bt->o.no_free_memory = 1;
@@ -337,13 +336,16 @@ static int parse_boot(struct boot *bt, int argc, char **argv)
 static int register_boot(const struct boot *bt)
 {
 	char mem[PATH_MAX + 16], state[PATH_MAX + 16], xml[PATH_MAX + 16], dir[PATH_MAX];
+	uint32_t chunk = 4096;
 	int st, r;
 
 	snprintf(mem, sizeof(mem), "%s.memory", bt->image);
 	snprintf(state, sizeof(state), "%s.state", bt->image);
 	snprintf(xml, sizeof(xml), "%s.domain.xml", bt->image);
 	printf("saved %s and %s\n", state, xml);
-	st = cl_cli_register_base(bt->image, mem, state, xml, bt->chunk);
+	if (bt->chunk_arg && (st = cl_cli_chunk_size(bt->chunk_arg, &chunk)) >= 0)
+		return st;
+	st = cl_cli_register_base(bt->image, mem, state, xml, chunk);
 	if (st != 0 || !bt->o.kernel)
 		return st;
 	r = cl_session_keep_boot_files(bt->image, bt->o.kernel, bt->o.initrd, dir, sizeof(dir));
@@ -360,7 +362,6 @@ int cl_cli_base_boot(int argc, char **argv)
 	struct cl_session *s;
 	int r;
 
-	bt.chunk = 4096;
 	snprintf(bt.cu.name, sizeof(bt.cu.name), "cloudlet-base-%ld", (long)getpid());
 	if ((r = parse_boot(&bt, argc, argv)) >= 0)
 		return r;
