@@ -301,7 +301,7 @@ int cl_session_attach(struct cl_session *s, const char *rundir)
 	s->dom = virDomainLookupByName(s->conn, s->name);
 	if (!s->dom)
 		return cl_errorf(-ENOENT, "domain %s: %s", s->name, cl_vm_error());
-	s->made_rundir = s->running = 1;
+	s->made_rundir = s->running = s->synth = 1;
 	s->mounted = s->mnt[0] != '\0';
 	s->said_complete = 1; /* said by the program that started it */
 	return 0;
@@ -333,7 +333,7 @@ static int teardown(struct cl_session *s)
 		rmdir(s->mnt);
 	if (s->made_rundir) {
 		cl_rundir_remove(s->rundir);
-		if (access(s->rundir, F_OK) == 0) {
+		if (s->synth && access(s->rundir, F_OK) == 0) {
 			cl_errorf(-EIO, "%s: could not be removed", s->rundir);
 			cl_session_notice(s, NULL);
 			r = -EIO;

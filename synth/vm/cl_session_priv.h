@@ -31,6 +31,7 @@ struct cl_session {
 	gid_t gid;
 	int made_rundir, made_mnt, mounted;
 	int running; /* the VM was resumed: its end is reported */
+	int synth;   /* a synthesis: a run directory left behind is a failure */
 	int said_complete, said_failed;
 	const char *type; /* "kvm" or "qemu" */
 	const char *hint;

@@ -391,6 +391,7 @@ int cl_session_synthesis(struct cl_session *s, const struct cl_synthesis_opts *o
 	s->overlay = strdup(o->overlay);
 	if (!s->overlay)
 		return -ENOMEM;
+	s->synth = 1;
 	r = cl_base_find(o->image, &b);
 	if (r == 0)
 		r = cl_domxml_uuid(s->uuid);
