@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
 /* Domain XML rewriting (see cl_domxml.h). */
 #include "cl_domxml.h"
 #include "cl_error.h"

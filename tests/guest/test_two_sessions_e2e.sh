@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: GPL-2.0-only
 # Two VM sessions at once in one process (the session API, include/cl_session.h):
 # tests/tools/session_tool synthesizes the reference workload's overlay twice, on two
 # threads under two domain names, runs a command at each guest's console, stops both
