@@ -48,17 +48,19 @@ static int user_rw(const struct stat *st, uid_t uid, gid_t gid, const char *user
 	return (m & 0006) == 0006;
 }
 
+/* The _r look-ups: a synthesis session checks the host, and sessions may
+ * run on several threads. */
 static void name_owner(const struct stat *st, char *out, size_t cap)
 {
-	struct passwd *pw = getpwuid(st->st_uid);
-	struct group *gr = getgrgid(st->st_gid);
-	char u[32], g[32];
+	struct passwd pwbuf, *pw = NULL;
+	struct group grbuf, *gr = NULL;
+	char buf[16384], u[32], g[32];
 
-	if (pw)
+	if (getpwuid_r(st->st_uid, &pwbuf, buf, sizeof(buf), &pw) == 0 && pw)
 		snprintf(u, sizeof(u), "%s", pw->pw_name);
 	else
 		snprintf(u, sizeof(u), "%ld", (long)st->st_uid);
-	if (gr)
+	if (getgrgid_r(st->st_gid, &grbuf, buf, sizeof(buf), &gr) == 0 && gr)
 		snprintf(g, sizeof(g), "%s", gr->gr_name);
 	else
 		snprintf(g, sizeof(g), "%ld", (long)st->st_gid);
@@ -67,9 +69,9 @@ static void name_owner(const struct stat *st, char *out, size_t cap)
 
 int cl_host_kvm_check(struct cl_host_kvm *k)
 {
-	struct passwd *pw;
+	struct passwd pwbuf, *pw = NULL;
 	struct stat st;
-	char group[64];
+	char group[64], buf[16384];
 	uid_t uid;
 	gid_t gid;
 	int r;
@@ -80,7 +82,8 @@ int cl_host_kvm_check(struct cl_host_kvm *k)
 	r = cl_vm_qemu_user(&uid, &gid, group, sizeof(group));
 	if (r < 0)
 		return r;
-	pw = getpwuid(uid);
+	if (getpwuid_r(uid, &pwbuf, buf, sizeof(buf), &pw) != 0)
+		pw = NULL;
 	snprintf(k->user, sizeof(k->user), "%s", pw ? pw->pw_name : "root");
 	if (stat(CL_HOST_KVM_DEV, &st) < 0) {
 		if (errno == ENOENT)
