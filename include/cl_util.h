@@ -68,6 +68,8 @@ int cl_pfor(unsigned nthreads, size_t n, cl_pfor_fn fn, void *ctx);
 
 /* Monotonic clock in seconds. */
 double cl_now(void);
+/* Sleeps ms milliseconds (a signal may end it early). */
+void cl_sleep_ms(long ms);
 
 /* Initializes c to time its waits on the monotonic clock, so that bounds
  * hold across changes of the wall clock. */

@@ -1,7 +1,10 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
 /* The cloudlet program: one function per subcommand, shared helpers. */
 #ifndef CL_CLI_H
 #define CL_CLI_H
 
+#include <signal.h>
+#include <stdatomic.h>
 #include <stdint.h>
 
 #include "cl_util.h"
@@ -18,13 +21,44 @@ int cl_cmd_umount(int argc, char **argv);
 int cl_cmd_trace(int argc, char **argv);
 int cl_cmd_synthesis(int argc, char **argv);
 int cl_cmd_check(int argc, char **argv);
-/* base and overlay: the forms that run a VM, else the ones above. */
-int cl_cmd_base_vm(int argc, char **argv);
-int cl_cmd_overlay_vm(int argc, char **argv);
+/* The forms of base and overlay that run a VM (cl_cmd_base and
+ * cl_cmd_overlay pick them), and their help texts. */
+int cl_cli_base_boot(int argc, char **argv);
+int cl_cli_overlay_vm(int argc, char **argv);
+extern const char cl_cli_base_boot_usage[];
+extern const char cl_cli_overlay_vm_usage[];
+/* Whether argv has option shrt or lng (before a "--"). */
+int cl_cli_has_opt(int argc, char **argv, const char *shrt, const char *lng);
+/* --chunk-size: -1 when arg is good (into *out), else the usage status. */
+int cl_cli_chunk_size(const char *arg, uint32_t *out);
 /* Runs OVERLAY once as `cloudlet synthesis` does, for seconds after the
  * resume, and writes the TRACE of what the VM touched to trace_out. */
 int cl_synthesis_profile(const char *image, const char *overlay, const char *name, double seconds,
                          const char *trace_out);
+
+struct cl_session;
+struct cl_session_event;
+
+/* SIGINT, SIGTERM and SIGHUP become cl_session_stop(s) (s NULL: none; a
+ * signal that came before s is passed on at once). No SA_RESTART: waits
+ * see it. Returns the session that had them before. */
+struct cl_session *cl_cli_signals(struct cl_session *s);
+/* The last such signal, 0 if none. */
+int cl_cli_signal(void);
+/* Prints a NOTICE event: "cloudlet: TEXT" and "hint: HINT". */
+void cl_cli_notice(const struct cl_session_event *ev);
+/* Takes the TRACE of the mount at mnt (following it seconds first, or
+ * until *stop) into output, or to stdout when output is NULL; says how many
+ * chunks on stderr. */
+int cl_cli_trace_to(const char *mnt, double seconds, const atomic_int *stop, const char *output);
+
+/* Registers a base as `cloudlet base IMAGE --memory` does and prints it;
+ * returns the exit status. */
+int cl_cli_register_base(const char *image, const char *memory, const char *state,
+                         const char *domain, uint32_t chunk);
+struct cl_overlay_stats;
+/* The overlay's size and chunks per recipe, as `cloudlet overlay` prints. */
+void cl_cli_overlay_stats(const char *outdir, const struct cl_overlay_stats *st);
 
 /* The hint when libvirt does not answer. */
 #define CL_CLI_LIBVIRTD_HINT                                                                       \

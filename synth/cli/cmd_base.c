@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
 #include "cl_base.h"
 #include "cl_cli.h"
 #include "cl_error.h"
@@ -30,50 +31,24 @@ static const char base_usage[] =
     "\n"
     "Prints the base id and the registry directory.\n";
 
-int cl_cmd_base(int argc, char **argv)
+int cl_cli_chunk_size(const char *arg, uint32_t *out)
 {
-	static const struct option opts[] = {
-	    {"memory", required_argument, NULL, 'm'}, {"state", required_argument, NULL, 's'},
-	    {"domain", required_argument, NULL, 'd'}, {"chunk-size", required_argument, NULL, 'c'},
-	    {"help", no_argument, NULL, 'h'},         {NULL, 0, NULL, 0},
-	};
-	const char *memory = NULL, *state = NULL, *domain = NULL;
-	char id[2 * CL_SHA256_LEN + 1];
-	uint64_t chunk = 4096;
-	struct cl_base *b;
-	int c, r;
+	uint64_t v;
 
-	optind = 1;
-	while ((c = getopt_long(argc, argv, "m:s:d:c:h", opts, NULL)) != -1) {
-		switch (c) {
-		case 'm':
-			memory = optarg;
-			break;
-		case 's':
-			state = optarg;
-			break;
-		case 'd':
-			domain = optarg;
-			break;
-		case 'c':
-			if (cl_parse_size(optarg, &chunk) < 0 || chunk < 512 ||
-			    chunk > (1u << 20) || (chunk & (chunk - 1)))
-				return cl_cli_usage("base", "bad chunk size '%s'", optarg);
-			break;
-		case 'h':
-			fputs(base_usage, stdout);
-			return 0;
-		default:
-			return cl_cli_usage("base", "bad option");
-		}
-	}
-	if (optind != argc - 1)
-		return cl_cli_usage("base", "expected one IMAGE");
-	if (!memory)
-		return cl_cli_usage("base",
-		                    "--memory RAMFILE is required (booting a VM to make a base "
-		                    "is not available in this version)");
-	r = cl_base_index(argv[optind], memory, (uint32_t)chunk, &b);
+	if (cl_parse_size(arg, &v) < 0 || v < 512 || v > (1u << 20) || (v & (v - 1)))
+		return cl_cli_usage("base", "bad chunk size '%s'", arg);
+	*out = (uint32_t)v;
+	return -1;
+}
+
+int cl_cli_register_base(const char *image, const char *memory, const char *state,
+                         const char *domain, uint32_t chunk)
+{
+	char id[2 * CL_SHA256_LEN + 1];
+	struct cl_base *b;
+	int r;
+
+	r = cl_base_index(image, memory, chunk, &b);
 	if (r < 0)
 		return cl_cli_fail(r, NULL);
 	r = cl_base_register(b, state, domain);
@@ -88,6 +63,55 @@ int cl_cmd_base(int argc, char **argv)
 	printf("  registered in %s\n", b->dir);
 	cl_base_free(b);
 	return 0;
+}
+
+int cl_cmd_base(int argc, char **argv)
+{
+	static const struct option opts[] = {
+	    {"memory", required_argument, NULL, 'm'}, {"state", required_argument, NULL, 's'},
+	    {"domain", required_argument, NULL, 'd'}, {"chunk-size", required_argument, NULL, 'c'},
+	    {"help", no_argument, NULL, 'h'},         {NULL, 0, NULL, 0},
+	};
+	const char *memory = NULL, *state = NULL, *domain = NULL;
+	uint32_t chunk = 4096;
+	int c, r;
+
+	/* The boot form runs a VM (cmd_vmbase.c); its help comes first. */
+	if (!cl_cli_has_opt(argc, argv, "-m", "--memory")) {
+		if (!cl_cli_has_opt(argc, argv, "-h", "--help"))
+			return cl_cli_base_boot(argc, argv);
+		fputs(cl_cli_base_boot_usage, stdout);
+	}
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "m:s:d:c:h", opts, NULL)) != -1) {
+		switch (c) {
+		case 'm':
+			memory = optarg;
+			break;
+		case 's':
+			state = optarg;
+			break;
+		case 'd':
+			domain = optarg;
+			break;
+		case 'c':
+			if ((r = cl_cli_chunk_size(optarg, &chunk)) >= 0)
+				return r;
+			break;
+		case 'h':
+			fputs(base_usage, stdout);
+			return 0;
+		default:
+			return cl_cli_usage("base", "bad option");
+		}
+	}
+	if (optind != argc - 1)
+		return cl_cli_usage("base", "expected one IMAGE");
+	if (!memory)
+		return cl_cli_usage("base",
+		                    "--memory RAMFILE is required (booting a VM to make a base "
+		                    "is not available in this version)");
+	return cl_cli_register_base(argv[optind], memory, state, domain, chunk);
 }
 
 static int print_base(void *ctx, const struct cl_base *b)

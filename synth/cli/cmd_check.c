@@ -3,7 +3,6 @@
 #include "cl_cli.h"
 #include "cl_error.h"
 #include "cl_host.h"
-#include "cl_vm.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -27,33 +26,18 @@ static const char check_usage[] =
     "Environment:\n"
     "  CLOUDLET_LIBVIRT_URI  libvirt connection (default qemu:///system)\n";
 
-static const char kvm_hint[] =
-    "run `cloudlet check --fix` as root: it gives /dev/kvm group kvm and mode 0660, as "
-    "Debian's udev rule would";
-
-/* The one line that says why a domain start is slow here. */
-static void kvm_cause(const struct cl_host_kvm *k, const char *lead)
-{
-	fprintf(stderr,
-	        "cloudlet: %s: %s is %04o %s, which %s may not read and write, so libvirt "
-	        "probes QEMU's capabilities again at every domain start (30-50 s)\n",
-	        lead, CL_HOST_KVM_DEV, (unsigned)k->mode, k->owner, k->user);
-}
-
 void cl_cli_host_warn(void)
 {
-	struct cl_host_kvm k;
+	char line[512];
 
-	if (cl_host_kvm_check(&k) < 0 || !k.reprobe)
-		return;
-	kvm_cause(&k, "warning");
-	fprintf(stderr, "hint: %s\n", kvm_hint);
+	if (cl_host_warning(line, sizeof(line)))
+		fprintf(stderr, "cloudlet: %s\nhint: %s\n", line, CL_HOST_KVM_HINT);
 }
 
 static int check_kvm(int fix)
 {
 	struct cl_host_kvm k;
-	char done[256];
+	char done[256], line[512];
 	int r;
 
 	r = cl_host_kvm_check(&k);
@@ -74,8 +58,8 @@ static int check_kvm(int fix)
 		printf("%s: %04o %s, %s for %s\n", CL_HOST_KVM_DEV, (unsigned)k.mode, k.owner,
 		       k.qemu_rw ? "read-write" : "NOT read-write", k.user);
 	if (k.reprobe) {
-		kvm_cause(&k, "this host starts domains slowly");
-		fprintf(stderr, "hint: %s\n", kvm_hint);
+		cl_host_kvm_cause(&k, "this host starts domains slowly", line, sizeof(line));
+		fprintf(stderr, "cloudlet: %s\nhint: %s\n", line, CL_HOST_KVM_HINT);
 		return 1;
 	}
 	return 0;
@@ -85,7 +69,7 @@ int cl_cmd_check(int argc, char **argv)
 {
 	static const struct option opts[] = {
 	    {"fix", no_argument, NULL, 'f'}, {"help", no_argument, NULL, 'h'}, {0}};
-	virConnectPtr c = NULL;
+	struct cl_host *h = NULL;
 	double secs;
 	int fix = 0, o, r, bad;
 
@@ -103,13 +87,13 @@ int cl_cmd_check(int argc, char **argv)
 	bad = check_kvm(fix);
 	if (bad < 0)
 		return cl_cli_fail(bad, NULL);
-	r = cl_vm_connect(NULL, &c);
+	r = cl_host_open(NULL, &h);
 	if (r < 0)
 		return cl_cli_fail(r, CL_CLI_LIBVIRTD_HINT);
 	if (bad)
 		printf("timing a domain start (this host takes 30-50 s)\n");
-	r = cl_host_time_start(c, &secs);
-	virConnectClose(c);
+	r = cl_host_time_start(h, &secs);
+	cl_host_close(h);
 	if (r < 0)
 		return cl_cli_fail(r, NULL);
 	printf("domain start: %.2f s (goal under %.0f s)\n", secs, CL_HOST_START_GOAL);

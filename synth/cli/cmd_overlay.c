@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
 #include "cl_cli.h"
 #include "cl_error.h"
 #include "cl_overlay.h"
@@ -9,8 +10,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-#define QEMU_IMG_TIMEOUT 600.0 /* seconds */
 
 static const char overlay_usage[] =
     "Usage: cloudlet overlay IMAGE --disk NEW_DISK --memory NEW_RAM [options]\n"
@@ -40,7 +39,7 @@ static const char overlay_usage[] =
     "                           (lines `disk N` / `memory N`)\n"
     "  -h, --help               this help\n";
 
-static void print_stats(const char *outdir, const struct cl_overlay_stats *st)
+void cl_cli_overlay_stats(const char *outdir, const struct cl_overlay_stats *st)
 {
 	int r;
 
@@ -65,7 +64,14 @@ static void print_stats(const char *outdir, const struct cl_overlay_stats *st)
 	}
 }
 
-int cl_cmd_overlay(int argc, char **argv)
+struct offline {
+	struct cl_overlay_opts o;
+	const char *disk, *memory;
+	char *outdir;
+};
+
+/* The options; -1 when they are good, else the exit status. */
+static int parse_offline(struct offline *f, int argc, char **argv)
 {
 	static const struct option opts[] = {
 	    {"disk", required_argument, NULL, 'D'},
@@ -80,51 +86,45 @@ int cl_cmd_overlay(int argc, char **argv)
 	    {"help", no_argument, NULL, 'h'},
 	    {NULL, 0, NULL, 0},
 	};
-	struct cl_overlay_opts o = {.level = -1};
-	struct cl_overlay_stats st;
-	struct cl_extent *ext = NULL;
-	const char *disk = NULL, *memory = NULL;
-	char *outdir = NULL, *tmp;
-	struct cl_base *b;
 	uint64_t v;
-	int c, r;
+	int c;
 
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "D:m:s:d:o:c:l:S:t:h", opts, NULL)) != -1) {
 		switch (c) {
 		case 'D':
-			disk = optarg;
+			f->disk = optarg;
 			break;
 		case 'm':
-			memory = optarg;
+			f->memory = optarg;
 			break;
 		case 's':
-			o.state = optarg;
+			f->o.state = optarg;
 			break;
 		case 'd':
-			o.domain = optarg;
+			f->o.domain = optarg;
 			break;
 		case 'o':
-			free(outdir);
-			outdir = strdup(optarg);
+			free(f->outdir);
+			f->outdir = strdup(optarg);
 			break;
 		case 'c':
-			if (cl_codec_parse(optarg, &o.codec) < 0)
+			if (cl_codec_parse(optarg, &f->o.codec) < 0)
 				return cl_cli_usage("overlay", "unknown codec '%s' (xz or zstd)",
 				                    optarg);
 			break;
 		case 'l':
-			o.level = atoi(optarg);
-			if (o.level < 0 || o.level > 22)
+			f->o.level = atoi(optarg);
+			if (f->o.level < 0 || f->o.level > 22)
 				return cl_cli_usage("overlay", "bad level '%s'", optarg);
 			break;
 		case 'S':
 			if (cl_parse_size(optarg, &v) < 0 || v > (32u << 20))
 				return cl_cli_usage("overlay", "bad segment size '%s'", optarg);
-			o.segment_size = (uint32_t)v;
+			f->o.segment_size = (uint32_t)v;
 			break;
 		case 't':
-			o.trace = optarg;
+			f->o.trace = optarg;
 			break;
 		case 'h':
 			fputs(overlay_usage, stdout);
@@ -135,37 +135,47 @@ int cl_cmd_overlay(int argc, char **argv)
 	}
 	if (optind != argc - 1)
 		return cl_cli_usage("overlay", "expected the base IMAGE");
-	if (!disk || !memory)
+	if (!f->disk || !f->memory)
 		return cl_cli_usage("overlay",
 		                    "--disk and --memory are required (making an overlay from a "
 		                    "running VM is not available in this version)");
-	if (!outdir) {
+	return -1;
+}
+
+int cl_cmd_overlay(int argc, char **argv)
+{
+	struct offline f = {.o = {.level = -1}};
+	struct cl_overlay_stats st;
+	struct cl_base *b;
+	char *tmp;
+	int r;
+
+	/* The interactive form runs a VM (cmd_vmbase.c); its help comes first. */
+	if (!cl_cli_has_opt(argc, argv, "-D", "--disk") &&
+	    !cl_cli_has_opt(argc, argv, "-m", "--memory")) {
+		if (!cl_cli_has_opt(argc, argv, "-h", "--help"))
+			return cl_cli_overlay_vm(argc, argv);
+		fputs(cl_cli_overlay_vm_usage, stdout);
+	}
+	r = parse_offline(&f, argc, argv);
+	if (r >= 0) {
+		free(f.outdir);
+		return r;
+	}
+	if (!f.outdir) {
 		tmp = strdup(argv[optind]);
-		outdir = tmp ? strdup(dirname(tmp)) : NULL;
+		f.outdir = tmp ? strdup(dirname(tmp)) : NULL;
 		free(tmp);
 	}
-	if (!outdir)
+	if (!f.outdir)
 		return cl_cli_fail(-ENOMEM, NULL);
 	r = cl_base_find(argv[optind], &b);
-	if (r < 0) {
-		free(outdir);
-		return cl_cli_fail(r, NULL);
+	if (r == 0) {
+		r = cl_qcow_overlay_create(b, f.disk, f.memory, f.outdir, &f.o, &st);
+		cl_base_free(b);
 	}
-	/* A copy-on-write disk: read only what it holds. */
-	r = cl_qcow_is_qcow2(disk);
-	if (r == 1)
-		r = cl_qcow_map(disk, b->path[CL_DISK], QEMU_IMG_TIMEOUT, NULL, &ext,
-		                &o.ndisk_extents, &o.disk_size);
-	o.disk_extents = ext;
 	if (r == 0)
-		r = cl_overlay_create(b, disk, memory, outdir, &o, &st);
-	free(ext);
-	cl_base_free(b);
-	if (r < 0) {
-		free(outdir);
-		return cl_cli_fail(r, NULL);
-	}
-	print_stats(outdir, &st);
-	free(outdir);
-	return 0;
+		cl_cli_overlay_stats(f.outdir, &st);
+	free(f.outdir);
+	return r < 0 ? cl_cli_fail(r, NULL) : 0;
 }

@@ -1,8 +1,11 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
 #include "cl_cli.h"
 #include "cl_error.h"
 #include "cl_progress.h"
+#include "cl_session.h"
 
 #include <errno.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -56,13 +59,67 @@ struct command {
 };
 
 static const struct command commands[] = {
-    {"base", cl_cmd_base_vm},       {"list-base", cl_cmd_list_base},
-    {"overlay", cl_cmd_overlay_vm}, {"apply", cl_cmd_apply},
-    {"info", cl_cmd_info},          {"verify", cl_cmd_verify},
-    {"mount", cl_cmd_mount},        {"umount", cl_cmd_umount},
-    {"trace", cl_cmd_trace},        {"synthesis", cl_cmd_synthesis},
-    {"check", cl_cmd_check},
+    {"base", cl_cmd_base},           {"list-base", cl_cmd_list_base}, {"overlay", cl_cmd_overlay},
+    {"apply", cl_cmd_apply},         {"info", cl_cmd_info},           {"verify", cl_cmd_verify},
+    {"mount", cl_cmd_mount},         {"umount", cl_cmd_umount},       {"trace", cl_cmd_trace},
+    {"synthesis", cl_cmd_synthesis}, {"check", cl_cmd_check},
 };
+
+static volatile sig_atomic_t cli_sig;
+static struct cl_session *volatile cli_session;
+
+static void on_signal(int sig)
+{
+	struct cl_session *s = cli_session;
+
+	cli_sig = sig;
+	if (s)
+		cl_session_stop(s);
+}
+
+struct cl_session *cl_cli_signals(struct cl_session *s)
+{
+	struct cl_session *before = cli_session;
+	struct sigaction sa;
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_signal; /* no SA_RESTART: waits see it */
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGHUP, &sa, NULL);
+	cli_session = s;
+	if (s && cli_sig)
+		cl_session_stop(s);
+	return before;
+}
+
+int cl_cli_has_opt(int argc, char **argv, const char *shrt, const char *lng)
+{
+	size_t n = strlen(lng);
+	int i;
+
+	for (i = 1; i < argc; i++) {
+		if (!strcmp(argv[i], "--"))
+			break;
+		if (!strcmp(argv[i], lng) || (!strncmp(argv[i], lng, n) && argv[i][n] == '=') ||
+		    !strncmp(argv[i], shrt, 2))
+			return 1;
+	}
+	return 0;
+}
+
+int cl_cli_signal(void)
+{
+	return cli_sig;
+}
+
+void cl_cli_notice(const struct cl_session_event *ev)
+{
+	fprintf(stderr, "cloudlet: %s\n", ev->text);
+	if (ev->hint)
+		fprintf(stderr, "hint: %s\n", ev->hint);
+}
 
 int cl_cli_fail(int r, const char *hint)
 {

@@ -473,3 +473,10 @@ int cl_cond_wait_until(pthread_cond_t *c, pthread_mutex_t *m, double until)
 		ts.tv_nsec = 999999999L;
 	return pthread_cond_timedwait(c, m, &ts);
 }
+
+void cl_sleep_ms(long ms)
+{
+	struct timespec ts = {ms / 1000, (ms % 1000) * 1000000};
+
+	nanosleep(&ts, NULL);
+}

@@ -585,7 +585,7 @@ static char *optional_file(const char *dir, const char *name)
 
 /* The device state and domain XML in the registry are the ones hashed at
  * registration (where that was recorded: older base.conf files do not say);
- * the kernel and initrd are checked where they are used (cl_vm_boot_files). */
+ * the kernel and initrd are checked where they are used (cl_rundir_boot_files). */
 static int check_files(const struct cl_base *b)
 {
 	const char *names[2] = {"state", "domain.xml"}, *have[2] = {b->state_path, b->domain_path};

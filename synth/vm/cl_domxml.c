@@ -1,9 +1,11 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
 /* Domain XML rewriting (see cl_domxml.h). */
 #include "cl_domxml.h"
 #include "cl_error.h"
 
 #include <errno.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -463,6 +465,19 @@ static int edit_os(xmlNode *root, const struct cl_domxml_edit *e)
 
 /* --- parse and serialize ------------------------------------------------- */
 
+/* libxml2 wants its global state set up once, before threads use it. */
+static void init_libxml_once(void)
+{
+	xmlInitParser();
+}
+
+static void init_libxml(void)
+{
+	static pthread_once_t once = PTHREAD_ONCE_INIT;
+
+	pthread_once(&once, init_libxml_once);
+}
+
 static int parse(const char *xml, size_t len, xmlDoc **out)
 {
 	xmlParserCtxt *ctxt;
@@ -471,6 +486,7 @@ static int parse(const char *xml, size_t len, xmlDoc **out)
 	xmlNode *root;
 	int r;
 
+	init_libxml();
 	if (len > INT32_MAX)
 		return cl_errorf(-EFBIG, "domain XML: too large");
 	ctxt = xmlNewParserCtxt();
@@ -587,6 +603,7 @@ int cl_domxml_new(const struct cl_domxml_spec *s, char **out)
 	if (!s || !s->name || !s->type || !s->disk || !s->memory || !s->console || !out ||
 	    !s->ram_mib || !s->vcpus)
 		return -EINVAL;
+	init_libxml();
 	doc = xmlNewDoc(BAD_CAST "1.0");
 	root = doc ? xmlNewNode(NULL, BAD_CAST "domain") : NULL;
 	if (!root)

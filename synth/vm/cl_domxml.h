@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
 /* Domain XML handling for the VM commands (libxml2).
  *
  * An overlay carries the libvirt domain XML its VM ran with. To run the

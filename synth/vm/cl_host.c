@@ -48,17 +48,19 @@ static int user_rw(const struct stat *st, uid_t uid, gid_t gid, const char *user
 	return (m & 0006) == 0006;
 }
 
+/* The _r look-ups: a synthesis session checks the host, and sessions may
+ * run on several threads. */
 static void name_owner(const struct stat *st, char *out, size_t cap)
 {
-	struct passwd *pw = getpwuid(st->st_uid);
-	struct group *gr = getgrgid(st->st_gid);
-	char u[32], g[32];
+	struct passwd pwbuf, *pw = NULL;
+	struct group grbuf, *gr = NULL;
+	char buf[16384], u[32], g[32];
 
-	if (pw)
+	if (getpwuid_r(st->st_uid, &pwbuf, buf, sizeof(buf), &pw) == 0 && pw)
 		snprintf(u, sizeof(u), "%s", pw->pw_name);
 	else
 		snprintf(u, sizeof(u), "%ld", (long)st->st_uid);
-	if (gr)
+	if (getgrgid_r(st->st_gid, &grbuf, buf, sizeof(buf), &gr) == 0 && gr)
 		snprintf(g, sizeof(g), "%s", gr->gr_name);
 	else
 		snprintf(g, sizeof(g), "%ld", (long)st->st_gid);
@@ -67,9 +69,9 @@ static void name_owner(const struct stat *st, char *out, size_t cap)
 
 int cl_host_kvm_check(struct cl_host_kvm *k)
 {
-	struct passwd *pw;
+	struct passwd pwbuf, *pw = NULL;
 	struct stat st;
-	char group[64];
+	char group[64], buf[16384];
 	uid_t uid;
 	gid_t gid;
 	int r;
@@ -80,7 +82,8 @@ int cl_host_kvm_check(struct cl_host_kvm *k)
 	r = cl_vm_qemu_user(&uid, &gid, group, sizeof(group));
 	if (r < 0)
 		return r;
-	pw = getpwuid(uid);
+	if (getpwuid_r(uid, &pwbuf, buf, sizeof(buf), &pw) != 0)
+		pw = NULL;
 	snprintf(k->user, sizeof(k->user), "%s", pw ? pw->pw_name : "root");
 	if (stat(CL_HOST_KVM_DEV, &st) < 0) {
 		if (errno == ENOENT)
@@ -134,13 +137,62 @@ int cl_host_kvm_fix(const struct cl_host_kvm *k, char *done, size_t cap)
 	return 0;
 }
 
-int cl_host_time_start(virConnectPtr c, double *secs)
+void cl_host_kvm_cause(const struct cl_host_kvm *k, const char *lead, char *out, size_t cap)
+{
+	snprintf(out, cap,
+	         "%s: %s is %04o %s, which %s may not read and write, so libvirt probes QEMU's "
+	         "capabilities again at every domain start (30-50 s)",
+	         lead, CL_HOST_KVM_DEV, (unsigned)k->mode, k->owner, k->user);
+}
+
+int cl_host_warning(char *out, size_t cap)
+{
+	struct cl_host_kvm k;
+
+	if (!out || cl_host_kvm_check(&k) < 0 || !k.reprobe)
+		return 0;
+	cl_host_kvm_cause(&k, "warning", out, cap);
+	return 1;
+}
+
+struct cl_host {
+	virConnectPtr c;
+};
+
+int cl_host_open(const char *uri, struct cl_host **out)
+{
+	struct cl_host *h;
+	int r;
+
+	if (!out)
+		return -EINVAL;
+	h = calloc(1, sizeof(*h));
+	if (!h)
+		return -ENOMEM;
+	r = cl_vm_connect(uri, &h->c);
+	if (r < 0) {
+		free(h);
+		return r;
+	}
+	*out = h;
+	return 0;
+}
+
+void cl_host_close(struct cl_host *h)
+{
+	if (!h)
+		return;
+	virConnectClose(h->c);
+	free(h);
+}
+
+int cl_host_time_start(struct cl_host *h, double *secs)
 {
 	char xml[512];
 	virDomainPtr d;
 	double t0;
 
-	if (!c || !secs)
+	if (!h || !secs)
 		return -EINVAL;
 	snprintf(xml, sizeof(xml),
 	         "<domain type='qemu'><name>cloudlet-check-%ld</name>"
@@ -148,7 +200,7 @@ int cl_host_time_start(virConnectPtr c, double *secs)
 	         "<devices><memballoon model='none'/></devices></domain>",
 	         (long)getpid());
 	t0 = cl_now();
-	d = virDomainCreateXML(c, xml, VIR_DOMAIN_START_PAUSED);
+	d = virDomainCreateXML(h->c, xml, VIR_DOMAIN_START_PAUSED);
 	*secs = cl_now() - t0;
 	if (!d)
 		return cl_errorf(-EIO, "libvirt cannot start a minimal domain: %s", cl_vm_error());

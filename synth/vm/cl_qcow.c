@@ -1,15 +1,21 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
 /* qemu-img map parsing (see cl_qcow.h). */
 #include "cl_qcow.h"
+#include "cl_base.h"
 #include "cl_error.h"
-#include "cl_vm.h"
+#include "cl_qmp.h"
+#include "cl_tool.h"
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdatomic.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+
+#define QEMU_IMG_TIMEOUT 600.0 /* seconds */
 
 /* The value of "key" inside the object text [p, end): a number into *num,
  * or true/false into *num as 1/0. -ENOENT if the object has no such key. */
@@ -144,20 +150,20 @@ int cl_qcow_is_qcow2(const char *path)
 
 /* The qcow2's backing file must be the base's raw disk itself. */
 static int check_backing(const char *qcow, const char *backing, double timeout,
-                         volatile sig_atomic_t *stop)
+                         const atomic_int *stop)
 {
 	char *argv[] = {"qemu-img", "info", "--output=json", "-f", "qcow2", (char *)qcow, NULL};
 	char file[PATH_MAX], fmt[32], real[PATH_MAX], want[PATH_MAX], *json = NULL;
 	size_t len;
 	int r;
 
-	r = cl_vm_run_tool(argv, timeout, stop, &json, &len);
+	r = cl_tool_run(argv, timeout, stop, &json, &len);
 	if (r < 0)
 		return r;
-	r = cl_vm_json_str(json, "full-backing-filename", file, sizeof(file));
+	r = cl_qmp_json_str(json, "full-backing-filename", file, sizeof(file));
 	if (r < 0)
-		r = cl_vm_json_str(json, "backing-filename", file, sizeof(file));
-	if (r == 0 && cl_vm_json_str(json, "backing-filename-format", fmt, sizeof(fmt)) == 0 &&
+		r = cl_qmp_json_str(json, "backing-filename", file, sizeof(file));
+	if (r == 0 && cl_qmp_json_str(json, "backing-filename-format", fmt, sizeof(fmt)) == 0 &&
 	    strcmp(fmt, "raw"))
 		r = cl_errorf(-EINVAL, "%s: its backing file is %s, not raw", qcow, fmt);
 	else if (r < 0)
@@ -169,7 +175,7 @@ static int check_backing(const char *qcow, const char *backing, double timeout,
 	return r;
 }
 
-int cl_qcow_map(const char *qcow, const char *backing, double timeout, volatile sig_atomic_t *stop,
+int cl_qcow_map(const char *qcow, const char *backing, double timeout, const atomic_int *stop,
                 struct cl_extent **out, size_t *n, uint64_t *size)
 {
 	char *argv[] = {"qemu-img", "map", "--output=json", "-f", "qcow2", (char *)qcow, NULL};
@@ -180,10 +186,33 @@ int cl_qcow_map(const char *qcow, const char *backing, double timeout, volatile 
 	r = check_backing(qcow, backing, timeout, stop);
 	if (r < 0)
 		return r;
-	r = cl_vm_run_tool(argv, timeout, stop, &json, &len);
+	r = cl_tool_run(argv, timeout, stop, &json, &len);
 	if (r < 0)
 		return r;
 	r = cl_qcow_parse_map(json, len, qcow, out, n, size);
 	free(json);
+	return r;
+}
+
+int cl_qcow_overlay_create(struct cl_base *b, const char *disk, const char *memory,
+                           const char *outdir, struct cl_overlay_opts *o,
+                           struct cl_overlay_stats *st)
+{
+	struct cl_extent *ext = NULL;
+	int r;
+
+	if (!b || !disk || !memory || !outdir || !o || !st)
+		return -EINVAL;
+	/* A copy-on-write disk: read only what it holds. */
+	r = cl_qcow_is_qcow2(disk);
+	if (r == 1)
+		r = cl_qcow_map(disk, b->path[CL_DISK], QEMU_IMG_TIMEOUT, NULL, &ext,
+		                &o->ndisk_extents, &o->disk_size);
+	o->disk_extents = ext;
+	if (r == 0)
+		r = cl_overlay_create(b, disk, memory, outdir, o, st);
+	o->disk_extents = NULL;
+	o->ndisk_extents = 0;
+	free(ext);
 	return r;
 }

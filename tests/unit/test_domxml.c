@@ -11,6 +11,7 @@
 #include <libvirt/libvirt.h>
 #include <libvirt/virterror.h>
 
+#include "cl_accel.h"
 #include "cl_domxml.h"
 #include "cl_error.h"
 #include "cl_qcow.h"
@@ -351,28 +352,28 @@ static void test_resume_choose(void **state)
 
 	(void)state;
 	/* Saved under TCG: TCG, even where KVM works. */
-	assert_int_equal(cl_vm_resume_choose("qemu", 1, "", NULL, &t), 0);
+	assert_int_equal(cl_accel_resume_choose("qemu", 1, "", NULL, &t), 0);
 	assert_string_equal(t, "qemu");
-	assert_int_equal(cl_vm_resume_choose(NULL, 0, "", "", &t), 0);
+	assert_int_equal(cl_accel_resume_choose(NULL, 0, "", "", &t), 0);
 	assert_string_equal(t, "qemu");
-	assert_int_equal(cl_vm_resume_choose("qemu", 0, "", "tcg", &t), 0);
+	assert_int_equal(cl_accel_resume_choose("qemu", 0, "", "tcg", &t), 0);
 	assert_string_equal(t, "qemu");
 	/* Saved under KVM: KVM where it works, else refused (no TCG fallback). */
-	assert_int_equal(cl_vm_resume_choose("kvm", 1, "", NULL, &t), 0);
+	assert_int_equal(cl_accel_resume_choose("kvm", 1, "", NULL, &t), 0);
 	assert_string_equal(t, "kvm");
 	t = NULL;
-	assert_int_equal(cl_vm_resume_choose("kvm", 0, "/dev/kvm: No such file", NULL, &t),
+	assert_int_equal(cl_accel_resume_choose("kvm", 0, "/dev/kvm: No such file", NULL, &t),
 	                 -ENODEV);
 	assert_null(t);
 	assert_non_null(strstr(cl_error_msg(), "saved under KVM, which does not work here "
 	                                       "(/dev/kvm: No such file)"));
-	assert_int_equal(cl_vm_resume_choose("kvm", 1, "", "kvm", &t), 0);
+	assert_int_equal(cl_accel_resume_choose("kvm", 1, "", "kvm", &t), 0);
 	assert_string_equal(t, "kvm");
 	/* CLOUDLET_ACCEL asking for the other one. */
-	assert_int_equal(cl_vm_resume_choose("kvm", 1, "", "tcg", &t), -ENODEV);
+	assert_int_equal(cl_accel_resume_choose("kvm", 1, "", "tcg", &t), -ENODEV);
 	assert_non_null(strstr(cl_error_msg(), "saved under KVM, and CLOUDLET_ACCEL=tcg"));
-	assert_int_equal(cl_vm_resume_choose("qemu", 1, "", "kvm", &t), -ENODEV);
-	assert_int_equal(cl_vm_resume_choose("qemu", 1, "", "xen", &t), -EINVAL);
+	assert_int_equal(cl_accel_resume_choose("qemu", 1, "", "kvm", &t), -ENODEV);
+	assert_int_equal(cl_accel_resume_choose("qemu", 1, "", "xen", &t), -EINVAL);
 }
 
 static void test_cpu_and_balloon(void **state)

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
 /* The allocation map of a copy-on-write qcow2 disk, as `qemu-img map
  * --output=json` prints it, turned into the extent map cl_overlay_create
  * takes: what the guest wrote or discarded since the qcow2 was created on
@@ -6,6 +7,7 @@
 #define CL_QCOW_H
 
 #include <signal.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -29,7 +31,16 @@ int cl_qcow_is_qcow2(const char *path);
  * must be backed directly by the raw image backing (checked with `qemu-img
  * info`, so that everything the qcow2 does not hold is the base's).
  * Runs qemu-img (in PATH), bounded by timeout seconds or *stop. */
-int cl_qcow_map(const char *qcow, const char *backing, double timeout, volatile sig_atomic_t *stop,
+int cl_qcow_map(const char *qcow, const char *backing, double timeout, const atomic_int *stop,
                 struct cl_extent **out, size_t *n, uint64_t *size);
+
+struct cl_base;
+
+/* cl_overlay_create for a customized disk that is raw or a qcow2 file
+ * backed directly by the base's raw disk: of a qcow2 only what it holds is
+ * read (its extent map goes into o for the call). */
+int cl_qcow_overlay_create(struct cl_base *b, const char *disk, const char *memory,
+                           const char *outdir, struct cl_overlay_opts *o,
+                           struct cl_overlay_stats *st);
 
 #endif

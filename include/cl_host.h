@@ -15,8 +15,6 @@
 #include <stddef.h>
 #include <sys/types.h>
 
-#include <libvirt/libvirt.h>
-
 #define CL_HOST_KVM_DEV   "/dev/kvm"
 #define CL_HOST_KVM_GROUP "kvm"
 /* A paused domain should start within this many seconds. */
@@ -37,15 +35,35 @@ struct cl_host_kvm {
  * error (present 0: libvirt then probes TCG only, once). */
 int cl_host_kvm_check(struct cl_host_kvm *k);
 
+/* The fix for a host where libvirt re-probes at every start. */
+#define CL_HOST_KVM_HINT                                                                           \
+	"run `cloudlet check --fix` as root: it gives /dev/kvm group kvm and mode 0660, as "       \
+	"Debian's udev rule would"
+
+/* The one line that says why a domain start is slow on host k, after
+ * "LEAD: ", into out[cap]. */
+void cl_host_kvm_cause(const struct cl_host_kvm *k, const char *lead, char *out, size_t cap);
+
+/* 1 with "warning: " and that line in out[cap] when this host makes libvirt
+ * slow to start domains (said before starting one), else 0. */
+int cl_host_warning(char *out, size_t cap);
+
 /* Gives /dev/kvm group kvm and mode 0660, as Debian's udev rule does, and
  * says what changed in done[cap] ("" if nothing had to). Needs root; QEMU's
  * user must be in group kvm (-ENOENT with a message otherwise). libvirt
  * notices the change by itself (it watches the device's ctime). */
 int cl_host_kvm_fix(const struct cl_host_kvm *k, char *done, size_t cap);
 
+/* A libvirt connection for the check: uri NULL means $CLOUDLET_LIBVIRT_URI,
+ * else qemu:///system; -ECONNREFUSED when libvirt does not answer.
+ * cl_host_close() frees it (NULL is fine). */
+struct cl_host;
+int cl_host_open(const char *uri, struct cl_host **out);
+void cl_host_close(struct cl_host *h);
+
 /* Starts a minimal paused transient domain (TCG, 32 MiB, no devices, named
  * cloudlet-check-PID), destroys it, and puts the seconds that the start
  * took into *secs. */
-int cl_host_time_start(virConnectPtr c, double *secs);
+int cl_host_time_start(struct cl_host *h, double *secs);
 
 #endif

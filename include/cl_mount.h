@@ -1,0 +1,52 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
+/* The cloudletfs daemon from a program: mount an overlay (the daemon is
+ * found next to the running program, else in PATH), stop a mount, and take
+ * the TRACE of what its VM touched. Every function may be called from any
+ * thread; none prints (errors are one cl_errorf line) and none installs a
+ * signal handler. */
+#ifndef CL_MOUNT_H
+#define CL_MOUNT_H
+
+#include <signal.h>
+#include <stdatomic.h>
+#include <stddef.h>
+
+#include "cl_meta.h"
+
+struct cl_mount_opts {
+	const char *image;       /* the registered base (path or id) */
+	const char *overlay;     /* overlay-meta, its directory or a URL */
+	const char *mnt;         /* the mount point */
+	const char *const *opts; /* cloudletfs option lists, each for one -o */
+	size_t nopts;
+	int foreground; /* the daemon replaces this process */
+	int debug;      /* FUSE debug output (implies foreground) */
+};
+
+/* Starts cloudletfs and returns once the mount serves or the daemon said
+ * why not: *status is then its exit status (0 mounted, 1 failed, 2 bad
+ * options; it printed its own message). -ENOENT when there is no daemon to
+ * run; -EIO when it was killed. In the foreground form it returns only
+ * when the daemon could not be started. */
+int cl_mount_start(const struct cl_mount_opts *o, int *status);
+
+/* Signals the daemon of the cloudletfs mount at mnt and waits (at most
+ * timeout seconds) for the mount to go and the daemon to exit. A mount
+ * whose daemon is gone is detached (*detached, optional, becomes 1, and
+ * cl_error_msg() says so). On a
+ * failure *hint may get advice. */
+int cl_mount_stop(const char *mnt, double timeout, int *detached, const char **hint);
+
+/* The chunks the VM on the mount at mnt accessed so far, in first-access
+ * order across both images, as TRACE text (`disk N` / `memory N` lines);
+ * with seconds > 0 new accesses are followed that long first, or until
+ * *stop (optional) becomes non-zero or the mount goes. */
+struct cl_mount_trace {
+	char *text; /* malloc'd, NUL-terminated: the caller frees it */
+	size_t len;
+	size_t n[CL_NIMAGES]; /* entries per image */
+};
+int cl_mount_trace(const char *mnt, double seconds, const atomic_int *stop,
+                   struct cl_mount_trace *t);
+
+#endif
