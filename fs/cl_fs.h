@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
 /* cloudletfs: the FUSE presentation of a cl_lazy instance.
  *
  * The tree (inode numbers are fixed, see cl_fs_tree.c):

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
 /* cloudletfs: mounts a lazily synthesized VM (see cl_fs.h for the tree).
  *
  * Sequence: parse options, cl_lazy_open() (so that a wrong base or an

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
 #include "cl_fs_opts.h"
 #include "cl_error.h"
 #include "cl_util.h"

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
 /* cloudletfs command line: `cloudletfs OVERLAY MOUNTPOINT -o base=IMAGE[,opt...]`,
  * the form mount(8) and mount.fuse3 use. */
 #ifndef CL_FS_OPTS_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
 /* Stream files, {disk,memory}/streams/NAME: reading one prints the events of
  * its kind already recorded, then follows new ones live, one line each
  * ("SECONDS.MICROS\tCHUNK"). Each open file has its own cursor.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
 #include "cl_fs_text.h"
 
 #include <inttypes.h>

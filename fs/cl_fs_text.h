@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
 /* The text cloudletfs shows: stats files, the status file, stream lines. */
 #ifndef CL_FS_TEXT_H
 #define CL_FS_TEXT_H

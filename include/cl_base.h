@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
 /* Base VMs: their chunk index and the registry they are kept in.
  *
  * A base is a disk image and a memory image (plus, optionally, a device

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
 /* Segment compression: xz (LZMA2) or zstd, one buffer at a time.
  * Each segment is compressed alone so it decodes without any other. */
 #ifndef CL_CODEC_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
 /* Error reporting shared by every module.
  *
  * Functions return 0 (or a count) on success and -errno on failure. The

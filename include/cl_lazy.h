@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
 /* Lazy synthesis: the customized VM's disk and memory images served while
  * the overlay is still arriving.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
 /* overlay-meta: the description of an overlay (docs/FORMAT.md).
  *
  * The meta is msgpack. cl_meta_parse() checks everything it reads (types,

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
 /* Making an overlay: what changed between a base and a customized VM,
  * deduplicated, delta-encoded and packed into compressed segments. */
 #ifndef CL_OVERLAY_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
 /* Progress reporting for long operations: a bar on a terminal (drawn only
  * once the work has taken more than a second), a plain line every 10 s
  * otherwise. All functions accept NULL and then do nothing. */

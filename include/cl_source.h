@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
 /* A read-only byte source: a local file or an http:// / https:// URL.
  *
  * The overlay pack and meta are read through this, so the same code applies

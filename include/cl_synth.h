@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
 /* Synthesis: rebuilding the customized VM's bytes from base + overlay.
  *
  * The building blocks (segment and chunk decoding) are shared by the eager

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
 /* TRACE files: the order in which a VM first touched its chunks.
  * Text, one chunk per line: `disk N` or `memory N`; blank lines and lines
  * starting with '#' are ignored. */

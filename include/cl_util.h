@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
 /* Small helpers every module uses: SHA-256, whole-buffer I/O, atomic output
  * files, hex, and a parallel for-loop over all cores. */
 #ifndef CL_UTIL_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
 /* RFC 3284 VCDIFF encoder and decoder for single chunks.
  *
  * The encoder writes a complete VCDIFF stream (header and one window, no

@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: GPL-2.0-only
 # The demo: installs dependencies, builds, builds the real test guest and its
 # base/customized snapshot pair, then makes an overlay of the customized VM,
 # synthesizes it back and shows the figures. Usage: tests/demo.sh [BUILD_DIR]

@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: GPL-2.0-only
 # Installs what cloudlet needs to build, test and run on Debian 12.
 # Idempotent: does nothing when every package is already installed.
 set -euo pipefail

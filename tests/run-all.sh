@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: GPL-2.0-only
 # The test command: installs dependencies, builds with -Werror and runs every
 # test, one suite at a time: unit, filesystem (the shell tests: real daemon,
 # real nginx, the fault matrix), e2e (the real guest); then the hardening

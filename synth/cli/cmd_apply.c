@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
 #include "cl_cli.h"
 #include "cl_error.h"
 #include "cl_synth.h"

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
 /* Persistent cache directories (see cl_cache.h). */
 #include "cl_cache.h"
 #include "cl_error.h"

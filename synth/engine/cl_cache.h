@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
 /* The persistent cache of the lazy engine (internal to the core): one
  * directory per overlay, ROOT/<overlay id in hex>, locked by the daemon
  * that uses it; the least recently used ones are evicted past a size

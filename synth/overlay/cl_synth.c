@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
 #include "cl_synth.h"
 #include "cl_recindex.h"
 #include "cl_error.h"

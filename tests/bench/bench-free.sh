@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: GPL-2.0-only
 # bench-free.sh: overlay size with and without free-memory and TRIM awareness
 # on the reference workload (issue 6; the 2013 Elijah paper measured 55% of
 # the baseline for these two).

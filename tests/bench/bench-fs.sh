@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: GPL-2.0-only
 # cloudletfs benchmarks of issue 3, side by side in one run, on the
 # real-guest reference workload (plus generated images for memory use):
 #   1. throughput of a fully present disk/image (sequential 1 MiB, random

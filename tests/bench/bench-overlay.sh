@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: GPL-2.0-only
 # Overlay size, creation time and apply time of cloudlet on the real-guest
 # reference workload, side by side with the baselines of issue 2:
 #   size:  per image `xdelta3 -9 -B <image size> -s BASE NEW | xz -9` (Elijah 2009)

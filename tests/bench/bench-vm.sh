@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: GPL-2.0-only
 # bench-vm.sh: early start against --no-early-start, on one overlay, over one
 # shaped link (the VM lifecycle benchmark of docs/BENCHMARKS.md).
 #

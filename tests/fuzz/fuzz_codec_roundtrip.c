@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
 /* cl_codec_compress -> cl_codec_decompress gives back the input exactly,
  * and decompression to any other length fails.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
 /* Shared helpers of the fuzz targets. A finding is a sanitizer report, a
  * crash, a leak, a timeout, or a broken invariant (FUZZ_CHECK aborts). */
 #ifndef CL_FUZZ_COMMON_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
 /* fuzz_domxml: the domain XML an overlay carries, as the VM commands take it
  * (synth/vm/cl_domxml.c): cl_domxml_get of every field, then
  * cl_domxml_rewrite with the edits `cloudlet synthesis` makes.

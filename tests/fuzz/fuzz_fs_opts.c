@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
 /* cloudletfs's command line (fs/cl_fs_opts.c: cl_fs_args_parse), as
  * mount(8), mount.fuse3 and fstab hand it over.
  *

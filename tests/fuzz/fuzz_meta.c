@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
 /* overlay-meta parsing (cl_meta_parse).
  *
  * Input: one mode byte, then

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
 /* Writes seed inputs for the fuzz targets from a real overlay, in each
  * target's input format (make-corpus.sh):
  *

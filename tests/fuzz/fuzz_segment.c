@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
 /* Segment decoding: the SHA-256 check and xz/zstd decompression to exactly
  * rlen bytes (cl_segment_decode, over cl_codec_decompress).
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
 /* TRACE files (cl_trace_parse).
  *
  * Input: the chunk counts of the disk and the memory image (2 bytes LE

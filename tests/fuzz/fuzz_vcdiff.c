@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
 /* VCDIFF decoding (cl_vcdiff_decode) against a source.
  *
  * Input: source length (2 bytes LE, cut to what is there), output capacity

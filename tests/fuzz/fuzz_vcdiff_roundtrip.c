@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
 /* cl_vcdiff_encode -> cl_vcdiff_decode gives back the target exactly.
  *
  * Input: source length (2 bytes LE, cut to what is there), the source, then

@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: GPL-2.0-only
 # Generates the seed corpora of the fuzz targets into BUILD_DIR/fuzz-seeds/
 # (never committed): real overlays made by the cloudlet CLI on small
 # generated images (both codecs, several chunk and segment sizes, with a

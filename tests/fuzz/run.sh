@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: GPL-2.0-only
 # Runs every fuzz target for SECONDS each, one after the other, and exits
 # non-zero on any finding (a sanitizer report, a crash, a leak, a broken
 # invariant, an input taking over 25 s, or more than 2 GiB of memory).

@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: GPL-2.0-only
 # build-guest.sh OUTDIR
 #
 # Builds the tiny real guest every guest test uses, from Debian packages only:

@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: GPL-2.0-only
 """Helpers for the real-guest tests (stdlib only; used by lib.sh).
 
   guestctl.py xml --name N --type qemu|kvm --kernel K --initrd I --disk D --mem M

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 # lib.sh: shell functions for the real-guest tests. Source it from bash (set -euo pipefail ok).
 #
 #   source "$(dirname "$0")/lib.sh"

@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: GPL-2.0-only
 # make-workload.sh OUTDIR: the reference real-guest workload (cached).
 #
 #   OUTDIR/guest/   vmlinuz initrd.img disk.img(base disk template) kernel-version (build-guest.sh)

@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: GPL-2.0-only
 # End to end, free memory and TRIM (issue 6), and a base directory that
 # travels (issue 4):
 #  - two bases booted from copies of the test guest's disk: one with free page

@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: GPL-2.0-only
 # The core on the real-guest reference workload: register the base, make
 # overlays (xz and zstd), synthesize them back (from a file and from nginx
 # on 127.0.0.1) and compare every file with the customized VM's.

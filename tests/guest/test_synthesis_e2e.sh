@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: GPL-2.0-only
 # End to end: `cloudlet synthesis IMAGE URL` on the reference workload.
 # Registers the base, makes the overlay offline, serves it with nginx on
 # 127.0.0.1 at a slow rate, runs synthesis in the background and checks that

@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: GPL-2.0-only
 # End to end, the whole story with the VM commands: `cloudlet base` boots the
 # test guest and makes it a base, `cloudlet overlay --console-script` resumes
 # it, customizes it (files on the disk, data in RAM) and makes the overlay,

@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: GPL-2.0-only
 # test_workload.sh OUTDIR: the reference workload (make-workload.sh OUTDIR) is a real,
 # resumable pair of VM snapshots: sane files, plausible differences, and the custom snapshot
 # resumes (on copies) with every file the guest wrote, on disk and in RAM, intact.

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """Helpers of the cloudletfs shell tests (tests/shell/fs_http.sh,
 fault_matrix.sh): generated images, a reader of overlay-meta, timed reads of
 a mount checked against `cloudlet apply`'s output.

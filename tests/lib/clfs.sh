@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 # Sourced by the cloudletfs shell tests (fs_http.sh, fault_matrix.sh): the
 # environment checks, a temporary directory T cleaned up on any exit (mounts,
 # daemons, nginx, background jobs), and helpers to mount, read status and

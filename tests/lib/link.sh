@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 # Sourced by tests and benchmarks: a slow link in front of one port on 127.0.0.1, shared by
 # every connection to it, as a real link is (an HTB class on lo for the port's packets).
 # nginx's limit_rate is no substitute: it limits each request on its own and lets the first

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 # Sourced by tests: a private nginx on 127.0.0.1 (Debian nginx-light).
 #   cl_nginx_start DIR ROOT [SERVER_CONFIG]   serve ROOT; state in DIR; sets NGINX_PORT
 #   cl_nginx_stop                             stop it (also call from your EXIT trap)

@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: GPL-2.0-only
 # Faulty input must make cloudlet fail cleanly: exactly one `cloudlet: <file>:
 # <cause>` line on stderr (plus an optional `hint:` line) naming the file,
 # exit status 1 (2 for bad usage), no crash, and an earlier good output left

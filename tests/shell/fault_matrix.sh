@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: GPL-2.0-only
 # The fault matrix of cloudletfs over HTTP (issue 5): the real daemon, real
 # FUSE mounts, a real nginx on 127.0.0.1 as the origin, and for the faults
 # nginx cannot make a small proxy in front of it (tests/tools/faultproxy.py).

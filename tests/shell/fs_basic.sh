@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: GPL-2.0-only
 # cloudletfs on generated images (every recipe, odd sizes), from a local
 # overlay, through real FUSE mounts:
 #  - `cloudlet mount` returns once the mount serves; both images, the state

@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: GPL-2.0-only
 # cloudletfs over HTTP: a real nginx on 127.0.0.1, the real daemon, real FUSE
 # mounts, generated images (64 MiB disk, 32 MiB memory, ~8 MiB pack in ~33
 # segments of 256 KiB, every recipe). Expected bytes are `cloudlet apply`'s.

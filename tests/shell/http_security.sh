@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: GPL-2.0-only
 # What cloudletfs accepts from a web server (issue 5, security): a real nginx
 # on 127.0.0.1, the real daemon, a small generated overlay.
 #  1. redirects to another scheme are refused, for the meta and for the

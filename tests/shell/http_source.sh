@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: GPL-2.0-only
 # cl_source over HTTP against a real nginx on 127.0.0.1: byte-exact range
 # reads, parallel reads with a concurrent stream, servers that ignore Range,
 # errors (404, 403, 503, redirects), a server that goes away and comes back,

@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: GPL-2.0-only
 # `cloudlet overlay --disk X.qcow2` reads the qcow2's allocation map (qemu-img
 # map) instead of a converted raw disk, and must give the same overlay:
 #  (a) guest-like writes through qemu-io (aligned, unaligned, across chunks,

@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: GPL-2.0-only
 # Byte-exact round trips through `cloudlet overlay` -> `cloudlet apply` (and
 # `cloudlet verify` ok) on generated images:
 #  (a) small images mixing every recipe: zero chunks, copies of base disk and

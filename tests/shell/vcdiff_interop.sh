@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: GPL-2.0-only
 # VCDIFF interoperability with xdelta3, both ways, and the delta-size target:
 # on sparse-edit chunks our deltas total at most 1.1x those of
 # `xdelta3 -9 -A -n -S none` (no app header, no checksum, no secondary

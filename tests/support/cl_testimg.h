@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
 /* Generated base and customized VM images for unit tests. */
 #ifndef CL_TESTIMG_H
 #define CL_TESTIMG_H

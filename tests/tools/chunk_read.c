@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
 /* Reads listed chunks of a mounted VM's images, one pread each, in order,
  * with readahead out of the way, and times them (filesystem benchmarks).
  *

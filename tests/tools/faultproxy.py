@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: GPL-2.0-only
 """faultproxy: an HTTP proxy in front of a real origin (nginx) that injects
 the faults the origin cannot produce, for the fault matrix tests.
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
 /* fs_stress: concurrent readers of synthesized images compared with the
  * expected files. Used by the filesystem tests and reliability runs.
  *

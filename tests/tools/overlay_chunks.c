@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
 /* Lists an overlay's payload chunks and the segment that holds each
  * (benchmarks pick chunks whose segment has not been fetched yet).
  *

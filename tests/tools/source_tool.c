@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
 /* Test driver for cl_source (local files and HTTP URLs).
  *
  *   source_tool [-t MS] [-r N] [-c N] info URL

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
 /* Test driver for the VCDIFF codec, used by tests/shell/vcdiff_interop.sh.
  *
  *   vcdiff_tool encode SRC TGT OUT      write the delta of TGT against SRC

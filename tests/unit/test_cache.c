@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
 /* Unit tests for cl_cache: per-overlay cache directories, their lock,
  * eviction, and that nothing outside them is ever removed. */
 #include <errno.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
 /* The lazy synthesis engine on generated images: every byte equals the
  * eager result, waits end (arrival, timeout, shutdown), copy-on-write
  * leaves base, pack and cache alone, the cache is reused and checked. */

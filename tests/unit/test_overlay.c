@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
 /* Overlay creation and synthesis through the library, on generated images. */
 #include <setjmp.h>
 #include <stdarg.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
 /* Unit tests for the VCDIFF codec: round trips over generated chunk pairs,
  * hand-built streams for every decoder feature, and malformed input. */
 #include <errno.h>
