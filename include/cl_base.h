@@ -13,6 +13,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "cl_error.h"
 #include "cl_meta.h"
 #include "cl_progress.h"
 
@@ -126,15 +127,11 @@ int cl_base_chunk_is_hole(const struct cl_base *b, enum cl_image_id im, uint64_t
 int cl_base_read_checked(const struct cl_base *b, enum cl_image_id image, uint64_t idx, int hole,
                          void *buf);
 
-/* Told of each bad chunk: msg names the base file and chunk. Calls come
- * one at a time, from any of the checking threads. */
-typedef void (*cl_base_report_fn)(void *ctx, const char *msg);
-
 /* Checks every chunk of both images of b against its index (holes without
  * reading them), on all cores, with a progress bar. Calls report (if not
- * NULL) for each bad chunk, counts them in *bad, and returns -EBADMSG if
- * any. */
-int cl_base_check_all(struct cl_base *b, cl_base_report_fn report, void *ctx, uint64_t *bad);
+ * NULL) for each bad chunk (the message names the base file and chunk), counts them in *bad, and
+ * returns -EBADMSG if any. */
+int cl_base_check_all(struct cl_base *b, cl_report_fn report, void *ctx, uint64_t *bad);
 
 /* Calls fn for every registered base; stops at a non-zero return. */
 int cl_base_list(int (*fn)(void *ctx, const struct cl_base *b), void *ctx);

@@ -20,4 +20,8 @@ const char *cl_error_msg(void);
 
 void cl_error_clear(void);
 
+/* Told of one fault among many that a checking call goes on after: msg
+ * is its one-line message. Calls come one at a time. */
+typedef void (*cl_report_fn)(void *ctx, const char *msg);
+
 #endif

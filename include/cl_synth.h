@@ -50,8 +50,9 @@ int cl_apply(struct cl_base *b, const struct cl_meta *m, const char *meta_locati
              const char *outdir, struct cl_apply_stats *st);
 
 /* Checks every segment and every chunk of the overlay against base b.
- * Returns 0 only if all hold; keeps going after a failure to count all. */
+ * Returns 0 only if all hold; keeps going after a failure to count all,
+ * telling report (if not NULL) of each. */
 int cl_verify(struct cl_base *b, const struct cl_meta *m, const char *meta_location,
-              struct cl_apply_stats *st);
+              cl_report_fn report, void *ctx, struct cl_apply_stats *st);
 
 #endif

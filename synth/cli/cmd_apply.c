@@ -4,6 +4,7 @@
 #include "cl_synth.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -129,11 +130,16 @@ int cl_cmd_apply(int argc, char **argv)
 
 #define MAX_REPORT 20 /* bad base chunks named, one line each */
 
-static void report_bad(void *ctx, const char *msg)
-{
-	unsigned *told = ctx;
+/* Faults told by a checking call: the first `max` printed. */
+struct report {
+	unsigned told, max;
+};
 
-	if ((*told)++ < MAX_REPORT)
+static void report_fault(void *ctx, const char *msg)
+{
+	struct report *rep = ctx;
+
+	if (rep->told++ < rep->max)
 		fprintf(stderr, "cloudlet: %s\n", msg);
 }
 
@@ -141,11 +147,11 @@ static void report_bad(void *ctx, const char *msg)
  * many differ (the first ones named on their own line). */
 static int verify_base(struct cl_base *b)
 {
+	struct report rep = {0, MAX_REPORT};
 	uint64_t bad = 0;
-	unsigned told = 0;
 	int r;
 
-	r = cl_base_check_all(b, report_bad, &told, &bad);
+	r = cl_base_check_all(b, report_fault, &rep, &bad);
 	if (r == 0)
 		printf("base %s: ok (%llu disk and %llu memory chunks match its index)\n",
 		       b->path[CL_DISK], (unsigned long long)b->nchunks[CL_DISK],
@@ -160,6 +166,7 @@ int cl_cmd_verify(int argc, char **argv)
 	    {"help", no_argument, NULL, 'h'},
 	    {NULL, 0, NULL, 0},
 	};
+	struct report all = {0, UINT_MAX}; /* verify lists every fault */
 	struct cl_apply_stats st = {0};
 	struct cl_base *b;
 	struct cl_meta *m;
@@ -190,7 +197,7 @@ int cl_cmd_verify(int argc, char **argv)
 	r = open_pair(argv[optind], argv[optind + 1], &b, &m, &loc);
 	if (r < 0)
 		return cl_cli_fail(r, NULL);
-	r = cl_verify(b, m, loc, &st);
+	r = cl_verify(b, m, loc, report_fault, &all, &st);
 	if (r == 0)
 		printf("%s: ok (base id, %u segments, %llu chunks)\n", loc, m->nsegments,
 		       (unsigned long long)st.chunks_ok);

@@ -278,7 +278,7 @@ int cl_base_read_checked(const struct cl_base *b, enum cl_image_id image, uint64
 struct check_job {
 	struct cl_base *b;
 	struct cl_progress prog;
-	cl_base_report_fn report;
+	cl_report_fn report;
 	void *ctx;
 	pthread_mutex_t report_lock; /* one report at a time */
 	atomic_uint_fast64_t bad;
@@ -346,7 +346,7 @@ out:
 	return r;
 }
 
-int cl_base_check_all(struct cl_base *b, cl_base_report_fn report, void *ctx, uint64_t *bad)
+int cl_base_check_all(struct cl_base *b, cl_report_fn report, void *ctx, uint64_t *bad)
 {
 	struct check_job j = {.b = b, .report = report, .ctx = ctx};
 	size_t items;

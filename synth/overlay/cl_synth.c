@@ -220,14 +220,26 @@ struct run {
 	size_t blob_len[2];
 	atomic_uint_fast64_t segments_bad, chunks_bad, chunks_ok, fetched;
 	struct cl_progress prog;
+	cl_report_fn report; /* verify: told of each fault */
+	void *report_ctx;
+	pthread_mutex_t report_lock; /* one report at a time */
 };
+
+/* Verify tells of a fault and goes on. */
+static void run_report(struct run *rn)
+{
+	if (!rn->report)
+		return;
+	pthread_mutex_lock(&rn->report_lock);
+	rn->report(rn->report_ctx, cl_error_msg());
+	pthread_mutex_unlock(&rn->report_lock);
+}
 
 static int run_fail(struct run *rn, atomic_uint_fast64_t *counter, int r)
 {
 	atomic_fetch_add(counter, 1);
 	if (rn->verify && r == -EBADMSG) {
-		/* Say what failed; verify lists every fault. */
-		fprintf(stderr, "cloudlet: %s\n", cl_error_msg());
+		run_report(rn);
 		return 0;
 	}
 	return r;
@@ -499,7 +511,7 @@ static int run_all(struct run *rn, const char *meta_location)
 		              (unsigned long long)rn->m->pack_size);
 		if (!rn->verify)
 			goto out;
-		fprintf(stderr, "cloudlet: %s\n", cl_error_msg());
+		run_report(rn);
 		atomic_fetch_add(&rn->segments_bad, 1);
 	}
 	r = build_lists(rn);
@@ -532,9 +544,9 @@ static void run_free(struct run *rn, struct cl_apply_stats *st)
 }
 
 int cl_verify(struct cl_base *b, const struct cl_meta *m, const char *meta_location,
-              struct cl_apply_stats *st)
+              cl_report_fn report, void *ctx, struct cl_apply_stats *st)
 {
-	struct run rn = {.b = b, .m = m, .verify = 1};
+	struct run rn = {.b = b, .m = m, .verify = 1, .report = report, .report_ctx = ctx};
 	int r;
 
 	if (!b || !m || !meta_location)
@@ -544,7 +556,9 @@ int cl_verify(struct cl_base *b, const struct cl_meta *m, const char *meta_locat
 		r = cl_base_open_index(b);
 	if (r < 0)
 		return r;
+	pthread_mutex_init(&rn.report_lock, NULL);
 	r = run_all(&rn, meta_location);
+	pthread_mutex_destroy(&rn.report_lock);
 	if (r == 0 && (atomic_load(&rn.segments_bad) || atomic_load(&rn.chunks_bad)))
 		r = cl_errorf(-EBADMSG, "%s: %llu bad segments, %llu bad chunks", meta_location,
 		              (unsigned long long)atomic_load(&rn.segments_bad),

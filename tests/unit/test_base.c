@@ -104,7 +104,7 @@ static void test_open_index(void **state)
 	cl_base_free(fresh);
 }
 
-/* A cl_base_report_fn keeping the last message. */
+/* A cl_report_fn keeping the last message. */
 static void remember(void *ctx, const char *msg)
 {
 	snprintf(ctx, 600, "%s", msg);

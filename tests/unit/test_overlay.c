@@ -89,7 +89,7 @@ static void roundtrip(enum cl_codec codec, uint32_t segsize, const char *trace)
 	assert_same_file(path("nm"), path("out/memory.img"));
 	assert_same_file(path("state"), path("out/state"));
 	assert_int_equal(access(path("out/domain.xml"), F_OK), -1);
-	assert_int_equal(cl_verify(found, m, loc, &as), 0);
+	assert_int_equal(cl_verify(found, m, loc, NULL, NULL, &as), 0);
 	assert_int_equal(as.chunks_bad, 0);
 	assert_int_equal(as.chunks_ok, m->nchunks);
 	if (trace) {
@@ -140,7 +140,7 @@ static void dense_overlay(uint32_t segsize, const char *out, struct cl_meta **m)
 	assert_int_equal(cl_base_index(path("bd"), path("bm"), CS, &b), 0);
 	assert_int_equal(cl_overlay_create(b, path("dn"), path("bm"), path(out), &o, NULL), 0);
 	assert_int_equal(cl_meta_load(path(out), m, &loc), 0);
-	assert_int_equal(cl_verify(b, *m, loc, &as), 0);
+	assert_int_equal(cl_verify(b, *m, loc, NULL, NULL, &as), 0);
 	assert_int_equal(as.chunks_bad, 0);
 	free(loc);
 	cl_base_free(b);
@@ -205,7 +205,7 @@ static void test_faults(void **state)
 	assert_int_equal(pwrite(fd, pack + len / 2, 1, (off_t)(len / 2)), 1);
 	close(fd);
 	free(pack);
-	assert_int_equal(cl_verify(b, m, loc, &as), -EBADMSG);
+	assert_int_equal(cl_verify(b, m, loc, NULL, NULL, &as), -EBADMSG);
 	assert_int_equal(as.segments_bad, 1);
 	assert_true(as.chunks_bad > 0);
 	assert_int_equal(cl_apply(b, m, loc, path("out2"), NULL), -EBADMSG);
