@@ -13,6 +13,9 @@
 
 void cl_sha256(const void *data, size_t len, uint8_t out[CL_SHA256_LEN]);
 
+/* Whether the len bytes at data are all zero. */
+int cl_is_zero(const void *data, size_t len);
+
 /* Lower-case hex of len bytes into out (2 * len + 1 bytes). */
 void cl_hex(const uint8_t *data, size_t len, char *out);
 /* Parses exactly 2 * len hex digits; 0 or -EINVAL. */

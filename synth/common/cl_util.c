@@ -35,6 +35,15 @@ void cl_sha256(const void *data, size_t len, uint8_t out[CL_SHA256_LEN])
 	EVP_Digest(data, len, out, &n, sha256_md ? sha256_md : EVP_sha256(), NULL);
 }
 
+int cl_is_zero(const void *data, size_t len)
+{
+	const uint8_t *p = data;
+
+	/* memcmp runs vectorized: each byte equals the one before it and the
+	 * first is zero. Most data chunks differ from zero in their first bytes. */
+	return !len || (p[0] == 0 && !memcmp(p, p + 1, len - 1));
+}
+
 void cl_hex(const uint8_t *data, size_t len, char *out)
 {
 	static const char digits[] = "0123456789abcdef";
