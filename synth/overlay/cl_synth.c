@@ -16,7 +16,7 @@
 #include <unistd.h>
 
 #define PLAIN_BATCH 1024 /* payload-free records per work item */
-#define COPY_BATCH  256  /* unchanged base chunks per work item */
+#define COPY_BATCH  256  /* unchanged base chunks per read of the index */
 
 /* Base bytes are checked against the base's index wherever it is at hand
  * (a registered base's opened index, or the hashes of a base just indexed). */
@@ -391,19 +391,13 @@ static int build_lists(struct run *rn)
 	return 0;
 }
 
-/* Work items of the base copy: unchanged chunks [0, copy_chunks) of each
- * image, COPY_BATCH at a time. */
+/* The base copy covers chunks [0, copy_chunks) of each image. */
 static uint64_t copy_chunks(const struct run *rn, int im)
 {
 	uint64_t end =
 	    rn->b->size[im] < rn->m->image_size[im] ? rn->b->size[im] : rn->m->image_size[im];
 
 	return (end + rn->m->chunk_size - 1) / rn->m->chunk_size;
-}
-
-static size_t copy_items(const struct run *rn, int im)
-{
-	return (size_t)((copy_chunks(rn, im) + COPY_BATCH - 1) / COPY_BATCH);
 }
 
 /* Copies base chunks [run, run + n) of image im, read in one go into buf,
@@ -431,32 +425,23 @@ static int copy_run(struct run *rn, int im, uint64_t run, uint64_t n, uint8_t *b
 	return cl_pwrite_full(rn->out[im].fd, buf, (size_t)(to - from), from, rn->out[im].path);
 }
 
-/* The output image starts as the base's bytes where the overlay has no
- * record (holes stay holes); overlay chunks are written by the decoders,
- * so copying them too would write them twice. Every base chunk copied is
- * read once, checked against the base's index and written from that very
- * buffer; a hole is checked (the index must say zeros) without a read. */
-static int copy_base(struct run *rn, int im, size_t item)
+/* Copies the unchanged chunks among [first, first + COPY_BATCH) of image
+ * im (a hole is checked against the index without a read). */
+static int copy_batch(struct run *rn, int im, uint64_t first, uint8_t *buf,
+                      struct cl_base_extents *ext)
 {
 	const struct cl_base *b = rn->b;
-	uint32_t cs = rn->m->chunk_size;
-	uint64_t first = (uint64_t)item * COPY_BATCH, last = copy_chunks(rn, im), k, run = 0, n = 0;
-	uint8_t want[COPY_BATCH][CL_SHA256_LEN], *buf;
-	struct cl_base_extents ext = CL_BASE_EXTENTS_INIT;
+	uint64_t last = copy_chunks(rn, im), k, run = 0, n = 0;
+	uint8_t want[COPY_BATCH][CL_SHA256_LEN];
 	int r;
 
 	if (last > first + COPY_BATCH)
 		last = first + COPY_BATCH;
 	/* The batch's hashes in one read of the index. */
 	r = cl_base_chunk_hashes(b, (enum cl_image_id)im, first, last - first, want);
-	if (r < 0)
-		return r;
-	buf = malloc((size_t)COPY_BATCH * cs);
-	if (!buf)
-		return -ENOMEM;
 	for (k = first; k <= last && r == 0; k++) {
 		int take = k < last && !cl_recindex_has(&rn->ix, (enum cl_image_id)im, k);
-		if (take && cl_base_chunk_is_hole(b, (enum cl_image_id)im, k, &ext)) {
+		if (take && cl_base_chunk_is_hole(b, (enum cl_image_id)im, k, ext)) {
 			r = cl_base_check_against(b, (enum cl_image_id)im, k, NULL,
 			                          want[k - first]);
 			take = 0;
@@ -471,6 +456,26 @@ static int copy_base(struct run *rn, int im, size_t item)
 			r = copy_run(rn, im, run, n, buf, want + (run - first));
 		n = 0;
 	}
+	return r;
+}
+
+/* The output image starts as the base's bytes where the overlay has no
+ * record (holes stay holes); overlay chunks are written by the decoders,
+ * so copying them too would write them twice. Every base chunk copied is
+ * read once, checked against the base's index and written from that very
+ * buffer. One item per image, in order: writers of one file in parallel
+ * spin on its inode lock. */
+static int copy_base(struct run *rn, int im)
+{
+	struct cl_base_extents ext = CL_BASE_EXTENTS_INIT;
+	uint64_t first, last = copy_chunks(rn, im);
+	uint8_t *buf = malloc((size_t)COPY_BATCH * rn->m->chunk_size);
+	int r = 0;
+
+	if (!buf)
+		return -ENOMEM;
+	for (first = 0; first < last && r == 0; first += COPY_BATCH)
+		r = copy_batch(rn, im, first, buf, &ext);
 	free(buf);
 	return r;
 }
@@ -480,13 +485,11 @@ static int copy_base(struct run *rn, int im, size_t item)
 static int run_item(void *ctx, size_t i)
 {
 	struct run *rn = ctx;
-	int im;
+	size_t ncopy = rn->verify ? 0 : CL_NIMAGES;
 
-	for (im = 0; im < CL_NIMAGES && !rn->verify; im++) {
-		if (i < copy_items(rn, im))
-			return copy_base(rn, im, i);
-		i -= copy_items(rn, im);
-	}
+	if (i < ncopy)
+		return copy_base(rn, (int)i);
+	i -= ncopy;
 	if (i < rn->m->nsegments)
 		return run_segment(rn, i);
 	return run_plain(rn, i - rn->m->nsegments);
@@ -519,8 +522,8 @@ static int run_all(struct run *rn, const char *meta_location)
 		goto out;
 	cl_progress_start(&rn->prog, rn->verify ? "verifying" : "applying", rn->m->nchunks);
 	r = cl_pfor(0,
-	            (rn->verify ? 0 : copy_items(rn, CL_DISK) + copy_items(rn, CL_MEMORY)) +
-	                rn->m->nsegments + (rn->nplain + PLAIN_BATCH - 1) / PLAIN_BATCH,
+	            (rn->verify ? 0 : CL_NIMAGES) + rn->m->nsegments +
+	                (rn->nplain + PLAIN_BATCH - 1) / PLAIN_BATCH,
 	            run_item, rn);
 	cl_progress_end(&rn->prog);
 out:

@@ -3,7 +3,7 @@
 # bench-vm.sh: early start against --no-early-start, on one overlay, over one
 # shaped link (the VM lifecycle benchmark of docs/BENCHMARKS.md).
 #
-#   tests/bench/bench-vm.sh [-r RUNS] [--rate RATE] [-S SEGMENT_SIZE] [-v] BUILD_DIR
+#   tests/bench/bench-vm.sh [-r RUNS] [--rate RATE] [-S SEGMENT_SIZE] [-v] [--ref REF] BUILD_DIR
 #
 # Workload (made once, cached in BUILD_DIR/bench-vm): the reference guest's
 # base (tests/guest/make-workload.sh, BUILD_DIR/guest) resumed and given
@@ -25,23 +25,27 @@
 # with the overlay bytes fetched at each. Prints one line per run and the
 # medians, for early start and --no-early-start alternately. -S makes (and
 # caches) the overlay with that segment size; -v prints the mount's status
-# and fetch counters after each first response.
+# and fetch counters after each first response. --ref REF compares builds
+# instead: early start of a build of commit REF (made in a scratch
+# directory) and of BUILD_DIR alternately, and their first responses.
 set -euo pipefail
 src=$(cd "$(dirname "$0")/../.." && pwd)
 RUNS=3
 RATE=40mbit
 SEG=
 VERBOSE=0
+REF=
 while [ $# -gt 1 ]; do
 	case $1 in
 	-r) RUNS=$2; shift 2 ;;
 	--rate) RATE=$2; shift 2 ;;
 	-S) SEG=$2; shift 2 ;;
 	-v) VERBOSE=1; shift ;;
+	--ref) REF=$2; shift 2 ;;
 	*) break ;;
 	esac
 done
-[ $# -eq 1 ] || { echo "usage: $0 [-r RUNS] [--rate RATE] [-S SEGMENT_SIZE] [-v] BUILD_DIR" >&2; exit 2; }
+[ $# -eq 1 ] || { echo "usage: $0 [-r RUNS] [--rate RATE] [-S SEGMENT_SIZE] [-v] [--ref REF] BUILD_DIR" >&2; exit 2; }
 build=$(cd "$1" && pwd)
 cloudlet=$build/cloudlet
 export CLOUDLET=$cloudlet # lib.sh checks the host with it
@@ -123,14 +127,16 @@ cl_link_require "$NGINX_PORT" "$RATE"
 now() { date +%s.%N; }
 fetched() { sed -n 's|^bytes: \([0-9]*\)/.*|\1|p' "$1/status" 2>/dev/null || echo 0; }
 
-# run MODE: one synthesis; prints "MODE resume_s resume_bytes first_s first_bytes start_s".
+# run MODE [PROGRAM]: one synthesis (MODE eager: --no-early-start) with
+# PROGRAM (default: this build's); prints "MODE resume_s resume_bytes
+# first_s first_bytes start_s".
 run() {
-	local mode=$1 name=${CL_PREFIX}run out t0 tr br tf bf ds pid opt=()
+	local mode=$1 prog=${2:-$cloudlet} name=${CL_PREFIX}run out t0 tr br tf bf ds pid opt=()
 	[ "$mode" = eager ] && opt=(--no-early-start)
 	rm -rf "$CLOUDLET_HOME/cache"
 	out=$BW/run.out
 	t0=$(now)
-	"$cloudlet" synthesis "$W/base/disk.img" "$URL" --name "$name" "${opt[@]}" >"$out" 2>"$BW/run.err" </dev/null &
+	"$prog" synthesis "$W/base/disk.img" "$URL" --name "$name" "${opt[@]}" >"$out" 2>"$BW/run.err" </dev/null &
 	pid=$!
 	CL_HELPER_PIDS+=("$pid")
 	until grep -q "VM resumed" "$out"; do
@@ -164,19 +170,37 @@ run() {
 
 median() { sort -g | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2}'; }
 
-echo "commit $(git -C "$src" describe --always --dirty 2>/dev/null || echo unknown), kernel $(uname -r), $(date -u '+%Y-%m-%d %H:%M UTC')"
+modes=(early eager)
+declare -A PROG=()
+if [ -n "$REF" ]; then
+	refc=$(git -C "$src" rev-parse --short "$REF")
+	RT=$(mktemp -d /var/tmp/cl-bench-vm-ref.XXXXXX)
+	cl_at_exit "rm -rf $RT"
+	cl_log "building $REF ($refc) in $RT"
+	mkdir -p "$RT/src"
+	git -C "$src" archive "$refc" | tar -x -C "$RT/src"
+	cmake -S "$RT/src" -B "$RT/build" -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+	cmake --build "$RT/build" -j"$(nproc)" --target cloudlet cloudletfs >/dev/null
+	modes=("$refc" new)
+	PROG=([$refc]=$RT/build/cloudlet [new]=$cloudlet)
+fi
+echo "commit $(git -C "$src" describe --always --dirty 2>/dev/null || echo unknown)${REF:+ against $REF}, kernel $(uname -r), $(date -u '+%Y-%m-%d %H:%M UTC')"
 echo "overlay $OV: $PACK bytes of pack, link $RATE (HTB on lo), $RUNS runs per mode"
 printf '%-6s %9s %12s %9s %12s %8s\n' mode resume_s resume_bytes first_s first_bytes start_s
 res=$BW/results
 : >"$res"
 for i in $(seq 1 "$RUNS"); do
-	for mode in early eager; do
-		line=$(run "$mode")
+	for mode in "${modes[@]}"; do
+		if [ -n "$REF" ]; then
+			line="$mode $(run early "${PROG[$mode]}" | cut -d' ' -f2-)"
+		else
+			line=$(run "$mode")
+		fi
 		echo "$line" >>"$res"
 		printf '%-6s %9.2f %12d %9.2f %12d %8.2f\n' $line
 	done
 done
-for mode in early eager; do
+for mode in "${modes[@]}"; do
 	printf '%-6s median: domain start %.2f s, resume %.2f s (%d bytes), first response %.2f s (%d bytes)\n' "$mode" \
 		"$(awk -v m=$mode '$1==m {print $6}' "$res" | median)" \
 		"$(awk -v m=$mode '$1==m {print $2}' "$res" | median)" \
@@ -184,6 +208,10 @@ for mode in early eager; do
 		"$(awk -v m=$mode '$1==m {print $4}' "$res" | median)" \
 		"$(awk -v m=$mode '$1==m {print $5}' "$res" | median)"
 done
-e=$(awk '$1=="early" {print $4}' "$res" | median)
-l=$(awk '$1=="eager" {print $4}' "$res" | median)
-printf 'early/eager time to first response: %.3f (goal <= 0.2)\n' "$(echo "$e / $l" | bc -l)"
+e=$(awk -v m="${modes[0]}" '$1==m {print $4}' "$res" | median)
+l=$(awk -v m="${modes[1]}" '$1==m {print $4}' "$res" | median)
+if [ -n "$REF" ]; then
+	printf 'first response, this build / %s: %.3f\n' "$refc" "$(echo "$l / $e" | bc -l)"
+else
+	printf 'early/eager time to first response: %.3f (goal <= 0.2)\n' "$(echo "$e / $l" | bc -l)"
+fi
