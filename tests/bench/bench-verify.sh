@@ -135,19 +135,19 @@ DISK_BYTES=$(stat -c %s "$W/custom/disk.img")
 MEM_BYTES=$(stat -c %s "$W/custom/memory.img")
 declare -A R
 run_mode() {
-	local i v x c
+	local i v x
 	for i in $(seq "$RUNS"); do
 		for v in old new; do
 			log "$MODE run $i: $v"
-			read -r x c < <(fio_read $v disk mb --rw=read --bs=1M)
-			R[$v,seqd]="${R[$v,seqd]:-} $x"
-			R[$v,cpud]="${R[$v,cpud]:-} $(echo "$c * 2^30 / $DISK_BYTES" | bc -l)"
-			read -r x c < <(fio_read $v memory mb --rw=read --bs=1M)
-			R[$v,seqm]="${R[$v,seqm]:-} $x"
-			R[$v,cpum]="${R[$v,cpum]:-} $(echo "$c * 2^30 / $MEM_BYTES" | bc -l)"
-			read -r x c < <(fio_read $v disk io --rw=randread --bs=4k --number_ios=20000)
-			R[$v,rnd]="${R[$v,rnd]:-} $x"
-			R[$v,cpur]="${R[$v,cpur]:-} $(echo "$c * 1000000 / 20000" | bc -l)"
+			x=$(fio_read $v disk mb --rw=read --bs=1M)
+			R[$v,seqd]="${R[$v,seqd]:-} ${x% *}"
+			R[$v,cpud]="${R[$v,cpud]:-} $(echo "${x#* } * 2^30 / $DISK_BYTES" | bc -l)"
+			x=$(fio_read $v memory mb --rw=read --bs=1M)
+			R[$v,seqm]="${R[$v,seqm]:-} ${x% *}"
+			R[$v,cpum]="${R[$v,cpum]:-} $(echo "${x#* } * 2^30 / $MEM_BYTES" | bc -l)"
+			x=$(fio_read $v disk io --rw=randread --bs=4k --number_ios=20000)
+			R[$v,rnd]="${R[$v,rnd]:-} ${x% *}"
+			R[$v,cpur]="${R[$v,cpur]:-} $(echo "${x#* } * 1000000 / 20000" | bc -l)"
 			R[$v,apply]="${R[$v,apply]:-} $(apply_s $v)"
 		done
 	done
