@@ -96,9 +96,10 @@ for v in old new; do
 	"${BIN[$v]}/cloudlet" -q umount "$M"
 done
 
-# The daemon's CPU time (user + system, seconds) so far.
+# The daemon's CPU time so far (seconds, all its threads; schedstat counts
+# nanoseconds where stat counts ticks of 10 ms).
 daemon_cpu() {
-	awk -v hz="$(getconf CLK_TCK)" '{print ($14 + $15) / hz}' "/proc/$1/stat"
+	cat /proc/"$1"/task/*/schedstat | awk '{ns += $1} END {printf "%.6f\n", ns / 1e9}'
 }
 
 # fio_read V IMAGE ARGS...: one fio job through a new mount of build V; prints
