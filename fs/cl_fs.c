@@ -6,6 +6,7 @@
 #include "cl_fs_stream.h"
 #include "cl_fs_text.h"
 #include "cl_fs_tree.h"
+#include "cl_util.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -29,15 +30,15 @@
  * again at every read from offset 0, so that one cat sees one snapshot. */
 struct text_file {
 	pthread_mutex_t lock;
-	int valid;          /* (lock) */
-	size_t len;         /* (lock) */
-	char buf[TEXT_MAX]; /* (lock) */
+	int valid;          /* lock */
+	size_t len;         /* lock */
+	char buf[TEXT_MAX]; /* lock */
 };
 
 /* fi->fh of a status, stats or stream file. Listed so that files whose
  * release never came (the loop ends first at unmount) are freed too. */
 struct handle {
-	struct handle *prev, *next; /* fs->handles (fs->lock) */
+	struct handle *prev, *next; /* fs->lock: fs->handles */
 	struct text_file *text;     /* or */
 	struct cl_fs_stream *stream;
 };
@@ -54,10 +55,10 @@ struct cl_fs {
 	struct timespec mount_time;
 
 	pthread_mutex_t lock;
-	struct timespec atime[CL_NIMAGES], mtime[CL_NIMAGES]; /* of the images (lock) */
-	unsigned inflight;                                    /* requests answered later (lock) */
+	struct timespec atime[CL_NIMAGES], mtime[CL_NIMAGES]; /* lock: of the images */
+	unsigned inflight;                                    /* lock: requests answered later */
 	pthread_cond_t drained;                               /* inflight reached 0 */
-	struct handle handles;                                /* open files' list head (lock) */
+	struct handle handles;                                /* lock: open files' list head */
 };
 
 /* An image read, write or hole punch handed to the engine. */
@@ -80,7 +81,6 @@ static const struct cl_fs_node *node_of(const struct cl_fs *fs, fuse_ino_t ino)
 
 int cl_fs_new(struct cl_lazy *l, const struct cl_fs_config *cfg, struct cl_fs **out)
 {
-	pthread_condattr_t ca;
 	struct cl_fs *fs;
 	int has_blob[2];
 	int i, r;
@@ -106,10 +106,7 @@ int cl_fs_new(struct cl_lazy *l, const struct cl_fs_config *cfg, struct cl_fs **
 	if (r < 0)
 		goto fail_strings;
 	/* Drain waits are bounded on the monotonic clock. */
-	pthread_condattr_init(&ca);
-	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-	r = -pthread_cond_init(&fs->drained, &ca);
-	pthread_condattr_destroy(&ca);
+	r = cl_cond_init_monotonic(&fs->drained);
 	if (r < 0)
 		goto fail_mutex;
 	fs->chunk_size = cl_lazy_meta(l)->chunk_size;
@@ -170,19 +167,12 @@ void cl_fs_release(struct cl_fs *fs)
 
 int cl_fs_drain(struct cl_fs *fs, unsigned timeout_ms)
 {
-	struct timespec until;
+	double until = cl_now() + (double)timeout_ms / 1000;
 	int r = 0;
 
-	clock_gettime(CLOCK_MONOTONIC, &until);
-	until.tv_sec += timeout_ms / 1000;
-	until.tv_nsec += (long)(timeout_ms % 1000) * 1000000;
-	if (until.tv_nsec >= 1000000000) {
-		until.tv_sec++;
-		until.tv_nsec -= 1000000000;
-	}
 	pthread_mutex_lock(&fs->lock);
 	while (fs->inflight && r == 0)
-		r = pthread_cond_timedwait(&fs->drained, &fs->lock, &until);
+		r = cl_cond_wait_until(&fs->drained, &fs->lock, until);
 	r = fs->inflight ? -ETIMEDOUT : 0;
 	pthread_mutex_unlock(&fs->lock);
 	return r;

@@ -37,7 +37,7 @@ static void add_node(struct cl_fs_tree *t, fuse_ino_t ino, fuse_ino_t parent, co
 
 void cl_fs_tree_build(struct cl_fs_tree *t, const int has_blob[2])
 {
-	static const char *const blob_names[2] = {"state", "domain.xml"};
+	static const char *const blob_names[2] = CL_BLOB_NAMES;
 	int i, k;
 
 	add_node(t, CL_FS_INO_ROOT, CL_FS_INO_ROOT, "", CL_FS_NODE_DIR, 0, 0);

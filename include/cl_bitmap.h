@@ -30,6 +30,11 @@ static inline void cl_bit_set(uint8_t *b, uint64_t i)
 	b[i / 8] |= (uint8_t)(1u << (i % 8));
 }
 
+static inline void cl_bit_clear(uint8_t *b, uint64_t i)
+{
+	b[i / 8] &= (uint8_t) ~(1u << (i % 8));
+}
+
 /* Number of bits set among the first nbits. */
 static inline uint64_t cl_bit_count(const uint8_t *b, uint64_t nbits)
 {

@@ -111,4 +111,13 @@ int cl_meta_load(const char *overlay, struct cl_meta **out, char **meta_location
 
 void cl_meta_free(struct cl_meta *m);
 
+/* The blobs' file names: in a mount, in a registered base's directory and
+ * in apply's output, in the order state, domain XML. */
+#define CL_BLOB_STATE  "state"
+#define CL_BLOB_DOMAIN "domain.xml"
+#define CL_BLOB_NAMES                                                                              \
+	{                                                                                          \
+		CL_BLOB_STATE, CL_BLOB_DOMAIN                                                      \
+	}
+
 #endif

@@ -14,10 +14,10 @@ struct cl_progress {
 	uint64_t total;
 	atomic_uint_fast64_t done;
 	double start;
-	double last; /* guarded by lock */
+	double last; /* lock */
 	pthread_mutex_t lock;
 	int tty;
-	int drawn; /* guarded by lock */
+	int drawn; /* lock */
 };
 
 /* Global switch: 0 silences every bar (cloudlet --quiet). */

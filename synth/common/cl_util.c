@@ -488,5 +488,7 @@ void cl_sleep_ms(long ms)
 {
 	struct timespec ts = {ms / 1000, (ms % 1000) * 1000000};
 
-	nanosleep(&ts, NULL);
+	/* A signal does not cut it short: callers check their stop flag after. */
+	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+		;
 }

@@ -62,7 +62,7 @@ out:
  * otherwise their segment is fetched (and decoded into the cache) now. */
 int lazy_load_blobs(struct cl_lazy *l)
 {
-	static const char *names[2] = {"state", "domain.xml"};
+	static const char *names[2] = CL_BLOB_NAMES;
 	const struct cl_blob *b;
 	uint8_t h[CL_SHA256_LEN], *raw = NULL, *spill;
 	int64_t raw_seg = -1; /* the segment in raw: state and XML share one */

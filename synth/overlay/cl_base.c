@@ -365,7 +365,7 @@ static int seal_files(struct cl_base *b, const char *dir, int all)
 	while (r == 0 && (de = readdir(d))) {
 		if (de->d_name[0] == '.' || !strcmp(de->d_name, "base.conf") ||
 		    !strcmp(de->d_name, "index") || strpbrk(de->d_name, "=\n") ||
-		    (!all && strcmp(de->d_name, "state")))
+		    (!all && strcmp(de->d_name, CL_BLOB_STATE)))
 			continue;
 		if (asprintf(&p, "%s/%s", dir, de->d_name) < 0) {
 			r = -ENOMEM;
@@ -463,9 +463,9 @@ int cl_base_register(struct cl_base *b, const char *state, const char *domain)
 	r = cl_mkdir_p(dir, 0755);
 	if (r < 0)
 		goto out;
-	if (state && (r = copy_into(state, dir, "state", &b->state_path)) < 0)
+	if (state && (r = copy_into(state, dir, CL_BLOB_STATE, &b->state_path)) < 0)
 		goto out;
-	if (domain && (r = copy_into(domain, dir, "domain.xml", &b->domain_path)) < 0)
+	if (domain && (r = copy_into(domain, dir, CL_BLOB_DOMAIN, &b->domain_path)) < 0)
 		goto out;
 	if (asprintf(&path, "%s/index", dir) < 0) {
 		r = -ENOMEM;
@@ -588,7 +588,7 @@ static char *optional_file(const char *dir, const char *name)
  * the kernel and initrd are checked where they are used (cl_rundir_boot_files). */
 static int check_files(const struct cl_base *b)
 {
-	const char *names[2] = {"state", "domain.xml"}, *have[2] = {b->state_path, b->domain_path};
+	const char *names[2] = CL_BLOB_NAMES, *have[2] = {b->state_path, b->domain_path};
 	unsigned i, k;
 	int r = 0;
 
@@ -632,8 +632,8 @@ static int base_open_dir(const char *dir, int open_images, struct cl_base **out)
 		r = -EBADMSG;
 		goto fail;
 	}
-	b->state_path = optional_file(dir, "state");
-	b->domain_path = optional_file(dir, "domain.xml");
+	b->state_path = optional_file(dir, CL_BLOB_STATE);
+	b->domain_path = optional_file(dir, CL_BLOB_DOMAIN);
 	if (!open_images) {
 		for (i = 0; i < CL_NIMAGES; i++) {
 			b->path[i] = c.path[i];

@@ -5,6 +5,7 @@
  * VCDIFF delta against the base), placed in TRACE order, and written as a
  * pack (cl_pack_writer.c) and its meta. */
 #include "cl_overlay.h"
+#include "cl_bitmap.h"
 #include "cl_error.h"
 #include "cl_pack_writer.h"
 #include "cl_trace.h"
@@ -110,11 +111,6 @@ static int base_view_hash(struct builder *bd, int i, uint64_t k, uint32_t len,
 		cl_sha256(buf, len, out);
 	free(buf);
 	return r;
-}
-
-static int bit(const uint8_t *map, uint64_t k)
-{
-	return map[k / 8] >> (k % 8) & 1;
 }
 
 /* The first extent of im that ends after off (binary search). */
@@ -333,7 +329,7 @@ static int map_extents(struct builder *bd, struct newimg *im)
 			                 (unsigned long long)im->size);
 		end = x->start + x->length;
 		for (k = x->start / bd->cs; k * bd->cs < end; k++)
-			im->touched[k / 8] |= (uint8_t)(1u << (k % 8));
+			cl_bit_set(im->touched, k);
 	}
 	return 0;
 }
@@ -383,7 +379,7 @@ static uint64_t bytes_to_hash(const struct builder *bd)
 			continue;
 		}
 		for (k = 0; k < bd->img[i].nchunks; k++)
-			if (bit(bd->img[i].touched, k))
+			if (cl_bit_get(bd->img[i].touched, k))
 				n += cl_chunk_len(bd->img[i].size, bd->cs, k);
 	}
 	return n;
@@ -429,7 +425,7 @@ static int hash_new_image(struct builder *bd, int i)
 	if (!list)
 		return -ENOMEM;
 	for (k = 0; k < im->nchunks; k++)
-		if (bit(im->touched, k))
+		if (cl_bit_get(im->touched, k))
 			list[n++] = k;
 	j.chunks = list;
 	r = cl_pfor(0, n, hash_touched_one, &j);
@@ -447,7 +443,7 @@ static uint64_t changed_within(const struct builder *bd, int i, const uint8_t *c
 	end = end < size ? end : size;
 	for (k = (start + bd->cs - 1) / bd->cs;
 	     k < bd->img[i].nchunks && k * bd->cs + cl_chunk_len(size, bd->cs, k) <= end; k++)
-		n += changed ? bit(changed, k) : 1;
+		n += changed ? cl_bit_get(changed, k) : 1;
 	return n;
 }
 
@@ -501,9 +497,8 @@ static int plan_order(struct builder *bd, uint8_t *changed[CL_NIMAGES])
 			return r;
 	}
 	for (t = 0; t < ntr; t++) {
-		uint8_t *bit = &changed[tr[t].image][tr[t].index / 8];
-		if (*bit & (1u << (tr[t].index % 8))) {
-			*bit &= (uint8_t) ~(1u << (tr[t].index % 8));
+		if (cl_bit_get(changed[tr[t].image], tr[t].index)) {
+			cl_bit_clear(changed[tr[t].image], tr[t].index);
 			r = classify(bd, tr[t].image, tr[t].index);
 			if (r < 0)
 				goto out;
@@ -512,7 +507,7 @@ static int plan_order(struct builder *bd, uint8_t *changed[CL_NIMAGES])
 	}
 	for (i = 0; i < CL_NIMAGES; i++)
 		for (k = 0; k < nchunks[order[i]]; k++)
-			if (changed[order[i]][k / 8] & (1u << (k % 8))) {
+			if (cl_bit_get(changed[order[i]], k)) {
 				r = classify(bd, (uint8_t)order[i], k);
 				if (r < 0)
 					goto out;
@@ -537,14 +532,14 @@ static int find_changes(struct builder *bd, uint8_t *changed[CL_NIMAGES], uint64
 		if (!changed[i])
 			return -ENOMEM;
 		for (k = 0; k < im->nchunks; k++) {
-			if (im->touched && !bit(im->touched, k))
+			if (im->touched && !cl_bit_get(im->touched, k))
 				continue; /* the base view: unchanged */
 			len = cl_chunk_len(im->size, bd->cs, k);
 			r = base_view_hash(bd, i, k, len, h);
 			if (r < 0)
 				return r;
 			if (memcmp(h, im->hash[k], CL_SHA256_LEN)) {
-				changed[i][k / 8] |= (uint8_t)(1u << (k % 8));
+				cl_bit_set(changed[i], k);
 				bd->st->changed_bytes[i] += len;
 				(*total)++;
 			}

@@ -574,7 +574,7 @@ int cl_apply(struct cl_base *b, const struct cl_meta *m, const char *meta_locati
              const char *outdir, struct cl_apply_stats *st)
 {
 	static const char *names[CL_NIMAGES] = {"disk.img", "memory.img"};
-	static const char *blob_names[2] = {"state", "domain.xml"};
+	static const char *blob_names[2] = CL_BLOB_NAMES;
 	struct run rn = {.b = b, .m = m};
 	char *path;
 	int r, i, made;

@@ -17,6 +17,7 @@
 #include "cl_http.h"
 #include "cl_http_check.h"
 #include "cl_error.h"
+#include "cl_util.h"
 
 #include <curl/curl.h>
 #include <errno.h>
@@ -85,14 +86,6 @@ static void http_global_init(void)
 
 /* ---- small helpers ---------------------------------------------------- */
 
-static uint64_t now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
 static unsigned jitter(unsigned n)
 {
 	static _Thread_local uint64_t state;
@@ -139,12 +132,7 @@ static CURLcode curl_perform(CURL *c, struct cl_http_xfer *x)
 
 static void sleep_ms(unsigned ms)
 {
-	struct timespec ts;
-
-	ts.tv_sec = (time_t)(ms / 1000);
-	ts.tv_nsec = (long)(ms % 1000) * 1000000;
-	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
-		;
+	cl_sleep_ms(ms);
 }
 
 static const struct cl_http_ops curl_ops = {
@@ -264,8 +252,7 @@ static void conn_free(struct cl_http_conn *cn)
  * waits (bounded) for one to be released. */
 static int conn_get(struct cl_http *h, struct cl_http_conn **out)
 {
-	uint64_t deadline = now_ms() + h->pool_wait_ms, t;
-	struct timespec ts;
+	double deadline = cl_now() + (double)h->pool_wait_ms / 1000;
 	int r = 0;
 
 	pthread_mutex_lock(&h->pool_lock);
@@ -288,18 +275,8 @@ static int conn_get(struct cl_http *h, struct cl_http_conn **out)
 			}
 			return r;
 		}
-		t = now_ms();
-		if (t >= deadline)
+		if (cl_cond_wait_until(&h->pool_cond, &h->pool_lock, deadline) == ETIMEDOUT)
 			break;
-		clock_gettime(CLOCK_MONOTONIC, &ts);
-		t = deadline - t;
-		ts.tv_sec += (time_t)(t / 1000);
-		ts.tv_nsec += (long)(t % 1000) * 1000000;
-		if (ts.tv_nsec >= 1000000000) {
-			ts.tv_sec++;
-			ts.tv_nsec -= 1000000000;
-		}
-		pthread_cond_timedwait(&h->pool_cond, &h->pool_lock, &ts);
 	}
 	pthread_mutex_unlock(&h->pool_lock);
 	return cl_errorf(-ETIMEDOUT, "%s: all %u connections stayed busy for %llu ms", h->obj.url,
@@ -583,14 +560,7 @@ int cl_http_open_ops(const char *url, const struct cl_source_opts *opts,
 	for (i = 0; i < CURL_LOCK_DATA_LAST; i++)
 		pthread_mutex_init(&h->share_locks[i], NULL);
 	pthread_mutex_init(&h->pool_lock, NULL);
-	{
-		pthread_condattr_t ca;
-
-		pthread_condattr_init(&ca);
-		pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-		pthread_cond_init(&h->pool_cond, &ca);
-		pthread_condattr_destroy(&ca);
-	}
+	cl_cond_init_monotonic(&h->pool_cond);
 
 	h->share = curl_share_init();
 	if (!h->share) {

@@ -58,7 +58,7 @@ static const char *diagnose(struct cl_session *s, const struct cl_synthesis_opts
 /* The overlay must carry what resuming needs. */
 static int check_mount(struct cl_session *s, uint64_t *memsize)
 {
-	static const char *const need[] = {"state", "domain.xml", "memory/image"};
+	static const char *const need[] = {CL_BLOB_STATE, CL_BLOB_DOMAIN, "memory/image"};
 	char path[PATH_MAX + 16];
 	struct stat st;
 	size_t i;
