@@ -43,6 +43,10 @@ struct cl_session_event;
  * signal that came before s is passed on at once). No SA_RESTART: waits
  * see it. Returns the session that had them before. */
 struct cl_session *cl_cli_signals(struct cl_session *s);
+
+/* cl_session_close(s, keep), after taking s from the signal handler. Every
+ * command closes its sessions through it. */
+int cl_cli_close(struct cl_session *s, int keep);
 /* The last such signal, 0 if none. */
 int cl_cli_signal(void);
 /* Prints a NOTICE event: "cloudlet: TEXT" and "hint: HINT". */

@@ -174,12 +174,12 @@ static int finish(struct synth *sy, struct cl_session *s, int r, int ran)
 		       "  virsh destroy %s; virsh undefine %s; cloudlet umount %s; rm -r %s\n",
 		       cl_session_name(s), cl_session_mount(s), cl_session_name(s),
 		       cl_session_name(s), cl_session_mount(s), cl_session_rundir(s));
-		return cl_session_close(s, 1);
+		return cl_cli_close(s, 1);
 	}
 	if (ran && sy->trace_out &&
 	    cl_cli_trace_to(cl_session_mount(s), 0, NULL, sy->trace_out) < 0)
 		r = -EIO;
-	if (cl_session_close(s, 0) < 0)
+	if (cl_cli_close(s, 0) < 0)
 		r = -EIO;
 	return r;
 }

@@ -178,7 +178,7 @@ static int open_session(struct cl_session **s)
 	r = cl_session_connect(*s, NULL);
 	if (r < 0) {
 		cl_cli_fail(r, CL_CLI_LIBVIRTD_HINT);
-		cl_session_close(*s, 0);
+		cl_cli_close(*s, 0);
 		return 1;
 	}
 	cl_cli_host_warn();
@@ -260,7 +260,7 @@ static int customize(struct cl_session *s, const struct custom *cu, int settle)
 static int session_fail(struct cl_session *s, int r)
 {
 	cl_cli_fail(r, cl_session_hint(s, NULL));
-	cl_session_close(s, 0);
+	cl_cli_close(s, 0);
 	return 1;
 }
 
@@ -386,7 +386,7 @@ int cl_cli_base_boot(int argc, char **argv)
 	}
 	if (r < 0)
 		return session_fail(s, r);
-	cl_session_close(s, 0);
+	cl_cli_close(s, 0);
 	return register_boot(&bt);
 }
 
@@ -538,6 +538,6 @@ int cl_cli_overlay_vm(int argc, char **argv)
 	if (r < 0)
 		return session_fail(s, r);
 	r = write_overlay(&co, s);
-	cl_session_close(s, 0);
+	cl_cli_close(s, 0);
 	return r;
 }

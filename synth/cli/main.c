@@ -94,6 +94,15 @@ struct cl_session *cl_cli_signals(struct cl_session *s)
 	return before;
 }
 
+int cl_cli_close(struct cl_session *s, int keep)
+{
+	/* A signal from here on finds no session to stop (cli_sig still
+	 * records it): the handler must not reach a session being freed. */
+	if (cli_session == s)
+		cli_session = NULL;
+	return cl_session_close(s, keep);
+}
+
 int cl_cli_has_opt(int argc, char **argv, const char *shrt, const char *lng)
 {
 	size_t n = strlen(lng);

@@ -199,7 +199,7 @@ static void spill_locked(struct cl_lazy *l, uint32_t s, uint8_t *raw)
 	lazy_assert_locked(l);
 	if (l->spilled >= SPILL_MAX) {
 		for (i = 0; i < l->m->nsegments; i++)
-			if (l->seg[i].state == SEG_MEM &&
+			if (i != s && l->seg[i].state == SEG_MEM &&
 			    (lru == UINT32_MAX || l->seg[i].used < l->seg[lru].used))
 				lru = i;
 		if (lru != UINT32_MAX)

@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/kvm.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -60,6 +61,8 @@ static int kernel_progressed(const char *log)
 
 /* Boots kernel (+ initrd) under KVM with no disk and waits, bounded, until
  * it gets past early boot. 1 yes, 0 no (why says), -errno on failure. */
+static atomic_uint probes; /* names each probe domain apart */
+
 static int kvm_boot_probe(virConnectPtr c, const char *kernel, const char *initrd, char *why,
                           size_t cap)
 {
@@ -83,7 +86,9 @@ static int kvm_boot_probe(virConnectPtr c, const char *kernel, const char *initr
 		goto out;
 	}
 	snprintf(log, sizeof(log), "%s/console.log", dir);
-	snprintf(name, sizeof(name), "cloudlet-kvmprobe-%ld", (long)getpid());
+	/* Unique per probe: sessions of one process may probe at once. */
+	snprintf(name, sizeof(name), "cloudlet-kvmprobe-%ld-%u", (long)getpid(),
+	         atomic_fetch_add(&probes, 1));
 	/* Paths go into element content: libxml2 escapes what needs it. */
 	k = xmlEncodeSpecialChars(NULL, (const xmlChar *)kernel);
 	i = xmlEncodeSpecialChars(NULL, (const xmlChar *)(initrd ? initrd : ""));
@@ -167,11 +172,9 @@ static int kvm_usable(virConnectPtr c, const char *kernel, const char *initrd, c
 	r = kvm_boot_probe(c, kernel, initrd, why, cap);
 	if (r < 0)
 		return r;
-	f = fopen(path, "we");
-	if (f) {
-		fprintf(f, "%s %s %s\n", boot, r ? "kvm" : "qemu", r ? "" : why);
-		fclose(f);
-	}
+	/* Whole or not at all: sessions of one process may write it at once. */
+	snprintf(line, sizeof(line), "%s %s %s\n", boot, r ? "kvm" : "qemu", r ? "" : why);
+	cl_write_file_atomic(path, line, strlen(line), 0644);
 	return r;
 }
 
