@@ -150,6 +150,22 @@ cl_use_workload() {
   flock -s -w 1200 9 || cl_die "$W/.lock is held by a builder for 20 min"
 }
 
+# cl_workload_base: registers the workload's base ($W, see cl_use_workload)
+# in $CLOUDLET_HOME with its device state and domain XML.
+cl_workload_base() {
+  "$CLOUDLET" -q base "$W/base/disk.img" --memory "$W/base/memory.img" \
+    --state "$W/base/state" --domain "$W/base/domain.xml"
+}
+# cl_workload_overlay OUT [OPTION...]: the workload's customized VM as an
+# overlay of its base, into directory OUT; prints the summary.
+cl_workload_overlay() {
+  local out=$1
+  shift
+  "$CLOUDLET" -q overlay "$W/base/disk.img" --disk "$W/custom/disk.img" \
+    --memory "$W/custom/memory.img" --state "$W/custom/state" \
+    --domain "$W/custom/domain.xml" -o "$out" "$@"
+}
+
 cl_at_exit() { CL_EXIT_HOOKS+=("$1"); }
 
 # cl_wait_helper PID: wait for a background helper and forget it; returns its status.

@@ -31,12 +31,9 @@ ok() { echo "ok: $*"; }
 bad() { echo "FAIL: $*" >&2; FAILS=$((FAILS + 1)); }
 
 cl_log "registering the base and making the overlay"
-"$cloudlet" -q base "$W/base/disk.img" --memory "$W/base/memory.img" \
-	--state "$W/base/state" --domain "$W/base/domain.xml" >/dev/null
+cl_workload_base >/dev/null
 mkdir -p "$T/www"
-"$cloudlet" -q overlay "$W/base/disk.img" --disk "$W/custom/disk.img" \
-	--memory "$W/custom/memory.img" --state "$W/custom/state" \
-	--domain "$W/custom/domain.xml" -o "$T/www/ov" >"$T/overlay.txt"
+cl_workload_overlay "$T/www/ov" >"$T/overlay.txt"
 head -1 "$T/overlay.txt"
 
 cl_nginx_start "$T/nginx" "$T/www" || cl_die "nginx did not start"

@@ -28,11 +28,8 @@ ok() { echo "ok: $*"; }
 bad() { echo "FAIL: $*" >&2; FAILS=$((FAILS + 1)); }
 
 cl_log "registering the base and making the overlay"
-"$cloudlet" -q base "$W/base/disk.img" --memory "$W/base/memory.img" \
-	--state "$W/base/state" --domain "$W/base/domain.xml" >/dev/null
-"$cloudlet" -q overlay "$W/base/disk.img" --disk "$W/custom/disk.img" \
-	--memory "$W/custom/memory.img" --state "$W/custom/state" \
-	--domain "$W/custom/domain.xml" -o "$T/ov" >/dev/null
+cl_workload_base >/dev/null
+cl_workload_overlay "$T/ov" >/dev/null
 
 A=${CL_PREFIX}a
 B=${CL_PREFIX}b
