@@ -2,6 +2,7 @@
 /* Domain XML rewriting (see cl_domxml.h). */
 #include "cl_domxml.h"
 #include "cl_error.h"
+#include "cl_xml.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -11,97 +12,16 @@
 #include <string.h>
 #include <sys/random.h>
 
-#include <libxml/parser.h>
 #include <libxml/tree.h>
-#include <libxml/xmlsave.h>
 
 #define MEMOBJ_ID "cl-ram"
-
-/* --- small tree helpers -------------------------------------------------- */
-
-static int is_elem(const xmlNode *n, const char *name)
-{
-	return n && n->type == XML_ELEMENT_NODE && !n->ns && !strcmp((const char *)n->name, name);
-}
-
-static xmlNode *child(xmlNode *parent, const char *name)
-{
-	xmlNode *n;
-
-	for (n = parent ? parent->children : NULL; n; n = n->next)
-		if (is_elem(n, name))
-			return n;
-	return NULL;
-}
-
-static xmlNode *next_sibling(xmlNode *n, const char *name)
-{
-	for (n = n ? n->next : NULL; n; n = n->next)
-		if (is_elem(n, name))
-			return n;
-	return NULL;
-}
-
-static xmlNode *ensure_child(xmlNode *parent, const char *name)
-{
-	xmlNode *n = child(parent, name);
-
-	return n ? n : xmlNewChild(parent, NULL, BAD_CAST name, NULL);
-}
-
-static int prop_is(xmlNode *n, const char *name, const char *value)
-{
-	xmlChar *v = xmlGetProp(n, BAD_CAST name);
-	int eq = v && !strcmp((const char *)v, value);
-
-	xmlFree(v);
-	return eq;
-}
-
-/* Replaces the content of n by the literal text (escaped on output). */
-static int set_text(xmlNode *n, const char *text)
-{
-	xmlNode *t;
-
-	if (!n)
-		return -ENOMEM;
-	xmlNodeSetContent(n, NULL);
-	t = xmlNewText(BAD_CAST text);
-	if (!t)
-		return -ENOMEM;
-	xmlAddChild(n, t);
-	return 0;
-}
-
-static int set_prop(xmlNode *n, const char *name, const char *value)
-{
-	return n && xmlSetProp(n, BAD_CAST name, BAD_CAST value) ? 0 : -ENOMEM;
-}
-
-static void drop(xmlNode *n)
-{
-	if (n) {
-		xmlUnlinkNode(n);
-		xmlFreeNode(n);
-	}
-}
-
-static void drop_children(xmlNode *parent, const char *name)
-{
-	xmlNode *n, *next;
-
-	for (n = parent ? parent->children : NULL; n; n = next) {
-		next = n->next;
-		if (is_elem(n, name))
-			drop(n);
-	}
-}
 
 static xmlNode *disk_node(xmlNode *root)
 {
 	xmlNode *d;
 
-	for (d = child(child(root, "devices"), "disk"); d; d = next_sibling(d, "disk")) {
+	for (d = cl_xml_child(cl_xml_child(root, "devices"), "disk"); d;
+	     d = cl_xml_next(d, "disk")) {
 		xmlChar *dev = xmlGetProp(d, BAD_CAST "device");
 		int is_disk = !dev || !strcmp((const char *)dev, "disk");
 
@@ -110,43 +30,6 @@ static xmlNode *disk_node(xmlNode *root)
 			return d;
 	}
 	return NULL;
-}
-
-/* --- <qemu:commandline> and QEMU option strings -------------------------- */
-
-static xmlNode *qemu_cmdline(xmlNode *root, int create)
-{
-	xmlNode *n;
-	xmlNs *ns;
-
-	for (n = root->children; n; n = n->next)
-		if (n->type == XML_ELEMENT_NODE && n->ns && n->ns->href &&
-		    !strcmp((const char *)n->ns->href, CL_QEMU_NS) &&
-		    !strcmp((const char *)n->name, "commandline"))
-			return n;
-	if (!create)
-		return NULL;
-	ns = xmlSearchNsByHref(root->doc, root, BAD_CAST CL_QEMU_NS);
-	/* "qemu" may be bound to another URI already: then another prefix. */
-	if (!ns)
-		ns = xmlNewNs(root, BAD_CAST CL_QEMU_NS, BAD_CAST "qemu");
-	if (!ns)
-		ns = xmlNewNs(root, BAD_CAST CL_QEMU_NS, BAD_CAST "cloudlet-qemu");
-	return ns ? xmlNewChild(root, ns, BAD_CAST "commandline", NULL) : NULL;
-}
-
-static xmlNode *add_arg(xmlNode *cl, const char *value)
-{
-	xmlNode *a = xmlNewChild(cl, cl->ns, BAD_CAST "arg", NULL);
-
-	if (a && set_prop(a, "value", value) < 0)
-		return NULL;
-	return a;
-}
-
-static int is_arg(const xmlNode *n)
-{
-	return n->type == XML_ELEMENT_NODE && !strcmp((const char *)n->name, "arg");
 }
 
 /* The <qemu:arg> whose value starts with memory-backend-file. */
@@ -158,7 +41,7 @@ static xmlNode *memobj_arg(xmlNode *cl)
 		xmlChar *v;
 		int hit;
 
-		if (!is_arg(n))
+		if (!cl_xml_is_arg(n))
 			continue;
 		v = xmlGetProp(n, BAD_CAST "value");
 		hit = v && !strncmp((const char *)v, "memory-backend-file,", 20);
@@ -169,84 +52,6 @@ static xmlNode *memobj_arg(xmlNode *cl)
 	return NULL;
 }
 
-/* In QEMU option strings a comma inside a value is written twice. Finds
- * key=... in opts and returns its unescaped value (malloc'd), or NULL. */
-static char *opt_get(const char *opts, const char *key)
-{
-	size_t klen = strlen(key);
-	const char *p = opts;
-	char *out, *w;
-
-	while (*p) {
-		int match = !strncmp(p, key, klen) && p[klen] == '=';
-		const char *v = p + klen + 1;
-
-		if (match) {
-			out = malloc(strlen(v) + 1);
-			if (!out)
-				return NULL;
-			for (w = out; *v && !(v[0] == ',' && v[1] != ','); v++) {
-				if (v[0] == ',')
-					v++;
-				*w++ = *v;
-			}
-			*w = '\0';
-			return out;
-		}
-		/* skip to the next single comma */
-		for (; *p && !(p[0] == ',' && p[1] != ','); p++)
-			if (p[0] == ',')
-				p++;
-		if (*p)
-			p++;
-	}
-	return NULL;
-}
-
-/* opts with key set to value (appended if absent), commas escaped. */
-static char *opt_set(const char *opts, const char *key, const char *value)
-{
-	size_t klen = strlen(key), cap = strlen(opts) + klen + 2 * strlen(value) + 3;
-	const char *p = opts, *start;
-	char *out = malloc(cap), *w = out;
-	int done = 0;
-
-	if (!out)
-		return NULL;
-	while (*p) {
-		start = p;
-		for (; *p && !(p[0] == ',' && p[1] != ','); p++)
-			if (p[0] == ',')
-				p++;
-		if (w != out)
-			*w++ = ',';
-		if (!strncmp(start, key, klen) && start[klen] == '=' && !done) {
-			w += sprintf(w, "%s=", key);
-			for (const char *v = value; *v; v++) {
-				if (*v == ',')
-					*w++ = ',';
-				*w++ = *v;
-			}
-			done = 1;
-		} else {
-			memcpy(w, start, (size_t)(p - start));
-			w += p - start;
-		}
-		if (*p)
-			p++;
-	}
-	if (!done) {
-		w += sprintf(w, "%s%s=", w != out ? "," : "", key);
-		for (const char *v = value; *v; v++) {
-			if (*v == ',')
-				*w++ = ',';
-			*w++ = *v;
-		}
-	}
-	*w = '\0';
-	return out;
-}
-
 static int memobj_set(xmlNode *arg, const char *key, const char *value)
 {
 	xmlChar *v = xmlGetProp(arg, BAD_CAST "value");
@@ -255,11 +60,11 @@ static int memobj_set(xmlNode *arg, const char *key, const char *value)
 
 	if (!v)
 		return -ENOMEM;
-	nv = opt_set((const char *)v, key, value);
+	nv = cl_xml_opt_set((const char *)v, key, value);
 	xmlFree(v);
 	if (!nv)
 		return -ENOMEM;
-	r = set_prop(arg, "value", nv);
+	r = cl_xml_set_prop(arg, "value", nv);
 	free(nv);
 	return r;
 }
@@ -271,15 +76,15 @@ static void drop_incoming(xmlNode *cl)
 
 	for (n = cl ? cl->children : NULL; n; n = next) {
 		next = n->next;
-		if (!is_arg(n) || !prop_is(n, "value", "-incoming"))
+		if (!cl_xml_is_arg(n) || !cl_xml_prop_is(n, "value", "-incoming"))
 			continue;
-		for (val = next; val && !is_arg(val); val = val->next)
+		for (val = next; val && !cl_xml_is_arg(val); val = val->next)
 			;
 		if (val) {
 			next = val->next;
-			drop(val);
+			cl_xml_drop(val);
 		}
-		drop(n);
+		cl_xml_drop(n);
 	}
 }
 
@@ -290,7 +95,7 @@ static void drop_incoming(xmlNode *cl)
 static int own_cmdline(xmlNode *cl, xmlNode *arg)
 {
 	xmlChar *v = xmlGetProp(arg, BAD_CAST "value");
-	char *id = v ? opt_get((const char *)v, "id") : NULL, *sel = NULL;
+	char *id = v ? cl_xml_opt_get((const char *)v, "id") : NULL, *sel = NULL;
 	xmlNode *n, *next;
 	int r = -ENOMEM;
 
@@ -301,15 +106,15 @@ static int own_cmdline(xmlNode *cl, xmlNode *arg)
 	for (n = cl->children; n; n = next) {
 		next = n->next;
 		if (n != arg)
-			drop(n);
+			cl_xml_drop(n);
 	}
 	if (asprintf(&sel, "memory-backend=%s", id) < 0) {
 		sel = NULL;
 		goto out;
 	}
 	xmlUnlinkNode(arg);
-	if (!add_arg(cl, "-object") || !xmlAddChild(cl, arg) || !add_arg(cl, "-machine") ||
-	    !add_arg(cl, sel)) {
+	if (!cl_xml_add_arg(cl, "-object") || !xmlAddChild(cl, arg) ||
+	    !cl_xml_add_arg(cl, "-machine") || !cl_xml_add_arg(cl, sel)) {
 		xmlFreeNode(arg);
 		goto out;
 	}
@@ -327,7 +132,7 @@ static int edit_memory(xmlNode *root, const struct cl_domxml_edit *e)
 	xmlNode *cl, *arg, *mem;
 	int r;
 
-	cl = qemu_cmdline(root, e->memory || e->incoming);
+	cl = cl_xml_qemu_cmdline(root, e->memory || e->incoming);
 	if (!cl && (e->memory || e->incoming))
 		return cl_errorf(-EINVAL, "domain XML: cannot add a QEMU command line");
 	arg = memobj_arg(cl);
@@ -340,17 +145,18 @@ static int edit_memory(xmlNode *root, const struct cl_domxml_edit *e)
 		             "memory-backend-file,id=" MEMOBJ_ID ",size=%" PRIu64 ",share=on",
 		             e->memory_size) < 0)
 			return -ENOMEM;
-		if (!cl || !add_arg(cl, "-object") || !(arg = add_arg(cl, opts)) ||
-		    !add_arg(cl, "-machine") || !add_arg(cl, "memory-backend=" MEMOBJ_ID)) {
+		if (!cl || !cl_xml_add_arg(cl, "-object") || !(arg = cl_xml_add_arg(cl, opts)) ||
+		    !cl_xml_add_arg(cl, "-machine") ||
+		    !cl_xml_add_arg(cl, "memory-backend=" MEMOBJ_ID)) {
 			free(opts);
 			return -ENOMEM;
 		}
 		free(opts);
 		snprintf(size, sizeof(size), "%" PRIu64, e->memory_size);
-		mem = ensure_child(root, "memory");
-		if (set_text(mem, size) < 0 || set_prop(mem, "unit", "b") < 0)
+		mem = cl_xml_ensure(root, "memory");
+		if (cl_xml_set_text(mem, size) < 0 || cl_xml_set_prop(mem, "unit", "b") < 0)
 			return -ENOMEM;
-		drop_children(root, "currentMemory");
+		cl_xml_drop_children(root, "currentMemory");
 	}
 	if (e->memory && (r = memobj_set(arg, "mem-path", e->memory)) < 0)
 		return r;
@@ -364,7 +170,7 @@ static int edit_memory(xmlNode *root, const struct cl_domxml_edit *e)
 	if (arg && (r = own_cmdline(cl, arg)) < 0)
 		return r;
 	drop_incoming(cl);
-	if (e->incoming && (!add_arg(cl, "-incoming") || !add_arg(cl, "defer")))
+	if (e->incoming && (!cl_xml_add_arg(cl, "-incoming") || !cl_xml_add_arg(cl, "defer")))
 		return -ENOMEM;
 	return 0;
 }
@@ -377,24 +183,26 @@ static int edit_disk(xmlNode *root, const struct cl_domxml_edit *e)
 
 	if (!d)
 		return cl_errorf(-EINVAL, "domain XML: no disk device");
-	src = ensure_child(d, "source");
-	drv = ensure_child(d, "driver");
+	src = cl_xml_ensure(d, "source");
+	drv = cl_xml_ensure(d, "driver");
 	/* The synthesized image is a raw file; nothing of the old chain holds. */
-	if (!src || !drv || set_prop(d, "type", "file") < 0 || set_prop(drv, "name", "qemu") < 0 ||
-	    set_prop(drv, "type", e->disk_format ? e->disk_format : "raw") < 0)
+	if (!src || !drv || cl_xml_set_prop(d, "type", "file") < 0 ||
+	    cl_xml_set_prop(drv, "name", "qemu") < 0 ||
+	    cl_xml_set_prop(drv, "type", e->disk_format ? e->disk_format : "raw") < 0)
 		return -ENOMEM;
-	if (e->disk_discard && set_prop(drv, "discard", "unmap") < 0)
+	if (e->disk_discard && cl_xml_set_prop(drv, "discard", "unmap") < 0)
 		return -ENOMEM;
 	xmlUnsetProp(src, BAD_CAST "dev");
 	xmlUnsetProp(src, BAD_CAST "pool");
 	xmlUnsetProp(src, BAD_CAST "volume");
-	if (set_prop(src, "file", e->disk) < 0)
+	if (cl_xml_set_prop(src, "file", e->disk) < 0)
 		return -ENOMEM;
-	drop_children(d, "backingStore");
+	cl_xml_drop_children(d, "backingStore");
 	if (e->disk_norelabel) {
-		drop_children(src, "seclabel");
+		cl_xml_drop_children(src, "seclabel");
 		sl = xmlNewChild(src, NULL, BAD_CAST "seclabel", NULL);
-		if (set_prop(sl, "model", "dac") < 0 || set_prop(sl, "relabel", "no") < 0)
+		if (cl_xml_set_prop(sl, "model", "dac") < 0 ||
+		    cl_xml_set_prop(sl, "relabel", "no") < 0)
 			return -ENOMEM;
 	}
 	return 0;
@@ -403,29 +211,29 @@ static int edit_disk(xmlNode *root, const struct cl_domxml_edit *e)
 static int edit_chardevs(xmlNode *root, const struct cl_domxml_edit *e)
 {
 	static const char *const kinds[] = {"serial", "console"};
-	xmlNode *dev = child(root, "devices"), *n, *src, *log;
+	xmlNode *dev = cl_xml_child(root, "devices"), *n, *src, *log;
 	size_t k;
 
 	for (k = 0; k < 2; k++) {
-		for (n = child(dev, kinds[k]); n; n = next_sibling(n, kinds[k])) {
-			src = child(n, "source");
-			if (e->console && src && prop_is(n, "type", "unix") &&
-			    (set_prop(src, "path", e->console) < 0 ||
-			     set_prop(src, "mode", "bind") < 0))
+		for (n = cl_xml_child(dev, kinds[k]); n; n = cl_xml_next(n, kinds[k])) {
+			src = cl_xml_child(n, "source");
+			if (e->console && src && cl_xml_prop_is(n, "type", "unix") &&
+			    (cl_xml_set_prop(src, "path", e->console) < 0 ||
+			     cl_xml_set_prop(src, "mode", "bind") < 0))
 				return -ENOMEM;
 			/* One log per serial port: the first serial's, if asked. */
-			drop_children(n, "log");
-			if (k == 0 && e->console_log && n == child(dev, "serial")) {
+			cl_xml_drop_children(n, "log");
+			if (k == 0 && e->console_log && n == cl_xml_child(dev, "serial")) {
 				log = xmlNewChild(n, NULL, BAD_CAST "log", NULL);
-				if (set_prop(log, "file", e->console_log) < 0 ||
-				    set_prop(log, "append", "off") < 0)
+				if (cl_xml_set_prop(log, "file", e->console_log) < 0 ||
+				    cl_xml_set_prop(log, "append", "off") < 0)
 					return -ENOMEM;
 			}
 		}
 	}
 	/* Channel sockets of another run: libvirt picks new paths without them. */
-	for (n = child(dev, "channel"); n; n = next_sibling(n, "channel"))
-		if (prop_is(n, "type", "unix") && (src = child(n, "source")))
+	for (n = cl_xml_child(dev, "channel"); n; n = cl_xml_next(n, "channel"))
+		if (cl_xml_prop_is(n, "type", "unix") && (src = cl_xml_child(n, "source")))
 			xmlUnsetProp(src, BAD_CAST "path");
 	return 0;
 }
@@ -434,15 +242,18 @@ static int edit_vnc(xmlNode *root)
 {
 	xmlNode *g, *l;
 
-	for (g = child(child(root, "devices"), "graphics"); g; g = next_sibling(g, "graphics")) {
-		if (!prop_is(g, "type", "vnc"))
+	for (g = cl_xml_child(cl_xml_child(root, "devices"), "graphics"); g;
+	     g = cl_xml_next(g, "graphics")) {
+		if (!cl_xml_prop_is(g, "type", "vnc"))
 			continue;
 		xmlUnsetProp(g, BAD_CAST "port");
 		xmlUnsetProp(g, BAD_CAST "websocket");
-		drop_children(g, "listen");
+		cl_xml_drop_children(g, "listen");
 		l = xmlNewChild(g, NULL, BAD_CAST "listen", NULL);
-		if (set_prop(g, "autoport", "yes") < 0 || set_prop(g, "listen", "127.0.0.1") < 0 ||
-		    set_prop(l, "type", "address") < 0 || set_prop(l, "address", "127.0.0.1") < 0)
+		if (cl_xml_set_prop(g, "autoport", "yes") < 0 ||
+		    cl_xml_set_prop(g, "listen", "127.0.0.1") < 0 ||
+		    cl_xml_set_prop(l, "type", "address") < 0 ||
+		    cl_xml_set_prop(l, "address", "127.0.0.1") < 0)
 			return -ENOMEM;
 	}
 	return 0;
@@ -450,90 +261,17 @@ static int edit_vnc(xmlNode *root)
 
 static int edit_os(xmlNode *root, const struct cl_domxml_edit *e)
 {
-	xmlNode *os = child(root, "os");
+	xmlNode *os = cl_xml_child(root, "os");
 
 	if (!os && (e->kernel || e->initrd || e->cmdline))
 		return cl_errorf(-EINVAL, "domain XML: no <os> element");
-	if (e->kernel && set_text(ensure_child(os, "kernel"), e->kernel) < 0)
+	if (e->kernel && cl_xml_set_text(cl_xml_ensure(os, "kernel"), e->kernel) < 0)
 		return -ENOMEM;
-	if (e->initrd && set_text(ensure_child(os, "initrd"), e->initrd) < 0)
+	if (e->initrd && cl_xml_set_text(cl_xml_ensure(os, "initrd"), e->initrd) < 0)
 		return -ENOMEM;
-	if (e->cmdline && set_text(ensure_child(os, "cmdline"), e->cmdline) < 0)
+	if (e->cmdline && cl_xml_set_text(cl_xml_ensure(os, "cmdline"), e->cmdline) < 0)
 		return -ENOMEM;
 	return 0;
-}
-
-/* --- parse and serialize ------------------------------------------------- */
-
-/* libxml2 wants its global state set up once, before threads use it. */
-static void init_libxml_once(void)
-{
-	xmlInitParser();
-}
-
-static void init_libxml(void)
-{
-	static pthread_once_t once = PTHREAD_ONCE_INIT;
-
-	pthread_once(&once, init_libxml_once);
-}
-
-static int parse(const char *xml, size_t len, xmlDoc **out)
-{
-	xmlParserCtxt *ctxt;
-	const xmlError *err;
-	xmlDoc *doc;
-	xmlNode *root;
-	int r;
-
-	init_libxml();
-	if (len > INT32_MAX)
-		return cl_errorf(-EFBIG, "domain XML: too large");
-	ctxt = xmlNewParserCtxt();
-	if (!ctxt)
-		return -ENOMEM;
-	doc = xmlCtxtReadMemory(ctxt, xml, (int)len, "domain.xml", NULL,
-	                        XML_PARSE_NONET | XML_PARSE_NOBLANKS | XML_PARSE_NOERROR |
-	                            XML_PARSE_NOWARNING);
-	/* libxml2 recovers from namespace errors; a prefix left undeclared
-	 * would hide an element from the rewrite, which looks by namespace. */
-	if (!doc || !ctxt->nsWellFormed) {
-		err = xmlCtxtGetLastError(ctxt);
-		r = cl_errorf(-EBADMSG, "domain XML: not well-formed (line %d: %.*s)",
-		              err ? err->line : 0,
-		              err && err->message ? (int)strcspn(err->message, "\n") : 1,
-		              err && err->message ? err->message : "?");
-		xmlFreeDoc(doc);
-		xmlFreeParserCtxt(ctxt);
-		return r;
-	}
-	xmlFreeParserCtxt(ctxt);
-	root = xmlDocGetRootElement(doc);
-	if (!is_elem(root, "domain")) {
-		xmlFreeDoc(doc);
-		return cl_errorf(-EBADMSG, "domain XML: the root element is not <domain>");
-	}
-	*out = doc;
-	return 0;
-}
-
-static int serialize(xmlDoc *doc, char **out)
-{
-	xmlBuffer *buf = xmlBufferCreate();
-	xmlSaveCtxt *s;
-	int r = 0;
-
-	if (!buf)
-		return -ENOMEM;
-	s = xmlSaveToBuffer(buf, "UTF-8", XML_SAVE_FORMAT | XML_SAVE_NO_DECL);
-	if (!s || xmlSaveDoc(s, doc) < 0)
-		r = -ENOMEM;
-	if (s)
-		xmlSaveClose(s);
-	if (r == 0 && !(*out = strdup((const char *)xmlBufferContent(buf))))
-		r = -ENOMEM;
-	xmlBufferFree(buf);
-	return r;
 }
 
 int cl_domxml_rewrite(const char *xml, size_t len, const struct cl_domxml_edit *e, char **out)
@@ -544,17 +282,17 @@ int cl_domxml_rewrite(const char *xml, size_t len, const struct cl_domxml_edit *
 
 	if (!xml || !e || !e->name || !*e->name || !out)
 		return -EINVAL;
-	r = parse(xml, len, &doc);
+	r = cl_xml_parse_domain(xml, len, &doc);
 	if (r < 0)
 		return r;
 	root = xmlDocGetRootElement(doc);
 	r = -ENOMEM;
-	if (set_text(ensure_child(root, "name"), e->name) < 0)
+	if (cl_xml_set_text(cl_xml_ensure(root, "name"), e->name) < 0)
 		goto out;
-	drop_children(root, "uuid");
-	if (e->uuid && set_text(xmlNewChild(root, NULL, BAD_CAST "uuid", NULL), e->uuid) < 0)
+	cl_xml_drop_children(root, "uuid");
+	if (e->uuid && cl_xml_set_text(xmlNewChild(root, NULL, BAD_CAST "uuid", NULL), e->uuid) < 0)
 		goto out;
-	if (e->type && set_prop(root, "type", e->type) < 0)
+	if (e->type && cl_xml_set_prop(root, "type", e->type) < 0)
 		goto out;
 	if ((r = edit_os(root, e)) < 0)
 		goto out;
@@ -566,31 +304,10 @@ int cl_domxml_rewrite(const char *xml, size_t len, const struct cl_domxml_edit *
 		goto out;
 	if ((r = edit_memory(root, e)) < 0)
 		goto out;
-	r = serialize(doc, out);
+	r = cl_xml_serialize(doc, out);
 out:
 	xmlFreeDoc(doc);
 	return r;
-}
-
-/* --- new domains ---------------------------------------------------------- */
-
-static xmlNode *add(xmlNode *parent, const char *name, const char *text)
-{
-	xmlNode *n = xmlNewChild(parent, NULL, BAD_CAST name, NULL);
-
-	if (n && text && set_text(n, text) < 0)
-		return NULL;
-	return n;
-}
-
-static xmlNode *add_attrs(xmlNode *parent, const char *name, const char *k1, const char *v1,
-                          const char *k2, const char *v2)
-{
-	xmlNode *n = xmlNewChild(parent, NULL, BAD_CAST name, NULL);
-
-	if (!n || (k1 && set_prop(n, k1, v1) < 0) || (k2 && set_prop(n, k2, v2) < 0))
-		return NULL;
-	return n;
 }
 
 int cl_domxml_new(const struct cl_domxml_spec *s, char **out)
@@ -603,99 +320,81 @@ int cl_domxml_new(const struct cl_domxml_spec *s, char **out)
 	if (!s || !s->name || !s->type || !s->disk || !s->memory || !s->console || !out ||
 	    !s->ram_mib || !s->vcpus)
 		return -EINVAL;
-	init_libxml();
+	cl_xml_init();
 	doc = xmlNewDoc(BAD_CAST "1.0");
 	root = doc ? xmlNewNode(NULL, BAD_CAST "domain") : NULL;
 	if (!root)
 		goto out;
 	xmlDocSetRootElement(doc, root);
 	snprintf(num, sizeof(num), "%u", s->ram_mib);
-	if (set_prop(root, "type", s->type) < 0 || !add(root, "name", s->name) ||
-	    !(n = add(root, "memory", num)) || set_prop(n, "unit", "MiB") < 0)
+	if (cl_xml_set_prop(root, "type", s->type) < 0 || !cl_xml_add(root, "name", s->name) ||
+	    !(n = cl_xml_add(root, "memory", num)) || cl_xml_set_prop(n, "unit", "MiB") < 0)
 		goto out;
 	snprintf(num, sizeof(num), "%u", s->vcpus);
-	if (!add(root, "vcpu", num) || !(os = add(root, "os", NULL)) ||
-	    !(n = add_attrs(os, "type", "arch", "x86_64", "machine",
-	                    s->machine ? s->machine : "pc")) ||
-	    set_text(n, "hvm") < 0)
+	if (!cl_xml_add(root, "vcpu", num) || !(os = cl_xml_add(root, "os", NULL)) ||
+	    !(n = cl_xml_add_attrs(os, "type", "arch", "x86_64", "machine",
+	                           s->machine ? s->machine : "pc")) ||
+	    cl_xml_set_text(n, "hvm") < 0)
 		goto out;
 	if (s->kernel) {
-		if (!add(os, "kernel", s->kernel) || (s->initrd && !add(os, "initrd", s->initrd)) ||
-		    (s->cmdline && !add(os, "cmdline", s->cmdline)))
+		if (!cl_xml_add(os, "kernel", s->kernel) ||
+		    (s->initrd && !cl_xml_add(os, "initrd", s->initrd)) ||
+		    (s->cmdline && !cl_xml_add(os, "cmdline", s->cmdline)))
 			goto out;
-	} else if (!add_attrs(os, "boot", "dev", "hd", NULL, NULL)) {
+	} else if (!cl_xml_add_attrs(os, "boot", "dev", "hd", NULL, NULL)) {
 		goto out;
 	}
 	/* The CPU model is part of the saved state: name it, so that a base
 	 * says what it was saved under on any host. */
-	if (!(n = add_attrs(root, "cpu", "mode", "custom", "match", "exact")) ||
-	    !(n = add(n, "model", s->cpu ? s->cpu : CL_DOMXML_CPU)) ||
-	    set_prop(n, "fallback", "forbid") < 0)
+	if (!(n = cl_xml_add_attrs(root, "cpu", "mode", "custom", "match", "exact")) ||
+	    !(n = cl_xml_add(n, "model", s->cpu ? s->cpu : CL_DOMXML_CPU)) ||
+	    cl_xml_set_prop(n, "fallback", "forbid") < 0)
 		goto out;
-	if (!(n = add(root, "features", NULL)) || !add(n, "acpi", NULL) ||
-	    !add_attrs(root, "clock", "offset", "utc", NULL, NULL) ||
-	    !add(root, "on_poweroff", "destroy") || !add(root, "on_reboot", "restart") ||
-	    !add(root, "on_crash", "destroy") || !(dev = add(root, "devices", NULL)))
+	if (!(n = cl_xml_add(root, "features", NULL)) || !cl_xml_add(n, "acpi", NULL) ||
+	    !cl_xml_add_attrs(root, "clock", "offset", "utc", NULL, NULL) ||
+	    !cl_xml_add(root, "on_poweroff", "destroy") ||
+	    !cl_xml_add(root, "on_reboot", "restart") || !cl_xml_add(root, "on_crash", "destroy") ||
+	    !(dev = cl_xml_add(root, "devices", NULL)))
 		goto out;
-	if (!(n = add_attrs(dev, "disk", "type", "file", "device", "disk")) ||
-	    !add_attrs(n, "driver", "name", "qemu", "type",
-	               s->disk_format ? s->disk_format : "raw") ||
-	    set_prop(child(n, "driver"), "discard", "unmap") < 0 ||
-	    !add_attrs(n, "source", "file", s->disk, NULL, NULL) ||
-	    !add_attrs(n, "target", "dev", "vda", "bus", "virtio"))
+	if (!(n = cl_xml_add_attrs(dev, "disk", "type", "file", "device", "disk")) ||
+	    !cl_xml_add_attrs(n, "driver", "name", "qemu", "type",
+	                      s->disk_format ? s->disk_format : "raw") ||
+	    cl_xml_set_prop(cl_xml_child(n, "driver"), "discard", "unmap") < 0 ||
+	    !cl_xml_add_attrs(n, "source", "file", s->disk, NULL, NULL) ||
+	    !cl_xml_add_attrs(n, "target", "dev", "vda", "bus", "virtio"))
 		goto out;
-	if (!add_attrs(dev, "controller", "type", "usb", "model", "none"))
+	if (!cl_xml_add_attrs(dev, "controller", "type", "usb", "model", "none"))
 		goto out;
-	if (!(n = add_attrs(dev, "serial", "type", "unix", NULL, NULL)) ||
-	    !add_attrs(n, "source", "mode", "bind", "path", s->console) ||
-	    !add_attrs(n, "target", "port", "0", NULL, NULL) ||
-	    !(n = add_attrs(dev, "console", "type", "unix", NULL, NULL)) ||
-	    !add_attrs(n, "source", "mode", "bind", "path", s->console) ||
-	    !add_attrs(n, "target", "type", "serial", "port", "0"))
+	if (!(n = cl_xml_add_attrs(dev, "serial", "type", "unix", NULL, NULL)) ||
+	    !cl_xml_add_attrs(n, "source", "mode", "bind", "path", s->console) ||
+	    !cl_xml_add_attrs(n, "target", "port", "0", NULL, NULL) ||
+	    !(n = cl_xml_add_attrs(dev, "console", "type", "unix", NULL, NULL)) ||
+	    !cl_xml_add_attrs(n, "source", "mode", "bind", "path", s->console) ||
+	    !cl_xml_add_attrs(n, "target", "type", "serial", "port", "0"))
 		goto out;
-	if (s->vnc && (!(n = add_attrs(dev, "graphics", "type", "vnc", "autoport", "yes")) ||
-	               set_prop(n, "listen", "127.0.0.1") < 0 ||
-	               !add_attrs(n, "listen", "type", "address", "address", "127.0.0.1")))
+	if (s->vnc && (!(n = cl_xml_add_attrs(dev, "graphics", "type", "vnc", "autoport", "yes")) ||
+	               cl_xml_set_prop(n, "listen", "127.0.0.1") < 0 ||
+	               !cl_xml_add_attrs(n, "listen", "type", "address", "address", "127.0.0.1")))
 		goto out;
-	if (!add_attrs(dev, "memballoon", "model", "virtio", "freePageReporting",
-	               s->no_free_page_reporting ? "off" : "on"))
+	if (!cl_xml_add_attrs(dev, "memballoon", "model", "virtio", "freePageReporting",
+	                      s->no_free_page_reporting ? "off" : "on"))
 		goto out;
-	cl = qemu_cmdline(root, 1);
+	cl = cl_xml_qemu_cmdline(root, 1);
 	if (!cl || asprintf(&opts, "memory-backend-file,id=" MEMOBJ_ID ",size=%uM,share=on",
 	                    s->ram_mib) < 0) {
 		opts = NULL;
 		goto out;
 	}
-	if (!add_arg(cl, "-object") || !(n = add_arg(cl, opts)) || !add_arg(cl, "-machine") ||
-	    !add_arg(cl, "memory-backend=" MEMOBJ_ID))
+	if (!cl_xml_add_arg(cl, "-object") || !(n = cl_xml_add_arg(cl, opts)) ||
+	    !cl_xml_add_arg(cl, "-machine") || !cl_xml_add_arg(cl, "memory-backend=" MEMOBJ_ID))
 		goto out;
 	r = memobj_set(n, "mem-path", s->memory);
 	if (r == 0)
-		r = serialize(doc, out);
+		r = cl_xml_serialize(doc, out);
 out:
 	free(opts);
 	xmlFreeDoc(doc);
 	return r;
-}
-
-/* --- reading values ------------------------------------------------------ */
-
-static char *prop_dup(xmlNode *n, const char *name)
-{
-	xmlChar *v = n ? xmlGetProp(n, BAD_CAST name) : NULL;
-	char *s = v ? strdup((const char *)v) : NULL;
-
-	xmlFree(v);
-	return s;
-}
-
-static char *text_dup(xmlNode *n)
-{
-	xmlChar *v = n ? xmlNodeGetContent(n) : NULL;
-	char *s = v ? strdup((const char *)v) : NULL;
-
-	xmlFree(v);
-	return s;
 }
 
 /* The CPU the guest sees, as one comparable string: the model of a custom
@@ -703,8 +402,9 @@ static char *text_dup(xmlNode *n)
  * for x86 (qemu64) when the XML names none. */
 static char *cpu_model(xmlNode *root)
 {
-	xmlNode *cpu = child(root, "cpu");
-	char *mode = prop_dup(cpu, "mode"), *model = text_dup(child(cpu, "model")), *s = NULL;
+	xmlNode *cpu = cl_xml_child(root, "cpu");
+	char *mode = cl_xml_prop_dup(cpu, "mode"),
+	     *model = cl_xml_text_dup(cl_xml_child(cpu, "model")), *s = NULL;
 
 	if (mode && strcmp(mode, "custom"))
 		s = strdup(mode);
@@ -722,13 +422,14 @@ static char *vnc_address(xmlNode *root)
 	xmlNode *g;
 	char *port, *listen, *s = NULL;
 
-	for (g = child(child(root, "devices"), "graphics"); g; g = next_sibling(g, "graphics")) {
-		if (!prop_is(g, "type", "vnc"))
+	for (g = cl_xml_child(cl_xml_child(root, "devices"), "graphics"); g;
+	     g = cl_xml_next(g, "graphics")) {
+		if (!cl_xml_prop_is(g, "type", "vnc"))
 			continue;
-		port = prop_dup(g, "port");
-		listen = prop_dup(g, "listen");
+		port = cl_xml_prop_dup(g, "port");
+		listen = cl_xml_prop_dup(g, "listen");
 		if (!listen)
-			listen = prop_dup(child(g, "listen"), "address");
+			listen = cl_xml_prop_dup(cl_xml_child(g, "listen"), "address");
 		if (port && atoi(port) > 0 &&
 		    asprintf(&s, "%s:%s", listen ? listen : "127.0.0.1", port) < 0)
 			s = NULL;
@@ -750,33 +451,36 @@ int cl_domxml_get(const char *xml, size_t len, const char *field, char **out)
 
 	if (!xml || !field || !out)
 		return -EINVAL;
-	r = parse(xml, len, &doc);
+	r = cl_xml_parse_domain(xml, len, &doc);
 	if (r < 0)
 		return r;
 	root = xmlDocGetRootElement(doc);
-	os = child(root, "os");
+	os = cl_xml_child(root, "os");
 	if (!strcmp(field, "name") || !strcmp(field, "uuid")) {
-		s = text_dup(child(root, field));
+		s = cl_xml_text_dup(cl_xml_child(root, field));
 	} else if (!strcmp(field, "type")) {
-		s = prop_dup(root, "type");
+		s = cl_xml_prop_dup(root, "type");
 	} else if (!strcmp(field, "machine")) {
-		s = prop_dup(child(os, "type"), "machine");
+		s = cl_xml_prop_dup(cl_xml_child(os, "type"), "machine");
 	} else if (!strcmp(field, "kernel") || !strcmp(field, "initrd") ||
 	           !strcmp(field, "cmdline")) {
-		s = text_dup(child(os, field));
+		s = cl_xml_text_dup(cl_xml_child(os, field));
 	} else if (!strcmp(field, "disk")) {
-		s = prop_dup(child(disk_node(root), "source"), "file");
+		s = cl_xml_prop_dup(cl_xml_child(disk_node(root), "source"), "file");
 	} else if (!strcmp(field, "console")) {
-		xmlNode *serial = child(child(root, "devices"), "serial");
-		if (prop_is(serial, "type", "unix"))
-			s = prop_dup(child(serial, "source"), "path");
+		xmlNode *serial = cl_xml_child(cl_xml_child(root, "devices"), "serial");
+		if (cl_xml_prop_is(serial, "type", "unix"))
+			s = cl_xml_prop_dup(cl_xml_child(serial, "source"), "path");
 	} else if (!strcmp(field, "log")) {
-		s = prop_dup(child(child(child(root, "devices"), "serial"), "log"), "file");
+		s = cl_xml_prop_dup(
+		    cl_xml_child(cl_xml_child(cl_xml_child(root, "devices"), "serial"), "log"),
+		    "file");
 	} else if (!strcmp(field, "mem") || !strcmp(field, "share") || !strcmp(field, "size")) {
-		arg = memobj_arg(qemu_cmdline(root, 0));
+		arg = memobj_arg(cl_xml_qemu_cmdline(root, 0));
 		v = arg ? xmlGetProp(arg, BAD_CAST "value") : NULL;
 		if (v)
-			s = opt_get((const char *)v, !strcmp(field, "mem") ? "mem-path" : field);
+			s = cl_xml_opt_get((const char *)v,
+			                   !strcmp(field, "mem") ? "mem-path" : field);
 		xmlFree(v);
 	} else if (!strcmp(field, "vnc")) {
 		s = vnc_address(root);

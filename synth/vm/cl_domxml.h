@@ -13,7 +13,6 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define CL_QEMU_NS    "http://libvirt.org/schemas/domain/qemu/1.0"
 #define CL_DOMXML_CPU "qemu64" /* QEMU's default x86 CPU, TCG and KVM alike */
 
 struct cl_domxml_edit {

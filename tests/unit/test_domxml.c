@@ -14,6 +14,7 @@
 
 #include "cl_accel.h"
 #include "cl_domxml.h"
+#include "cl_xml.h"
 #include "cl_error.h"
 #include "cl_qcow.h"
 #include "cl_vm.h"
