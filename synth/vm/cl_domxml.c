@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: GPL-2.0-only */
 /* Domain XML rewriting (see cl_domxml.h). */
 #include "cl_domxml.h"
+#include "cl_domnet.h"
 #include "cl_error.h"
 #include "cl_xml.h"
 
@@ -15,6 +16,10 @@
 #include <libxml/tree.h>
 
 #define MEMOBJ_ID "cl-ram"
+/* PCI slots of a new domain (slot 2 is the video card's, if any). */
+#define NIC_SLOT     3
+#define DISK_SLOT    4
+#define BALLOON_SLOT 5
 
 static xmlNode *disk_node(xmlNode *root)
 {
@@ -274,6 +279,24 @@ static int edit_os(xmlNode *root, const struct cl_domxml_edit *e)
 	return 0;
 }
 
+/* Interfaces from e->net_from first, so that a saved domain keeps its NIC
+ * in libvirt's form; then a run's own arguments for user-mode NICs. */
+static int edit_net(xmlNode *root, const struct cl_domxml_edit *e)
+{
+	xmlDoc *from = NULL;
+	int r = 0;
+
+	if (e->net_from) {
+		r = cl_xml_parse_domain(e->net_from, e->net_from_len, &from);
+		if (r == 0)
+			r = cl_domnet_copy(root, xmlDocGetRootElement(from));
+		xmlFreeDoc(from);
+	}
+	if (r == 0 && e->net_run)
+		r = cl_domnet_run(root, cl_xml_qemu_cmdline(root, 1), !e->net_untrusted);
+	return r;
+}
+
 int cl_domxml_rewrite(const char *xml, size_t len, const struct cl_domxml_edit *e, char **out)
 {
 	xmlNode *root;
@@ -303,6 +326,8 @@ int cl_domxml_rewrite(const char *xml, size_t len, const struct cl_domxml_edit *
 	if (e->vnc_local && (r = edit_vnc(root)) < 0)
 		goto out;
 	if ((r = edit_memory(root, e)) < 0)
+		goto out;
+	if ((r = edit_net(root, e)) < 0)
 		goto out;
 	r = cl_xml_serialize(doc, out);
 out:
@@ -361,7 +386,8 @@ int cl_domxml_new(const struct cl_domxml_spec *s, char **out)
 	                      s->disk_format ? s->disk_format : "raw") ||
 	    cl_xml_set_prop(cl_xml_child(n, "driver"), "discard", "unmap") < 0 ||
 	    !cl_xml_add_attrs(n, "source", "file", s->disk, NULL, NULL) ||
-	    !cl_xml_add_attrs(n, "target", "dev", "vda", "bus", "virtio"))
+	    !cl_xml_add_attrs(n, "target", "dev", "vda", "bus", "virtio") ||
+	    !cl_xml_add_pci(n, DISK_SLOT))
 		goto out;
 	if (!cl_xml_add_attrs(dev, "controller", "type", "usb", "model", "none"))
 		goto out;
@@ -376,9 +402,13 @@ int cl_domxml_new(const struct cl_domxml_spec *s, char **out)
 	               cl_xml_set_prop(n, "listen", "127.0.0.1") < 0 ||
 	               !cl_xml_add_attrs(n, "listen", "type", "address", "address", "127.0.0.1")))
 		goto out;
-	if (!cl_xml_add_attrs(dev, "memballoon", "model", "virtio", "freePageReporting",
-	                      s->no_free_page_reporting ? "off" : "on"))
+	if (!(n = cl_xml_add_attrs(dev, "memballoon", "model", "virtio", "freePageReporting",
+	                           s->no_free_page_reporting ? "off" : "on")) ||
+	    !cl_xml_add_pci(n, BALLOON_SLOT))
 		goto out;
+	if ((r = cl_domnet_add(root, &s->net, NIC_SLOT)) < 0)
+		goto out;
+	r = -ENOMEM;
 	cl = cl_xml_qemu_cmdline(root, 1);
 	if (!cl || asprintf(&opts, "memory-backend-file,id=" MEMOBJ_ID ",size=%uM,share=on",
 	                    s->ram_mib) < 0) {
@@ -441,6 +471,20 @@ static char *vnc_address(xmlNode *root)
 	return NULL;
 }
 
+static char *net_field(xmlNode *root, const char *field)
+{
+	enum cl_net_kind kind;
+	char mac[18], *macs = NULL;
+
+	if (cl_domnet_info(root, &kind, mac, !strcmp(field, "macs") ? &macs : NULL) < 0)
+		return NULL;
+	if (macs)
+		return macs;
+	if (!strcmp(field, "net"))
+		return strdup(cl_net_kind_name(kind));
+	return mac[0] ? strdup(mac) : NULL;
+}
+
 int cl_domxml_get(const char *xml, size_t len, const char *field, char **out)
 {
 	xmlNode *root, *os, *arg;
@@ -486,6 +530,8 @@ int cl_domxml_get(const char *xml, size_t len, const char *field, char **out)
 		s = vnc_address(root);
 	} else if (!strcmp(field, "cpu")) {
 		s = cpu_model(root);
+	} else if (!strcmp(field, "net") || !strcmp(field, "mac") || !strcmp(field, "macs")) {
+		s = net_field(root, field);
 	} else {
 		xmlFreeDoc(doc);
 		return cl_errorf(-EINVAL, "domain XML: unknown field '%s'", field);

@@ -13,6 +13,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "cl_net.h"
+
 #define CL_DOMXML_CPU "qemu64" /* QEMU's default x86 CPU, TCG and KVM alike */
 
 struct cl_domxml_edit {
@@ -33,6 +35,15 @@ struct cl_domxml_edit {
 	const char *initrd;      /* NULL keeps */
 	const char *cmdline;     /* NULL keeps */
 	int vnc_local;           /* VNC graphics listen on 127.0.0.1 with autoport */
+	/* Networking (cl_domnet.h): net_from (net_from_len bytes), a domain
+	 * XML whose interfaces and cloudlet metadata replace this one's; then
+	 * net_run: user-mode interfaces become cloudlet's QEMU arguments,
+	 * confined unless a trusted XML allows outbound connections;
+	 * net_untrusted: the XML is outside input (an overlay's). */
+	const char *net_from;
+	size_t net_from_len;
+	int net_run;
+	int net_untrusted;
 };
 
 /* Rewrites the domain XML xml (len bytes) as e says into *out, a
@@ -43,17 +54,23 @@ int cl_domxml_rewrite(const char *xml, size_t len, const struct cl_domxml_edit *
  * `machine`, `kernel`, `initrd`, `cmdline`, `disk` (first disk's source
  * file), `console` (serial unix socket), `log` (serial log file), `mem`,
  * `share`, `size` (of the memory-backend-file), `vnc` (host:port of
- * VNC graphics with a port) or `cpu` (the model of a custom CPU, the mode
- * of a host-model/host-passthrough one, qemu64 when there is no <cpu>). -ENOENT if the XML has
- * none, -EINVAL for an unknown field. */
+ * VNC graphics with a port), `cpu` (the model of a custom CPU, the mode
+ * of a host-model/host-passthrough one, qemu64 when there is no <cpu>),
+ * `net` (the first NIC's kind: none, user, nat, bridge or libvirt), `mac`
+ * (its MAC) or `macs` (every NIC's MAC, space-separated). -ENOENT if the
+ * XML has none, -EINVAL for an unknown field. */
 int cl_domxml_get(const char *xml, size_t len, const char *field, char **out);
 
 /* A new domain: file-backed guest RAM (share=on) in <qemu:commandline>, a
  * raw virtio disk (discard passed on), a serial console on a unix socket,
  * optionally VNC on 127.0.0.1, a virtio balloon with free page reporting
- * (freed guest pages become holes in the RAM file). The balloon's features
- * are part of the device state: a VM resumes with the balloon it was saved
- * with, so rewriting never changes it. */
+ * (freed guest pages become holes in the RAM file), a virtio NIC as net
+ * says. The balloon's features and the NIC are part of the device state:
+ * a VM resumes with those it was saved with, so rewriting never changes
+ * them. PCI devices get fixed addresses (NIC 3, disk 4, balloon 5): a
+ * user-mode NIC is given to QEMU by cloudlet at a run, and libvirt must
+ * not place another device in its slot. The XML holds the NIC in
+ * libvirt's form: rewrite it with net_run to run it. */
 struct cl_domxml_spec {
 	const char *name;
 	const char *type;    /* "kvm" or "qemu" */
@@ -70,6 +87,7 @@ struct cl_domxml_spec {
 	const char *console;        /* serial console socket */
 	int vnc;                    /* VNC graphics on 127.0.0.1, autoport */
 	int no_free_page_reporting; /* the balloon without free page reporting */
+	struct cl_net net;          /* the NIC (kind CL_NET_NONE: none) */
 };
 
 int cl_domxml_new(const struct cl_domxml_spec *s, char **out);

@@ -304,6 +304,18 @@ xmlNode *cl_xml_add_attrs(xmlNode *parent, const char *name, const char *k1, con
 
 /* --- reading values ------------------------------------------------------ */
 
+xmlNode *cl_xml_add_pci(xmlNode *parent, unsigned slot)
+{
+	xmlNode *a = cl_xml_add_attrs(parent, "address", "type", "pci", "domain", "0x0000");
+	char v[8];
+
+	snprintf(v, sizeof(v), "0x%02x", slot);
+	if (!a || cl_xml_set_prop(a, "bus", "0x00") < 0 || cl_xml_set_prop(a, "slot", v) < 0 ||
+	    cl_xml_set_prop(a, "function", "0x0") < 0)
+		return NULL;
+	return a;
+}
+
 char *cl_xml_prop_dup(xmlNode *n, const char *name)
 {
 	xmlChar *v = n ? xmlGetProp(n, BAD_CAST name) : NULL;

@@ -34,6 +34,8 @@ void cl_xml_drop_children(xmlNode *parent, const char *name);
 xmlNode *cl_xml_add(xmlNode *parent, const char *name, const char *text);
 xmlNode *cl_xml_add_attrs(xmlNode *parent, const char *name, const char *k1, const char *v1,
                           const char *k2, const char *v2);
+/* An <address> of PCI slot slot on bus 0 of domain 0. */
+xmlNode *cl_xml_add_pci(xmlNode *parent, unsigned slot);
 char *cl_xml_prop_dup(xmlNode *n, const char *name);
 char *cl_xml_text_dup(xmlNode *n);
 
