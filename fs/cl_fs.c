@@ -6,6 +6,7 @@
 #include "cl_fs_stream.h"
 #include "cl_fs_text.h"
 #include "cl_fs_tree.h"
+#include "cl_mount.h"
 #include "cl_util.h"
 
 #include <errno.h>
@@ -24,7 +25,8 @@
 #define ENTRY_TIMEOUT 3600.0
 #define ATTR_TIMEOUT  3600.0
 
-#define TEXT_MAX (3 * PATH_MAX + 1024) /* the status file, three paths included */
+#define NOTE_MAX CL_FS_NOTE_MAX                   /* the session's line in status, NUL included */
+#define TEXT_MAX (3 * PATH_MAX + 1024 + NOTE_MAX) /* the status file, three paths included */
 
 /* An open status or stats file: its text is taken at the first read and
  * again at every read from offset 0, so that one cat sees one snapshot. */
@@ -59,6 +61,7 @@ struct cl_fs {
 	unsigned inflight;                                    /* lock: requests answered later */
 	pthread_cond_t drained;                               /* inflight reached 0 */
 	struct handle handles;                                /* lock: open files' list head */
+	char note[NOTE_MAX];                                  /* lock: CL_MOUNT_VM_XATTR */
 };
 
 /* An image read, write or hole punch handed to the engine. */
@@ -546,6 +549,9 @@ static void read_text(struct cl_fs *fs, fuse_req_t req, const struct cl_fs_node 
 			info.base = fs->cfg.base;
 			info.mountpoint = fs->cfg.mountpoint;
 			info.pid = (long)getpid();
+			pthread_mutex_lock(&fs->lock);
+			memcpy(info.note, fs->note, sizeof(info.note));
+			pthread_mutex_unlock(&fs->lock);
 			t->len = cl_fs_status_text(&st, &info, t->buf, sizeof(t->buf));
 		} else {
 			t->len = cl_fs_stat_text(&st, n->image, n->which, t->buf, sizeof(t->buf));
@@ -781,6 +787,67 @@ static void op_statfs(fuse_req_t req, fuse_ino_t ino)
 	fuse_reply_statfs(req, &sv);
 }
 
+/* The session's note, an attribute of status that its text shows: one
+ * printable `key: value` line, set by the mount's owner. */
+static int note_check(fuse_req_t req, fuse_ino_t ino, const char *name)
+{
+	const struct cl_fs_node *n = node_of(fs_of(req), ino);
+
+	if (!n || n->kind != CL_FS_NODE_STATUS || strcmp(name, CL_MOUNT_VM_XATTR))
+		return ENOTSUP;
+	return 0;
+}
+
+static void op_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const char *value,
+                        size_t size, int flags)
+{
+	struct cl_fs *fs = fs_of(req);
+	const struct fuse_ctx *c = fuse_req_ctx(req);
+	int e = note_check(req, ino, name);
+	size_t i;
+
+	(void)flags;
+	if (!e && c->uid != 0 && c->uid != getuid())
+		e = EPERM;
+	if (!e && (size >= NOTE_MAX || !memchr(value, ':', size)))
+		e = EINVAL;
+	for (i = 0; !e && i < size; i++)
+		if ((unsigned char)value[i] < 0x20 || value[i] == 0x7f)
+			e = EINVAL;
+	if (!e) {
+		pthread_mutex_lock(&fs->lock);
+		memcpy(fs->note, value, size);
+		fs->note[size] = '\0';
+		pthread_mutex_unlock(&fs->lock);
+	}
+	fuse_reply_err(req, e);
+}
+
+static void op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size)
+{
+	struct cl_fs *fs = fs_of(req);
+	char note[NOTE_MAX];
+	int e = note_check(req, ino, name);
+	size_t len;
+
+	if (e) {
+		fuse_reply_err(req, e);
+		return;
+	}
+	pthread_mutex_lock(&fs->lock);
+	len = strlen(fs->note);
+	memcpy(note, fs->note, len);
+	pthread_mutex_unlock(&fs->lock);
+	if (!len)
+		fuse_reply_err(req, ENODATA);
+	else if (!size)
+		fuse_reply_xattr(req, len);
+	else if (size < len)
+		fuse_reply_err(req, ERANGE);
+	else
+		fuse_reply_buf(req, note, len);
+}
+
 static const struct fuse_lowlevel_ops ops = {
     .init = op_init,
     .lookup = op_lookup,
@@ -798,6 +865,8 @@ static const struct fuse_lowlevel_ops ops = {
     .readdir = op_readdir,
     .statfs = op_statfs,
     .fallocate = op_fallocate,
+    .setxattr = op_setxattr,
+    .getxattr = op_getxattr,
 };
 
 const struct fuse_lowlevel_ops *cl_fs_ops(void)

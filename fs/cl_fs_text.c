@@ -108,6 +108,8 @@ size_t cl_fs_status_text(const struct cl_lazy_stats *st, const struct cl_fs_stat
 	             d->chunks, m->chunks_present, m->chunks, d->waiting + m->waiting,
 	             d->io_errors + m->io_errors, info->overlay, info->base, info->mountpoint,
 	             info->pid);
+	if (n >= 0 && (size_t)n < cap && info->note[0])
+		n += snprintf(buf + n, cap - (size_t)n, "%s\n", info->note);
 	return clip(n, cap);
 }
 

@@ -16,11 +16,14 @@ extern const char *const cl_fs_stat_names[CL_FS_NSTATS];
 extern const char *const cl_fs_stream_names[CL_EV_KINDS];
 
 /* What status shows besides the engine's figures. */
+#define CL_FS_NOTE_MAX 1024
+
 struct cl_fs_status_info {
 	const char *overlay;
 	const char *base;
 	const char *mountpoint;
 	long pid;
+	char note[CL_FS_NOTE_MAX]; /* a session's `key: value` line, "" if none */
 };
 
 /* Each writes at most cap bytes (always terminated) and returns the length

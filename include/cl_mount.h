@@ -13,6 +13,11 @@
 
 #include "cl_meta.h"
 
+/* An extended attribute of a mount's status file: one line of text,
+ * `key: value`, that cloudletfs shows at the end of status (a session
+ * notes the VM's endpoints there). Only the mount's owner may set it. */
+#define CL_MOUNT_VM_XATTR "user.cloudlet.vm"
+
 struct cl_mount_opts {
 	const char *image;       /* the registered base (path or id) */
 	const char *overlay;     /* overlay-meta, its directory or a URL */

@@ -26,6 +26,7 @@
 #include <stdint.h>
 
 #include "cl_meta.h"
+#include "cl_net.h"
 
 struct cl_session;
 
@@ -39,16 +40,18 @@ enum cl_session_event_kind {
 	CL_SESSION_STOPPING,       /* the end of a session that ran: teardown begins */
 	CL_SESSION_STOPPED,        /* domain removed, unmounted, files removed */
 	CL_SESSION_NOTICE,         /* text (and hint): a warning, or a teardown step failed */
+	CL_SESSION_ENDPOINT,       /* endpoint: a host port forwarded into the guest (text: URL) */
 };
 
 struct cl_session_event {
 	enum cl_session_event_kind kind;
-	double t;                      /* seconds since cl_session_new() */
-	int progress;                  /* the fields below were read from the mount */
-	uint64_t fetched, pack;        /* pack bytes fetched of all */
-	uint64_t accessed[CL_NIMAGES]; /* chunks the VM accessed so far */
-	double secs;                   /* CL_SESSION_DOMAIN_STARTED */
-	const char *text, *hint;       /* CL_SESSION_NOTICE */
+	double t;                          /* seconds since cl_session_new() */
+	int progress;                      /* the fields below were read from the mount */
+	uint64_t fetched, pack;            /* pack bytes fetched of all */
+	uint64_t accessed[CL_NIMAGES];     /* chunks the VM accessed so far */
+	double secs;                       /* CL_SESSION_DOMAIN_STARTED */
+	const char *text, *hint;           /* CL_SESSION_NOTICE; text: CL_SESSION_ENDPOINT's URL */
+	const struct cl_publish *endpoint; /* CL_SESSION_ENDPOINT */
 };
 
 typedef void (*cl_session_cb)(struct cl_session *s, void *ctx, const struct cl_session_event *ev);
@@ -76,10 +79,12 @@ struct cl_synthesis_opts {
 	size_t nmount_opts;
 	int no_early_start; /* the whole overlay in before the VM starts */
 	const char *uri;    /* libvirt; NULL: $CLOUDLET_LIBVIRT_URI, else qemu:///system */
+	const struct cl_publish *publish; /* host ports forwarded into the guest, */
+	size_t npublish;                  /* before it resumes (ENDPOINT events) */
 };
 
 /* Mounts the overlay, starts its VM paused and resumes it from its device
- * state (events MOUNTED, DOMAIN_STARTED, RESUMED; COMPLETE when the overlay
+ * state (events MOUNTED, DOMAIN_STARTED, ENDPOINT, RESUMED; COMPLETE when the overlay
  * is in; a NOTICE first when this host makes libvirt slow, cl_host.h). Returns once the VM runs, or
  * fails with -errno (a one-line message; cl_session_hint() may add advice); the caller then closes
  * the session, which removes what was made. */
@@ -113,6 +118,7 @@ struct cl_boot_opts {
 	unsigned ram_mib, vcpus;
 	const char *kernel, *initrd, *cmdline; /* direct kernel boot; NULL: the disk */
 	int no_free_memory;                    /* a balloon without free page reporting */
+	struct cl_net net;                     /* the NIC (CL_NET_NONE: none) */
 };
 
 /* Boots image under libvirt (KVM if it works here, else TCG after a
@@ -130,6 +136,8 @@ struct cl_customize_opts {
 	const char *image;  /* a base registered with its device state and XML */
 	const char *outdir; /* the overlay's directory, absolute (QEMU must reach it) */
 	const char *name;   /* domain name (required) */
+	const struct cl_publish *publish; /* as for synthesis */
+	size_t npublish;
 };
 
 /* Resumes the base on a copy-on-write disk (qemu-img, in PATH) and a
@@ -218,6 +226,9 @@ const char *cl_session_name(const struct cl_session *s);
 const char *cl_session_rundir(const struct cl_session *s);
 const char *cl_session_mount(const struct cl_session *s);
 const char *cl_session_accel(const struct cl_session *s);
+/* The host ports forwarded into the guest (*out, n returned), their
+ * host ports as bound. */
+size_t cl_session_endpoints(const struct cl_session *s, const struct cl_publish **out);
 /* Seconds since cl_session_new(), the time of its events. */
 double cl_session_elapsed(const struct cl_session *s);
 /* The VNC display HOST:PORT of the running VM into out[cap]; -ENOENT if it

@@ -72,6 +72,10 @@ void cl_cli_overlay_stats(const char *outdir, const struct cl_overlay_stats *st)
 /* Warns (two lines on stderr) when this host makes libvirt slow to start
  * domains, for commands about to start one; never fails. */
 void cl_cli_host_warn(void);
+struct cl_publish;
+/* --publish arg into pub[*n] (at most CL_PUBLISH_MAX): -1 when it is good
+ * (*n grows), else the usage status. */
+int cl_cli_publish(const char *cmd, const char *arg, struct cl_publish *pub, size_t *n);
 /* Prints "cloudlet: <msg>" and, if hint is given, "hint: <hint>" for a
  * failure r (-errno) of the core; returns 1. */
 int cl_cli_fail(int r, const char *hint);

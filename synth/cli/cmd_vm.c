@@ -3,6 +3,7 @@
  * session itself is the VM layer's (cl_session.h). */
 #include "cl_cli.h"
 #include "cl_error.h"
+#include "cl_net.h"
 #include "cl_session.h"
 #include "cl_util.h"
 
@@ -18,10 +19,13 @@
 #include <unistd.h>
 
 #define MAX_MOUNT_OPTS 32
+#define OPT_PUBLISH    1000 /* long options without a short form */
+#define OPT_JSON       1001
 
 static const char synthesis_usage[] =
     "Usage: cloudlet synthesis IMAGE OVERLAY [--no-early-start] [--name NAME] [--keep]\n"
-    "                          [--mount DIR] [-o OPTIONS]\n"
+    "                          [--mount DIR] [-o OPTIONS] [--json]\n"
+    "                          [--publish [ADDR:]HOSTPORT:GUESTPORT]...\n"
     "\n"
     "Synthesizes the customized VM of OVERLAY (its overlay-meta, the directory\n"
     "holding it, or an http(s) URL of it) from the registered base IMAGE and runs it\n"
@@ -29,9 +33,9 @@ static const char synthesis_usage[] =
     "mounted disk and memory images, loads its device state and resumes it while\n"
     "the rest of the overlay streams in; the pages and disk blocks it touches first\n"
     "are fetched on demand. Prints a timeline (mounted, domain started in N s, VM\n"
-    "resumed, overlay complete, with the bytes fetched at each point) and the VNC\n"
-    "address, if the VM has one. A domain start of seconds means a slow host\n"
-    "(`cloudlet check`).\n"
+    "resumed, overlay complete, with the bytes fetched at each point), the endpoints\n"
+    "published into the VM and the VNC address, if the VM has one. A domain start\n"
+    "of seconds means a slow host (`cloudlet check`).\n"
     "Runs until Ctrl-C, SIGTERM, the guest shutting down, or (when it is a terminal\n"
     "or a pipe) stdin closing; then destroys and undefines the domain, unmounts,\n"
     "and removes its files in " CL_SESSION_RUN_DIR "/NAME.\n"
@@ -45,6 +49,19 @@ static const char synthesis_usage[] =
     "                        user must be able to reach it\n"
     "  -o, --options OPTS    more cloudletfs options, e.g. connections=8,no_cache\n"
     "                        (`cloudletfs --help`); repeatable\n"
+    "      --publish [ADDR:]HOSTPORT:GUESTPORT\n"
+    "                        forward TCP port HOSTPORT of ADDR (default 127.0.0.1;\n"
+    "                        0.0.0.0 serves the LAN) into the VM's GUESTPORT before\n"
+    "                        it resumes; HOSTPORT 0 takes any free port. Printed as\n"
+    "                        http://ADDR:PORT for guest port 80, tcp://ADDR:PORT\n"
+    "                        otherwise, and listed in the mount's status. Needs a\n"
+    "                        base on user-mode networking (`cloudlet base\n"
+    "                        --network`); host ports below 1024 are refused (QEMU\n"
+    "                        runs unprivileged); repeatable\n"
+    "      --json            the timeline as one JSON object per line on stdout\n"
+    "                        (events mounted, domain_started, endpoint, resumed,\n"
+    "                        running, complete, failed, ended, stopping, stopped);\n"
+    "                        messages stay on stderr\n"
     "  -h, --help            this help\n"
     "\n"
     "Environment:\n"
@@ -63,7 +80,44 @@ struct synth {
 	int keep;
 	double run_for;        /* profiling: stop this long after the resume */
 	const char *trace_out; /* profiling: the TRACE of the run goes there */
+	struct cl_publish pub[CL_PUBLISH_MAX];
+	int json;
 };
+
+/* A JSON string (UTF-8 passed through, control characters escaped). */
+static void json_str(const char *v)
+{
+	putchar('"');
+	for (; *v; v++) {
+		if (*v == '"' || *v == '\\')
+			printf("\\%c", *v);
+		else if ((unsigned char)*v < 0x20)
+			printf("\\u%04x", (unsigned char)*v);
+		else
+			putchar(*v);
+	}
+	putchar('"');
+}
+
+/* One JSON timeline object; extra (may be NULL) adds `,"key":value...`
+ * already formatted, str (may be NULL) one more string field. */
+static void json_event(const struct cl_session_event *ev, double t, const char *event,
+                       const char *extra, const char *skey, const char *sval)
+{
+	printf("{\"t\":%.3f,\"event\":", t);
+	json_str(event);
+	if (ev && ev->progress)
+		printf(",\"fetched\":%" PRIu64 ",\"pack\":%" PRIu64 ",\"memory_chunks\":%" PRIu64
+		       ",\"disk_chunks\":%" PRIu64,
+		       ev->fetched, ev->pack, ev->accessed[CL_MEMORY], ev->accessed[CL_DISK]);
+	if (extra)
+		fputs(extra, stdout);
+	if (skey) {
+		printf(",\"%s\":", skey);
+		json_str(sval);
+	}
+	puts("}");
+}
 
 /* One timeline line: seconds since start, the event, bytes fetched. */
 static void timeline(const struct cl_session_event *ev, const char *event)
@@ -79,10 +133,43 @@ static void timeline(const struct cl_session_event *ev, const char *event)
 	       ev->accessed[CL_MEMORY], ev->accessed[CL_DISK]);
 }
 
+static void on_event_json(struct cl_session *s, const struct cl_session_event *ev)
+{
+	static const char *const names[] = {[CL_SESSION_MOUNTED] = "mounted",
+	                                    [CL_SESSION_COMPLETE] = "complete",
+	                                    [CL_SESSION_DOMAIN_STARTED] = "domain_started",
+	                                    [CL_SESSION_RESUMED] = "resumed",
+	                                    [CL_SESSION_STOPPING] = "stopping",
+	                                    [CL_SESSION_STOPPED] = "stopped",
+	                                    [CL_SESSION_FAILED] = "failed"};
+	char extra[128] = "";
+
+	if (ev->kind == CL_SESSION_NOTICE || ev->kind == CL_SESSION_PAUSED) {
+		cl_cli_notice(ev);
+		return;
+	}
+	if (ev->kind == CL_SESSION_ENDPOINT) {
+		snprintf(extra, sizeof(extra),
+		         ",\"addr\":\"%s\",\"host_port\":%u,\"guest_port\":%u", ev->endpoint->addr,
+		         ev->endpoint->host_port, ev->endpoint->guest_port);
+		json_event(ev, ev->t, "endpoint", extra, "url", ev->text);
+		return;
+	}
+	if (ev->kind == CL_SESSION_DOMAIN_STARTED)
+		snprintf(extra, sizeof(extra), ",\"secs\":%.3f", ev->secs);
+	json_event(ev, ev->t, names[ev->kind], extra,
+	           ev->kind == CL_SESSION_FAILED ? "status" : NULL, cl_session_mount(s));
+}
+
 static void on_event(struct cl_session *s, void *ctx, const struct cl_session_event *ev)
 {
+	const struct synth *sy = ctx;
 	char what[64];
 
+	if (sy && sy->json) {
+		on_event_json(s, ev);
+		return;
+	}
 	switch (ev->kind) {
 	case CL_SESSION_MOUNTED:
 		timeline(ev, "mounted");
@@ -96,6 +183,10 @@ static void on_event(struct cl_session *s, void *ctx, const struct cl_session_ev
 		break;
 	case CL_SESSION_RESUMED:
 		timeline(ev, "VM resumed");
+		break;
+	case CL_SESSION_ENDPOINT:
+		printf("[%8.2f s] endpoint %s (guest port %u)\n", ev->t, ev->text,
+		       ev->endpoint->guest_port);
 		break;
 	case CL_SESSION_STOPPING:
 		timeline(ev, "stopping");
@@ -141,18 +232,36 @@ static const char *end_reason(enum cl_session_end end)
 }
 
 /* After the resume: how to reach the VM, then its run until its end. */
-static int run(struct synth *sy, struct cl_session *s)
+/* How to reach the running VM. */
+static void show_running(const struct synth *sy, struct cl_session *s)
 {
-	enum cl_session_end end;
-	char vnc[128];
-	int r;
+	char vnc[128], extra[512];
+	int has_vnc = cl_session_vnc(s, vnc, sizeof(vnc)) == 0;
 
-	if (cl_session_vnc(s, vnc, sizeof(vnc)) == 0)
+	if (sy->json) {
+		snprintf(extra, sizeof(extra), ",\"accel\":\"%s\",\"console\":\"%s/console.sock\"",
+		         cl_session_accel(s), cl_session_rundir(s));
+		if (has_vnc)
+			snprintf(extra + strlen(extra), sizeof(extra) - strlen(extra),
+			         ",\"vnc\":\"%s\"", vnc);
+		json_event(NULL, cl_session_elapsed(s), "running", extra, "domain",
+		           cl_session_name(s));
+		return;
+	}
+	if (has_vnc)
 		printf("VNC display: %s\n", vnc);
 	else
 		printf("no VNC display\n");
 	printf("domain %s (%s); serial console %s/console.sock; Ctrl-C or SIGTERM ends it\n",
 	       cl_session_name(s), cl_session_accel(s), cl_session_rundir(s));
+}
+
+static int run(struct synth *sy, struct cl_session *s)
+{
+	enum cl_session_end end;
+	int r;
+
+	show_running(sy, s);
 	/* What the guest needs to answer on its console belongs in the
 	 * profile too. */
 	if (sy->run_for > 0 &&
@@ -162,7 +271,10 @@ static int run(struct synth *sy, struct cl_session *s)
 	r = cl_session_wait(s, sy->run_for, watch_stdin() ? 0 : -1, &end);
 	if (r < 0)
 		return r;
-	printf("[%8.2f s] %s\n", cl_session_elapsed(s), end_reason(end));
+	if (sy->json)
+		json_event(NULL, cl_session_elapsed(s), "ended", NULL, "reason", end_reason(end));
+	else
+		printf("[%8.2f s] %s\n", cl_session_elapsed(s), end_reason(end));
 	return 0;
 }
 
@@ -192,7 +304,7 @@ static int synthesize(struct synth *sy)
 	int r, said = 0, ran = 0;
 
 	setvbuf(stdout, NULL, _IOLBF, 0);
-	r = cl_session_new(on_event, NULL, &s);
+	r = cl_session_new(on_event, sy, &s);
 	if (r < 0)
 		return cl_cli_fail(r, NULL);
 	outer = cl_cli_signals(s);
@@ -221,6 +333,8 @@ static int parse_args(struct synth *s, int argc, char **argv)
 	    {"keep", no_argument, NULL, 'k'},
 	    {"mount", required_argument, NULL, 'm'},
 	    {"options", required_argument, NULL, 'o'},
+	    {"publish", required_argument, NULL, OPT_PUBLISH},
+	    {"json", no_argument, NULL, OPT_JSON},
 	    {"help", no_argument, NULL, 'h'},
 	    {NULL, 0, NULL, 0},
 	};
@@ -260,6 +374,13 @@ static int parse_args(struct synth *s, int argc, char **argv)
 				return cl_cli_usage("synthesis", "too many -o options");
 			s->mount_opts[s->o.nmount_opts++] = optarg;
 			break;
+		case OPT_PUBLISH:
+			if ((c = cl_cli_publish("synthesis", optarg, s->pub, &s->o.npublish)) >= 0)
+				return c;
+			break;
+		case OPT_JSON:
+			s->json = 1;
+			break;
 		case 'h':
 			fputs(synthesis_usage, stdout);
 			return 0;
@@ -281,6 +402,7 @@ int cl_cmd_synthesis(int argc, char **argv)
 
 	memset(&s, 0, sizeof(s));
 	s.o.mount_opts = s.mount_opts;
+	s.o.publish = s.pub;
 	r = parse_args(&s, argc, argv);
 	if (r >= 0)
 		return r;

@@ -21,11 +21,14 @@
 #include <unistd.h>
 
 #define WAIT_DEFAULT 3600.0 /* seconds for the customization, unless --timeout */
+#define OPT_NETWORK  1000   /* long options without a short form */
+#define OPT_PUBLISH  1001
 
 const char cl_cli_base_boot_usage[] =
     "Usage: cloudlet base IMAGE [--ram MiB] [--vcpus N] [--kernel K [--initrd I]\n"
     "                     [--cmdline C]] [--snapshot-on TEXT] [--name NAME]\n"
     "                     [--timeout SECONDS] [--chunk-size BYTES] [--no-free-memory]\n"
+    "                     [--network user|nat|none|bridge=BR|libvirt=NAME]\n"
     "\n"
     "Boots the raw disk IMAGE under libvirt (file-backed RAM in IMAGE.memory, VNC on\n"
     "127.0.0.1, serial console on a unix socket) so that it can be set up. When\n"
@@ -51,6 +54,17 @@ const char cl_cli_base_boot_usage[] =
     "  -F, --no-free-memory    a balloon without free page reporting, and no wait:\n"
     "                          freed guest memory stays in the RAM file (this base\n"
     "                          and every overlay of it keep that balloon)\n"
+    "      --network MODE      the VM's virtio NIC, kept by every VM of the base (the\n"
+    "                          network backend is part of the saved device state):\n"
+    "                          user   QEMU's user-mode networking, confined: the\n"
+    "                                 guest gets an address by DHCP and reaches\n"
+    "                                 nothing outside; `synthesis --publish`\n"
+    "                                 forwards host ports in (default)\n"
+    "                          nat    the same, and the guest may open connections\n"
+    "                                 to the outside, the host included\n"
+    "                          none   no NIC\n"
+    "                          bridge=BR     a tap on the host bridge BR\n"
+    "                          libvirt=NAME  the libvirt network NAME\n"
     "  -h, --help              this help\n"
     "\n"
     "With --memory, `cloudlet base` registers an existing VM instead:\n\n";
@@ -59,6 +73,7 @@ const char cl_cli_overlay_vm_usage[] =
     "Usage: cloudlet overlay IMAGE [-o DIR] [--console-script FILE]\n"
     "                        [--snapshot-on TEXT] [--name NAME] [--timeout SECONDS]\n"
     "                        [--profile SECONDS] [--no-free-memory] [--keep-snapshot]\n"
+    "                        [--publish [ADDR:]HOSTPORT:GUESTPORT]...\n"
     "\n"
     "Resumes the registered base IMAGE (it must have been registered with its\n"
     "device state and domain XML) on a copy-on-write disk (a qcow2 file backed by\n"
@@ -90,6 +105,10 @@ const char cl_cli_overlay_vm_usage[] =
     "                            made with --no-free-memory reports nothing)\n"
     "  -K, --keep-snapshot       keep what the overlay was made of (disk.qcow2,\n"
     "                            memory.img, state, domain.xml) in DIR/snapshot/\n"
+    "      --publish [ADDR:]HOSTPORT:GUESTPORT\n"
+    "                            forward a host TCP port into the VM while it is\n"
+    "                            customized, as `cloudlet synthesis --publish` does;\n"
+    "                            repeatable\n"
     "  -h, --help                this help\n"
     "\n"
     "With --disk and --memory, `cloudlet overlay` works offline instead:\n\n";
@@ -164,6 +183,8 @@ static void on_event(struct cl_session *s, void *ctx, const struct cl_session_ev
 {
 	if (ev->kind == CL_SESSION_NOTICE)
 		cl_cli_notice(ev);
+	else if (ev->kind == CL_SESSION_ENDPOINT)
+		printf("published: %s (guest port %u)\n", ev->text, ev->endpoint->guest_port);
 }
 
 /* A new session, connected to libvirt, signals turned into its stop. */
@@ -287,6 +308,7 @@ static int parse_boot(struct boot *bt, int argc, char **argv)
 	    {"timeout", required_argument, NULL, 't'},
 	    {"chunk-size", required_argument, NULL, 'c'},
 	    {"no-free-memory", no_argument, NULL, 'F'},
+	    {"network", required_argument, NULL, OPT_NETWORK},
 	    {"help", no_argument, NULL, 'h'},
 	    {NULL, 0, NULL, 0},
 	};
@@ -324,6 +346,10 @@ static int parse_boot(struct boot *bt, int argc, char **argv)
 		case 'F':
 			bt->o.no_free_memory = 1;
 			break;
+		case OPT_NETWORK:
+			if (cl_net_parse(optarg, &bt->o.net) < 0)
+				return cl_cli_usage("base", "%s", cl_error_msg());
+			break;
 		default:
 			return cl_cli_usage("base", "bad option");
 		}
@@ -358,7 +384,8 @@ static int register_boot(const struct boot *bt)
 
 int cl_cli_base_boot(int argc, char **argv)
 {
-	struct boot bt = {.cu.timeout = WAIT_DEFAULT, .o = {.ram_mib = 256, .vcpus = 1}};
+	struct boot bt = {.cu.timeout = WAIT_DEFAULT,
+	                  .o = {.ram_mib = 256, .vcpus = 1, .net = {.kind = CL_NET_USER}}};
 	struct cl_session *s;
 	int r;
 
@@ -398,6 +425,8 @@ struct custom_overlay {
 	double profile;
 	int no_free, keep;
 	char image[PATH_MAX], outdir[PATH_MAX];
+	struct cl_publish pub[CL_PUBLISH_MAX];
+	size_t npub;
 };
 
 /* The options; -1 when they are good, else the exit status. */
@@ -412,6 +441,7 @@ static int parse_overlay(struct custom_overlay *co, int argc, char **argv)
 	    {"profile", required_argument, NULL, 'P'},
 	    {"no-free-memory", no_argument, NULL, 'F'},
 	    {"keep-snapshot", no_argument, NULL, 'K'},
+	    {"publish", required_argument, NULL, OPT_PUBLISH},
 	    {"help", no_argument, NULL, 'h'},
 	    {NULL, 0, NULL, 0},
 	};
@@ -440,6 +470,10 @@ static int parse_overlay(struct custom_overlay *co, int argc, char **argv)
 			break;
 		case 'K':
 			co->keep = 1;
+			break;
+		case OPT_PUBLISH:
+			if ((r = cl_cli_publish("overlay", optarg, co->pub, &co->npub)) >= 0)
+				return r;
 			break;
 		default:
 			return cl_cli_usage("overlay", "bad option");
@@ -527,6 +561,8 @@ int cl_cli_overlay_vm(int argc, char **argv)
 	o.image = co.image;
 	o.outdir = co.outdir;
 	o.name = co.cu.name;
+	o.publish = co.pub;
+	o.npublish = co.npub;
 	if (open_session(&s))
 		return 1;
 	r = cl_session_customize(s, &o);

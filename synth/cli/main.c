@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: GPL-2.0-only */
 #include "cl_cli.h"
+#include "cl_net.h"
 #include "cl_error.h"
 #include "cl_progress.h"
 #include "cl_session.h"
@@ -128,6 +129,16 @@ void cl_cli_notice(const struct cl_session_event *ev)
 	fprintf(stderr, "cloudlet: %s\n", ev->text);
 	if (ev->hint)
 		fprintf(stderr, "hint: %s\n", ev->hint);
+}
+
+int cl_cli_publish(const char *cmd, const char *arg, struct cl_publish *pub, size_t *n)
+{
+	if (*n == CL_PUBLISH_MAX)
+		return cl_cli_usage(cmd, "at most %d --publish", CL_PUBLISH_MAX);
+	if (cl_publish_parse(arg, &pub[*n]) < 0)
+		return cl_cli_usage(cmd, "%s", cl_error_msg());
+	(*n)++;
+	return -1;
 }
 
 int cl_cli_fail(int r, const char *hint)

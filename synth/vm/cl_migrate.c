@@ -216,8 +216,6 @@ int cl_migrate_load(virDomainPtr d, const char *sock, const char *state_path, do
 	pthread_join(th, NULL);
 	if (r == 0 && f.result < 0)
 		r = cl_errorf(f.result, "%s", f.msg);
-	if (r == 0 && virDomainResume(d) < 0)
-		r = cl_vm_dom_error(d, "cannot resume");
 	return r;
 }
 

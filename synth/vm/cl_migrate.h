@@ -14,7 +14,7 @@
 /* Feeds the domain d that cl_vm_start_paused started the device state in
  * state_path through a unix socket at sock (in a directory QEMU may
  * write), waits for the migration to complete (bounded by timeout
- * seconds) and resumes it. */
+ * seconds); the domain stays paused (cl_vm_resume). */
 int cl_migrate_load(virDomainPtr d, const char *sock, const char *state_path, double timeout,
                     const atomic_int *stop);
 

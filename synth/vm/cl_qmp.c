@@ -55,6 +55,18 @@ int cl_qmp_run(virDomainPtr d, const char *cmd, char **reply)
 	return 0;
 }
 
+int cl_qmp_hmp(virDomainPtr d, const char *line, char **out)
+{
+	char *ans = NULL;
+
+	if (!d || !line || !out)
+		return -EINVAL;
+	if (virDomainQemuMonitorCommand(d, line, &ans, VIR_DOMAIN_QEMU_MONITOR_COMMAND_HMP) < 0)
+		return cl_errorf(-EIO, "QEMU monitor `%s`: %s", line, cl_vm_error());
+	*out = ans;
+	return 0;
+}
+
 /* Turns on the migration capability x-ignore-shared: the RAM, a shared
  * file, stays out of the stream. -ENOTSUP for a QEMU without it. */
 int cl_qmp_ignore_shared(virDomainPtr d)

@@ -22,6 +22,10 @@ int cl_qmp_json_str(const char *json, const char *key, char *out, size_t cap);
  * the caller frees. A QMP error is -EPROTO with its description. */
 int cl_qmp_run(virDomainPtr d, const char *cmd, char **reply);
 
+/* One human monitor command (HMP, through QMP); *out is its text output,
+ * which the caller frees. HMP commands report their failures as text. */
+int cl_qmp_hmp(virDomainPtr d, const char *line, char **out);
+
 /* Turns on the migration capability x-ignore-shared: the RAM, a shared
  * file, stays out of the stream. -ENOTSUP for a QEMU without it. */
 int cl_qmp_ignore_shared(virDomainPtr d);

@@ -128,6 +128,18 @@ void cl_session_emit(struct cl_session *s, enum cl_session_event_kind kind, doub
 		s->cb(s, s->ctx, &ev);
 }
 
+void cl_session_emit_endpoint(struct cl_session *s, const struct cl_publish *p)
+{
+	struct cl_session_event ev = {.kind = CL_SESSION_ENDPOINT, .endpoint = p};
+	char url[40];
+
+	cl_publish_url(p, url, sizeof(url));
+	ev.t = cl_now() - s->t0;
+	ev.text = url;
+	if (s->cb)
+		s->cb(s, s->ctx, &ev);
+}
+
 void cl_session_notice(struct cl_session *s, const char *hint)
 {
 	struct cl_session_event ev = {.kind = CL_SESSION_NOTICE, .hint = hint};
@@ -142,11 +154,18 @@ void cl_session_notice(struct cl_session *s, const char *hint)
 
 int cl_session_record(struct cl_session *s)
 {
-	char path[sizeof(s->rundir) + 16], *text = NULL;
+	char path[sizeof(s->rundir) + 16], *text = NULL, *more;
+	size_t i;
 	int n, r;
 
 	n = asprintf(&text, "mount %s\nmade_mount %d\ntype %s\noverlay %s\n", s->mnt, s->made_mnt,
 	             s->type, s->overlay ? s->overlay : "");
+	for (i = 0; i < s->npub && n >= 0; i++) {
+		n = asprintf(&more, "%sendpoint %s %u %u\n", text, s->pub[i].addr,
+		             s->pub[i].host_port, s->pub[i].guest_port);
+		free(text);
+		text = n < 0 ? NULL : more;
+	}
 	if (n < 0)
 		return -ENOMEM;
 	snprintf(path, sizeof(path), "%s/%s", s->rundir, CL_SESSION_FILE);
@@ -249,6 +268,20 @@ int cl_session_console_run(struct cl_session *s, const char *line, double timeou
 
 /* --- re-attaching ------------------------------------------------------------ */
 
+/* The "endpoint ADDR HOSTPORT GUESTPORT" lines of the session file. */
+static void session_endpoints(struct cl_session *s, const char *text)
+{
+	const char *p;
+	struct cl_publish *e;
+
+	for (p = text; p && *p && s->npub < CL_PUBLISH_MAX;
+	     p = strchr(p, '\n') ? strchr(p, '\n') + 1 : NULL) {
+		e = &s->pub[s->npub];
+		if (sscanf(p, "endpoint %15s %u %u", e->addr, &e->host_port, &e->guest_port) == 3)
+			s->npub++;
+	}
+}
+
 /* The value of "key VALUE" in the session file text into out[cap]. */
 static int session_value(const char *text, const char *key, char *out, size_t cap)
 {
@@ -285,6 +318,7 @@ int cl_session_attach(struct cl_session *s, const char *rundir)
 	text[len] = '\0';
 	strcpy(s->name, name);
 	strcpy(s->rundir, rundir);
+	session_endpoints(s, text);
 	r = session_value(text, "mount", s->mnt, sizeof(s->mnt));
 	if (r == 0 && (r = session_value(text, "made_mount", val, sizeof(val))) == 0)
 		s->made_mnt = atoi(val);
@@ -364,6 +398,7 @@ int cl_session_close(struct cl_session *s, int keep)
 	close(s->wake[0]);
 	close(s->wake[1]);
 	free(s->overlay);
+	free(s->tmpl);
 	free(s);
 	return r;
 }

@@ -44,6 +44,14 @@ static int boot_accel(struct cl_session *s, const struct cl_boot_opts *o)
 	return 0;
 }
 
+/* The XML to define: the template with its NIC given to QEMU by cloudlet. */
+static int run_xml(struct cl_session *s, char **out)
+{
+	struct cl_domxml_edit e = {.name = s->name, .net_run = 1};
+
+	return cl_domxml_rewrite(s->tmpl, s->tmpl_len, &e, out);
+}
+
 int cl_session_boot(struct cl_session *s, const struct cl_boot_opts *o)
 {
 	struct cl_domxml_spec spec = {0};
@@ -77,7 +85,14 @@ int cl_session_boot(struct cl_session *s, const struct cl_boot_opts *o)
 	spec.console = con;
 	spec.vnc = 1;
 	spec.no_free_page_reporting = o->no_free_memory;
-	r = cl_domxml_new(&spec, &xml);
+	spec.net = o->net;
+	r = cl_domxml_new(&spec, &s->tmpl);
+	if (r == 0) {
+		s->tmpl_len = strlen(s->tmpl);
+		r = cl_session_net_check(s, s->tmpl, s->tmpl_len, o->image, NULL, 0);
+	}
+	if (r == 0)
+		r = run_xml(s, &xml);
 	if (r == 0)
 		r = cl_vm_define(s->conn, xml, &s->dom);
 	free(xml);

@@ -97,6 +97,7 @@ static int define_custom(struct cl_session *s, const char *xml, size_t len)
 	e.kernel = kernel;
 	e.initrd = initrd;
 	e.vnc_local = 1;
+	e.net_run = 1;
 	r = cl_domxml_rewrite(xml, len, &e, &newxml);
 	if (r == 0)
 		r = cl_vm_define(s->conn, newxml, &s->dom);
@@ -146,9 +147,13 @@ int cl_session_customize(struct cl_session *s, const struct cl_customize_opts *o
 		r = make_work(s);
 	if (r == 0)
 		r = cl_read_file(s->base->domain_path, 16u << 20, (void **)&xml, &len);
+	/* The saved overlay keeps the base's NIC in libvirt's form. */
+	s->tmpl = xml;
+	s->tmpl_len = len;
+	if (r == 0)
+		r = cl_session_net_check(s, xml, len, o->image, o->publish, o->npublish);
 	if (r == 0)
 		r = define_custom(s, xml, len);
-	free(xml);
 	if (r < 0)
 		return r;
 	snprintf(sock, sizeof(sock), "%s/mig-in.sock", s->rundir);
@@ -157,7 +162,11 @@ int cl_session_customize(struct cl_session *s, const struct cl_customize_opts *o
 		r = cl_migrate_load(s->dom, sock, s->base->state_path, RESUME_TIMEOUT, &s->stop);
 	if (r == -ENOTSUP)
 		s->hint = "resuming needs QEMU 4.0 or later (migration capability x-ignore-shared)";
-	return r;
+	if (r == 0)
+		r = cl_session_mac_free(s);
+	if (r == 0)
+		r = cl_session_publish(s);
+	return r == 0 ? cl_vm_resume(s->dom) : r;
 }
 
 int cl_session_overlay(struct cl_session *s, const char *trace, struct cl_overlay_stats *st)

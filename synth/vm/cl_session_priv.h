@@ -6,6 +6,7 @@
 #include "cl_accel.h"
 #include "cl_console.h"
 #include "cl_migrate.h"
+#include "cl_net.h"
 #include "cl_rundir.h"
 #include "cl_session.h"
 #include "cl_tool.h"
@@ -46,6 +47,12 @@ struct cl_session {
 	int made_work;
 	struct cl_console con; /* fd -1 until opened: kept, output and all */
 	pid_t viewer;
+	/* networking */
+	char *tmpl; /* boot and customize: the XML defined from, NIC in libvirt's form */
+	size_t tmpl_len;
+	struct cl_publish pub[CL_PUBLISH_MAX]; /* host ports filled in once bound */
+	size_t npub;
+	char mac[18]; /* of a NIC on a bridge or libvirt network, else "" */
 };
 
 /* Reports an event of kind; with the mount's progress when it serves. */
@@ -66,6 +73,19 @@ void cl_session_custom_end(struct cl_session *s);
 int cl_session_copy_sparse(const char *from, const char *to, uid_t uid, gid_t gid);
 /* Writes what re-attaching needs into the run directory. */
 int cl_session_record(struct cl_session *s);
+/* Checks the NIC of the domain XML xml (len bytes) for the run: --publish
+ * (pub, npub; copied into s) needs user-mode networking, a MAC on a bridge
+ * or libvirt network must be free (cl_session_mac_free). what names the
+ * VM in messages. */
+int cl_session_net_check(struct cl_session *s, const char *xml, size_t len, const char *what,
+                         const struct cl_publish *pub, size_t npub);
+/* -EBUSY when a running domain other than s has s->mac. */
+int cl_session_mac_free(struct cl_session *s);
+/* Adds the forwards of s->pub to the loaded, still paused VM (ENDPOINT
+ * events) and notes them in the mount's status. */
+int cl_session_publish(struct cl_session *s);
+/* Reports an ENDPOINT event for p. */
+void cl_session_emit_endpoint(struct cl_session *s, const struct cl_publish *p);
 /* Reads the mount's status: 0, or -errno; state[32] gets its state. */
 int cl_session_progress(const struct cl_session *s, struct cl_session_event *ev, char *state);
 

@@ -245,6 +245,8 @@ int cl_session_save(struct cl_session *s)
 	r = cl_domxml_get(xml, strlen(xml), "name", &name);
 	e.name = name;
 	e.incoming = 0;
+	e.net_from = s->tmpl;
+	e.net_from_len = s->tmpl_len;
 	if (r == 0)
 		r = cl_domxml_rewrite(xml, strlen(xml), &e, &out);
 	free(xml);

@@ -192,7 +192,7 @@ static int prefetch_join(struct prefetch *p, char **xml, size_t *len)
 /* Defines the domain of template tmpl (len bytes): the VM on the mounted
  * disk and memory images, resumed under the type it was saved under. */
 static int define_domain(struct cl_session *s, const struct cl_base *b, const char *tmpl,
-                         size_t len, uint64_t memsize)
+                         size_t len, int trusted, uint64_t memsize)
 {
 	struct cl_domxml_edit e = {0};
 	char disk[PATH_MAX + 16], mem[PATH_MAX + 16], con[sizeof(s->rundir) + 16];
@@ -227,6 +227,8 @@ static int define_domain(struct cl_session *s, const struct cl_base *b, const ch
 	e.kernel = kernel;
 	e.initrd = initrd;
 	e.vnc_local = 1;
+	e.net_run = 1;
+	e.net_untrusted = !trusted;
 	r = cl_domxml_rewrite(tmpl, len, &e, &newxml);
 	if (r < 0)
 		goto out;
@@ -314,7 +316,12 @@ static int resume(struct cl_session *s, const struct cl_base *b, const char *ima
 	snprintf(sock, sizeof(sock), "%s/mig-in.sock", s->rundir);
 	r = cl_migrate_load(s->dom, sock, state, RESUME_TIMEOUT, &s->stop);
 	unlink(sock);
-	return r;
+	/* Two sessions may have checked the MAC at once: now one of them runs. */
+	if (r == 0)
+		r = cl_session_mac_free(s);
+	if (r == 0)
+		r = cl_session_publish(s);
+	return r == 0 ? cl_vm_resume(s->dom) : r;
 }
 
 /* Mounted: defines the domain from the base's registered XML (the
@@ -336,7 +343,11 @@ static int run_vm(struct cl_session *s, const struct cl_synthesis_opts *o, const
 	if (r == 0 && (!tmpl || o->no_early_start))
 		r = prefetch_join(&pf, &xml, &len);
 	if (r == 0)
-		r = define_domain(s, b, tmpl ? tmpl : xml, tmpl ? tlen : len, memsize);
+		r = cl_session_net_check(s, tmpl ? tmpl : xml, tmpl ? tlen : len, s->overlay,
+		                         o->publish, o->npublish);
+	if (r == 0)
+		r = define_domain(s, b, tmpl ? tmpl : xml, tmpl ? tlen : len, tmpl != NULL,
+		                  memsize);
 	if (r == 0 && o->no_early_start) {
 		r = wait_complete(s);
 		if (r == 0) {

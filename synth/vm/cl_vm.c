@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: GPL-2.0-only */
 /* VM life cycle through libvirt (see cl_vm.h). */
 #include "cl_vm.h"
+#include "cl_domxml.h"
 #include "cl_error.h"
 #include "cl_qmp.h"
 
@@ -132,6 +133,39 @@ int cl_vm_alive(virDomainPtr d)
 		return cl_vm_dom_error(d, "");
 	return state != VIR_DOMAIN_SHUTOFF && state != VIR_DOMAIN_CRASHED &&
 	       state != VIR_DOMAIN_NOSTATE;
+}
+
+int cl_vm_resume(virDomainPtr d)
+{
+	return virDomainResume(d) < 0 ? cl_vm_dom_error(d, "cannot resume") : 0;
+}
+
+int cl_vm_mac_user(virConnectPtr c, const char *mac, const char *self, char *name, size_t cap)
+{
+	virDomainPtr *doms = NULL;
+	char *xml, *macs;
+	int n, i, found = 0;
+
+	n = virConnectListAllDomains(c, &doms, VIR_CONNECT_LIST_DOMAINS_ACTIVE);
+	if (n < 0)
+		return cl_errorf(-EIO, "cannot list the running domains: %s", cl_vm_error());
+	for (i = 0; i < n; i++) {
+		const char *dn = virDomainGetName(doms[i]);
+
+		if (!found && dn && strcmp(dn, self) && (xml = virDomainGetXMLDesc(doms[i], 0))) {
+			macs = NULL;
+			if (cl_domxml_get(xml, strlen(xml), "macs", &macs) == 0 &&
+			    strcasestr(macs, mac)) {
+				snprintf(name, cap, "%s", dn);
+				found = 1;
+			}
+			free(macs);
+			free(xml);
+		}
+		virDomainFree(doms[i]);
+	}
+	free(doms);
+	return found;
 }
 
 int cl_vm_remove(virDomainPtr d)

@@ -42,6 +42,13 @@ int cl_vm_start_paused(virDomainPtr d);
  * -errno if libvirt does not answer. */
 int cl_vm_alive(virDomainPtr d);
 
+/* Resumes the paused domain d. */
+int cl_vm_resume(virDomainPtr d);
+
+/* Whether a running domain other than self has a NIC with MAC mac (1,
+ * its name into name[cap]), or none (0). */
+int cl_vm_mac_user(virConnectPtr c, const char *mac, const char *self, char *name, size_t cap);
+
 /* Destroys (if running) and undefines d, and frees it. */
 int cl_vm_remove(virDomainPtr d);
 
