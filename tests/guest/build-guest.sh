@@ -6,15 +6,17 @@
 #   OUTDIR/vmlinuz     kernel of linux-image-cloud-amd64 (the versioned package it depends on)
 #   OUTDIR/initrd.img  busybox-static initramfs (cpio newc, gzip); its /init loads the virtio
 #                      modules, mounts /proc /sys /dev, the ext4 disk /dev/vda at /mnt and a
-#                      tmpfs at /ram, prints CLOUDLET-GUEST-READY and runs a shell on ttyS0
+#                      tmpfs at /ram, configures a NIC if there is one (DHCP, at most 3 s),
+#                      prints CLOUDLET-GUEST-READY and runs a shell on ttyS0
 #   OUTDIR/disk.img    base disk: 512 MiB sparse raw ext4 (4 KiB blocks) with ~40 MiB of content
 #   OUTDIR/kernel-version, OUTDIR/.done (stamp holding the script version)
 # Cached: if OUTDIR/.done matches this script's version, nothing is done.
 # Exit 77 if the machine lacks something that cannot be installed.
 set -euo pipefail
 
-BUILD_GUEST_VERSION=9
-MODULES=(virtio_ring virtio virtio_pci_legacy_dev virtio_pci_modern_dev virtio_pci virtio_blk virtio_balloon)
+BUILD_GUEST_VERSION=10
+MODULES=(virtio_ring virtio virtio_pci_legacy_dev virtio_pci_modern_dev virtio_pci virtio_blk virtio_balloon
+         failover net_failover virtio_net)
 DISK_SIZE_MIB=${CL_GUEST_DISK_MIB:-512}
 
 die() { echo "build-guest: ERROR: $*" >&2; exit 1; }
@@ -113,6 +115,20 @@ mknod -m 600 "$IR/dev/console" c 5 1
 mknod -m 666 "$IR/dev/null" c 1 3
 echo 'root:x:0:0:root:/root:/bin/sh' >"$IR/etc/passwd"
 echo 'root:x:0:' >"$IR/etc/group"
+mkdir -p "$IR/usr/share/udhcpc"
+cat >"$IR/usr/share/udhcpc/default.script" <<'SCRIPT'
+#!/bin/sh
+# udhcpc's hook: the lease's address and default route on the interface.
+case "$1" in
+bound | renew)
+  ip addr flush dev "$interface"
+  ip addr add "$ip/${mask:-24}" dev "$interface"
+  [ -n "$router" ] && ip route add default via "${router%% *}" dev "$interface"
+  ;;
+esac
+exit 0
+SCRIPT
+chmod 755 "$IR/usr/share/udhcpc/default.script"
 
 cat >"$IR/init" <<EOF
 #!/bin/busybox sh
@@ -136,6 +152,11 @@ fi
 mount -t tmpfs -o size=96m,mode=1777 tmpfs /ram
 mount -t tmpfs -o mode=1777 tmpfs /tmp
 hostname cloudlet-guest
+ip link set lo up
+if [ -e /sys/class/net/eth0 ]; then
+  ip link set eth0 up
+  udhcpc -i eth0 -n -q -t 3 -T 1 -s /usr/share/udhcpc/default.script >/dev/null 2>&1 || echo "CLOUDLET-GUEST-NOTE: no DHCP lease on eth0"
+fi
 # Keep kernel messages off the console: tests parse what the shell prints.
 echo 1 >/proc/sys/kernel/printk
 echo "CLOUDLET-GUEST-READY"

@@ -260,7 +260,7 @@ cl_synthesis() {
   CL_SYNTH_PID=$!
   CL_HELPER_PIDS+=("$CL_SYNTH_PID")
   end=$((SECONDS + 300))
-  until grep -q "VM resumed" "$out"; do
+  until grep -q -e "VM resumed" -e '"event":"running"' "$out"; do
     if ! kill -0 "$CL_SYNTH_PID" 2>/dev/null || [ $SECONDS -ge $end ]; then
       cat "$out" "$err" >&2
       cl_qemu_log "$name"
