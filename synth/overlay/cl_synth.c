@@ -400,35 +400,42 @@ static uint64_t copy_chunks(const struct run *rn, int im)
 	return (end + rn->m->chunk_size - 1) / rn->m->chunk_size;
 }
 
-/* Copies base chunks [run, run + n) of image im, read in one go into buf,
- * each checked against the index, to the output (up to its end). */
+/* Copies base chunks [run, run + n) of image im to the output (up to its
+ * end) in the kernel (copy_file_range: a write from user space costs
+ * several times more here), then reads them back from the output into buf
+ * and checks each against the index: what the output holds is what was
+ * checked, whatever the base did meanwhile. */
 static int copy_run(struct run *rn, int im, uint64_t run, uint64_t n, uint8_t *buf,
-                    const uint8_t (*want)[CL_SHA256_LEN])
+                    const uint8_t (*want)[CL_SHA256_LEN], char **fallback)
 {
 	const struct cl_base *b = rn->b;
+	const struct cl_out *o = &rn->out[im];
 	uint32_t cs = rn->m->chunk_size;
-	uint64_t from = run * cs, to = (run + n) * cs, have, k;
+	uint64_t from = run * cs, to = (run + n) * cs, k;
 	uint64_t end = b->size[im] < rn->m->image_size[im] ? b->size[im] : rn->m->image_size[im];
+	uint64_t bend = to < b->size[im] ? to : b->size[im]; /* the base's bytes of the run */
+	uint64_t wend = to < end ? to : end;                 /* what the output gets */
 	int r;
 
-	have = to < b->size[im] ? to : b->size[im];
-	r = cl_pread_full(b->fd[im], buf, (size_t)(have - from), from, b->path[im]);
+	r = cl_copy_range(b->fd[im], b->path[im], o->fd, o->path, from, wend, fallback);
+	if (r == 0)
+		r = cl_pread_full(o->fd, buf, (size_t)(wend - from), from, o->path);
+	/* A chunk that the image's end cuts is checked whole. */
+	if (r == 0 && bend > wend)
+		r = cl_pread_full(b->fd[im], buf + (wend - from), (size_t)(bend - wend), wend,
+		                  b->path[im]);
 	if (r < 0)
 		return r;
-	memset(buf + (have - from), 0, (size_t)(to - have));
+	memset(buf + (bend - from), 0, (size_t)(to - bend));
 	for (k = 0; k < n && r == 0; k++)
 		r = cl_base_check_against(b, (enum cl_image_id)im, run + k, buf + k * cs, want[k]);
-	if (r < 0)
-		return r;
-	if (to > end)
-		to = end;
-	return cl_pwrite_full(rn->out[im].fd, buf, (size_t)(to - from), from, rn->out[im].path);
+	return r;
 }
 
 /* Copies the unchanged chunks among [first, first + COPY_BATCH) of image
  * im (a hole is checked against the index without a read). */
 static int copy_batch(struct run *rn, int im, uint64_t first, uint8_t *buf,
-                      struct cl_base_extents *ext)
+                      struct cl_base_extents *ext, char **fallback)
 {
 	const struct cl_base *b = rn->b;
 	uint64_t last = copy_chunks(rn, im), k, run = 0, n = 0;
@@ -453,7 +460,7 @@ static int copy_batch(struct run *rn, int im, uint64_t first, uint8_t *buf,
 			continue;
 		}
 		if (n && r == 0)
-			r = copy_run(rn, im, run, n, buf, want + (run - first));
+			r = copy_run(rn, im, run, n, buf, want + (run - first), fallback);
 		n = 0;
 	}
 	return r;
@@ -462,20 +469,22 @@ static int copy_batch(struct run *rn, int im, uint64_t first, uint8_t *buf,
 /* The output image starts as the base's bytes where the overlay has no
  * record (holes stay holes); overlay chunks are written by the decoders,
  * so copying them too would write them twice. Every base chunk copied is
- * read once, checked against the base's index and written from that very
- * buffer. One item per image, in order: writers of one file in parallel
+ * checked against the base's index as the output holds it. One item per
+ * image, in order: writers of one file in parallel
  * spin on its inode lock. */
 static int copy_base(struct run *rn, int im)
 {
 	struct cl_base_extents ext = CL_BASE_EXTENTS_INIT;
 	uint64_t first, last = copy_chunks(rn, im);
 	uint8_t *buf = malloc((size_t)COPY_BATCH * rn->m->chunk_size);
+	char *fallback = NULL; /* cl_copy_range's, across file systems */
 	int r = 0;
 
 	if (!buf)
 		return -ENOMEM;
 	for (first = 0; first < last && r == 0; first += COPY_BATCH)
-		r = copy_batch(rn, im, first, buf, &ext);
+		r = copy_batch(rn, im, first, buf, &ext, &fallback);
+	free(fallback);
 	free(buf);
 	return r;
 }
