@@ -788,7 +788,9 @@ static void op_statfs(fuse_req_t req, fuse_ino_t ino)
 }
 
 /* The session's note, an attribute of status that its text shows: one
- * printable `key: value` line, set by the mount's owner. */
+ * printable `key: value` line, set by root or the daemon's user. Set only:
+ * a getxattr operation would be asked for security.capability before
+ * every write to the images (FUSE never marks a file free of it). */
 static int note_check(fuse_req_t req, fuse_ino_t ino, const char *name)
 {
 	const struct cl_fs_node *n = node_of(fs_of(req), ino);
@@ -823,31 +825,6 @@ static void op_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const 
 	fuse_reply_err(req, e);
 }
 
-static void op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size)
-{
-	struct cl_fs *fs = fs_of(req);
-	char note[NOTE_MAX];
-	int e = note_check(req, ino, name);
-	size_t len;
-
-	if (e) {
-		fuse_reply_err(req, e);
-		return;
-	}
-	pthread_mutex_lock(&fs->lock);
-	len = strlen(fs->note);
-	memcpy(note, fs->note, len);
-	pthread_mutex_unlock(&fs->lock);
-	if (!len)
-		fuse_reply_err(req, ENODATA);
-	else if (!size)
-		fuse_reply_xattr(req, len);
-	else if (size < len)
-		fuse_reply_err(req, ERANGE);
-	else
-		fuse_reply_buf(req, note, len);
-}
-
 static const struct fuse_lowlevel_ops ops = {
     .init = op_init,
     .lookup = op_lookup,
@@ -866,7 +843,6 @@ static const struct fuse_lowlevel_ops ops = {
     .statfs = op_statfs,
     .fallocate = op_fallocate,
     .setxattr = op_setxattr,
-    .getxattr = op_getxattr,
 };
 
 const struct fuse_lowlevel_ops *cl_fs_ops(void)

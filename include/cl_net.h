@@ -18,12 +18,11 @@ enum cl_net_kind {
 	CL_NET_LIBVIRT, /* a libvirt network */
 };
 
-/* A NIC: kind, the bridge or network name (source), the MAC ("": a random
- * locally administered one). */
+/* A NIC: kind, and the bridge or network name (source). Its MAC is made
+ * at random, of QEMU's locally administered prefix. */
 struct cl_net {
 	enum cl_net_kind kind;
 	const char *source;
-	char mac[18];
 };
 
 /* Parses `user`, `nat`, `none`, `bridge=BR` or `libvirt=NAME` (source

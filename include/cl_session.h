@@ -226,9 +226,7 @@ const char *cl_session_name(const struct cl_session *s);
 const char *cl_session_rundir(const struct cl_session *s);
 const char *cl_session_mount(const struct cl_session *s);
 const char *cl_session_accel(const struct cl_session *s);
-/* The host ports forwarded into the guest (*out, n returned), their
- * host ports as bound. */
-size_t cl_session_endpoints(const struct cl_session *s, const struct cl_publish **out);
+
 /* Seconds since cl_session_new(), the time of its events. */
 double cl_session_elapsed(const struct cl_session *s);
 /* The VNC display HOST:PORT of the running VM into out[cap]; -ENOENT if it

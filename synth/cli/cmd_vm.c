@@ -84,17 +84,39 @@ struct synth {
 	int json;
 };
 
-/* A JSON string (UTF-8 passed through, control characters escaped). */
+/* The length of the valid UTF-8 sequence at p (0 if it is not one). */
+static size_t utf8_len(const unsigned char *p)
+{
+	size_t n = p[0] >= 0xf0 && p[0] <= 0xf4 ? 4 : p[0] >= 0xe0 ? 3 : p[0] >= 0xc2 ? 2 : 0;
+
+	for (size_t i = 1; i < n; i++)
+		if ((p[i] & 0xc0) != 0x80)
+			return 0;
+	return n;
+}
+
+/* A JSON string: control characters escaped, bytes that are not UTF-8
+ * (a path may hold any) as U+FFFD. */
 static void json_str(const char *v)
 {
+	const unsigned char *p = (const unsigned char *)v;
+	size_t n;
+
 	putchar('"');
-	for (; *v; v++) {
-		if (*v == '"' || *v == '\\')
-			printf("\\%c", *v);
-		else if ((unsigned char)*v < 0x20)
-			printf("\\u%04x", (unsigned char)*v);
-		else
-			putchar(*v);
+	while (*p) {
+		if (*p == '"' || *p == '\\') {
+			printf("\\%c", *p++);
+		} else if (*p < 0x20) {
+			printf("\\u%04x", *p++);
+		} else if (*p < 0x80) {
+			putchar(*p++);
+		} else if ((n = utf8_len(p))) {
+			fwrite(p, 1, n, stdout);
+			p += n;
+		} else {
+			fputs("\\ufffd", stdout);
+			p++;
+		}
 	}
 	putchar('"');
 }
@@ -142,9 +164,9 @@ static void on_event_json(struct cl_session *s, const struct cl_session_event *e
 	                                    [CL_SESSION_STOPPING] = "stopping",
 	                                    [CL_SESSION_STOPPED] = "stopped",
 	                                    [CL_SESSION_FAILED] = "failed"};
-	char extra[128] = "";
+	char extra[128] = "", status[PATH_MAX + 16];
 
-	if (ev->kind == CL_SESSION_NOTICE || ev->kind == CL_SESSION_PAUSED) {
+	if (ev->kind == CL_SESSION_NOTICE) {
 		cl_cli_notice(ev);
 		return;
 	}
@@ -155,10 +177,13 @@ static void on_event_json(struct cl_session *s, const struct cl_session_event *e
 		json_event(ev, ev->t, "endpoint", extra, "url", ev->text);
 		return;
 	}
+	if ((size_t)ev->kind >= sizeof(names) / sizeof(names[0]) || !names[ev->kind])
+		return; /* not a timeline event of synthesis */
 	if (ev->kind == CL_SESSION_DOMAIN_STARTED)
 		snprintf(extra, sizeof(extra), ",\"secs\":%.3f", ev->secs);
+	snprintf(status, sizeof(status), "%s/status", cl_session_mount(s));
 	json_event(ev, ev->t, names[ev->kind], extra,
-	           ev->kind == CL_SESSION_FAILED ? "status" : NULL, cl_session_mount(s));
+	           ev->kind == CL_SESSION_FAILED ? "status" : NULL, status);
 }
 
 static void on_event(struct cl_session *s, void *ctx, const struct cl_session_event *ev)
@@ -281,6 +306,11 @@ static int run(struct synth *sy, struct cl_session *s)
 /* The end: kept as it is, or torn down (after taking the profile's TRACE). */
 static int finish(struct synth *sy, struct cl_session *s, int r, int ran)
 {
+	if (sy->keep && r == 0 && sy->json) {
+		json_event(NULL, cl_session_elapsed(s), "kept", NULL, "rundir",
+		           cl_session_rundir(s));
+		return cl_cli_close(s, 1);
+	}
 	if (sy->keep && r == 0) {
 		printf("kept: domain %s and the mount %s; remove them with\n"
 		       "  virsh destroy %s; virsh undefine %s; cloudlet umount %s; rm -r %s\n",

@@ -4,6 +4,7 @@
 #include "cl_error.h"
 #include "cl_xml.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,13 +13,15 @@
 
 #define MAX_NICS 8
 
+/* xx:xx:xx:xx:xx:xx, hex digits and colons only (it goes into mac=). */
 static int valid_mac(const char *m)
 {
-	unsigned b[6];
-	char end;
+	int i;
 
-	return strlen(m) == 17 && sscanf(m, "%2x:%2x:%2x:%2x:%2x:%2x%c", &b[0], &b[1], &b[2], &b[3],
-	                                 &b[4], &b[5], &end) == 6;
+	for (i = 0; i < 17; i++)
+		if (i % 3 == 2 ? m[i] != ':' : !isxdigit((unsigned char)m[i]))
+			return 0;
+	return m[17] == '\0';
 }
 
 /* QEMU's and libvirt's locally administered prefix, random below it. */
@@ -45,6 +48,15 @@ static xmlNode *net_meta(xmlNode *root)
 			    !strcmp((const char *)m->name, "network"))
 				return m;
 	return NULL;
+}
+
+/* Every cloudlet metadata element (an outside XML may hold several). */
+static void drop_meta(xmlNode *root)
+{
+	xmlNode *m;
+
+	while ((m = net_meta(root)))
+		cl_xml_drop(m);
 }
 
 static int outbound_allowed(xmlNode *root)
@@ -78,11 +90,7 @@ int cl_domnet_add(xmlNode *root, const struct cl_net *n, unsigned slot)
 		return -EINVAL;
 	if (n->kind == CL_NET_NONE)
 		return 0;
-	if (n->mac[0] && !valid_mac(n->mac))
-		return cl_errorf(-EINVAL, "%s: not a MAC address", n->mac);
-	if (n->mac[0])
-		snprintf(mac, sizeof(mac), "%s", n->mac);
-	else if ((r = random_mac(mac)) < 0)
+	if ((r = random_mac(mac)) < 0)
 		return r;
 	if (!(i = cl_xml_add_attrs(dev, "interface", "type", types[n->kind], NULL, NULL)) ||
 	    !cl_xml_add_attrs(i, "mac", "address", mac, NULL, NULL) ||
@@ -98,19 +106,22 @@ int cl_domnet_add(xmlNode *root, const struct cl_net *n, unsigned slot)
 /* --- runs ---------------------------------------------------------------------- */
 
 /* The QEMU device of a libvirt NIC model (those that need no more than
- * netdev, mac and a PCI address). */
+ * netdev, mac and a PCI address); libvirt's default on x86 is rtl8139. */
 static const char *device_of(const char *model)
 {
-	if (!model || !strcmp(model, "virtio"))
+	if (!model)
+		return "rtl8139";
+	if (!strcmp(model, "virtio"))
 		return "virtio-net-pci";
 	if (!strcmp(model, "e1000") || !strcmp(model, "e1000e") || !strcmp(model, "rtl8139"))
 		return model;
 	return NULL;
 }
 
-/* "0x3" or "0x3.0x1" for QEMU's addr= from an <address type='pci'> on
- * bus 0 of domain 0. */
-static int pci_addr(xmlNode *a, char out[16])
+/* QEMU's bus= and addr= ("pci.0" and "0x3" or "0x3.0x1") from an
+ * <address type='pci'> of domain 0: libvirt names bus N "pci.N", and the
+ * root bus of a q35 machine "pcie.0". */
+static int pci_addr(xmlNode *a, int q35, char bus[16], char out[16])
 {
 	char *v[4] = {cl_xml_prop_dup(a, "domain"), cl_xml_prop_dup(a, "bus"),
 	              cl_xml_prop_dup(a, "slot"), cl_xml_prop_dup(a, "function")};
@@ -126,9 +137,13 @@ static int pci_addr(xmlNode *a, char out[16])
 	}
 	for (i = 0; i < 4; i++)
 		free(v[i]);
-	if (!ok || x[0] || x[1] || x[2] > 0x1f || x[3] > 7)
+	if (!ok || x[0] || x[1] > 0xff || x[2] > 0x1f || x[3] > 7)
 		return cl_errorf(-EINVAL, "domain XML: a user-mode interface needs a PCI address "
-		                          "on bus 0 (the <address> libvirt writes)");
+		                          "(the <address> libvirt writes)");
+	if (x[1] || !q35)
+		snprintf(bus, 16, "pci.%lu", x[1]);
+	else
+		snprintf(bus, 16, "pcie.0");
 	if (x[3])
 		snprintf(out, 16, "0x%lx.0x%lx", x[2], x[3]);
 	else
@@ -136,13 +151,33 @@ static int pci_addr(xmlNode *a, char out[16])
 	return 0;
 }
 
-/* The -netdev and -device arguments of user interface i, the n-th. */
-static int user_args(xmlNode *i, xmlNode *cl, int n, int outbound)
+/* Whether interface i holds only what cloudlet writes again: anything
+ * else would be dropped silently (and some of it, like <mtu>, changes
+ * what the device state needs). */
+static int plain_user(xmlNode *i)
+{
+	static const char *const ok[] = {"mac", "model", "address", "alias"};
+
+	for (xmlNode *c = i->children; c; c = c->next) {
+		size_t k = 0;
+
+		while (c->type == XML_ELEMENT_NODE && k < 4 && !cl_xml_is(c, ok[k]))
+			k++;
+		if (k == 4)
+			return 0;
+	}
+	return 1;
+}
+
+/* The -netdev and -device arguments of user interface i, the n-th; ids of
+ * cloudlet's own (not libvirt's hostnetN/netN: those name the NICs it
+ * still manages). */
+static int user_args(xmlNode *i, xmlNode *cl, int n, int outbound, int q35)
 {
 	char *mac = cl_xml_prop_dup(cl_xml_child(i, "mac"), "address");
 	char *model = cl_xml_prop_dup(cl_xml_child(i, "model"), "type");
 	const char *dev = device_of(model);
-	char addr[16], netdev[96], device[192];
+	char bus[16], addr[16], netdev[96], device[192];
 	int r = 0;
 
 	if (!mac || !valid_mac(mac))
@@ -152,18 +187,19 @@ static int user_args(xmlNode *i, xmlNode *cl, int n, int outbound)
 		              "domain XML: NIC model %s is not supported (virtio, e1000, "
 		              "e1000e, rtl8139 are)",
 		              model);
-	else if (cl_xml_child(i, "rom") || cl_xml_child(i, "driver") ||
-	         cl_xml_child(i, "portForward"))
-		r = cl_errorf(-EINVAL, "domain XML: a user-mode interface with <rom>, <driver> or "
-		                       "<portForward> is not supported");
+	else if (!plain_user(i))
+		r = cl_errorf(-EINVAL, "domain XML: a user-mode interface may hold only <mac>, "
+		                       "<model>, <address> and <alias>");
 	if (r == 0)
-		r = pci_addr(cl_xml_child(i, "address"), addr);
+		r = pci_addr(cl_xml_child(i, "address"), q35, bus, addr);
 	if (r == 0) {
-		snprintf(netdev, sizeof(netdev), "user,id=hostnet%d,restrict=%s", n,
+		snprintf(netdev, sizeof(netdev),
+		         "user,id=" CL_DOMNET_NETDEV_PREFIX "%d,restrict=%s", n,
 		         outbound ? "off" : "on");
 		snprintf(device, sizeof(device),
-		         "%s,netdev=hostnet%d,id=net%d,mac=%s,bus=pci.0,addr=%s", dev, n, n, mac,
-		         addr);
+		         "%s,netdev=" CL_DOMNET_NETDEV_PREFIX
+		         "%d,id=cl-net%d,mac=%s,bus=%s,addr=%s",
+		         dev, n, n, mac, bus, addr);
 		if (!cl_xml_add_arg(cl, "-netdev") || !cl_xml_add_arg(cl, netdev) ||
 		    !cl_xml_add_arg(cl, "-device") || !cl_xml_add_arg(cl, device))
 			r = -ENOMEM;
@@ -173,34 +209,32 @@ static int user_args(xmlNode *i, xmlNode *cl, int n, int outbound)
 	return r;
 }
 
-int cl_domnet_run(xmlNode *root, xmlNode *cl, int trusted)
+int cl_domnet_run(xmlNode *root, xmlNode *cl)
 {
 	xmlNode *i, *next;
-	int outbound = trusted && outbound_allowed(root), n = 0, r;
+	int outbound = outbound_allowed(root), n = 0, r, q35;
+	char *machine;
 
 	if (!root || !cl)
 		return -EINVAL;
+	machine = cl_xml_prop_dup(cl_xml_child(cl_xml_child(root, "os"), "type"), "machine");
+	q35 = machine && strstr(machine, "q35");
+	free(machine);
 	for (i = cl_xml_child(cl_xml_child(root, "devices"), "interface"); i; i = next) {
 		next = cl_xml_next(i, "interface");
 		if (cl_xml_prop_is(i, "type", "user")) {
 			if (n == MAX_NICS)
 				return cl_errorf(-EINVAL, "domain XML: more than %d NICs",
 				                 MAX_NICS);
-			if ((r = user_args(i, cl, n++, outbound)) < 0)
+			if ((r = user_args(i, cl, n++, outbound, q35)) < 0)
 				return r;
 			cl_xml_drop(i);
 		} else if (!cl_xml_prop_is(i, "type", "bridge") &&
 		           !cl_xml_prop_is(i, "type", "network")) {
 			return cl_errorf(-EINVAL, "domain XML: only user, bridge and network "
 			                          "interfaces are supported");
-		} else if (!trusted) {
-			return cl_errorf(-EPERM,
-			                 "the overlay's domain XML attaches the VM to a host "
-			                 "bridge or network; only a registered base's XML may");
 		}
 	}
-	if (!trusted)
-		cl_xml_drop(net_meta(root));
 	return 0;
 }
 
@@ -211,18 +245,22 @@ int cl_domnet_copy(xmlNode *root, xmlNode *from)
 	if (!dev || !from)
 		return -EINVAL;
 	cl_xml_drop_children(dev, "interface");
-	cl_xml_drop(net_meta(root));
+	drop_meta(root);
 	for (i = cl_xml_child(cl_xml_child(from, "devices"), "interface"); i;
 	     i = cl_xml_next(i, "interface")) {
 		c = xmlDocCopyNode(i, root->doc, 1);
-		if (!c || !xmlAddChild(dev, c))
+		if (!c || !xmlAddChild(dev, c)) {
+			xmlFreeNode(c);
 			return -ENOMEM;
+		}
 	}
 	if (outbound_allowed(from)) {
 		meta = cl_xml_ensure(root, "metadata");
 		c = meta ? xmlDocCopyNode(net_meta(from), root->doc, 1) : NULL;
-		if (!c || !xmlAddChild(meta, c))
+		if (!c || !xmlAddChild(meta, c)) {
+			xmlFreeNode(c);
 			return -ENOMEM;
+		}
 		xmlReconciliateNs(root->doc, c);
 	}
 	return 0;

@@ -8,9 +8,9 @@
  * networking (QEMU's restrict=on) nor forward ports for it, so for a run
  * a user interface is replaced by QEMU arguments cloudlet writes itself
  * (-netdev user,restrict=on and the same device at the same address),
- * never taken from an overlay. Whether a base's guest may open
- * connections to the outside (--network nat) is cloudlet metadata in its
- * XML, <cloudlet:network outbound='on'/>, read only from a trusted XML. */
+ * never taken from an overlay (whose XML is never run). Whether a base's
+ * guest may open connections to the outside (--network nat) is cloudlet
+ * metadata in its XML, <cloudlet:network outbound='on'/>. */
 #ifndef CL_DOMNET_H
 #define CL_DOMNET_H
 
@@ -18,18 +18,19 @@
 
 #include "cl_net.h"
 
-#define CL_DOMNET_NS     "urn:x-cloudlet:domain:1"
-#define CL_DOMNET_NETDEV "hostnet0" /* the first user-mode NIC's netdev */
+#define CL_DOMNET_NS            "urn:x-cloudlet:domain:1"
+#define CL_DOMNET_NETDEV_PREFIX "cl-hostnet"
+#define CL_DOMNET_NETDEV        "cl-hostnet0" /* the first user-mode NIC's netdev */
 
 /* Adds the NIC of n to the <devices> of a new domain root, at PCI slot
  * slot of bus 0, with metadata for CL_NET_NAT. */
 int cl_domnet_add(xmlNode *root, const struct cl_net *n, unsigned slot);
 
-/* For a run: every user interface of root becomes cloudlet's -netdev and
- * -device arguments in <qemu:commandline> cl. trusted: the XML is a
- * registered base's (its metadata counts, bridges and networks stay);
- * else it is outside input: confined, and a bridge or network is refused. */
-int cl_domnet_run(xmlNode *root, xmlNode *cl, int trusted);
+/* For a run of a registered base's XML: every user interface of root
+ * becomes cloudlet's -netdev and -device arguments in <qemu:commandline>
+ * cl, confined unless its metadata allows outbound connections; bridges
+ * and networks stay libvirt's. */
+int cl_domnet_run(xmlNode *root, xmlNode *cl);
 
 /* Replaces the interfaces and cloudlet metadata of root by those of from
  * (a saved domain keeps its NIC in libvirt's form). */

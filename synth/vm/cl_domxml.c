@@ -293,7 +293,7 @@ static int edit_net(xmlNode *root, const struct cl_domxml_edit *e)
 		xmlFreeDoc(from);
 	}
 	if (r == 0 && e->net_run)
-		r = cl_domnet_run(root, cl_xml_qemu_cmdline(root, 1), !e->net_untrusted);
+		r = cl_domnet_run(root, cl_xml_qemu_cmdline(root, 1));
 	return r;
 }
 
@@ -532,6 +532,11 @@ int cl_domxml_get(const char *xml, size_t len, const char *field, char **out)
 		s = cpu_model(root);
 	} else if (!strcmp(field, "net") || !strcmp(field, "mac") || !strcmp(field, "macs")) {
 		s = net_field(root, field);
+	} else if (!strcmp(field, "bridge")) {
+		s = cl_xml_prop_dup(
+		    cl_xml_child(cl_xml_child(cl_xml_child(root, "devices"), "interface"),
+		                 "source"),
+		    "bridge");
 	} else {
 		xmlFreeDoc(doc);
 		return cl_errorf(-EINVAL, "domain XML: unknown field '%s'", field);

@@ -38,12 +38,11 @@ struct cl_domxml_edit {
 	/* Networking (cl_domnet.h): net_from (net_from_len bytes), a domain
 	 * XML whose interfaces and cloudlet metadata replace this one's; then
 	 * net_run: user-mode interfaces become cloudlet's QEMU arguments,
-	 * confined unless a trusted XML allows outbound connections;
-	 * net_untrusted: the XML is outside input (an overlay's). */
+	 * confined unless the XML's metadata allows outbound connections (the
+	 * XML is a registered base's: an overlay's is never run). */
 	const char *net_from;
 	size_t net_from_len;
 	int net_run;
-	int net_untrusted;
 };
 
 /* Rewrites the domain XML xml (len bytes) as e says into *out, a
@@ -57,7 +56,8 @@ int cl_domxml_rewrite(const char *xml, size_t len, const struct cl_domxml_edit *
  * VNC graphics with a port), `cpu` (the model of a custom CPU, the mode
  * of a host-model/host-passthrough one, qemu64 when there is no <cpu>),
  * `net` (the first NIC's kind: none, user, nat, bridge or libvirt), `mac`
- * (its MAC) or `macs` (every NIC's MAC, space-separated). -ENOENT if the
+ * (its MAC), `macs` (every NIC's MAC, space-separated) or `bridge` (the
+ * host bridge of the first NIC). -ENOENT if the
  * XML has none, -EINVAL for an unknown field. */
 int cl_domxml_get(const char *xml, size_t len, const char *field, char **out);
 

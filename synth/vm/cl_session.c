@@ -154,18 +154,12 @@ void cl_session_notice(struct cl_session *s, const char *hint)
 
 int cl_session_record(struct cl_session *s)
 {
-	char path[sizeof(s->rundir) + 16], *text = NULL, *more;
-	size_t i;
+	char path[sizeof(s->rundir) + 16], *text = NULL;
 	int n, r;
 
 	n = asprintf(&text, "mount %s\nmade_mount %d\ntype %s\noverlay %s\n", s->mnt, s->made_mnt,
 	             s->type, s->overlay ? s->overlay : "");
-	for (i = 0; i < s->npub && n >= 0; i++) {
-		n = asprintf(&more, "%sendpoint %s %u %u\n", text, s->pub[i].addr,
-		             s->pub[i].host_port, s->pub[i].guest_port);
-		free(text);
-		text = n < 0 ? NULL : more;
-	}
+
 	if (n < 0)
 		return -ENOMEM;
 	snprintf(path, sizeof(path), "%s/%s", s->rundir, CL_SESSION_FILE);
@@ -268,20 +262,6 @@ int cl_session_console_run(struct cl_session *s, const char *line, double timeou
 
 /* --- re-attaching ------------------------------------------------------------ */
 
-/* The "endpoint ADDR HOSTPORT GUESTPORT" lines of the session file. */
-static void session_endpoints(struct cl_session *s, const char *text)
-{
-	const char *p;
-	struct cl_publish *e;
-
-	for (p = text; p && *p && s->npub < CL_PUBLISH_MAX;
-	     p = strchr(p, '\n') ? strchr(p, '\n') + 1 : NULL) {
-		e = &s->pub[s->npub];
-		if (sscanf(p, "endpoint %15s %u %u", e->addr, &e->host_port, &e->guest_port) == 3)
-			s->npub++;
-	}
-}
-
 /* The value of "key VALUE" in the session file text into out[cap]. */
 static int session_value(const char *text, const char *key, char *out, size_t cap)
 {
@@ -318,7 +298,6 @@ int cl_session_attach(struct cl_session *s, const char *rundir)
 	text[len] = '\0';
 	strcpy(s->name, name);
 	strcpy(s->rundir, rundir);
-	session_endpoints(s, text);
 	r = session_value(text, "mount", s->mnt, sizeof(s->mnt));
 	if (r == 0 && (r = session_value(text, "made_mount", val, sizeof(val))) == 0)
 		s->made_mnt = atoi(val);

@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/xattr.h>
+#include <unistd.h>
 
 #define MAX_FORWARDS 64
 
@@ -48,6 +49,25 @@ static int check_publish(struct cl_session *s, enum cl_net_kind kind, const char
 	return 0;
 }
 
+/* libvirt would fail later, with less to say. */
+static int check_bridge(struct cl_session *s, const char *xml, size_t len)
+{
+	char *br = NULL, path[PATH_MAX];
+	int r = cl_domxml_get(xml, len, "bridge", &br);
+
+	if (r < 0)
+		return r == -ENOENT ? 0 : r;
+	snprintf(path, sizeof(path), "/sys/class/net/%s/bridge", br);
+	if (access(path, F_OK) < 0) {
+		s->hint =
+		    "make it (`ip link add NAME type bridge; ip link set NAME up`), or choose "
+		    "another with --network";
+		r = cl_errorf(-ENODEV, "bridge %s: no such bridge on this host", br);
+	}
+	free(br);
+	return r;
+}
+
 int cl_session_net_check(struct cl_session *s, const char *xml, size_t len, const char *what,
                          const struct cl_publish *pub, size_t npub)
 {
@@ -63,6 +83,8 @@ int cl_session_net_check(struct cl_session *s, const char *xml, size_t len, cons
 			kind = (enum cl_net_kind)k;
 	free(net);
 	r = check_publish(s, kind, what, pub, npub);
+	if (r == 0 && kind == CL_NET_BRIDGE)
+		r = check_bridge(s, xml, len);
 	if (r < 0 || (kind != CL_NET_BRIDGE && kind != CL_NET_LIBVIRT))
 		return r;
 	r = cl_domxml_get(xml, len, "mac", &mac);
@@ -185,12 +207,4 @@ int cl_session_publish(struct cl_session *s)
 	}
 	note_status(s);
 	return 0;
-}
-
-size_t cl_session_endpoints(const struct cl_session *s, const struct cl_publish **out)
-{
-	if (!s || !out)
-		return 0;
-	*out = s->pub;
-	return s->npub;
 }

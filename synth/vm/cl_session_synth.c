@@ -192,7 +192,7 @@ static int prefetch_join(struct prefetch *p, char **xml, size_t *len)
 /* Defines the domain of template tmpl (len bytes): the VM on the mounted
  * disk and memory images, resumed under the type it was saved under. */
 static int define_domain(struct cl_session *s, const struct cl_base *b, const char *tmpl,
-                         size_t len, int trusted, uint64_t memsize)
+                         size_t len, uint64_t memsize)
 {
 	struct cl_domxml_edit e = {0};
 	char disk[PATH_MAX + 16], mem[PATH_MAX + 16], con[sizeof(s->rundir) + 16];
@@ -228,7 +228,6 @@ static int define_domain(struct cl_session *s, const struct cl_base *b, const ch
 	e.initrd = initrd;
 	e.vnc_local = 1;
 	e.net_run = 1;
-	e.net_untrusted = !trusted;
 	r = cl_domxml_rewrite(tmpl, len, &e, &newxml);
 	if (r < 0)
 		goto out;
@@ -324,30 +323,23 @@ static int resume(struct cl_session *s, const struct cl_base *b, const char *ima
 	return r == 0 ? cl_vm_resume(s->dom) : r;
 }
 
-/* Mounted: defines the domain from the base's registered XML (the
- * overlay's only when the base has none: an overlay is outside input) and
- * resumes it. The overlay's XML and state come over the network: they are
+/* Mounted: defines the domain from the base's registered XML and resumes
+ * it. The overlay's XML and state come over the network: they are
  * fetched while the domain starts, and the overlay's XML must agree with
  * the base's before its state is loaded. */
 static int run_vm(struct cl_session *s, const struct cl_synthesis_opts *o, const struct cl_base *b,
                   uint64_t memsize)
 {
 	struct prefetch pf = {0};
-	char *xml = NULL, *tmpl = NULL;
-	size_t len = 0, tlen = 0;
+	char *xml = NULL;
+	size_t len = 0;
 	int r = 0;
 
 	prefetch_start(&pf, s->mnt);
-	if (b->domain_path)
-		r = cl_read_file(b->domain_path, 16u << 20, (void **)&tmpl, &tlen);
-	if (r == 0 && (!tmpl || o->no_early_start))
+	if (o->no_early_start)
 		r = prefetch_join(&pf, &xml, &len);
 	if (r == 0)
-		r = cl_session_net_check(s, tmpl ? tmpl : xml, tmpl ? tlen : len, s->overlay,
-		                         o->publish, o->npublish);
-	if (r == 0)
-		r = define_domain(s, b, tmpl ? tmpl : xml, tmpl ? tlen : len, tmpl != NULL,
-		                  memsize);
+		r = define_domain(s, b, s->tmpl, s->tmpl_len, memsize);
 	if (r == 0 && o->no_early_start) {
 		r = wait_complete(s);
 		if (r == 0) {
@@ -371,8 +363,23 @@ static int run_vm(struct cl_session *s, const struct cl_synthesis_opts *o, const
 	}
 	free(pf.xml);
 	free(xml);
-	free(tmpl);
 	return r;
+}
+
+/* The VM runs as its base's registered XML says: an overlay's XML is
+ * outside input (its hardware is the base's anyway) and is only compared. */
+static int base_xml(struct cl_session *s, const struct cl_base *b)
+{
+	if (!b->domain_path) {
+		s->hint = "register the base with --state and --domain, or boot it with `cloudlet "
+		          "base IMAGE --kernel ...`";
+		return cl_errorf(
+		    -EINVAL,
+		    "%s: registered without its domain XML: an overlay's own is outside "
+		    "input and is not run",
+		    b->path[CL_DISK]);
+	}
+	return cl_read_file(b->domain_path, 16u << 20, (void **)&s->tmpl, &s->tmpl_len);
 }
 
 /* A host that makes libvirt slow shows in the domain start: said first. */
@@ -405,6 +412,8 @@ int cl_session_synthesis(struct cl_session *s, const struct cl_synthesis_opts *o
 	s->synth = 1;
 	r = cl_base_find(o->image, &b);
 	if (r == 0)
+		r = base_xml(s, b);
+	if (r == 0)
 		r = cl_domxml_uuid(s->uuid);
 	if (r < 0)
 		goto out;
@@ -412,6 +421,9 @@ int cl_session_synthesis(struct cl_session *s, const struct cl_synthesis_opts *o
 	         o->name ? o->name : s->uuid);
 	host_warning(s);
 	r = cl_session_prepare(s, o->uri, 1);
+	if (r == 0)
+		r = cl_session_net_check(s, s->tmpl, s->tmpl_len, o->image, o->publish,
+		                         o->npublish);
 	if (r == 0)
 		r = do_mount(s, o, b);
 	if (r < 0)

@@ -223,6 +223,32 @@ void cl_xml_init(void)
 	pthread_once(&once, xml_init_once);
 }
 
+/* Top-level elements the rewrite edits: libvirt reads every one of a
+ * name (all <devices>, all <qemu:commandline>), the rewrite the first, so
+ * a second would pass unedited. */
+static int single_parts(xmlNode *root)
+{
+	static const char *const parts[] = {
+	    "name",    "uuid",     "memory",      "currentMemory", "os",          "cpu",
+	    "devices", "metadata", "commandline", "override",      "capabilities"};
+	size_t i, n, first_qemu = 8; /* from here on, parts of QEMU's namespace */
+
+	for (i = 0; i < sizeof(parts) / sizeof(parts[0]); i++) {
+		n = 0;
+		for (xmlNode *c = root->children; c; c = c->next) {
+			int qemu =
+			    c->ns && c->ns->href && !strcmp((const char *)c->ns->href, CL_QEMU_NS);
+
+			n += c->type == XML_ELEMENT_NODE &&
+			     !strcmp((const char *)c->name, parts[i]) &&
+			     (i >= first_qemu ? qemu : !c->ns);
+		}
+		if (n > 1)
+			return cl_errorf(-EBADMSG, "domain XML: more than one <%s>", parts[i]);
+	}
+	return 0;
+}
+
 int cl_xml_parse_domain(const char *xml, size_t len, xmlDoc **out)
 {
 	xmlParserCtxt *ctxt;
@@ -257,6 +283,10 @@ int cl_xml_parse_domain(const char *xml, size_t len, xmlDoc **out)
 	if (!cl_xml_is(root, "domain")) {
 		xmlFreeDoc(doc);
 		return cl_errorf(-EBADMSG, "domain XML: the root element is not <domain>");
+	}
+	if ((r = single_parts(root)) < 0) {
+		xmlFreeDoc(doc);
+		return r;
 	}
 	*out = doc;
 	return 0;

@@ -53,7 +53,9 @@ char *cl_xml_opt_set(const char *opts, const char *key, const char *value);
 /* libxml2's global state, set up once before threads use it. */
 void cl_xml_init(void);
 /* Parses a domain XML (no network access; namespaces must be declared;
- * the root must be <domain>) into *out, which the caller frees with
+ * the root must be <domain>, with at most one of each part the rewrite
+ * edits: name, memory, os, cpu, devices, metadata, QEMU's commandline...)
+ * into *out, which the caller frees with
  * xmlFreeDoc. */
 int cl_xml_parse_domain(const char *xml, size_t len, xmlDoc **out);
 /* The document as NUL-terminated text, without XML declaration. */

@@ -58,9 +58,9 @@ static void assert_field(const char *xml, const char *name, const char *want)
 	free(v);
 }
 
-static char *run_xml(const char *xml, int untrusted)
+static char *run_xml(const char *xml)
 {
-	struct cl_domxml_edit e = {.name = "run", .net_run = 1, .net_untrusted = untrusted};
+	struct cl_domxml_edit e = {.name = "run", .net_run = 1};
 	char *out = NULL;
 
 	assert_int_equal(cl_domxml_rewrite(xml, strlen(xml), &e, &out), 0);
@@ -120,12 +120,12 @@ static void test_new(void **state)
  * same MAC, same slot; an overlay's own netdev arguments are gone. */
 static void test_run_confined(void **state)
 {
-	char *out = run_xml(libvirt_xml, 0);
+	char *out = run_xml(libvirt_xml);
 
 	(void)state;
 	assert_int_equal(count(out, "<interface"), 0);
-	assert_int_equal(count(out, "value=\"user,id=hostnet0,restrict=on\""), 1);
-	assert_int_equal(count(out, "value=\"virtio-net-pci,netdev=hostnet0,id=net0,"
+	assert_int_equal(count(out, "value=\"user,id=cl-hostnet0,restrict=on\""), 1);
+	assert_int_equal(count(out, "value=\"virtio-net-pci,netdev=cl-hostnet0,id=cl-net0,"
 	                            "mac=52:54:00:aa:bb:cc,bus=pci.0,addr=0x7\""),
 	                 1);
 	assert_int_equal(count(out, "hostfwd"), 0);
@@ -133,36 +133,28 @@ static void test_run_confined(void **state)
 	free(out);
 }
 
-/* nat: the metadata of a trusted XML opens outbound connections; the same
- * XML as outside input stays confined and loses the metadata. */
+/* nat: the base's metadata opens outbound connections. */
 static void test_run_nat(void **state)
 {
 	char *xml = new_xml("nat"), *out;
 
 	(void)state;
-	out = run_xml(xml, 0);
+	out = run_xml(xml);
 	assert_int_equal(count(out, "restrict=off"), 1);
-	free(out);
-	out = run_xml(xml, 1);
-	assert_int_equal(count(out, "restrict=on"), 1);
-	assert_int_equal(count(out, "urn:x-cloudlet"), 0);
+	assert_int_equal(count(out, "restrict=on"), 0);
 	free(out);
 	free(xml);
 }
 
-/* A bridge stays libvirt's; from outside input it is refused. */
+/* A bridge stays libvirt's. */
 static void test_run_bridge(void **state)
 {
-	struct cl_domxml_edit e = {.name = "run", .net_run = 1, .net_untrusted = 1};
-	char *xml = new_xml("bridge=clbr0"), *out = run_xml(xml, 0);
+	char *xml = new_xml("bridge=clbr0"), *out = run_xml(xml);
 
 	(void)state;
 	assert_int_equal(count(out, "<interface type=\"bridge\">"), 1);
 	assert_int_equal(count(out, "-netdev"), 0);
 	free(out);
-	out = NULL;
-	assert_int_equal(cl_domxml_rewrite(xml, strlen(xml), &e, &out), -EPERM);
-	assert_null(out);
 	free(xml);
 }
 
@@ -181,6 +173,17 @@ static void test_run_refuses(void **state)
 	    "<address type='pci' domain='0x0000' bus='0x00' slot='0x07' function='0x0'/>"
 	    "</interface>", /* an argument smuggled in the MAC */
 	    "<interface type='ethernet'><mac address='52:54:00:aa:bb:cc'/></interface>",
+	    "<interface type='user'><mac address=' 2:54:00:aa:bb:cc'/><model type='virtio'/>"
+	    "<address type='pci' domain='0x0000' bus='0x00' slot='0x07' function='0x0'/>"
+	    "</interface>", /* sscanf would take it */
+	    "<interface type='user'><mac address='52:54:00:aa:bb:cc'/><model type='virtio'/>"
+	    "<ip address='192.168.7.0' prefix='24'/>"
+	    "<address type='pci' domain='0x0000' bus='0x00' slot='0x07' function='0x0'/>"
+	    "</interface>", /* slirp's network moved: dropped silently, the lease would lie */
+	    "<interface type='user'><mac address='52:54:00:aa:bb:cc'/><model type='virtio'/>"
+	    "<mtu size='9000'/>"
+	    "<address type='pci' domain='0x0000' bus='0x00' slot='0x07' function='0x0'/>"
+	    "</interface>", /* a device feature the state needs */
 	};
 	char xml[1024], *out;
 	size_t i;
@@ -202,7 +205,7 @@ static void test_run_refuses(void **state)
  * QEMU); the saved XML gets the template's back, and no -netdev. */
 static void test_save_keeps_nic(void **state)
 {
-	char *tmpl = new_xml("nat"), *live = run_xml(tmpl, 0), *saved = NULL;
+	char *tmpl = new_xml("nat"), *live = run_xml(tmpl), *saved = NULL;
 	struct cl_domxml_edit e = {.name = "n", .net_from = tmpl};
 
 	(void)state;
@@ -224,6 +227,67 @@ static void test_save_keeps_nic(void **state)
 	free(tmpl);
 }
 
+/* libvirt reads every <devices> and <qemu:commandline>; the rewrite edits
+ * the first: a second would slip an unconfined NIC or arguments past it
+ * (an overlay's XML is parsed too, to compare it with its base's). */
+static void test_duplicate_parts(void **state)
+{
+	static const char *const dup[] = {
+	    "<devices/><devices><interface type='bridge'><source bridge='br0'/></interface>"
+	    "</devices>",
+	    "<qemu:commandline/><qemu:commandline><qemu:arg value='-netdev'/>"
+	    "<qemu:arg value='user,id=x'/></qemu:commandline>",
+	    "<metadata/><metadata><cloudlet:network xmlns:cloudlet='urn:x-cloudlet:domain:1' "
+	    "outbound='on'/></metadata>",
+	    "<os/><os/>",
+	};
+	char xml[1024], *out;
+	size_t i;
+
+	(void)state;
+	for (i = 0; i < sizeof(dup) / sizeof(dup[0]); i++) {
+		struct cl_domxml_edit e = {.name = "run", .net_run = 1};
+
+		snprintf(
+		    xml, sizeof(xml),
+		    "<domain type='qemu' xmlns:qemu='http://libvirt.org/schemas/domain/qemu/1.0'>"
+		    "<name>x</name>%s</domain>",
+		    dup[i]);
+		out = NULL;
+		if (cl_domxml_rewrite(xml, strlen(xml), &e, &out) != -EBADMSG)
+			fail_msg("accepted: %s\n%s", dup[i], out ? out : "");
+	}
+}
+
+/* Several NICs: cloudlet's ids count its own; a bridge beside them keeps
+ * libvirt's; no model is libvirt's x86 default; buses are libvirt's names. */
+static void test_shapes(void **state)
+{
+	static const char xml[] =
+	    "<domain type='qemu'><name>x</name>"
+	    "<os><type arch='x86_64' machine='pc-q35-7.2'>hvm</type></os><devices>"
+	    "<interface type='user'><mac address='52:54:00:00:00:01'/>"
+	    "<address type='pci' domain='0x0000' bus='0x00' slot='0x03' "
+	    "function='0x0'/></interface>"
+	    "<interface type='bridge'><mac address='52:54:00:00:00:02'/><source bridge='br0'/>"
+	    "</interface>"
+	    "<interface type='user'><mac address='52:54:00:00:00:03'/><model type='e1000'/>"
+	    "<address type='pci' domain='0x0000' bus='0x02' slot='0x00' "
+	    "function='0x1'/></interface>"
+	    "</devices></domain>";
+	char *out = run_xml(xml);
+
+	(void)state;
+	assert_int_equal(count(out, "rtl8139,netdev=cl-hostnet0,id=cl-net0,mac=52:54:00:00:00:01,"
+	                            "bus=pcie.0,addr=0x3\""),
+	                 1);
+	assert_int_equal(count(out, "e1000,netdev=cl-hostnet1,id=cl-net1,mac=52:54:00:00:00:03,"
+	                            "bus=pci.2,addr=0x0.0x1\""),
+	                 1);
+	assert_int_equal(count(out, "<interface type=\"bridge\">"), 1);
+	free(out);
+}
+
 static void quiet(void *ctx, virErrorPtr err)
 {
 	(void)ctx;
@@ -243,7 +307,7 @@ static void test_libvirt_parses(void **state)
 	c = virConnectOpen("test:///default");
 	assert_non_null(c);
 	for (i = 0; i < 4; i++) {
-		char *xml = new_xml(nets[i]), *out = run_xml(xml, 0), *back;
+		char *xml = new_xml(nets[i]), *out = run_xml(xml), *back;
 		const char *both[2] = {xml, out};
 
 		for (int k = 0; k < 2; k++) {
@@ -343,6 +407,8 @@ int main(void)
 	    cmocka_unit_test(test_macs),
 	    cmocka_unit_test(test_net_parse),
 	    cmocka_unit_test(test_publish_parse),
+	    cmocka_unit_test(test_duplicate_parts),
+	    cmocka_unit_test(test_shapes),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
