@@ -58,8 +58,22 @@ echo DO""NE
 EOF
 	cl_log "[$mode] cloudlet overlay (starts a web server in the guest)"
 	"$cloudlet" -q overlay "$d/disk.img" -o "$d/ov" --console-script "$d/script" --snapshot-on DONE \
-		--name "${CL_PREFIX}$mode-ov" --timeout 300 </dev/null >"$d/ov.out" 2>&1 ||
+		--name "${CL_PREFIX}$mode-ov" --timeout 300 --publish 0:80 </dev/null >"$d/ov.out" 2>&1 ||
 		{ cat "$d/ov.out" >&2; cl_die "[$mode] cloudlet overlay failed"; }
+	grep -E '^published: http://127\.0\.0\.1:[0-9]+ \(guest port 80\)$' "$d/ov.out" &&
+		ok "[$mode] cloudlet overlay --publish" || bad "[$mode] overlay printed no endpoint"
+
+	if [ "$mode" = user ]; then
+		# A host port in use: refused, nothing left.
+		rc=0
+		"$cloudlet" synthesis "$d/disk.img" "$d/ov" --name "${CL_PREFIX}busy" \
+			--publish "$SVC_PORT:80" </dev/null >"$d/busy.out" 2>"$d/busy.err" || rc=$?
+		cat "$d/busy.err"
+		[ "$rc" = 1 ] && grep -q "QEMU cannot listen there" "$d/busy.err" &&
+			ok "a host port in use is refused" || bad "--publish on a busy port: exit $rc"
+		cl_domain_exists "${CL_PREFIX}busy" || [ -e "$RUN_ROOT/${CL_PREFIX}busy" ] &&
+			bad "the refused synthesis left something" || ok "the refused synthesis left nothing"
+	fi
 
 	name=${CL_PREFIX}$mode
 	out=$d/syn.out
@@ -104,6 +118,10 @@ for l in open(sys.argv[1]):
 	for _ in $(seq 600); do kill -0 "$CL_SYNTH_PID" 2>/dev/null || break; sleep 0.1; done
 	cl_wait_helper "$CL_SYNTH_PID" || rc=$?
 	[ "$rc" = 0 ] && ok "[$mode] synthesis exited 0" || bad "[$mode] synthesis exited $rc"
+	python3 -c 'import json,sys
+ev = [json.loads(l)["event"] for l in open(sys.argv[1])]
+sys.exit(ev[-3:] != ["ended", "stopping", "stopped"])' "$out" &&
+		ok "[$mode] --json to the end: ended, stopping, stopped" || bad "[$mode] --json: $(tail -3 "$out")"
 	cl_domain_exists "$name" && bad "[$mode] domain left" || ok "[$mode] no domain left"
 	grep -q " $RUN_ROOT/$name/mnt fuse" /proc/mounts && bad "[$mode] mount left" || ok "[$mode] no mount left"
 	[ -e "$RUN_ROOT/$name" ] && bad "[$mode] $RUN_ROOT/$name left" || ok "[$mode] no files left"
