@@ -124,9 +124,13 @@ struct cl_lazy_stats {
 	uint32_t segments;         /* in the overlay */
 	uint32_t segments_present; /* decoded into the cache */
 	uint64_t pack_bytes;
-	uint64_t bytes_fetched; /* from the pack's source (not from the cache) */
+	uint64_t bytes_fetched; /* from the pack's source (not from the cache): each segment
+	                         * that arrived intact, counted before its chunks are served */
 	uint64_t cache_hits;    /* segments found in the persistent cache at open */
 	uint64_t base_checked;  /* base chunks with data checked against the index */
+	uint64_t decodes;       /* payloads (VCDIFF deltas, raw chunks) decoded: once per
+	                         * payload of a fetched segment, however many chunks copy
+	                         * it; a segment held in memory decodes per read */
 	double seconds;         /* since open */
 };
 

@@ -288,6 +288,7 @@ void cl_lazy_stats(struct cl_lazy *l, struct cl_lazy_stats *st)
 	st->bytes_fetched = l->bytes_fetched;
 	st->cache_hits = l->cache_hits;
 	st->base_checked = l->base_checked;
+	st->decodes = l->decodes;
 	st->seconds = cl_now() - l->t0;
 	lazy_unlock(l);
 }

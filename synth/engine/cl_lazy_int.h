@@ -7,16 +7,20 @@
  * (event logs), cl_lazy_plan.c (where a request's bytes come from, reads,
  * first-use checks), cl_lazy_request.c (waiters, reads, copy-on-write
  * writes), cl_lazy_segment.c (the segment state machine and retries),
- * cl_lazy_sched.c (workers, stream, timer), cl_lazy_files.c (presence map,
- * cache and store files), cl_lazy_blobs.c (state and domain XML); the
- * record index is cl_recindex.h.
+ * cl_lazy_decode.c (a fetched segment decoded into the cache, waiters'
+ * chunks first), cl_lazy_sched.c (workers, stream, timer), cl_lazy_files.c
+ * (presence map, cache and store files), cl_lazy_blobs.c (state and domain
+ * XML); the record index is cl_recindex.h.
  *
  * A segment moves ABSENT -> FETCHING -> DONE (its payload chunks written to
  * the cache file) or back to ABSENT after a transient failure, or to BAD
  * after it failed its checks twice. Requests that need a segment that is
  * not DONE become waiters, listed on each such segment and on l->waiters
- * (for timeouts and shutdown); the worker that finishes the last of a
- * waiter's segments completes it.
+ * (for timeouts and shutdown). While a FETCHING segment is decoded, the
+ * chunks its waiters need are decoded and written first: a chunk in the
+ * cache is readable at once (seg->ready), and the decoding thread answers
+ * the waiters that then need nothing more of it. The worker that finishes
+ * the last of a waiter's segments completes it.
  *
  * Threads: `connections` fetch workers (one keeps itself free of the
  * background stream for demand fetches), and a timer that fails waiters
@@ -56,8 +60,10 @@
  *   assert that the calling thread holds it.
  * - l->lock is taken and released with lazy_lock()/lazy_unlock() and waited
  *   on with lazy_wait_locked() only, which keep the owner the check needs.
- * - No I/O on the base, cache or store files and no completion callback runs
- *   under l->lock. Lock order: l->store_lock before l->lock. */
+ * - No I/O on the base, cache or store files, no decoding of a segment and
+ *   no completion callback runs under l->lock (the one exception: a chunk
+ *   of a segment held in memory, SEG_MEM, a degraded mode, is made under
+ *   it). Lock order: l->store_lock before l->lock. */
 
 enum seg_state {
 	SEG_ABSENT = 0,
@@ -91,6 +97,10 @@ struct segment {
 	uint8_t bad_tries;
 	uint8_t demanded; /* someone waits on it: fetch ahead of the stream */
 	uint8_t *raw;     /* SEG_MEM: the decoded segment */
+	/* FETCHING, while its records are decoded (cl_lazy_decode.c): bitmap
+	 * over them (seg_recs order), set for those in the cache and checked;
+	 * NULL otherwise. The decoding thread owns the memory. */
+	uint8_t *ready;
 	/* A wait of that image on it just timed out: new waits of the same image
 	 * fail until then (another image's bound was not measured). */
 	double fail_until[CL_NIMAGES];
@@ -181,6 +191,7 @@ struct cl_lazy {
 	uint64_t bytes_fetched;     /* lock */
 	uint64_t cache_hits;        /* lock */
 	uint64_t base_checked;      /* lock */
+	uint64_t decodes;           /* lock: payloads decoded, see cl_lazy_stats */
 	double map_saved;           /* lock */
 	int map_dirty;              /* lock */
 #ifdef CL_LAZY_LOCK_CHECK
@@ -273,7 +284,6 @@ void lazy_finish(struct cl_lazy *l, struct waiter *w, ssize_t r);
 
 int lazy_pack_error(struct cl_lazy *l, int r);
 int lazy_permanent(int r);
-int lazy_decode_into_cache(struct cl_lazy *l, uint32_t s, const uint8_t *raw);
 int lazy_fetch_segment(struct cl_lazy *l, uint32_t s, const uint8_t *comp, uint8_t **spill);
 void lazy_segment_outcome(struct cl_lazy *l, uint32_t s, int r, uint8_t *spill, int background);
 void lazy_segment_done_locked(struct cl_lazy *l, uint32_t s, struct waiter **done);
@@ -287,6 +297,16 @@ void lazy_backoff_locked(struct cl_lazy *l);
 /* Answers the event waits now satisfied, then completes or retries the
  * waiters on the list done (linked by cnext). Without the lock. */
 void lazy_run_done(struct cl_lazy *l, struct waiter *done);
+
+/* ---- cl_lazy_decode.c ---- */
+
+/* Writes the payload chunks of decoded segment s (FETCHING, by this thread)
+ * into the cache, the chunks its waiters need first, and answers those
+ * waiters as soon as it can. 0, or the first error (its outcome follows). */
+int lazy_decode_into_cache(struct cl_lazy *l, uint32_t s, const uint8_t *raw);
+/* Whether record c (with a payload) is in the cache while its segment is
+ * still being decoded. */
+int lazy_chunk_ready_locked(const struct cl_lazy *l, const struct cl_chunk *c);
 
 /* ---- cl_lazy_files.c ---- */
 

@@ -81,6 +81,7 @@ static int64_t resolve_mem_locked(struct cl_lazy *l, const struct cl_chunk *c, u
 	buf = malloc(l->cs);
 	if (!buf)
 		return c->p.seg;
+	l->decodes++;
 	if (cl_chunk_synthesize(l->m, l->base, c, sg->raw, buf) < 0) {
 		free(buf);
 		lazy_spill_drop_locked(l, c->p.seg); /* fetch it again */
@@ -127,7 +128,8 @@ static int64_t resolve_locked(struct cl_lazy *l, enum cl_image_id im, uint64_t k
 	}
 	if (l->seg[c->p.seg].state == SEG_MEM)
 		return resolve_mem_locked(l, c, co, p);
-	if (l->seg[c->p.seg].state != SEG_DONE)
+	/* A chunk of a segment still being decoded may be in the cache already. */
+	if (l->seg[c->p.seg].state != SEG_DONE && !lazy_chunk_ready_locked(l, c))
 		return c->p.seg;
 	p->fd = img->cache_fd;
 	p->path = img->cache_path;

@@ -29,29 +29,6 @@ int lazy_pack_error(struct cl_lazy *l, int r)
 	return cl_errorf(r, "%s: %s", l->pack_location, msg);
 }
 
-/* Writes the payload chunks of decoded segment s into the cache. */
-int lazy_decode_into_cache(struct cl_lazy *l, uint32_t s, const uint8_t *raw)
-{
-	uint8_t *buf;
-	uint64_t i;
-	int r = 0;
-
-	buf = malloc(l->cs);
-	if (!buf)
-		return -ENOMEM;
-	for (i = l->ix.seg_start[s]; i < l->ix.seg_start[s + 1] && r == 0; i++) {
-		const struct cl_chunk *c = &l->m->chunks[l->ix.seg_recs[i]];
-		struct image *img = &l->img[c->image];
-		uint32_t len = cl_chunk_len(l->m->image_size[c->image], l->cs, c->index);
-		r = cl_chunk_synthesize(l->m, l->base, c, raw, buf);
-		if (r == 0)
-			r = cl_pwrite_full(img->cache_fd, buf, len, c->index * l->cs,
-			                   img->cache_path);
-	}
-	free(buf);
-	return r;
-}
-
 /* Segment s is in the cache; wakes its waiters onto *done. */
 void lazy_segment_done_locked(struct cl_lazy *l, uint32_t s, struct waiter **done)
 {
@@ -213,7 +190,6 @@ static void spill_locked(struct cl_lazy *l, uint32_t s, uint8_t *raw)
 /* After fetching (or failing to fetch) segment s: records the outcome. */
 void lazy_segment_outcome(struct cl_lazy *l, uint32_t s, int r, uint8_t *spill, int background)
 {
-	uint32_t clen = l->m->segments[s].clen;
 	struct segment *sg = &l->seg[s];
 	struct waiter *done = NULL;
 	double t = cl_now();
@@ -223,7 +199,6 @@ void lazy_segment_outcome(struct cl_lazy *l, uint32_t s, int r, uint8_t *spill, 
 	if (background)
 		l->bg_busy--;
 	if (r == 0) {
-		l->bytes_fetched += clen;
 		lazy_segment_done_locked(l, s, &done);
 		if (spill) {
 			l->seg[s].state = SEG_MEM;

@@ -6,7 +6,9 @@
 #      4 KiB with 1 and 4 threads; fio, psync) against squashfuse reading the
 #      same bytes from an uncompressed squashfs, and against the raw file;
 #   2. latency of one 4 KiB read of a chunk whose segment is missing (HTTP on
-#      loopback, no_stream, no_cache, POSIX_FADV_RANDOM), xz and zstd packs;
+#      loopback, no_stream, no_cache, POSIX_FADV_RANDOM), xz and zstd packs:
+#      median, 90th and 99th percentiles, max, and the daemon's CPU time per
+#      read across the timed reads;
 #   3. time from `cloudlet mount` until every chunk of a recorded trace has
 #      been read, over a 40 Mbit/s link (an HTB class on lo for nginx's port,
 #      tests/lib/link.sh: shared by every connection, as a real link is),
@@ -19,19 +21,42 @@
 # three runs. Prints progress on stderr and a markdown report on stdout.
 # Needs root (drop_caches, loop and FUSE mounts), fio, squashfuse,
 # squashfs-tools, nginx-light, curl.
-# Usage: tests/bench/bench-fs.sh [BUILD_DIR]   (builds the workload if needed)
+# Usage: tests/bench/bench-fs.sh [--only PARTS] [BUILD_DIR]
+#   (builds the workload in BUILD_DIR/guest if needed). BENCH_WORKLOAD=DIR
+#   takes a complete workload made elsewhere as it is, never rebuilding it
+#   (make-workload.sh of another version would), read under its lock.
+#   --only runs some parts: a comma list of throughput, latency, trace,
+#   memory (e.g. --only latency, a minute or so).
+#   Part 2's size: BENCH_NLAT chunks per mount (default 20), BENCH_LAT_RUNS
+#   mounts per codec (default 3).
 set -euo pipefail
 src=$(cd "$(dirname "$0")/../.." && pwd)
+only=
+if [ "${1:-}" = --only ]; then
+	only=${2:?--only needs a list of parts}
+	shift 2
+fi
 build=$(cd "${1:-$src/build}" && pwd)
 cloudlet=$build/cloudlet
 tools=$build/tests/tools
-W=$build/guest
+W=${BENCH_WORKLOAD:-$build/guest}
+cmdline="tests/bench/bench-fs.sh${only:+ --only $only}${1:+ $1}"
+for v in BENCH_LAT_RUNS BENCH_NLAT BENCH_MEMORY BENCH_WORKLOAD; do
+	[ -z "${!v:-}" ] || cmdline="$v=${!v} $cmdline"
+done
 BENCH_MEMORY=${BENCH_MEMORY:-1}
 RUNS=3
 LINK_RATE=40mbit
-NLAT=20           # chunks timed per latency run
-cmdline="tests/bench/bench-fs.sh${1:+ $1}"
-[ "$BENCH_MEMORY" = 1 ] || cmdline="BENCH_MEMORY=$BENCH_MEMORY $cmdline"
+NLAT=${BENCH_NLAT:-20}         # chunks timed per latency run
+LAT_RUNS=${BENCH_LAT_RUNS:-$RUNS} # latency runs (mounts) per codec
+[ -n "$only" ] || only=throughput,latency,trace$([ "$BENCH_MEMORY" = 0 ] || echo ,memory)
+for p in ${only//,/ }; do
+	case $p in throughput | latency | trace | memory) ;;
+	*) echo "bench-fs.sh: unknown part $p (throughput, latency, trace, memory)" >&2; exit 2 ;;
+	esac
+done
+# part NAME: whether this run includes that part.
+part() { [[ ",$only," == *",$1,"* ]]; }
 
 for x in "$cloudlet" "$build/cloudletfs" "$tools/overlay_chunks" "$tools/chunk_read"; do
 	[ -x "$x" ] || { echo "build first: cmake --build $build ($x missing)" >&2; exit 1; }
@@ -51,7 +76,19 @@ source "$src/tests/lib/link.sh"
 
 log() { echo "bench-fs: $*" >&2; }
 load0=$(cut -d' ' -f1-3 /proc/loadavg)
-bash "$src/tests/guest/make-workload.sh" "$W" >/dev/null
+if [ -n "${BENCH_WORKLOAD:-}" ]; then
+	# Used as it is, held shared as the tests do: no rebuild meanwhile.
+	if [ -e "$W/.lock" ]; then
+		exec 8<"$W/.lock"
+		flock -s -w 1200 8 || { echo "bench-fs.sh: $W/.lock held for 20 min" >&2; exit 1; }
+	fi
+	for f in base/disk.img base/memory.img base/state base/domain.xml custom/disk.img \
+		custom/memory.img custom/state custom/domain.xml custom/checksums.txt; do
+		[ -s "$W/$f" ] || { echo "bench-fs.sh: $W/$f missing (BENCH_WORKLOAD)" >&2; exit 1; }
+	done
+else
+	bash "$src/tests/guest/make-workload.sh" "$W" >/dev/null
+fi
 
 T=$(mktemp -d /var/tmp/cl-bench-fs.XXXXXX)
 export CLOUDLET_HOME=$T/home
@@ -124,7 +161,6 @@ cpu_ms() { awk -v hz="$(getconf CLK_TCK)" '{print ($14 + $15) * 1000 / hz}' "/pr
 # the three of a run interleaved so that the machine's load hits them alike;
 # sets RES[target,NAME] to the medians "MB/s IOPS", and CPU[target,NAME] to
 # the median CPU ms the serving daemon (pids[target], if any) spent on a run.
-declare -A RES CPU pids
 fio_cmp() {
 	local name=$1 i k out c0
 	shift
@@ -161,166 +197,189 @@ ov_size=$(sz "$OV/overlay-meta" "$OV/overlay-blob")
 disk_size=$(stat -c %s "$new_d")
 read -r _ ov_records _ _ _ ov_segments _ _ _ _ <<<"$("$tools/overlay_chunks" -s "$OV")"
 
-# --- 1. throughput of a complete image -------------------------------------
-log "1. throughput: cloudletfs (complete), squashfuse, raw file"
 M=$T/mnt
-fs_mount "$base_d" "$OV" "$M" "cache_dir=$T/cache"
-wait_complete "$M"
-cmp "$M/disk/image" "$new_d" || { log "disk/image differs from the customized disk"; exit 1; }
-mkdir -p "$T/sq/in" "$T/sq/mnt"
-cp --sparse=always "$new_d" "$T/sq/in/disk.img"
-mksquashfs "$T/sq/in" "$T/sq/img.sqfs" -noI -noD -noF -noX -quiet -no-progress >/dev/null
-rm -f "$T/sq/in/disk.img"
-OTHER_MOUNTS+=("$T/sq/mnt")
-squashfuse "$T/sq/img.sqfs" "$T/sq/mnt"
-cmp "$T/sq/mnt/disk.img" "$new_d"
-declare -A files
-files=([raw]="$new_d" [squashfuse]="$T/sq/mnt/disk.img" [cloudletfs]="$M/disk/image")
-targets="raw squashfuse cloudletfs"
-pids=([squashfuse]="$(pgrep -nf "^squashfuse $T/sq/img.sqfs")" [cloudletfs]="$(status "$M" pid)")
-fio_cmp seq --rw=read --bs=1M
-fio_cmp rnd1 --rw=randread --bs=4k --number_ios=20000
-fio_cmp rnd4 --rw=randread --bs=4k --number_ios=10000 --numjobs=4
-fs_umount "$M"
-fusermount3 -u "$T/sq/mnt"
-rm -rf "$T/sq" "$T/cache"
+declare -A RES CPU pids
+# --- 1. throughput of a complete image -------------------------------------
+if part throughput; then
+	log "1. throughput: cloudletfs (complete), squashfuse, raw file"
+	fs_mount "$base_d" "$OV" "$M" "cache_dir=$T/cache"
+	wait_complete "$M"
+	cmp "$M/disk/image" "$new_d" || { log "disk/image differs from the customized disk"; exit 1; }
+	mkdir -p "$T/sq/in" "$T/sq/mnt"
+	cp --sparse=always "$new_d" "$T/sq/in/disk.img"
+	mksquashfs "$T/sq/in" "$T/sq/img.sqfs" -noI -noD -noF -noX -quiet -no-progress >/dev/null
+	rm -f "$T/sq/in/disk.img"
+	OTHER_MOUNTS+=("$T/sq/mnt")
+	squashfuse "$T/sq/img.sqfs" "$T/sq/mnt"
+	cmp "$T/sq/mnt/disk.img" "$new_d"
+	declare -A files
+	files=([raw]="$new_d" [squashfuse]="$T/sq/mnt/disk.img" [cloudletfs]="$M/disk/image")
+	targets="raw squashfuse cloudletfs"
+	pids=([squashfuse]="$(pgrep -nf "^squashfuse $T/sq/img.sqfs")" [cloudletfs]="$(status "$M" pid)")
+	fio_cmp seq --rw=read --bs=1M
+	fio_cmp rnd1 --rw=randread --bs=4k --number_ios=20000
+	fio_cmp rnd4 --rw=randread --bs=4k --number_ios=10000 --numjobs=4
+	fs_umount "$M"
+	fusermount3 -u "$T/sq/mnt"
+	rm -rf "$T/sq" "$T/cache"
+fi
 
 # --- 2. latency of a missing chunk, loopback --------------------------------
-cl_nginx_start "$T/nginx" "$T/www" >/dev/null
-URL=http://127.0.0.1:$NGINX_PORT
-# pick_chunks OVERLAY: NLAT chunks (disk first), each in a different segment
-# that holds no device state or domain XML, spread over the pack:
-# `IMAGE INDEX SEGMENT` lines.
-pick_chunks() {
-	local blob
-	blob=$("$tools/overlay_chunks" -s "$1" | awk '{print $NF}')
-	"$tools/overlay_chunks" -a "$1" | awk -v blob="$blob" -v n=$NLAT '
-		BEGIN { split(blob, b, ","); for (i in b) skip[b[i]] = 1 }
-		!($3 in skip) { k = $1 " " $3; c[k]++; if (c[k] == 1) { key[++nk] = k } line[k, c[k]] = $1 " " $2 " " $3 }
-		END {
-			for (pass = 0; pass < 2; pass++)   # disk segments first, then memory
-				for (i = 1; i <= nk; i++) {
-					split(key[i], f, " "); s = f[2]
-					if ((f[1] == "disk") != (pass == 0) || (s in used)) continue
-					used[s] = 1; pick[++np] = line[key[i], int((c[key[i]] + 1) / 2)]
-				}
-			# spread: every (np/n)-th of them, in an interleaved order
-			step = np > n ? np / n : 1
-			for (i = 0; i < n && i * step < np; i++) out[i] = pick[int(i * step) + 1]
-			for (i = 0; i < n && i * step < np; i += 2) print out[i]
-			for (i = 1; i < n && i * step < np; i += 2) print out[i]
-		}'
-}
-# pct P VALUES...: the P-th percentile (nearest rank).
-pct() {
-	local p=$1
-	shift
-	printf '%s\n' "$@" | sort -g | awk -v p="$p" '{v[NR] = $1} END {i = int((p * NR + 99) / 100); print v[i < 1 ? 1 : i]}'
-}
-declare -A lat_med lat_p90 lat_max lat_n lat_demand lat_seg
-for codec in xz zstd; do
-	log "2. latency of a missing chunk ($codec)"
-	pick_chunks "$T/www/ov-$codec" >"$T/lat-$codec.list"
-	: >"$T/lat-$codec.ms"
-	demand=()
-	for i in $(seq $RUNS); do
-		drop
-		fs_mount "$base_d" "$URL/ov-$codec/overlay-meta" "$M" no_stream,no_cache
-		d0=$(cat "$M/disk/stats/demand_fetches") m0=$(cat "$M/memory/stats/demand_fetches")
-		"$tools/chunk_read" -l "$M" "$T/lat-$codec.list" | awk 'NF == 3 {print $3}' >"$T/lat.run"
-		paste -d' ' "$T/lat.run" "$T/lat-$codec.list" >>"$T/lat-$codec.ms" # MS IMAGE INDEX SEGMENT
-		d1=$(cat "$M/disk/stats/demand_fetches") m1=$(cat "$M/memory/stats/demand_fetches")
-		demand+=($((d1 - d0 + m1 - m0)))
-		fs_umount "$M"
+if part latency; then
+	cl_nginx_start "$T/nginx" "$T/www" >/dev/null
+	URL=http://127.0.0.1:$NGINX_PORT
+	# pick_chunks OVERLAY: NLAT chunks (disk first), each in a different segment
+	# that holds no device state or domain XML, spread over the pack:
+	# `IMAGE INDEX SEGMENT` lines.
+	pick_chunks() {
+		local blob
+		blob=$("$tools/overlay_chunks" -s "$1" | awk '{print $NF}')
+		"$tools/overlay_chunks" -a "$1" | awk -v blob="$blob" -v n="$NLAT" '
+			BEGIN { split(blob, b, ","); for (i in b) skip[b[i]] = 1 }
+			!($3 in skip) { k = $1 " " $3; c[k]++; if (c[k] == 1) { key[++nk] = k } line[k, c[k]] = $1 " " $2 " " $3 }
+			END {
+				for (pass = 0; pass < 2; pass++)   # disk segments first, then memory
+					for (i = 1; i <= nk; i++) {
+						split(key[i], f, " "); s = f[2]
+						if ((f[1] == "disk") != (pass == 0) || (s in used)) continue
+						used[s] = 1; pick[++np] = line[key[i], int((c[key[i]] + 1) / 2)]
+					}
+				# spread: every (np/n)-th of them, in an interleaved order
+				step = np > n ? np / n : 1
+				for (i = 0; i < n && i * step < np; i++) out[i] = pick[int(i * step) + 1]
+				for (i = 0; i < n && i * step < np; i += 2) print out[i]
+				for (i = 1; i < n && i * step < np; i += 2) print out[i]
+			}'
+	}
+	# pct P VALUES...: the P-th percentile (nearest rank).
+	pct() {
+		local p=$1
+		shift
+		printf '%s\n' "$@" | sort -g | awk -v p="$p" '{v[NR] = $1} END {i = int((p * NR + 99) / 100); print v[i < 1 ? 1 : i]}'
+	}
+	# The daemon's CPU time so far (microseconds, all its threads; schedstat
+	# counts nanoseconds where stat counts ticks of 10 ms). A thread that exits
+	# takes its time along: the FUSE loop keeps its idle workers.
+	daemon_cpu_us() { cat /proc/"$1"/task/*/schedstat | awk '{ns += $1} END {printf "%.0f\n", ns / 1e3}'; }
+	declare -A lat_med lat_p90 lat_p99 lat_max lat_n lat_demand lat_seg lat_cpu
+	for codec in xz zstd; do
+		log "2. latency of a missing chunk ($codec)"
+		pick_chunks "$T/www/ov-$codec" >"$T/lat-$codec.list"
+		: >"$T/lat-$codec.ms"
+		demand=() lcpu=()
+		for i in $(seq "$LAT_RUNS"); do
+			drop
+			fs_mount "$base_d" "$URL/ov-$codec/overlay-meta" "$M" no_stream,no_cache
+			d0=$(cat "$M/disk/stats/demand_fetches") m0=$(cat "$M/memory/stats/demand_fetches")
+			pid=$(status "$M" pid) s0=$(status "$M" segments)
+			c0=$(daemon_cpu_us "$pid")
+			"$tools/chunk_read" -l "$M" "$T/lat-$codec.list" | awk 'NF == 3 {print $3}' >"$T/lat.run"
+			# The CPU time counts each segment's decoding to its end, also
+			# where that goes on after the read was answered.
+			for _ in $(seq 500); do
+				[ "$(status "$M" segments | cut -d/ -f1)" -lt $((${s0%/*} + $(wc -l <"$T/lat.run"))) ] || break
+				sleep 0.02
+			done
+			c1=$(daemon_cpu_us "$pid")
+			paste -d' ' "$T/lat.run" "$T/lat-$codec.list" >>"$T/lat-$codec.ms" # MS IMAGE INDEX SEGMENT
+			d1=$(cat "$M/disk/stats/demand_fetches") m1=$(cat "$M/memory/stats/demand_fetches")
+			demand+=($((d1 - d0 + m1 - m0)))
+			lcpu+=("$(calc "($c1 - $c0) / $(wc -l <"$T/lat.run") / 1000")") # ms per read
+			fs_umount "$M"
+		done
+		mapfile -t ms < <(cut -d' ' -f1 "$T/lat-$codec.ms")
+		# The slowest and fastest segments, with what they hold (records to decode
+		# and write into the cache when they arrive).
+		lat_seg[$codec]=$("$tools/overlay_chunks" -a "$T/www/ov-$codec" | awk '
+			NR == FNR { n[$3]++; d[$3] += $4 == "delta"; next }
+			{ s = $4; t[s] = t[s] " " $1; if (!(s in seen)) { seen[s] = 1; order[++k] = s } }
+			END { for (i = 1; i <= k; i++) { s = order[i]; split(substr(t[s], 2), v, " "); m = 0
+				for (j in v) if (v[j] + 0 > m) m = v[j] + 0
+				printf "%s %d %d %d\n", m, s, n[s], d[s] } }' - "$T/lat-$codec.ms" | sort -g |
+			awk '{ l[NR] = sprintf("%.1f ms: segment %d, %d records (%d delta)", $1, $2, $3, $4) }
+			END { printf "fastest %s; slowest %s, %s", l[1], l[NR], l[NR - 1] }')
+		lat_med[$codec]=$(fmt "$(med "${ms[@]}")" 1)
+		lat_p90[$codec]=$(fmt "$(pct 90 "${ms[@]}")" 1)
+		lat_p99[$codec]=$(fmt "$(pct 99 "${ms[@]}")" 1)
+		lat_max[$codec]=$(fmt "$(pct 100 "${ms[@]}")" 1)
+		lat_n[$codec]=${#ms[@]}
+		lat_demand[$codec]=$(IFS=+; echo "$((${demand[*]}))")
+		lat_cpu[$codec]=$(fmt "$(med "${lcpu[@]}")" 2)
 	done
-	mapfile -t ms < <(cut -d' ' -f1 "$T/lat-$codec.ms")
-	# The slowest and fastest segments, with what they hold (records to decode
-	# and write into the cache when they arrive).
-	lat_seg[$codec]=$("$tools/overlay_chunks" -a "$T/www/ov-$codec" | awk '
-		NR == FNR { n[$3]++; d[$3] += $4 == "delta"; next }
-		{ s = $4; t[s] = t[s] " " $1; if (!(s in seen)) { seen[s] = 1; order[++k] = s } }
-		END { for (i = 1; i <= k; i++) { s = order[i]; split(substr(t[s], 2), v, " "); m = 0
-			for (j in v) if (v[j] + 0 > m) m = v[j] + 0
-			printf "%s %d %d %d\n", m, s, n[s], d[s] } }' - "$T/lat-$codec.ms" | sort -g |
-		awk '{ l[NR] = sprintf("%.1f ms: segment %d, %d records (%d delta)", $1, $2, $3, $4) }
-		END { printf "fastest %s; slowest %s, %s", l[1], l[NR], l[NR - 1] }')
-	lat_med[$codec]=$(fmt "$(med "${ms[@]}")" 1)
-	lat_p90[$codec]=$(fmt "$(pct 90 "${ms[@]}")" 1)
-	lat_max[$codec]=$(fmt "$(pct 100 "${ms[@]}")" 1)
-	lat_n[$codec]=${#ms[@]}
-	lat_demand[$codec]=$(IFS=+; echo "$((${demand[*]}))")
-done
+	cl_nginx_stop
+fi
 
 # --- 3. time until a recorded trace is readable over 40 Mbit/s ---------------
-log "3. recording a trace (loop-mounted ext4, reading customized files)"
-fs_mount "$base_d" "$OV" "$M" no_cache
-mkdir -p "$T/lo"
-OTHER_MOUNTS+=("$T/lo")
-# ro needs noload: the snapshot's journal needs recovery, which ro cannot write.
-mount -o loop,ro,noload "$M/disk/image" "$T/lo"
-trace_files=(data/text/doc-1.txt data/rand/r2.bin data/dup/inplace-orig.bin data/text/manifest.txt)
-for i in 1 3 5 7 9; do trace_files+=("data/text/small-$i.txt" "data/rand/small-$i.bin"); done
-trace_bytes=$( (cd "$T/lo" && cat "${trace_files[@]}") | wc -c)
-# Check what was read against what the guest wrote.
-(cd "$T/lo" && for f in "${trace_files[@]}"; do grep "  /mnt/$f\$" "$W/custom/checksums.txt" | sed "s#/mnt/##"; done | md5sum -c --quiet)
-umount "$T/lo"
-"$cloudlet" trace "$M" >"$T/trace"
-fs_umount "$M"
-"$cloudlet" -q overlay "$base_d" --disk "$new_d" --memory "$new_m" --state "$W/custom/state" \
-	--domain "$W/custom/domain.xml" -o "$T/www/ov-trace" --order "$T/trace" >/dev/null
-trace_chunks=$(wc -l <"$T/trace")
-# Traced chunks with a payload in the overlay, and the segments they need.
-trace_segs() {
-	"$tools/overlay_chunks" -a "$1" | awk 'NR == FNR { t[$1 " " $2] = 1; next }
-		(($1 " " $2) in t) { n++; s[$3] = 1 } END { k = 0; for (x in s) k++; print n + 0, k }' "$T/trace" -
-}
-read -r trace_payload segs_plain <<<"$(trace_segs "$OV")"
-read -r _ segs_trace <<<"$(trace_segs "$T/www/ov-trace")"
+if part trace; then
+	log "3. recording a trace (loop-mounted ext4, reading customized files)"
+	fs_mount "$base_d" "$OV" "$M" no_cache
+	mkdir -p "$T/lo"
+	OTHER_MOUNTS+=("$T/lo")
+	# ro needs noload: the snapshot's journal needs recovery, which ro cannot write.
+	mount -o loop,ro,noload "$M/disk/image" "$T/lo"
+	trace_files=(data/text/doc-1.txt data/rand/r2.bin data/dup/inplace-orig.bin data/text/manifest.txt)
+	for i in 1 3 5 7 9; do trace_files+=("data/text/small-$i.txt" "data/rand/small-$i.bin"); done
+	trace_bytes=$( (cd "$T/lo" && cat "${trace_files[@]}") | wc -c)
+	# Check what was read against what the guest wrote.
+	(cd "$T/lo" && for f in "${trace_files[@]}"; do grep "  /mnt/$f\$" "$W/custom/checksums.txt" | sed "s#/mnt/##"; done | md5sum -c --quiet)
+	umount "$T/lo"
+	"$cloudlet" trace "$M" >"$T/trace"
+	fs_umount "$M"
+	"$cloudlet" -q overlay "$base_d" --disk "$new_d" --memory "$new_m" --state "$W/custom/state" \
+		--domain "$W/custom/domain.xml" -o "$T/www/ov-trace" --order "$T/trace" >/dev/null
+	trace_chunks=$(wc -l <"$T/trace")
+	# Traced chunks with a payload in the overlay, and the segments they need.
+	trace_segs() {
+		"$tools/overlay_chunks" -a "$1" | awk 'NR == FNR { t[$1 " " $2] = 1; next }
+			(($1 " " $2) in t) { n++; s[$3] = 1 } END { k = 0; for (x in s) k++; print n + 0, k }' "$T/trace" -
+	}
+	read -r trace_payload segs_plain <<<"$(trace_segs "$OV")"
+	read -r _ segs_trace <<<"$(trace_segs "$T/www/ov-trace")"
 
-# A server of its own whose port is shaped: every connection shares the link.
-cl_nginx_stop
-cl_nginx_start "$T/nginx3" "$T/www" >/dev/null
-URL=http://127.0.0.1:$NGINX_PORT
-cl_link_shape "$NGINX_PORT" "$LINK_RATE" || { log "cannot shape lo (needs root, tc, HTB)"; exit 1; }
-declare -A tt tb
-for ov in xz trace; do
-	log "3. trace readable over 40 Mbit/s (overlay order: $ov)"
-	times=() bytes=()
+	# A server of its own whose port is shaped: every connection shares the link.
+	cl_nginx_start "$T/nginx3" "$T/www" >/dev/null
+	URL=http://127.0.0.1:$NGINX_PORT
+	cl_link_shape "$NGINX_PORT" "$LINK_RATE" || { log "cannot shape lo (needs root, tc, HTB)"; exit 1; }
+	declare -A tt tb
+	for ov in xz trace; do
+		log "3. trace readable over 40 Mbit/s (overlay order: $ov)"
+		times=() bytes=()
+		for i in $(seq $RUNS); do
+			drop
+			s=$(now)
+			fs_mount "$base_d" "$URL/ov-$ov/overlay-meta" "$M" no_cache
+			"$tools/chunk_read" "$M" "$T/trace" >/dev/null
+			e=$(now)
+			b=$(status "$M" bytes)
+			fs_umount "$M"
+			times+=("$(calc "$e - $s")") bytes+=("${b%/*}")
+		done
+		tt[$ov]=$(fmt "$(med "${times[@]}")")
+		tb[$ov]=$(med "${bytes[@]}")
+	done
+	log "3. baseline: curl the whole overlay at 40 Mbit/s, then cloudlet apply"
+	dl=() ap=()
 	for i in $(seq $RUNS); do
+		rm -rf "$T/dl" "$T/out"
+		mkdir -p "$T/dl"
 		drop
 		s=$(now)
-		fs_mount "$base_d" "$URL/ov-$ov/overlay-meta" "$M" no_cache
-		"$tools/chunk_read" "$M" "$T/trace" >/dev/null
+		curl -sSf "$URL/ov-xz/overlay-meta" -o "$T/dl/overlay-meta" \
+			"$URL/ov-xz/overlay-blob" -o "$T/dl/overlay-blob"
 		e=$(now)
-		b=$(status "$M" bytes)
-		fs_umount "$M"
-		times+=("$(calc "$e - $s")") bytes+=("${b%/*}")
+		"$cloudlet" -q apply "$base_d" "$T/dl" -o "$T/out" >/dev/null
+		f=$(now)
+		cmp -s "$T/dl/overlay-blob" "$OV/overlay-blob"
+		dl+=("$(calc "$e - $s")") ap+=("$(calc "$f - $e")")
 	done
-	tt[$ov]=$(fmt "$(med "${times[@]}")")
-	tb[$ov]=$(med "${bytes[@]}")
-done
-log "3. baseline: curl the whole overlay at 40 Mbit/s, then cloudlet apply"
-dl=() ap=()
-for i in $(seq $RUNS); do
 	rm -rf "$T/dl" "$T/out"
-	mkdir -p "$T/dl"
-	drop
-	s=$(now)
-	curl -sSf "$URL/ov-xz/overlay-meta" -o "$T/dl/overlay-meta" \
-		"$URL/ov-xz/overlay-blob" -o "$T/dl/overlay-blob"
-	e=$(now)
-	"$cloudlet" -q apply "$base_d" "$T/dl" -o "$T/out" >/dev/null
-	f=$(now)
-	cmp -s "$T/dl/overlay-blob" "$OV/overlay-blob"
-	dl+=("$(calc "$e - $s")") ap+=("$(calc "$f - $e")")
-done
-rm -rf "$T/dl" "$T/out"
-t_dl=$(fmt "$(med "${dl[@]}")") t_ap=$(fmt "$(med "${ap[@]}")")
-cl_link_unshape "$NGINX_PORT"
-cl_nginx_stop
+	t_dl=$(fmt "$(med "${dl[@]}")") t_ap=$(fmt "$(med "${ap[@]}")")
+	cl_link_unshape "$NGINX_PORT"
+	cl_nginx_stop
+fi
 
 # --- 4. memory use of the daemon ---------------------------------------------
-if [ "$BENCH_MEMORY" != 0 ]; then
+if part memory; then
 	log "4. memory: generating an 8 GiB disk + 2 GiB memory VM with ~600 MiB of changes"
 	G=$T/gen
 	mkdir -p "$G"
@@ -359,6 +418,7 @@ PY
 	read -r _ gen_records _ rec_size _ gen_segments _ seg_size _ _ <<<"$("$tools/overlay_chunks" -s "$T/www/ov-gen")"
 	meta_est=$((gen_records * rec_size + gen_segments * seg_size))
 	cl_nginx_start "$T/nginx" "$T/www" >/dev/null
+	URL=http://127.0.0.1:$NGINX_PORT
 	# What the daemon holds before any data: mounted with no_stream, nothing read.
 	fs_mount "$G/base-disk.img" "$T/www/ov-gen" "$M" no_stream,no_cache
 	rss0=$(awk '/^VmRSS/ {print $2}' "/proc/$(status "$M" pid)/status")
@@ -401,6 +461,9 @@ Workload: the real-guest reference workload ($(mib "$(stat -c %s "$new_d")" 0) M
 overlay (xz) $(mib "$ov_size") MiB, $ov_segments segments, $ov_records records. Timed figures: median of $RUNS runs,
 page cache dropped before each. Load average at start $load0, at the end $(cut -d' ' -f1-3 /proc/loadavg)
 (other work shares the machine: figures vary between runs).
+MD
+if part throughput; then
+	cat <<MD
 
 ### 1. Throughput of a complete image (disk/image, $(mib "$(stat -c %s "$new_d")" 0) MiB, fio psync)
 
@@ -421,18 +484,29 @@ machine's load than the rates above.
 
 Random reads: 20000 reads (4 threads: 10000 each) at fio's seeded offsets over the whole file
 (fio advises POSIX_FADV_RANDOM). The image is sparse like the guest's: $(du -m "$new_d" | cut -f1) MiB allocated.
+MD
+fi
+if part latency; then
+	cat <<MD
 
-### 2. Latency of a 4 KiB read whose 1 MiB segment is missing (HTTP, loopback, no limit)
+### 2. Latency of a 4 KiB read whose segment is missing (HTTP, loopback, no limit)
 
 \`-o no_stream,no_cache\`, one pread per chunk, POSIX_FADV_RANDOM, each chunk in a different segment not yet
-fetched; $NLAT chunks per mount, $RUNS mounts.
+fetched; $NLAT chunks per mount, $LAT_RUNS mounts. Percentiles by nearest rank over all reads. Daemon CPU:
+user + system time of all the daemon's threads (/proc/PID/task/*/schedstat) across the timed reads of a
+mount, divided by its reads; the median over the mounts (it includes fetching, checking and decoding the
+segment and writing the cache).
 
-| pack codec | reads | demand fetches | median (ms) | 90th pct (ms) | max (ms) | goal |
-|---|---|---|---|---|---|---|
-| xz (default) | ${lat_n[xz]} | ${lat_demand[xz]} | ${lat_med[xz]} | ${lat_p90[xz]} | ${lat_max[xz]} | < 20 ms |
-| zstd | ${lat_n[zstd]} | ${lat_demand[zstd]} | ${lat_med[zstd]} | ${lat_p90[zstd]} | ${lat_max[zstd]} | < 20 ms |
+| pack codec | reads | demand fetches | median (ms) | 90th pct (ms) | 99th pct (ms) | max (ms) | daemon CPU per read (ms) | goal |
+|---|---|---|---|---|---|---|---|---|
+| xz (default) | ${lat_n[xz]} | ${lat_demand[xz]} | ${lat_med[xz]} | ${lat_p90[xz]} | ${lat_p99[xz]} | ${lat_max[xz]} | ${lat_cpu[xz]} | p90 < 20 ms, p99 < 40 ms |
+| zstd | ${lat_n[zstd]} | ${lat_demand[zstd]} | ${lat_med[zstd]} | ${lat_p90[zstd]} | ${lat_p99[zstd]} | ${lat_max[zstd]} | ${lat_cpu[zstd]} | p90 < 20 ms, p99 < 40 ms |
 
-Per segment, the worst of its $RUNS reads: xz: ${lat_seg[xz]}. zstd: ${lat_seg[zstd]}.
+Per segment, the worst of its $LAT_RUNS reads: xz: ${lat_seg[xz]}. zstd: ${lat_seg[zstd]}.
+MD
+fi
+if part trace; then
+	cat <<MD
 
 ### 3. Time until a recorded trace is readable over 40 Mbit/s
 
@@ -450,7 +524,8 @@ every traced chunk through the mount, in trace order (POSIX_FADV_RANDOM, one pre
 | curl overlay-meta + overlay-blob (same rate) | $t_dl | $(mib "$ov_size") | 100 % |
 | curl, then \`cloudlet apply\` | $(fmt "$(calc "$t_dl + $t_ap")") | $(mib "$ov_size") | 100 % |
 MD
-if [ "$BENCH_MEMORY" != 0 ]; then
+fi
+if part memory; then
 	cat <<MD
 
 ### 4. Daemon memory, 8 GiB disk + 2 GiB memory, ~500 MiB overlay
