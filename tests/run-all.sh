@@ -16,7 +16,8 @@
 # (log_path) that are checked after the suite.
 # Time budget: the whole command must stay under 30 minutes on the 2-core
 # test machines (issue 5). Each suite has a budget (seconds, below; they add
-# up to 28 minutes) and prints its time against it. A suite over its budget
+# up to 30 minutes, the e2e suite 15 more when it builds the Debian
+# guest cold) and prints its time against it. A suite over its budget
 # is reported loudly (OVER BUDGET) but does not fail by itself: one slow
 # suite on a shared, loaded machine is noise, and the budgets are there to
 # show where time goes. Going over the 30 minutes in all fails the command.
@@ -42,7 +43,13 @@ export CL_SKIP_LOG=$build/skips.log
 rm -f "$build"/ctest-*.log
 over=()
 scale=${CL_BUDGET_SCALE:-1}
-total_budget=$(awk -v s="$scale" 'BEGIN { printf "%d", 1800 * s }')
+# The Debian guest and its base and overlay (tests/guest/make-debian-workload.sh)
+# are cached outside the build tree; built cold they take up to 15 minutes,
+# which the limit then allows for (30 minutes cached, 45 cold).
+cold=0
+bash "$src/tests/guest/make-debian-workload.sh" --is-cached 2>/dev/null || cold=1
+total_budget=$(awk -v s="$scale" -v c="$cold" 'BEGIN { printf "%d", (1800 + 900 * c) * s }')
+[ "$cold" = 0 ] || echo "==== the Debian guest's fixtures are not cached: built in the e2e suite (limit $total_budget s)"
 t_all=$SECONDS
 # suite NAME BUDGET COMMAND...: runs one suite, records its time against
 # its budget (seconds, times CL_BUDGET_SCALE) and its outcome.
@@ -182,7 +189,7 @@ tsan_suite() {
 suite build 150 build_suite
 suite unit 60 ctest_label unit
 suite filesystem 300 eval 'need "${FS_PROGRAMS[@]}" && ctest_label shell'
-suite e2e 480 eval 'need "${VM_PROGRAMS[@]}" && ctest_label guest'
+suite e2e $((600 + 900 * cold)) eval 'need "${VM_PROGRAMS[@]}" && ctest_label guest'
 suite asan 330 asan_suite
 suite tsan 180 tsan_suite
 suite fuzz 180 bash "$src/tests/fuzz/run.sh" 10 "$build-fuzz"

@@ -1,7 +1,8 @@
 #!/bin/bash
 # SPDX-License-Identifier: GPL-2.0-only
 # make-debian-workload.sh [OUTDIR]: the Debian guest's base and overlay, made with cloudlet
-# itself (cached; OUTDIR defaults to `--print-dir`):
+# itself (cached; OUTDIR defaults to `--print-dir`; `--is-cached` exits 0 when that holds
+# a complete one):
 #   OUTDIR/guest -> the guest of build-debian-guest.sh (cached apart)
 #   OUTDIR/disk.img, disk.img.memory, .state, .domain.xml   the base: booted by
 #                  `cloudlet base --network user` until systemd reports the system running,
@@ -16,20 +17,22 @@
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd -P)
 source "$HERE/lib.sh"
-cloudlet=${CLOUDLET:?CLOUDLET not set (the cloudlet program)}
 
 KEY=$({ bash "$HERE/build-debian-guest.sh" --print-key; sha256sum "$HERE/make-debian-workload.sh" \
 	"$HERE/../../docs/FORMAT.md" | cut -d' ' -f1; } | sha256sum | cut -c1-64)
-if [ "${1:-}" = --print-dir ]; then
-	echo "${CL_DEBIAN_GUEST_CACHE:-/var/cache/cloudlet-test}/debian-workload-${KEY:0:12}"
-	exit 0
-fi
-OUT=${1:-$("$0" --print-dir)}
+DEFAULT=${CL_DEBIAN_GUEST_CACHE:-/var/cache/cloudlet-test}/debian-workload-${KEY:0:12}
+cached() { [ -f "$1/.done" ] && [ "$(cat "$1/.done")" = "$KEY" ] && [ -s "$1/ov/overlay-meta" ]; }
+case "${1:-}" in
+--print-dir) echo "$DEFAULT"; exit 0 ;;
+--is-cached) cached "$DEFAULT"; exit ;;
+esac
+cloudlet=${CLOUDLET:?CLOUDLET not set (the cloudlet program)}
+OUT=${1:-$DEFAULT}
 mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd -P)
 exec 9>"$OUT/.lock"
 flock -w 3600 9 || cl_die "another make-debian-workload.sh holds $OUT/.lock"
-if [ -f "$OUT/.done" ] && [ "$(cat "$OUT/.done")" = "$KEY" ] && [ -s "$OUT/ov/overlay-meta" ]; then
+if cached "$OUT"; then
 	echo "make-debian-workload: cached in $OUT"
 	exit 0
 fi
