@@ -1,10 +1,10 @@
 /* SPDX-License-Identifier: GPL-2.0-only */
 /* Unit tests for cl_vmstate, the parser of QEMU save files: a small file
  * made in memory (tests/support/cl_testvm.c) and, when CL_VMSTATE_FILE
- * names them (paths separated by ':'), real save files such as the guest
- * fixture's BUILD/guest/custom/state (the ctest guest.vmstate_file runs
- * this program so). Truncated and corrupted files are refused, never
- * crash. */
+ * names them (paths separated by ':'), real save files: the ctest
+ * guest.test_vmstate_files runs this program on the guest workload's
+ * base/state and custom/state. Truncated and corrupted files are refused,
+ * never crash. */
 #include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
