@@ -5,8 +5,9 @@
 # generated images (both codecs, several chunk and segment sizes, with a
 # TRACE order, device state and domain XML), then cut by fuzz_seeds into each
 # target's input format; VCDIFF deltas of generated pairs from
-# tests/tools/vcdiff_tool; TRACE files, cloudletfs command lines and HTTP
-# exchanges written here.
+# tests/tools/vcdiff_tool; TRACE files, cloudletfs command lines, HTTP
+# exchanges and small QEMU save files written here; the test guest's save
+# files and domain XML when a build made them (CL_GUEST_DIR).
 # Usage: tests/fuzz/make-corpus.sh BUILD_DIR   (a -DCL_FUZZ=ON build)
 set -euo pipefail
 build=$(cd "${1:?usage: make-corpus.sh BUILD_DIR}" && pwd)
@@ -242,6 +243,46 @@ for x in "$T/domain.xml" "$T/libvirt.xml" "$guest"/base/domain.xml "$guest"/cust
 		{ printf "\\$(printf %03o $flags)\\200"; cat "$x"; } >"$out/fuzz_domxml/xml-$i-$flags"
 	done
 	i=$((i + 1))
+done
+
+# QEMU save files (fuzz_vmstate): small ones written here, with and without
+# x-ignore-shared, and the real guest's if a build made them (as above).
+mkdir -p "$out/fuzz_vmstate"
+python3 - "$out/fuzz_vmstate" <<'EOF'
+import sys
+d = sys.argv[1]
+P = 4096
+be = lambda n, v: v.to_bytes(n, "big")
+name = lambda s: bytes([len(s)]) + s.encode()
+def save(ignore_shared, uuid):
+    o = b"QEVM" + be(4, 3) + b"\x07" + be(4, 13) + b"pc-i440fx-7.2"
+    if ignore_shared:
+        o += b"\x05" + name("configuration/capabilities") + be(4, 1) + be(4, 1) + name("x-ignore-shared")
+    if uuid:
+        o += b"\x05" + name("configuration/uuid") + be(4, 1) + bytes(range(16))
+    blocks = [("pc.ram", 16 * P), ("/rom@etc/acpi/tables", 2 * P), ("pc.bios", P)]
+    foot = be(8, 0x10) + b"\x7e" + be(4, 3)
+    o += b"\x01" + be(4, 3) + name("ram") + be(4, 0) + be(4, 4) + be(8, sum(l for _, l in blocks) | 4)
+    for n, l in blocks:
+        o += name(n) + be(8, l) + (be(8, 0xfffc0000) if ignore_shared else b"")
+    o += foot + b"\x02" + be(4, 3)
+    o += be(8, 0x08) + name("/rom@etc/acpi/tables") + bytes([0xa1]) * P
+    o += be(8, P | 0x22) + b"\x00" + be(8, 0x08) + name("pc.bios") + bytes(range(256)) * 16
+    if not ignore_shared:
+        for k in range(16):
+            o += be(8, k * P | 0x02 | (0x20 if k else 0)) + (b"" if k else name("pc.ram")) + b"\x00"
+    o += foot + b"\x03" + be(4, 3) + foot
+    for sid, n, ln in ((5, "timer", 24), (6, "cpu", 90)):
+        o += b"\x04" + be(4, sid) + name(n) + be(4, 0) + be(4, 1) + bytes(ln) + b"\x7e" + be(4, sid)
+    j = b'{"page_size": 4096, "devices": [{"name": "timer", "instance_id": 0}, {"name": "cpu"}]}'
+    return o + b"\x00\x06" + be(4, len(j)) + j
+open(f"{d}/small-shared", "wb").write(save(True, False))
+open(f"{d}/small-uuid", "wb").write(save(True, True))
+open(f"{d}/small-whole", "wb").write(save(False, False))
+EOF
+for st in "$guest"/base/state "$guest"/custom/state; do
+	[ -s "$st" ] || continue
+	cp "$st" "$out/fuzz_vmstate/guest-$(basename "$(dirname "$st")")"
 done
 
 for dir in "$out"/*/; do
