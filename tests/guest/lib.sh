@@ -168,6 +168,42 @@ cl_workload_overlay() {
 
 cl_at_exit() { CL_EXIT_HOOKS+=("$1"); }
 
+# A test's checks: ok TEXT and bad TEXT print one line each (bad ones are
+# counted); cl_checks_done ends the test: it dies when a check failed, else
+# prints PASS.
+CL_FAILS=0
+ok() { echo "ok: $*"; }
+bad() {
+  echo "FAIL: $*" >&2
+  CL_FAILS=$((CL_FAILS + 1))
+}
+cl_checks_done() {
+  [ "$CL_FAILS" = 0 ] || cl_die "$CL_FAILS checks failed"
+  echo "PASS"
+}
+
+# cl_state_dir VAR PREFIX: a scratch directory QEMU's user can reach (in
+# $CL_STATE_ROOT), removed at exit, into VAR.
+cl_state_dir() {
+  local d
+  mkdir -p "$CL_STATE_ROOT"
+  d=$(mktemp -d "$CL_STATE_ROOT/$2.XXXXXX")
+  chmod 0755 "$d"
+  cl_at_exit "rm -rf '$d'"
+  printf -v "$1" '%s' "$d"
+}
+
+# cl_stop_synthesis PID: Ctrl-C to a synthesis in the background; waits (at
+# most 60 s) and returns its exit status.
+cl_stop_synthesis() {
+  local rc=0
+  kill -INT "$1"
+  for _ in $(seq 600); do kill -0 "$1" 2>/dev/null || break; sleep 0.1; done
+  kill -0 "$1" 2>/dev/null && { echo "synthesis still runs 60 s after SIGINT" >&2; kill -KILL "$1"; }
+  cl_wait_helper "$1" || rc=$?
+  return $rc
+}
+
 # cl_wait_helper PID: wait for a background helper and forget it; returns its status.
 cl_wait_helper() {
   local rc=0 p keep=()

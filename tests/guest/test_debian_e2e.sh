@@ -31,9 +31,6 @@ T=$(mktemp -d /var/tmp/cl-debian-e2e.XXXXXX)
 cl_at_exit "rm -rf '$T'"
 cl_at_exit cl_nginx_stop
 export CLOUDLET_HOME=$D/home
-FAILS=0
-ok() { echo "ok: $*"; }
-bad() { echo "FAIL: $*" >&2; FAILS=$((FAILS + 1)); }
 WANT=$(cat "$D/answer.sha256")
 
 mkdir -p "$T/www"
@@ -82,10 +79,8 @@ echo "requests: $n, right $right, wrong $wrong, failed $failed; at the end: $(gr
 grep -qx "endpoints: $EP" "$MNT/status" && ok "status lists $EP" || bad "status lacks $EP"
 
 cl_log "Ctrl-C"
-kill -INT "$CL_SYNTH_PID"
 rc=0
-for _ in $(seq 600); do kill -0 "$CL_SYNTH_PID" 2>/dev/null || break; sleep 0.1; done
-cl_wait_helper "$CL_SYNTH_PID" || rc=$?
+cl_stop_synthesis "$CL_SYNTH_PID" || rc=$?
 [ "$rc" = 0 ] && ok "synthesis exited 0" || bad "synthesis exited $rc: $(cat "$T/err")"
 cl_domain_exists "$NAME" && bad "domain $NAME left" || ok "no domain left"
 grep -q " $MNT fuse" /proc/mounts && bad "$MNT still mounted" || ok "no mount left"
@@ -94,5 +89,4 @@ rc=0
 curl -s -m 5 -o /dev/null "$EP/" || rc=$?
 [ "$rc" = 7 ] && ok "$EP refuses connections" || bad "$EP: curl exit $rc, not 7 (refused)"
 
-[ "$FAILS" = 0 ] || cl_die "$FAILS checks failed"
-echo "PASS"
+cl_checks_done

@@ -22,13 +22,8 @@ RUN_ROOT=/run/cloudlet
 cl_init
 QDIR=$(cat "$W/qemu-dir")
 G=$QDIR/guest
-T=$(mktemp -d "$CL_STATE_ROOT/libvirt-nic.XXXXXX")
-chmod 0755 "$T"
-cl_at_exit "rm -rf '$T'"
+cl_state_dir T libvirt-nic
 export CLOUDLET_HOME=$T/home
-FAILS=0
-ok() { echo "ok: $*"; }
-bad() { echo "FAIL: $*" >&2; FAILS=$((FAILS + 1)); }
 
 TYPE=$(cl_accel "$G/vmlinuz" "$G/initrd.img")
 NB=${CL_PREFIX}lv-base
@@ -83,12 +78,9 @@ $CL_GUESTCTL console-cmd "$RUN_ROOT/$NAME/console.sock" 30 \
 	"printf 'GET /svc.txt HTTP/1.0\\r\\n\\r\\n' | nc -w 5 10.0.2.2 $SVC_PORT" >"$T/nc.out" 2>&1 || rc=$?
 [ "$rc" != 0 ] && ! grep -q host-service "$T/nc.out" && ! grep -q svc.txt "$T/svc.log" &&
 	ok "the guest cannot reach the host's loopback" || bad "the guest reached the host: $(cat "$T/nc.out")"
-kill -INT "$CL_SYNTH_PID"
 rc=0
-for _ in $(seq 600); do kill -0 "$CL_SYNTH_PID" 2>/dev/null || break; sleep 0.1; done
-cl_wait_helper "$CL_SYNTH_PID" || rc=$?
+cl_stop_synthesis "$CL_SYNTH_PID" || rc=$?
 [ "$rc" = 0 ] && ok "synthesis exited 0" || bad "synthesis exited $rc"
 cl_domain_exists "$NAME" && bad "domain left" || ok "no domain left"
 
-[ "$FAILS" = 0 ] || cl_die "$FAILS checks failed"
-echo "PASS"
+cl_checks_done

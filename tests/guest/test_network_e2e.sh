@@ -26,13 +26,8 @@ RUN_ROOT=/run/cloudlet
 cl_init
 QDIR=$(cat "$W/qemu-dir")
 G=$QDIR/guest
-T=$(mktemp -d "$CL_STATE_ROOT/net-e2e.XXXXXX")
-chmod 0755 "$T"
-cl_at_exit "rm -rf '$T'"
+cl_state_dir T net-e2e
 export CLOUDLET_HOME=$T/home
-FAILS=0
-ok() { echo "ok: $*"; }
-bad() { echo "FAIL: $*" >&2; FAILS=$((FAILS + 1)); }
 
 # The host service the guest must not reach when confined: it logs requests.
 SVC_PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
@@ -113,10 +108,8 @@ for l in open(sys.argv[1]):
 	fi
 
 	cl_log "[$mode] Ctrl-C"
-	kill -INT "$CL_SYNTH_PID"
 	rc=0
-	for _ in $(seq 600); do kill -0 "$CL_SYNTH_PID" 2>/dev/null || break; sleep 0.1; done
-	cl_wait_helper "$CL_SYNTH_PID" || rc=$?
+	cl_stop_synthesis "$CL_SYNTH_PID" || rc=$?
 	[ "$rc" = 0 ] && ok "[$mode] synthesis exited 0" || bad "[$mode] synthesis exited $rc"
 	python3 -c 'import json,sys
 ev = [json.loads(l)["event"] for l in open(sys.argv[1])]
@@ -133,5 +126,4 @@ sys.exit(ev[-3:] != ["ended", "stopping", "stopped"])' "$out" &&
 run_mode user
 run_mode nat
 
-[ "$FAILS" = 0 ] || cl_die "$FAILS checks failed"
-echo "PASS"
+cl_checks_done

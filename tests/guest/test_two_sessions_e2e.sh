@@ -23,9 +23,6 @@ cl_init
 T=$(mktemp -d /var/tmp/cl-two-sessions.XXXXXX)
 cl_at_exit "rm -rf '$T'"
 export CLOUDLET_HOME=$T/home
-FAILS=0
-ok() { echo "ok: $*"; }
-bad() { echo "FAIL: $*" >&2; FAILS=$((FAILS + 1)); }
 
 cl_log "registering the base and making the overlay"
 cl_workload_base >/dev/null
@@ -66,5 +63,4 @@ done
 pgrep -f "cloudletfs $T/ov" >/dev/null && bad "a cloudletfs of $T/ov still runs" ||
 	ok "no cloudletfs left"
 
-[ "$FAILS" = 0 ] || cl_die "$FAILS checks failed"
-echo "PASS"
+cl_checks_done

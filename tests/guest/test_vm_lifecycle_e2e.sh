@@ -28,9 +28,6 @@ QDIR=$(cl_qdir "$W")
 cl_scratch S "$QDIR" vm-lifecycle # QEMU must reach the base's directory
 cl_at_exit cl_nginx_stop
 export CLOUDLET_HOME=$S/home
-FAILS=0
-ok() { echo "ok: $*"; }
-bad() { echo "FAIL: $*" >&2; FAILS=$((FAILS + 1)); }
 G=$W/guest
 cp --sparse=always "$G/disk.img" "$S/disk.img"
 # QEMU (libvirt-qemu) opens the kernel: from the scratch directory it can reach, not
@@ -147,5 +144,4 @@ grep -q " $MNT fuse" /proc/mounts && bad "$MNT still mounted" || ok "no mount le
 live() { [ -n "$1" ] && [ -r "/proc/$1/stat" ] && ! sed 's/.*) //' "/proc/$1/stat" | grep -q '^[ZX]'; }
 live "$DAEMON" && bad "cloudletfs $DAEMON still runs" || ok "cloudletfs exited"
 
-[ "$FAILS" = 0 ] || cl_die "$FAILS checks failed"
-echo "PASS"
+cl_checks_done

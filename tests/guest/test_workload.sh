@@ -13,9 +13,6 @@ cl_use_workload "$1"
 OUT=$W
 B=$OUT/base
 C=$OUT/custom
-FAILS=0
-ok() { echo "ok: $*"; }
-bad() { echo "FAIL: $*" >&2; FAILS=$((FAILS + 1)); }
 check() { local what=$1; shift; if "$@"; then ok "$what"; else bad "$what"; fi; }
 
 # --- files -------------------------------------------------------------------
@@ -35,7 +32,7 @@ for s in base custom; do
     test -n "$($CL_GUESTCTL xml-get "$OUT/$s/domain.xml" mem)"
 done
 check "custom/checksums.txt has entries" test "$(grep -c -E '^[0-9a-f]{32}  /' "$C/checksums.txt" 2>/dev/null || echo 0)" -ge 70
-[ "$FAILS" = 0 ] || cl_die "$FAILS file checks failed"
+[ "$CL_FAILS" = 0 ] || cl_die "$CL_FAILS file checks failed"
 
 # --- differences ---------------------------------------------------------------
 v=$($CL_GUESTCTL page-diff "$B/memory.img" "$C/memory.img" | sed 's/[a-z_]*=//g')
@@ -48,7 +45,7 @@ v=$($CL_GUESTCTL page-diff "$B/disk.img" "$C/disk.img" | sed 's/[a-z_]*=//g')
 read -r dtotal ddiff _ <<<"$v"
 echo "disk: $ddiff of $dtotal 4 KiB blocks differ"
 check "disk images differ in a plausible number of blocks" test "$ddiff" -ge 8192 -a "$ddiff" -lt "$dtotal"
-[ "$FAILS" = 0 ] || cl_die "$FAILS difference checks failed"
+[ "$CL_FAILS" = 0 ] || cl_die "$CL_FAILS difference checks failed"
 
 # --- resume both snapshots on copies -------------------------------------------
 cl_init
@@ -102,5 +99,5 @@ fi
 cl_destroy "$NC"
 echo "custom checked in $((SECONDS - T)) s"
 
-[ "$FAILS" = 0 ] || cl_die "test_workload: $FAILS checks failed"
+[ "$CL_FAILS" = 0 ] || cl_die "test_workload: $CL_FAILS checks failed"
 echo "test_workload: all checks passed"
