@@ -14,7 +14,8 @@
 # resume (the JSON timeline's "resumed" event) and to the first right
 # answer, and the bytes that crossed the link before each (read when the
 # event is seen), from the shaping class's counters (`tc -s class show dev
-# lo`), which count what nginx sent, headers included. The client asks from the moment the endpoint is printed
+# lo`), which count what nginx sent, headers included. Each run has an empty
+# cache of its own (the fixture's registry is shared). The client asks from the moment the endpoint is printed
 # (curl, 300 s per request) until the answer is right.
 set -euo pipefail
 src=$(cd "$(dirname "$0")/../.." && pwd)
@@ -69,11 +70,12 @@ client() {
 run() {
 	local mode=$1 name=${CL_PREFIX}http out=$BW/run.out t0 b0 tr br tf bf ep pid cpid opt=()
 	[ "$mode" = eager ] && opt=(--no-early-start)
-	rm -rf "$CLOUDLET_HOME/cache" "$BW/first"
+	rm -rf "$BW/cache" "$BW/first"
 	: >"$out"
 	b0=$(link_bytes)
 	t0=$(now)
 	"$cloudlet" synthesis "$D/disk.img" "$URL" --name "$name" --publish 0:80 --json "${opt[@]}" \
+		-o "cache_dir=$BW/cache" \
 		>"$out" 2>"$BW/run.err" </dev/null &
 	pid=$!
 	CL_HELPER_PIDS+=("$pid")

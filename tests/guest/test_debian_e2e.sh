@@ -43,13 +43,22 @@ NAME=${CL_PREFIX}debian
 MNT=$RUN_ROOT/$NAME/mnt
 
 cl_log "cloudlet synthesis $URL --publish 0:80 (a $RATE link)"
-cl_synthesis "$NAME" "$T/out" "$T/err" "$D/disk.img" "$URL" --publish 0:80 --json
+# A cache of its own: the fixture's registry is shared, and a filled cache
+# would serve the whole overlay without the link.
+cl_synthesis "$NAME" "$T/out" "$T/err" "$D/disk.img" "$URL" --publish 0:80 --json \
+	-o "cache_dir=$T/cache"
 EP=$(python3 -c 'import json,sys
 for l in open(sys.argv[1]):
     e = json.loads(l)
     if e["event"] == "endpoint": print(e["url"])' "$T/out")
 cat "$T/out"
 [[ $EP =~ ^http://127\.0\.0\.1:[0-9]+$ ]] && ok "endpoint $EP" || cl_die "no endpoint printed"
+read -r got total < <(python3 -c 'import json,sys
+for l in open(sys.argv[1]):
+    e = json.loads(l)
+    if e["event"] == "resumed": print(e["fetched"], e["pack"])' "$T/out")
+[ $((4 * got)) -lt "$total" ] && ok "resumed with $got of $total bytes fetched (early start)" ||
+	bad "resumed only after $got of $total bytes"
 
 # A client asks until the overlay is complete (and at least until one answer came).
 n=0 right=0 wrong=0 failed=0
