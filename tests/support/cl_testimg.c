@@ -1,5 +1,7 @@
 /* SPDX-License-Identifier: GPL-2.0-only */
 #include "cl_testimg.h"
+#include "cl_base.h"
+#include "cl_overlay.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -112,4 +114,31 @@ void cl_test_cleanup(const char *dir)
 	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
 	if (system(cmd) != 0)
 		fprintf(stderr, "cannot remove %s\n", dir);
+}
+
+int cl_test_want(const char *dir, uint8_t *want[2], size_t len[2])
+{
+	want[0] = cl_test_read(cl_test_path(dir, "nd"), &len[0]);
+	want[1] = cl_test_read(cl_test_path(dir, "nm"), &len[1]);
+	return want[0] && want[1] ? 0 : -1;
+}
+
+int cl_test_overlay(const char *dir, const char *out, uint32_t segsize)
+{
+	struct cl_overlay_opts o = {.level = 1, .segment_size = segsize};
+	struct cl_base *b;
+	char od[512];
+	int r;
+
+	o.state = cl_test_path(dir, "state");
+	snprintf(od, sizeof(od), "%s/%s", dir, out);
+	r = cl_base_index(cl_test_path(dir, "bd"), cl_test_path(dir, "bm"), CL_TEST_CS, &b);
+	if (r < 0)
+		return r;
+	r = cl_base_register(b, NULL, NULL);
+	if (r == 0)
+		r = cl_overlay_create(b, cl_test_path(dir, "nd"), cl_test_path(dir, "nm"), od, &o,
+		                      NULL);
+	cl_base_free(b);
+	return r;
 }

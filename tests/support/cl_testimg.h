@@ -23,6 +23,16 @@ const char *cl_test_path(const char *dir, const char *name);
 /* Whole file into a malloc'd buffer. */
 uint8_t *cl_test_read(const char *path, size_t *len);
 
+/* The customized images' bytes (dir/nd, dir/nm) into want[0] and want[1]
+ * (malloc'd: the caller frees them), their lengths into len; -1 if one
+ * cannot be read. */
+int cl_test_want(const char *dir, uint8_t *want[2], size_t len[2]);
+
+/* Registers the base of dir (bd, bm) in $CLOUDLET_HOME and makes an
+ * overlay of the customized images (nd, nm, state) into dir/out: xz level
+ * 1, segments of segsize bytes (0: the default). 0 or -errno. */
+int cl_test_overlay(const char *dir, const char *out, uint32_t segsize);
+
 /* rm -rf dir. */
 void cl_test_cleanup(const char *dir);
 

@@ -3,6 +3,7 @@
 #include "cl_testvm.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -174,4 +175,21 @@ int cl_testvm_build(const struct cl_testvm_opts *opts, struct cl_testvm *vm)
 	vm->buf = b.p;
 	vm->len = b.len;
 	return 0;
+}
+
+void cl_testvm_each_file(void (*fn)(const char *path))
+{
+	const char *env = getenv("CL_VMSTATE_FILE");
+	char *list, *p, *save = NULL;
+
+	if (!env || !*env) {
+		printf("CL_VMSTATE_FILE not set: no real save file checked\n");
+		return;
+	}
+	list = strdup(env);
+	if (!list)
+		abort();
+	for (p = strtok_r(list, ":", &save); p; p = strtok_r(NULL, ":", &save))
+		fn(p);
+	free(list);
 }

@@ -43,6 +43,11 @@ struct cl_testvm {
 /* Builds the file (opts NULL: a valid one). 0 or -ENOMEM. */
 int cl_testvm_build(const struct cl_testvm_opts *opts, struct cl_testvm *vm);
 
+/* Calls fn for each real save file listed in $CL_VMSTATE_FILE (paths
+ * separated by ':', as the ctests guest.test_*_files set it); says so
+ * and calls nothing when it is unset. */
+void cl_testvm_each_file(void (*fn)(const char *path));
+
 /* The byte every data page of the file repeats: acpi page 0 (the last
  * version), bios page 0. */
 #define CL_TESTVM_ACPI_FILL 0xc3

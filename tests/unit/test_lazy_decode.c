@@ -30,11 +30,7 @@ static const char *path(const char *name)
 static int setup(void **state)
 {
 	(void)state;
-	if (cl_test_images(dir))
-		return -1;
-	want[CL_DISK] = cl_test_read(path("nd"), &want_len[CL_DISK]);
-	want[CL_MEMORY] = cl_test_read(path("nm"), &want_len[CL_MEMORY]);
-	return 0;
+	return cl_test_images(dir) || cl_test_want(dir, want, want_len) ? -1 : 0;
 }
 
 static int teardown(void **state)
@@ -48,14 +44,7 @@ static int teardown(void **state)
 
 static void make_overlay(const char *out, uint32_t segsize)
 {
-	struct cl_overlay_opts o = {.level = 1, .segment_size = segsize};
-	struct cl_base *b;
-
-	o.state = path("state");
-	assert_int_equal(cl_base_index(path("bd"), path("bm"), CL_TEST_CS, &b), 0);
-	assert_int_equal(cl_base_register(b, NULL, NULL), 0);
-	assert_int_equal(cl_overlay_create(b, path("nd"), path("nm"), path(out), &o, NULL), 0);
-	cl_base_free(b);
+	assert_int_equal(cl_test_overlay(dir, out, segsize), 0);
 }
 
 /* An asynchronous read that notes the engine's stats when it completes

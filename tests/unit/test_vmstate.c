@@ -296,19 +296,8 @@ static void check_real(const char *path)
 
 static void test_real_files(void **state)
 {
-	const char *env = getenv("CL_VMSTATE_FILE");
-	char *list, *p, *save = NULL;
-
 	(void)state;
-	if (!env || !*env) {
-		printf("CL_VMSTATE_FILE not set: no real save file checked\n");
-		return;
-	}
-	list = strdup(env);
-	assert_non_null(list);
-	for (p = strtok_r(list, ":", &save); p; p = strtok_r(NULL, ":", &save))
-		check_real(p);
-	free(list);
+	cl_testvm_each_file(check_real);
 }
 
 int main(void)
