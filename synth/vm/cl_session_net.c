@@ -145,7 +145,8 @@ static int known(const unsigned *ports, size_t n, unsigned p)
 static int forward(struct cl_session *s, struct cl_publish *p)
 {
 	unsigned before[MAX_FORWARDS], after[MAX_FORWARDS];
-	size_t nb = forwards(s, p->guest_port, before, MAX_FORWARDS), na, i;
+	/* Only a port QEMU picks must be told apart from the others. */
+	size_t nb = p->host_port ? 0 : forwards(s, p->guest_port, before, MAX_FORWARDS), na, i;
 	char line[128], *out = NULL;
 	int r;
 
