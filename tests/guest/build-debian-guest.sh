@@ -21,14 +21,16 @@
 #   the dependencies the guest lacks (chosen over nginx: smaller closure), plus two packages
 #   built here with dpkg-deb: cloudlet-answer (tests/guest/debian/cloudlet-answer.c compiled
 #   with the host's gcc, a systemd unit, a lighttpd config proxying GET /answer on port 80 to
-#   it) and cloudlet-answer-data (a 48 MiB model and 8 data files, 4 MiB, generated from a fixed
-#   seed by `cloudlet-answer --generate`). Neither lighttpd nor the app is installed: in the
+#   it) and cloudlet-answer-data (a 16 MiB model the service loads into RAM, 8 data files of
+#   4 MiB its answer reads from disk, and a zoo of five 32 MiB models served on request, all
+#   generated from a fixed seed by `cloudlet-answer --generate`). Neither lighttpd nor the app is installed: in the
 #   guest, `apt-get install -y cloudlet-answer` installs them from the disk and starts them.
 # Outputs (DIR and its files readable by QEMU's user):
 #   DIR/disk.img        raw ext4 (4 KiB blocks), sparse, 2 GiB (CL_DEBIAN_DISK_MIB), root=/dev/vda
 #   DIR/vmlinuz DIR/initrd.img DIR/cmdline   direct kernel boot (cmdline: one line)
 #   DIR/ram-mib         RAM to give it (768)
 #   DIR/answer.sha256   exactly what `curl http://GUEST/answer` returns once the app is installed
+#   DIR/models.sha256   one line per zoo model: what `curl http://GUEST/model/zoo-N` returns
 #   DIR/packages.txt    the repository's packages (name version architecture .deb-bytes)
 #   DIR/kernel-version  DIR/.done (the key)
 # Cache: key = sha256 of the output of `sha256sum build-debian-guest.sh debian/*` run in
@@ -71,7 +73,7 @@ case "${1:-}" in
 esac
 [ $# -le 1 ] || die "usage: $0 [DIR] | --print-key | --print-dir"
 OUT=${1:-$DEFAULT_DIR}
-OUTPUTS=(disk.img vmlinuz initrd.img cmdline ram-mib answer.sha256 packages.txt kernel-version)
+OUTPUTS=(disk.img vmlinuz initrd.img cmdline ram-mib answer.sha256 models.sha256 packages.txt kernel-version)
 
 is_cached() {
   local f
@@ -277,6 +279,7 @@ mkdir -p "$DATA"
 (cd "$P/data" && sha256sum usr/share/cloudlet-answer/model.bin &&
    find usr/share/cloudlet-answer/data -type f -print0 | LC_ALL=C sort -z | xargs -0 sha256sum) |
   sed 's|  usr/|  /usr/|' >"$P/answer.sha256"
+(cd "$P/data" && sha256sum usr/share/cloudlet-answer/models/zoo-*.bin) | sed 's|  usr/|  /usr/|' >"$P/models.sha256"
 A=$P/answer
 install -D -m 0755 "$P/bin/cloudlet-answer" "$A/usr/sbin/cloudlet-answer"
 install -D -m 0644 "$HERE/debian/cloudlet-answer.service" "$A/lib/systemd/system/cloudlet-answer.service"
@@ -300,7 +303,7 @@ EOF
 }
 control "$A" cloudlet-answer amd64 "libc6 (>= 2.34), lighttpd, cloudlet-answer-data (= $APP_VERSION)" \
   "cloudlet test service: SHA-256 of a model kept in RAM, over HTTP"
-control "$P/data" cloudlet-answer-data all "" "cloudlet test data: a 48 MiB model and 8 data files"
+control "$P/data" cloudlet-answer-data all "" "cloudlet test data: a 16 MiB model, 8 data files and a zoo of 5 models"
 sed -i '/^Depends: $/d' "$P/data/DEBIAN/control"
 dpkg-deb --root-owner-group -Zgzip -z1 --build "$A" "$P/debs/cloudlet-answer_${APP_VERSION}_amd64.deb" >&2 ||
   die "dpkg-deb cloudlet-answer failed"
@@ -381,6 +384,7 @@ pub "$ROOT/boot/vmlinuz-$KVER" vmlinuz
 pub "$ROOT/boot/initrd.img-$KVER" initrd.img
 pub "$WORK/disk.img" disk.img
 pub "$P/answer.sha256" answer.sha256
+pub "$P/models.sha256" models.sha256
 pub "$P/packages.txt" packages.txt
 echo "$CMDLINE" >"$WORK/cmdline" && pub "$WORK/cmdline" cmdline
 echo "$RAM_MIB" >"$WORK/ram-mib" && pub "$WORK/ram-mib" ram-mib

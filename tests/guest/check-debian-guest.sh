@@ -28,7 +28,7 @@ log() { echo "check-debian-guest: [$(date +%H:%M:%S)] $*" >&2; }
 
 [ $# -eq 1 ] || die "usage: $0 DIR (made by build-debian-guest.sh)"
 D=$(cd "$1" && pwd -P)
-for f in disk.img vmlinuz initrd.img cmdline ram-mib answer.sha256; do
+for f in disk.img vmlinuz initrd.img cmdline ram-mib answer.sha256 models.sha256; do
   [ -s "$D/$f" ] || die "no $D/$f (run tests/guest/build-debian-guest.sh $D first)"
 done
 for t in qemu-system-x86_64:qemu-system-x86 python3:python3 curl:curl; do
@@ -166,6 +166,9 @@ curl -sS --max-time 300 -o "$WORK/answer" "http://127.0.0.1:$PORT/answer" || die
 ANSWER_S=$((SECONDS - t))
 cmp -s "$WORK/answer" "$D/answer.sha256" || { diff "$D/answer.sha256" "$WORK/answer" >&2; die "the answer differs from $D/answer.sha256"; }
 log "GET /answer from the host: matches answer.sha256 ($(wc -l <"$WORK/answer") lines, $ANSWER_S s)"
+curl -sS --max-time 300 -o "$WORK/zoo" "http://127.0.0.1:$PORT/model/zoo-5" || die "curl http://127.0.0.1:$PORT/model/zoo-5 failed"
+grep -qxF -f "$WORK/zoo" "$D/models.sha256" || die "GET /model/zoo-5 returned $(head -c 200 "$WORK/zoo"), not a line of $D/models.sha256"
+log "GET /model/zoo-5 from the host: matches models.sha256"
 g 120 'fstrim -v /' >&2 || die "fstrim failed"
 failed=$(g 60 'systemctl list-units --failed --plain --no-legend')
 [ -z "$failed" ] || die "failed units after the install: $failed"

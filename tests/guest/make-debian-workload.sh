@@ -11,6 +11,7 @@
 #                  guest (from the local repository on its disk), waited for GET /answer,
 #                  trimmed the disk and dropped the guest's caches
 #   OUTDIR/answer.sha256  what GET /answer must return (the host generated the data)
+#   OUTDIR/models.sha256  what GET /model/zoo-N must return, one line per model
 #   OUTDIR/times.txt, OUTDIR/.done (the key)
 # Use it with CLOUDLET_HOME=OUTDIR/home; never run a VM on its files (synthesis does not).
 # Key: the guest's key, this script and docs/FORMAT.md (the registry and overlay format).
@@ -74,7 +75,7 @@ EOF
 "$cloudlet" -q overlay "$OUT/disk.img" -o "$OUT/ov" --console-script "$OUT/customize.sh" \
 	--snapshot-on DONE --name "${CL_PREFIX}deb-ov" --timeout 1200 </dev/null ||
 	cl_die "cloudlet overlay of the Debian guest failed"
-cp "$GD/answer.sha256" "$OUT/answer.sha256"
+cp "$GD/answer.sha256" "$GD/models.sha256" "$OUT/"
 chmod -R a+rX "$OUT"
 
 phase finished

@@ -5,6 +5,8 @@
 # 127.0.0.1 behind a shaped link, `cloudlet synthesis IMAGE URL --publish 0:80 --json`, and
 #  - GET /answer on the printed endpoint returns the checksums the host knows (a model the
 #    service holds in RAM, files it reads from disk),
+#  - once the overlay is complete, GET /model/zoo-N (models the first answer does not read)
+#    too,
 #  - a client that keeps asking during the whole stream gets only right answers,
 #  - Ctrl-C leaves no domain, mount or files, and the old port refuses.
 # ctest guest.test_debian_e2e (labels guest, e2e).
@@ -86,6 +88,12 @@ echo "requests: $n, right $right, wrong $wrong, failed $failed; at the end: $(gr
 [ "$wrong" = 0 ] && ok "no wrong answer during the stream" || bad "$wrong wrong answers"
 [ "$failed" = 0 ] && ok "no request failed" || bad "$failed requests failed"
 grep -qx "endpoints: $EP" "$MNT/status" && ok "status lists $EP" || bad "status lacks $EP"
+# The models the first answer does not read: right once the overlay is complete.
+for m in zoo-1 zoo-5; do
+	got=$(curl -s -m 120 "$EP/model/$m") || got="curl exit $?"
+	grep -qxF -- "$got" "$D/models.sha256" && ok "GET /model/$m is right" ||
+		bad "GET /model/$m returned: $(head -c 200 <<<"$got")"
+done
 
 cl_log "Ctrl-C"
 rc=0

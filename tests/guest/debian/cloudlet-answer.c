@@ -5,9 +5,11 @@
  *
  *   cloudlet-answer --generate DIR
  *       write the data that cloudlet-answer-data ships, from a fixed seed:
- *       DIR/model.bin (48 MiB: 1 MiB blocks, every 4th text, the others
- *       pseudo-random) and DIR/data/item-1 .. item-8 (4 MiB in all, odd ones
- *       text, even ones pseudo-random). The same bytes on every run.
+ *       DIR/model.bin (the default model, 16 MiB), DIR/models/zoo-1.bin ..
+ *       zoo-5.bin (the other models, 32 MiB each; every model in 1 MiB
+ *       blocks, every 4th text, the others pseudo-random) and
+ *       DIR/data/item-1 .. item-8 (4 MiB in all, odd ones text, even ones
+ *       pseudo-random). The same bytes on every run.
  *   cloudlet-answer [--model FILE] [--data DIR] [--port N]
  *       serve: read FILE (default /usr/share/cloudlet-answer/model.bin) into
  *       RAM and keep it there, listen on 127.0.0.1:N (default 8091), tell
@@ -15,7 +17,10 @@
  *       each `GET /answer` with one line per item, as sha256sum prints them:
  *       the model's SHA-256 computed from RAM, then that of every regular
  *       file in DIR (default /usr/share/cloudlet-answer/data), in name order,
- *       read from the disk on each request. Anything else: 404.
+ *       read from the disk on each request; and `GET /model/NAME` with the
+ *       line of /usr/share/cloudlet-answer/models/NAME.bin, read from the
+ *       disk (a model zoo: like real services, the application installs far
+ *       more than its first answer reads). Anything else: 404.
  * The web server (nginx) proxies http://GUEST/answer to it.
  */
 #define _GNU_SOURCE
@@ -38,6 +43,10 @@
 
 #define MODEL_DEFAULT "/usr/share/cloudlet-answer/model.bin"
 #define DATA_DEFAULT  "/usr/share/cloudlet-answer/data"
+#define ZOO_DIR       "/usr/share/cloudlet-answer/models"
+#define MODEL_MIB     16u
+#define ZOO_MODELS    5u
+#define ZOO_MIB       32u
 #define PORT_DEFAULT  8091
 #define MIB           (1024u * 1024u)
 
@@ -182,29 +191,44 @@ static int write_file(const char *path, const unsigned char *p, size_t n)
 	return 0;
 }
 
+/* n MiB of model: 1 MiB blocks, every 4th text. */
+static void fill_model(unsigned char *buf, unsigned n, unsigned tag)
+{
+	unsigned i;
+
+	for (i = 0; i < n; i++) {
+		if (i % 4 == 0)
+			fill_text(buf + (size_t)i * MIB, MIB, tag + i);
+		else
+			fill_random(buf + (size_t)i * MIB, MIB);
+	}
+}
+
+static int make_dir(const char *dir, const char *sub)
+{
+	char path[4096];
+
+	snprintf(path, sizeof(path), "%s/%s", dir, sub);
+	if (mkdir(path, 0755) && errno != EEXIST) {
+		perror(path);
+		return -1;
+	}
+	return 0;
+}
+
 static int generate(const char *dir)
 {
 	static const unsigned sizes_k[8] = {256, 384, 448, 512, 512, 576, 640, 768}; /* 4 MiB */
 	char path[4096];
-	unsigned char *buf = malloc(48 * MIB);
+	unsigned char *buf = malloc((size_t)ZOO_MIB * MIB);
 	unsigned i;
 
-	if (!buf)
+	if (!buf || make_dir(dir, "data") || make_dir(dir, "models"))
 		return 1;
 	rng_state = 0x636c6f75646c6574ull; /* "cloudlet" */
-	for (i = 0; i < 48; i++) {
-		if (i % 4 == 0)
-			fill_text(buf + (size_t)i * MIB, MIB, i);
-		else
-			fill_random(buf + (size_t)i * MIB, MIB);
-	}
-	snprintf(path, sizeof(path), "%s/data", dir);
-	if (mkdir(path, 0755) && errno != EEXIST) {
-		perror(path);
-		return 1;
-	}
+	fill_model(buf, MODEL_MIB, 0);
 	snprintf(path, sizeof(path), "%s/model.bin", dir);
-	if (write_file(path, buf, 48 * MIB))
+	if (write_file(path, buf, (size_t)MODEL_MIB * MIB))
 		return 1;
 	for (i = 0; i < 8; i++) {
 		size_t n = (size_t)sizes_k[i] * 1024;
@@ -214,6 +238,12 @@ static int generate(const char *dir)
 			fill_random(buf, n);
 		snprintf(path, sizeof(path), "%s/data/item-%u", dir, i + 1);
 		if (write_file(path, buf, n))
+			return 1;
+	}
+	for (i = 1; i <= ZOO_MODELS; i++) {
+		fill_model(buf, ZOO_MIB, 1000 * i);
+		snprintf(path, sizeof(path), "%s/models/zoo-%u.bin", dir, i);
+		if (write_file(path, buf, (size_t)ZOO_MIB * MIB))
 			return 1;
 	}
 	free(buf);
@@ -334,6 +364,25 @@ static void reply(int fd, const char *status, const char *body)
 	send_all(fd, body, strlen(body));
 }
 
+/* GET /model/NAME: the line of ZOO_DIR/NAME.bin (NAME: [a-z0-9-]{1,32}). */
+static void model_reply(int fd, const char *name)
+{
+	char path[256], hex[65], line[384];
+	size_t n = strspn(name, "abcdefghijklmnopqrstuvwxyz0123456789-");
+
+	if (n == 0 || n > 32 || (name[n] != ' ' && name[n] != '\r')) {
+		reply(fd, "404 Not Found", "not found\n");
+		return;
+	}
+	snprintf(path, sizeof(path), "%s/%.*s.bin", ZOO_DIR, (int)n, name);
+	if (hash_file(path, hex) < 0) {
+		reply(fd, "404 Not Found", "no such model\n");
+		return;
+	}
+	snprintf(line, sizeof(line), "%s  %s\n", hex, path);
+	reply(fd, "200 OK", line);
+}
+
 static void serve_one(int fd)
 {
 	char req[8192];
@@ -356,6 +405,8 @@ static void serve_one(int fd)
 		else
 			reply(fd, "500 Internal Server Error", "cannot read the data files\n");
 		free(body);
+	} else if (strncmp(req, "GET /model/", 11) == 0) {
+		model_reply(fd, req + 11);
 	} else {
 		reply(fd, "404 Not Found", "not found\n");
 	}
