@@ -61,6 +61,10 @@ struct cl_host;
 int cl_host_open(const char *uri, struct cl_host **out);
 void cl_host_close(struct cl_host *h);
 
+/* libvirt's version (major * 1000000 + minor * 1000 + micro) into
+ * *version and the connection's URI into uri[cap]. */
+int cl_host_libvirt(struct cl_host *h, unsigned long *version, char *uri, size_t cap);
+
 /* Starts a minimal paused transient domain (TCG, 32 MiB, no devices, named
  * cloudlet-check-PID), destroys it, and puts the seconds that the start
  * took into *secs. */

@@ -133,49 +133,95 @@ out:
 	return r;
 }
 
+/* This host boot's id into boot[cap] ("" if unknown). */
+static void boot_id(char *boot, size_t cap)
+{
+	int fd = open("/proc/sys/kernel/random/boot_id", O_RDONLY | O_CLOEXEC);
+	ssize_t n = -1;
+
+	if (fd >= 0) {
+		n = read(fd, boot, cap - 1);
+		close(fd);
+	}
+	boot[n > 0 ? n : 0] = '\0';
+	boot[strcspn(boot, "\n")] = '\0';
+}
+
+/* The boot probe's answer kept for this host boot: 1 KVM, 0 not (why
+ * says), -ENOENT when not probed since boot. */
+static int cached(const char *boot, char *why, size_t cap)
+{
+	char line[512], path[] = CL_VM_RUN_DIR "/accel", *t;
+	size_t n = strlen(boot);
+	FILE *f;
+	int hit;
+
+	f = fopen(path, "re");
+	if (!f)
+		return -ENOENT;
+	/* "BOOT_ID kvm|qemu WHY" */
+	hit = fgets(line, sizeof(line), f) && n && !strncmp(line, boot, n) && line[n] == ' ';
+	fclose(f);
+	if (!hit)
+		return -ENOENT;
+	line[strcspn(line, "\n")] = '\0';
+	t = line + n + 1;
+	if (!strncmp(t, "kvm", 3))
+		return 1;
+	snprintf(why, cap, "%s (cached in %s)", t + (strlen(t) > 5 ? 5 : 0), path);
+	return 0;
+}
+
 /* KVM usable here? The answer of the boot probe is kept per host boot. */
 static int kvm_usable(virConnectPtr c, const char *kernel, const char *initrd, char *why,
                       size_t cap)
 {
-	char boot[64] = "", line[512], path[] = CL_VM_RUN_DIR "/accel";
-	int fd, r;
-	FILE *f;
+	char boot[64], line[512];
+	int r;
 
 	if (!kvm_device(why, cap))
 		return 0;
 	if (!kernel)
 		return 1; /* nothing to boot: trust the device */
-	fd = open("/proc/sys/kernel/random/boot_id", O_RDONLY | O_CLOEXEC);
-	if (fd >= 0) {
-		ssize_t n = read(fd, boot, sizeof(boot) - 1);
-
-		boot[n > 0 ? n : 0] = '\0';
-		boot[strcspn(boot, "\n")] = '\0';
-		close(fd);
-	}
-	f = fopen(path, "re");
-	if (f) {
-		/* "BOOT_ID kvm|qemu WHY" */
-		if (fgets(line, sizeof(line), f) && *boot && !strncmp(line, boot, strlen(boot)) &&
-		    line[strlen(boot)] == ' ') {
-			char *t = line + strlen(boot) + 1;
-
-			fclose(f);
-			line[strcspn(line, "\n")] = '\0';
-			if (!strncmp(t, "kvm", 3))
-				return 1;
-			snprintf(why, cap, "%s (cached in %s)", t + (strlen(t) > 5 ? 5 : 0), path);
-			return 0;
-		}
-		fclose(f);
-	}
+	boot_id(boot, sizeof(boot));
+	r = cached(boot, why, cap);
+	if (r >= 0)
+		return r;
 	r = kvm_boot_probe(c, kernel, initrd, why, cap);
 	if (r < 0)
 		return r;
 	/* Whole or not at all: sessions of one process may write it at once. */
 	snprintf(line, sizeof(line), "%s %s %s\n", boot, r ? "kvm" : "qemu", r ? "" : why);
-	cl_write_file_atomic(path, line, strlen(line), 0644);
+	cl_write_file_atomic(CL_VM_RUN_DIR "/accel", line, strlen(line), 0644);
 	return r;
+}
+
+int cl_accel_known(const char **type, char *why, size_t cap)
+{
+	const char *env = getenv("CLOUDLET_ACCEL");
+	char boot[64];
+	int r;
+
+	if (!type || !why || !cap)
+		return -EINVAL;
+	why[0] = '\0';
+	*type = NULL;
+	if (env && *env) {
+		if (strcmp(env, "kvm") && strcmp(env, "tcg") && strcmp(env, "qemu"))
+			return cl_errorf(-EINVAL, "CLOUDLET_ACCEL=%s: expected kvm or tcg", env);
+		*type = !strcmp(env, "kvm") ? "kvm" : "qemu";
+		snprintf(why, cap, "CLOUDLET_ACCEL=%s", env);
+		return 0;
+	}
+	if (!kvm_device(why, cap)) {
+		*type = "qemu";
+		return 0;
+	}
+	boot_id(boot, sizeof(boot));
+	r = cached(boot, why, cap);
+	if (r >= 0)
+		*type = r ? "kvm" : "qemu";
+	return 0;
 }
 
 int cl_accel_pick(virConnectPtr c, const char *xml_type, const char *kernel, const char *initrd,

@@ -20,6 +20,13 @@ struct cl_base;
 int cl_accel_pick(virConnectPtr c, const char *xml_type, const char *kernel, const char *initrd,
                   const char **type, char *why, size_t cap);
 
+/* What is known about the accelerator without booting a guest: "kvm" or
+ * "qemu" into *type with the reason in why[cap] ($CLOUDLET_ACCEL, a
+ * /dev/kvm that does not open, or the boot probe's answer cached for this
+ * host boot), else *type NULL: /dev/kvm opens but no guest was probed
+ * since boot (the first synthesis or base does it). */
+int cl_accel_known(const char **type, char *why, size_t cap);
+
 /* The domain type to resume a VM saved under saved_type ("kvm" or "qemu";
  * NULL counts as qemu): the saved one, since the device state only loads
  * under the accelerator it was saved under. kvm_ok says whether KVM runs a

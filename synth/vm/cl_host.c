@@ -186,6 +186,22 @@ void cl_host_close(struct cl_host *h)
 	free(h);
 }
 
+int cl_host_libvirt(struct cl_host *h, unsigned long *version, char *uri, size_t cap)
+{
+	char *u;
+
+	if (!h || !version || !uri || !cap)
+		return -EINVAL;
+	if (virConnectGetLibVersion(h->c, version) < 0)
+		return cl_errorf(-EIO, "libvirt does not say its version: %s", cl_vm_error());
+	u = virConnectGetURI(h->c);
+	if (!u)
+		return cl_errorf(-EIO, "libvirt does not say its URI: %s", cl_vm_error());
+	snprintf(uri, cap, "%s", u);
+	free(u);
+	return 0;
+}
+
 int cl_host_time_start(struct cl_host *h, double *secs)
 {
 	char xml[512];

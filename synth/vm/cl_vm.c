@@ -4,6 +4,7 @@
 #include "cl_domxml.h"
 #include "cl_error.h"
 #include "cl_qmp.h"
+#include "cl_util.h"
 
 #include <errno.h>
 #include <grp.h>
@@ -68,24 +69,94 @@ int cl_vm_connect(const char *uri, virConnectPtr *out)
 	return 0;
 }
 
+int cl_vm_conf_value(const char *text, const char *key, char *out, size_t cap)
+{
+	const char *p, *v, *end;
+	size_t klen, vlen;
+	int r = -ENOENT;
+
+	if (!text || !key || !out || !cap)
+		return -EINVAL;
+	klen = strlen(key);
+	for (p = text; *p; p = *end ? end + 1 : end) {
+		end = p + strcspn(p, "\n");
+		v = p + strspn(p, " \t");
+		if (strncmp(v, key, klen) || !strchr(" \t=", v[klen]))
+			continue;
+		v += klen + strspn(v + klen, " \t");
+		if (*v++ != '=')
+			continue;
+		v += strspn(v, " \t");
+		/* "quoted" or a bare word up to a comment; the last one counts */
+		if (*v == '"')
+			vlen = strcspn(++v, "\"\n");
+		else
+			vlen = strcspn(v, " \t#\n");
+		if (vlen >= cap)
+			return -ENAMETOOLONG;
+		snprintf(out, cap, "%.*s", (int)vlen, v);
+		r = 0;
+	}
+	return r;
+}
+
+int cl_vm_qemu_conf(const char *key, char *out, size_t cap)
+{
+	char *text = NULL;
+	size_t len = 0;
+	int r;
+
+	r = cl_read_file(CL_VM_QEMU_CONF, 1u << 20, (void **)&text, &len);
+	if (r == -ENOENT)
+		return r;
+	if (r < 0)
+		return cl_errorf(r, "%s: %s", CL_VM_QEMU_CONF, strerror(-r));
+	r = cl_vm_conf_value(text, key, out, cap);
+	free(text);
+	return r;
+}
+
+/* The password entry of libvirt's `user =` ("+UID" is a uid), else of
+ * QEMU_USER, else of root. */
+static int qemu_passwd(struct passwd *pwbuf, char *buf, size_t cap, struct passwd **pw)
+{
+	char name[64];
+	int r;
+
+	*pw = NULL;
+	r = cl_vm_qemu_conf("user", name, sizeof(name));
+	if (r < 0 && r != -ENOENT)
+		return r;
+	if (r == 0 && name[0] == '+')
+		getpwuid_r((uid_t)strtoul(name + 1, NULL, 10), pwbuf, buf, cap, pw);
+	else if (r == 0)
+		getpwnam_r(name, pwbuf, buf, cap, pw);
+	if (r == 0 && !*pw)
+		return cl_errorf(-ENOENT, "%s: user = \"%s\": no such user", CL_VM_QEMU_CONF, name);
+	if (!*pw && (getpwnam_r(QEMU_USER, pwbuf, buf, cap, pw) != 0 || !*pw))
+		getpwuid_r(0, pwbuf, buf, cap, pw);
+	if (!*pw)
+		return cl_errorf(-ENOENT, "no user %s nor root in the password database",
+		                 QEMU_USER);
+	return 0;
+}
+
 int cl_vm_qemu_user(uid_t *uid, gid_t *gid, char *group, size_t cap)
 {
 	struct passwd pwbuf, *pw = NULL;
 	struct group grbuf, *gr = NULL;
 	char buf[16384]; /* the _r forms: sessions look this up on several threads */
+	int r;
 
 	if (!uid || !gid || !group)
 		return -EINVAL;
-	if (getpwnam_r(QEMU_USER, &pwbuf, buf, sizeof(buf), &pw) != 0 || !pw)
-		getpwuid_r(0, &pwbuf, buf, sizeof(buf), &pw);
-	if (!pw)
-		return cl_errorf(-ENOENT, "no user %s nor root in the password database",
-		                 QEMU_USER);
+	r = qemu_passwd(&pwbuf, buf, sizeof(buf), &pw);
+	if (r < 0)
+		return r;
 	*uid = pw->pw_uid;
 	*gid = pw->pw_gid;
 	if (getgrgid_r(*gid, &grbuf, buf, sizeof(buf), &gr) != 0 || !gr)
-		return cl_errorf(-ENOENT, "user %s: no group %ld", *uid ? QEMU_USER : "root",
-		                 (long)*gid);
+		return cl_errorf(-ENOENT, "user %ld: no group %ld", (long)*uid, (long)*gid);
 	if ((size_t)snprintf(group, cap, "%s", gr->gr_name) >= cap)
 		return -ENAMETOOLONG;
 	return 0;

@@ -24,8 +24,19 @@ int cl_vm_connect(const char *uri, virConnectPtr *out);
 /* libvirt's last error message on this thread, or "unknown libvirt error". */
 const char *cl_vm_error(void);
 
-/* The user QEMU runs as and its primary group (name into group[cap]):
- * libvirt-qemu, else root. */
+/* libvirt's QEMU driver configuration. */
+#define CL_VM_QEMU_CONF "/etc/libvirt/qemu.conf"
+
+/* The value of the last uncommented `key = value` line of text (a libvirt
+ * configuration file) into out[cap], quotes removed; -ENOENT if none. */
+int cl_vm_conf_value(const char *text, const char *key, char *out, size_t cap);
+
+/* The same from CL_VM_QEMU_CONF (-ENOENT also when the file is missing). */
+int cl_vm_qemu_conf(const char *key, char *out, size_t cap);
+
+/* The user QEMU runs as and its primary group (name into group[cap]), as
+ * libvirt picks it: `user =` in CL_VM_QEMU_CONF, else libvirt-qemu, else
+ * root (libvirt's default where the package made no libvirt-qemu). */
 int cl_vm_qemu_user(uid_t *uid, gid_t *gid, char *group, size_t cap);
 
 /* "domain NAME: WHAT: libvirt's message" as the error (-EIO). */
