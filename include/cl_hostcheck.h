@@ -43,8 +43,8 @@ struct cl_host_accel {
 };
 int cl_host_accel_check(struct cl_host_accel *a);
 
-/* Versions are encoded as libvirt's virConnectGetVersion() encodes
- * QEMU's: major * 1000000 + minor * 1000 + micro. */
+/* Versions are encoded as libvirt encodes QEMU's (its hypervisor version
+ * call): major * 1000000 + minor * 1000 + micro. */
 #define CL_HOST_QEMU_BIN "qemu-system-x86_64"
 
 /* The version of the first "QEMU emulator version X.Y[.Z]" line in text

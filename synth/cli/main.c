@@ -36,7 +36,7 @@ static const char usage[] =
     "  trace MOUNTPOINT [SECONDS]    write the chunks the VM accessed, as a TRACE\n"
     "  synthesis IMAGE OVERLAY       run the customized VM under libvirt, resumed while\n"
     "                                the overlay still streams in (memory on demand)\n"
-    "  check [--fix]                 check that this host starts VMs quickly\n"
+    "  check [--fix]                 what this host has and lacks for cloudlet\n"
     "\n"
     "OVERLAY is the overlay-meta file or the directory that holds it; apply, info,\n"
     "verify, mount and synthesis also take an http:// or https:// URL of the\n"
