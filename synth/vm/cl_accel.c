@@ -22,6 +22,7 @@
 
 #define PROBE_TIMEOUT 20.0 /* seconds a KVM guest gets to reach its init */
 #define PROBE_MEM_MIB 256
+#define ACCEL_CACHE   CL_VM_RUN_DIR "/accel" /* the probe's answer for this boot */
 
 /* /dev/kvm opens and speaks the stable API. */
 static int kvm_device(char *why, size_t cap)
@@ -151,12 +152,12 @@ static void boot_id(char *boot, size_t cap)
  * says), -ENOENT when not probed since boot. */
 static int cached(const char *boot, char *why, size_t cap)
 {
-	char line[512], path[] = CL_VM_RUN_DIR "/accel", *t;
+	char line[512], *t;
 	size_t n = strlen(boot);
 	FILE *f;
 	int hit;
 
-	f = fopen(path, "re");
+	f = fopen(ACCEL_CACHE, "re");
 	if (!f)
 		return -ENOENT;
 	/* "BOOT_ID kvm|qemu WHY" */
@@ -168,7 +169,7 @@ static int cached(const char *boot, char *why, size_t cap)
 	t = line + n + 1;
 	if (!strncmp(t, "kvm", 3))
 		return 1;
-	snprintf(why, cap, "%s (cached in %s)", t + (strlen(t) > 5 ? 5 : 0), path);
+	snprintf(why, cap, "%s (cached in %s)", t + (strlen(t) > 5 ? 5 : 0), ACCEL_CACHE);
 	return 0;
 }
 
@@ -192,7 +193,7 @@ static int kvm_usable(virConnectPtr c, const char *kernel, const char *initrd, c
 		return r;
 	/* Whole or not at all: sessions of one process may write it at once. */
 	snprintf(line, sizeof(line), "%s %s %s\n", boot, r ? "kvm" : "qemu", r ? "" : why);
-	cl_write_file_atomic(CL_VM_RUN_DIR "/accel", line, strlen(line), 0644);
+	cl_write_file_atomic(ACCEL_CACHE, line, strlen(line), 0644);
 	return r;
 }
 
