@@ -19,16 +19,17 @@
  * user_allow_other, and they mount and unmount through fusermount3. */
 struct cl_host_fuse {
 	int dev;              /* CL_HOST_FUSE_DEV opens read-write */
+	int dev_errno;        /* else why not: ENOENT, EACCES, ... */
 	int root;             /* this process runs as root */
 	int user_allow_other; /* CL_HOST_FUSE_CONF has a user_allow_other line */
-	char dev_why[128];    /* why the device does not open */
 	char fusermount[256]; /* fusermount3's path, "" if not installed */
 };
 int cl_host_fuse_check(struct cl_host_fuse *f);
 
 /* QEMU's user as libvirt runs it (cl_vm_qemu_user). */
 struct cl_host_quser {
-	int from_conf;  /* named by `user =` in /etc/libvirt/qemu.conf */
+	int from_conf;  /* 1 named by `user =` in /etc/libvirt/qemu.conf, 0 the
+	                 * default, -1 the default assumed: not readable here */
 	char user[64];  /* its name */
 	char group[64]; /* its primary group */
 };

@@ -87,9 +87,16 @@ static int fuse_dev(const struct cl_host_fuse *f)
 		say("ok", "fuse", "%s opens read-write", CL_HOST_FUSE_DEV);
 		return 0;
 	}
-	say("FAIL", "fuse", "%s: %s: cloudletfs cannot mount", CL_HOST_FUSE_DEV, f->dev_why);
-	say("fix", "fuse", "modprobe fuse (as root; a container needs %s passed in)",
-	    CL_HOST_FUSE_DEV);
+	say("FAIL", "fuse", "%s: %s: cloudletfs cannot mount", CL_HOST_FUSE_DEV,
+	    strerror(f->dev_errno));
+	if (f->dev_errno == EACCES)
+		say("fix", "fuse",
+		    "chmod 0666 %s (as root; udev's rule makes it so), or run "
+		    "cloudlet as root",
+		    CL_HOST_FUSE_DEV);
+	else
+		say("fix", "fuse", "modprobe fuse (as root; a container needs %s passed in)",
+		    CL_HOST_FUSE_DEV);
 	return 1;
 }
 
@@ -174,8 +181,10 @@ static int check_quser(struct ctx *c)
 		return 1;
 	}
 	say("ok", "qemu-user", "libvirt runs QEMU as %s (group %s): %s", q.user, q.group,
-	    q.from_conf ? "`user =` in /etc/libvirt/qemu.conf"
-	                : "libvirt's default (no `user =` in /etc/libvirt/qemu.conf)");
+	    q.from_conf > 0    ? "`user =` in /etc/libvirt/qemu.conf"
+	    : q.from_conf == 0 ? "libvirt's default (no `user =` in /etc/libvirt/qemu.conf)"
+	                       : "libvirt's default, assumed (/etc/libvirt/qemu.conf is not "
+	                         "readable here)");
 	return 0;
 }
 

@@ -76,7 +76,7 @@ int cl_host_fuse_check(struct cl_host_fuse *f)
 		f->dev = 1;
 		close(fd);
 	} else {
-		snprintf(f->dev_why, sizeof(f->dev_why), "%s", strerror(errno));
+		f->dev_errno = errno;
 	}
 	f->root = geteuid() == 0;
 	f->user_allow_other = fuse_conf_allows();
@@ -98,7 +98,8 @@ int cl_host_quser_check(struct cl_host_quser *q)
 	r = cl_vm_qemu_user(&uid, &gid, q->group, sizeof(q->group));
 	if (r < 0)
 		return r;
-	q->from_conf = cl_vm_qemu_conf("user", name, sizeof(name)) == 0;
+	r = cl_vm_qemu_conf("user", name, sizeof(name));
+	q->from_conf = r == 0 ? 1 : r == -EACCES ? -1 : 0;
 	if (getpwuid_r(uid, &pwbuf, buf, sizeof(buf), &pw) != 0 || !pw)
 		return cl_errorf(-ENOENT, "uid %ld: not in the password database", (long)uid);
 	snprintf(q->user, sizeof(q->user), "%s", pw->pw_name);

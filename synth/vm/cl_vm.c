@@ -107,8 +107,8 @@ int cl_vm_qemu_conf(const char *key, char *out, size_t cap)
 	int r;
 
 	r = cl_read_file(CL_VM_QEMU_CONF, 1u << 20, (void **)&text, &len);
-	if (r == -ENOENT)
-		return r;
+	if (r == -ENOENT || r == -EACCES)
+		return r; /* Debian's is 0600 root: other users assume the default */
 	if (r < 0)
 		return cl_errorf(r, "%s: %s", CL_VM_QEMU_CONF, strerror(-r));
 	r = cl_vm_conf_value(text, key, out, cap);
@@ -125,7 +125,7 @@ static int qemu_passwd(struct passwd *pwbuf, char *buf, size_t cap, struct passw
 
 	*pw = NULL;
 	r = cl_vm_qemu_conf("user", name, sizeof(name));
-	if (r < 0 && r != -ENOENT)
+	if (r < 0 && r != -ENOENT && r != -EACCES)
 		return r;
 	if (r == 0 && name[0] == '+')
 		getpwuid_r((uid_t)strtoul(name + 1, NULL, 10), pwbuf, buf, cap, pw);

@@ -31,12 +31,14 @@ const char *cl_vm_error(void);
  * configuration file) into out[cap], quotes removed; -ENOENT if none. */
 int cl_vm_conf_value(const char *text, const char *key, char *out, size_t cap);
 
-/* The same from CL_VM_QEMU_CONF (-ENOENT also when the file is missing). */
+/* The same from CL_VM_QEMU_CONF: -ENOENT also when the file is missing,
+ * -EACCES (no message) when this user may not read it. */
 int cl_vm_qemu_conf(const char *key, char *out, size_t cap);
 
 /* The user QEMU runs as and its primary group (name into group[cap]), as
  * libvirt picks it: `user =` in CL_VM_QEMU_CONF, else libvirt-qemu, else
- * root (libvirt's default where the package made no libvirt-qemu). */
+ * root (libvirt's default where the package made no libvirt-qemu). A
+ * CL_VM_QEMU_CONF that this user may not read counts as setting none. */
 int cl_vm_qemu_user(uid_t *uid, gid_t *gid, char *group, size_t cap);
 
 /* "domain NAME: WHAT: libvirt's message" as the error (-EIO). */
