@@ -187,13 +187,13 @@ int cl_vm_define(virConnectPtr c, const char *xml, virDomainPtr *out)
 	return 0;
 }
 
-int cl_vm_start_paused(virDomainPtr d)
+int cl_vm_start_paused(virDomainPtr d, int postcopy)
 {
 	if (!d)
 		return -EINVAL;
 	if (virDomainCreateWithFlags(d, VIR_DOMAIN_START_PAUSED) < 0)
 		return cl_vm_dom_error(d, "cannot start");
-	return cl_qmp_ignore_shared(d);
+	return postcopy ? cl_qmp_postcopy_ram(d) : cl_qmp_ignore_shared(d);
 }
 
 int cl_vm_alive(virDomainPtr d)

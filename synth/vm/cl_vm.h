@@ -48,8 +48,9 @@ int cl_vm_dom_error(virDomainPtr d, const char *what);
 int cl_vm_define(virConnectPtr c, const char *xml, virDomainPtr *out);
 
 /* Starts the defined domain d (whose XML has `-incoming defer`) paused and
- * turns on x-ignore-shared (-ENOTSUP for a QEMU without it). */
-int cl_vm_start_paused(virDomainPtr d);
+ * turns on x-ignore-shared, or postcopy-ram when postcopy (-ENOTSUP for a
+ * QEMU without it). */
+int cl_vm_start_paused(virDomainPtr d, int postcopy);
 
 /* 1 while the domain runs (or is paused), 0 once it shut down or crashed,
  * -errno if libvirt does not answer. */
