@@ -77,6 +77,7 @@ static const char synthesis_usage[] =
     "\n"
     "Environment:\n"
     "  CLOUDLET_LIBVIRT_URI  libvirt connection (default qemu:///system)\n"
+    "  CLOUDLET_MEMORY_MODE  postcopy or mmap: the default of --memory-mode\n"
     "  CLOUDLET_ACCEL        kvm or tcg: skip the check of whether KVM really runs a\n"
     "                        guest here\n"
     "\n"
@@ -381,6 +382,17 @@ static int synthesize(struct synth *sy)
 	return r < 0 ? 1 : 0;
 }
 
+static int memory_mode(const char *v, enum cl_memory_mode *out)
+{
+	if (!strcmp(v, "postcopy"))
+		*out = CL_MEMORY_POSTCOPY;
+	else if (!strcmp(v, "mmap"))
+		*out = CL_MEMORY_MMAP;
+	else
+		return -EINVAL;
+	return 0;
+}
+
 static int parse_args(struct synth *s, int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -398,6 +410,9 @@ static int parse_args(struct synth *s, int argc, char **argv)
 	const char *p;
 	int c;
 
+	p = getenv("CLOUDLET_MEMORY_MODE");
+	if (p && *p && memory_mode(p, &s->o.memory) < 0)
+		return cl_cli_usage("synthesis", "CLOUDLET_MEMORY_MODE: postcopy or mmap");
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "n:Ekm:o:h", opts, NULL)) != -1) {
 		switch (c) {
@@ -439,10 +454,7 @@ static int parse_args(struct synth *s, int argc, char **argv)
 			s->json = 1;
 			break;
 		case OPT_MEMORY:
-			if (!strcmp(optarg, "postcopy") || !strcmp(optarg, "mmap"))
-				s->o.memory =
-				    optarg[0] == 'p' ? CL_MEMORY_POSTCOPY : CL_MEMORY_MMAP;
-			else
+			if (memory_mode(optarg, &s->o.memory) < 0)
 				return cl_cli_usage("synthesis", "--memory-mode: postcopy or mmap");
 			break;
 		case 'h':
