@@ -167,21 +167,20 @@ size_t cl_fs_postcopy_text(struct cl_fs_postcopy *p, char *buf, size_t cap)
 	static const char *const names[] = {"streaming", "complete", "failed"};
 	struct cl_pcsource_stats st;
 	char refused[256];
-	int n;
+	int n, have;
 
 	if (!cap)
 		return 0;
 	pthread_mutex_lock(&p->lock);
 	cl_pcsource_stats(p->src, &st);
 	memcpy(refused, p->refused, sizeof(refused));
-	n = p->src != NULL;
+	have = p->src != NULL;
 	pthread_mutex_unlock(&p->lock);
 	one_line(st.reason);
 	one_line(refused);
-	if (refused[0])
-		n = snprintf(buf, cap, "postcopy: failed: %s\n", refused);
-	else if (!n)
-		n = snprintf(buf, cap, "postcopy: off\n");
+	if (!have)
+		n = snprintf(buf, cap, refused[0] ? "postcopy: failed: %s\n" : "postcopy: off\n%s",
+		             refused);
 	else
 		n = snprintf(buf, cap,
 		             "postcopy: %s%s%s\n"
@@ -194,6 +193,9 @@ size_t cl_fs_postcopy_text(struct cl_fs_postcopy *p, char *buf, size_t cap)
 		             names[st.state], st.state == CL_PCSOURCE_FAILED ? ": " : "", st.reason,
 		             st.pages, st.requested, st.demand, st.pushed, st.zero_skipped,
 		             st.latency_p50_ms, st.latency_p99_ms);
+	/* a refused start does not hide the state of the source before it */
+	if (n >= 0 && (size_t)n < cap && have && refused[0])
+		n += snprintf(buf + n, cap - (size_t)n, "postcopy_refused: %s\n", refused);
 	if (n < 0)
 		return 0;
 	return (size_t)n < cap ? (size_t)n : cap - 1;
