@@ -51,7 +51,7 @@ int cl_pcram_fits(uint64_t bytes)
 	                 "postcopy memory mode: the guest's %" PRIu64
 	                 " MiB of RAM go to a tmpfs, and this host has %" PRIu64
 	                 " MiB available (%llu MiB kept for the rest)",
-	                 bytes >> 20, avail >> 20, MARGIN >> 20);
+	                 bytes >> 20, avail >> 20, (unsigned long long)(MARGIN >> 20));
 }
 
 static int make_file(const char *path, uint64_t bytes, uid_t uid, gid_t gid)
@@ -81,7 +81,7 @@ int cl_pcram_make(const char *rundir, uint64_t bytes, uid_t uid, gid_t gid, char
 		return cl_errorf(-errno, "%s: %s", dir, strerror(errno));
 	/* Rounded up to whole pages: size= takes bytes. */
 	snprintf(opts, sizeof(opts), "size=%" PRIu64 ",mode=0700,uid=%u,gid=%u",
-	         (bytes + 4095) & ~4095ull, (unsigned)uid, (unsigned)gid);
+	         (bytes + 4095) & ~(uint64_t)4095, (unsigned)uid, (unsigned)gid);
 	if (mount("cloudlet-ram", dir, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, opts) < 0) {
 		r = cl_errorf(-errno, "%s: cannot mount a tmpfs for guest RAM: %s", dir,
 		              strerror(errno));

@@ -9,6 +9,7 @@
 #include "cl_util.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -67,7 +68,7 @@ int cl_session_pc_ram(struct cl_session *s, enum cl_memory_mode want, uint64_t m
 static void memory_failed(struct cl_session *s, const char *why)
 {
 	struct cl_session_event ev = {.kind = CL_SESSION_MEMORY_FAILED};
-	char text[700];
+	char text[PATH_MAX + 800];
 	int destroyed = 0, r;
 
 	s->said_pc_failed = 1;
@@ -84,7 +85,7 @@ static void memory_failed(struct cl_session *s, const char *why)
 
 void cl_session_pc_watch(struct cl_session *s)
 {
-	char st[512], why[600];
+	char st[512], why[PATH_MAX + 600];
 	int r;
 
 	if (!s->postcopy || !s->running || !s->mounted || s->said_pc_failed || s->said_pc_complete)
