@@ -11,11 +11,9 @@
  * Lifetime: a page read handed to the engine holds a reference on ps (its
  * completion may come after the source stopped, up to the engine's memory
  * bound or its shutdown); the owner holds one more. The last one frees. */
-#include "cl_pcsource.h"
+#include "cl_pcsource_int.h"
 #include "cl_lazy_int.h"
 #include "cl_error.h"
-#include "cl_pcstream.h"
-#include "cl_vmstate.h"
 
 #include <errno.h>
 #include <poll.h>
@@ -27,60 +25,10 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#define PAGE         CL_VMSTATE_PAGE
-#define RP_BUF       (64u << 10)
-#define BATCH        64   /* pages per pushed section */
-#define MAX_ANSWER   1024 /* pages per section of answers */
-#define SEND_TMO_S   10   /* a write stalled longer fails the source */
-#define SHUT_TMO_S   30   /* bound on the wait for SHUT after EOF */
-#define HOLD_S       2.0  /* the push waits for the guest to run, at most this long */
-#define IDLE_S       5.0  /* no segment came that long: the push fetches what it needs */
-#define POLL_S       0.02 /* the push looks for new segments this often */
-#define READ_SLACK_S 5.0  /* beyond the engine's memory bound */
-#define NBUCKETS     256  /* latency histogram: 4 buckets per power of two of microseconds */
-
-/* One page read of the engine: requested (to answer) or for the push. */
-struct pread {
-	struct cl_pcsource *ps;
-	struct pread *next; /* lock: ps->ready */
-	uint64_t offset;
-	double asked;
-	int push;       /* the pusher waits for it; else it goes on ps->ready */
-	int done;       /* lock */
-	int abandoned;  /* lock: the pusher stopped waiting, the completion frees it */
-	ssize_t result; /* lock */
-	uint8_t data[PAGE];
-};
-
-struct cl_pcsource {
-	struct cl_lazy *l;
-	struct cl_vmstate *vs;
-	uint32_t main;
-	uint64_t npages;
-	int fd;
-	pthread_mutex_t wlock;
-	struct cl_pcstream *st; /* wlock */
-	pthread_mutex_t lock;
-	pthread_cond_t cond; /* lock: broadcast at every change of the fields below */
-	pthread_t threads[3];
-	unsigned nthreads;                 /* started (the owner's only) */
-	unsigned refs;                     /* lock */
-	struct pread *ready, **ready_tail; /* lock: requested pages read, to answer */
-	int answering;                     /* lock: the sender writes answers */
-	uint64_t inflight;                 /* lock: requested pages in the engine */
-	double t_started;                  /* lock: the package is written (0: not yet) */
-	int running;                       /* lock: the package's PING answered */
-	int push_done;                     /* lock */
-	int finished;                      /* lock: EOF written */
-	int shut;                          /* lock: SHUT came, with shut_rc */
-	uint32_t shut_rc;                  /* lock */
-	int stop;                          /* lock */
-	enum cl_pcsource_state state;      /* lock */
-	char reason[256];                  /* lock */
-	uint64_t requested, demand, pushed, zero_skipped; /* lock */
-	uint64_t hist[NBUCKETS];                          /* lock: request-to-answer times */
-	uint64_t nlat;                                    /* lock */
-};
+#define RP_BUF     (64u << 10)
+#define MAX_ANSWER 1024 /* pages per section of answers */
+#define SEND_TMO_S 10   /* a write stalled longer fails the source */
+#define SHUT_TMO_S 30   /* bound on the wait for SHUT after EOF */
 
 static void destroy(struct cl_pcsource *ps)
 {
@@ -106,10 +54,7 @@ static int put_locked(struct cl_pcsource *ps)
 	return --ps->refs == 0;
 }
 
-/* Records the first failure (reason NULL: none, a stop after the end),
- * stops everything and shuts the socket down: the reader and any blocked
- * write wake, QEMU goes postcopy-paused. */
-static void stop_locked(struct cl_pcsource *ps, const char *reason)
+void pcs_stop_locked(struct cl_pcsource *ps, const char *reason)
 {
 	if (ps->state == CL_PCSOURCE_STREAMING && reason) {
 		ps->state = CL_PCSOURCE_FAILED;
@@ -120,24 +65,23 @@ static void stop_locked(struct cl_pcsource *ps, const char *reason)
 	pthread_cond_broadcast(&ps->cond);
 }
 
-/* Fails with "what: " and the message of r. */
-static void fail_locked(struct cl_pcsource *ps, int r, const char *what)
+void pcs_fail_locked(struct cl_pcsource *ps, int r, const char *what)
 {
 	char reason[sizeof(ps->reason)];
 
 	snprintf(reason, sizeof(reason), "%s: %s", what,
 	         *cl_error_msg() ? cl_error_msg() : strerror(-r));
-	stop_locked(ps, reason);
+	pcs_stop_locked(ps, reason);
 }
 
 static void fail(struct cl_pcsource *ps, int r, const char *what)
 {
 	pthread_mutex_lock(&ps->lock);
-	fail_locked(ps, r, what);
+	pcs_fail_locked(ps, r, what);
 	pthread_mutex_unlock(&ps->lock);
 }
 
-static int stopped(struct cl_pcsource *ps)
+int pcs_stopped(struct cl_pcsource *ps)
 {
 	int s;
 
@@ -192,9 +136,7 @@ static void read_done(void *ctx, ssize_t r)
 		destroy(ps);
 }
 
-/* Hands page off to the engine: a requested page is an access (its answer
- * goes on ps->ready); the push's is quiet (*out: the pusher waits for it). */
-static int read_page(struct cl_pcsource *ps, uint64_t off, int push, struct pread **out)
+int pcs_read_page(struct cl_pcsource *ps, uint64_t off, int push, struct pread **out)
 {
 	struct pread *pr = calloc(1, sizeof(*pr));
 
@@ -220,38 +162,6 @@ static int read_page(struct cl_pcsource *ps, uint64_t off, int push, struct prea
 	return 0;
 }
 
-/* The push's read of one page into buf: without waiting (-EAGAIN when its
- * segment is missing), or waiting as long as the engine's memory bound. */
-static int push_read(struct cl_pcsource *ps, uint64_t off, int wait, uint8_t *buf)
-{
-	double until = cl_now() + ps->l->img[CL_MEMORY].timeout_ms / 1000.0 + READ_SLACK_S;
-	struct pread *pr;
-	int r;
-
-	if (!wait)
-		return lazy_read_present(ps->l, CL_MEMORY, off, PAGE, buf);
-	r = read_page(ps, off, 1, &pr);
-	if (r)
-		return r;
-	pthread_mutex_lock(&ps->lock);
-	while (!pr->done && !ps->stop && cl_now() < until)
-		cl_cond_wait_until(&ps->cond, &ps->lock, until);
-	if (!pr->done) {
-		pr->abandoned = 1;
-		r = ps->stop ? -ECANCELED
-		             : cl_errorf(-ETIMEDOUT, "page %#llx: no answer in time",
-		                         (unsigned long long)off);
-		pthread_mutex_unlock(&ps->lock);
-		return r;
-	}
-	pthread_mutex_unlock(&ps->lock);
-	r = pr->result < 0 ? (int)pr->result : 0;
-	if (!r)
-		memcpy(buf, pr->data, PAGE);
-	free(pr);
-	return r;
-}
-
 /* ---- the return path ---- */
 
 static int rp_message(struct cl_pcsource *ps, const struct cl_pcrp_msg *m)
@@ -265,7 +175,7 @@ static int rp_message(struct cl_pcsource *ps, const struct cl_pcrp_msg *m)
 			                 "a request for RAM block %s, which was sent whole",
 			                 cl_vmstate_block(ps->vs, m->block)->name);
 		for (off = m->offset; !r && off < m->offset + m->length; off += PAGE)
-			r = read_page(ps, off, 0, NULL);
+			r = pcs_read_page(ps, off, 0, NULL);
 		return r;
 	}
 	pthread_mutex_lock(&ps->lock);
@@ -312,7 +222,7 @@ static int rp_loop(struct cl_pcsource *ps, uint8_t *buf)
 	int r = 0, shut = 0;
 
 	cl_pcrp_init(&rp, ps->vs);
-	while (!r && !shut && !stopped(ps)) {
+	while (!r && !shut && !pcs_stopped(ps)) {
 		if (poll(&pfd, 1, 200) <= 0)
 			continue;
 		n = recv(ps->fd, buf + len, RP_BUF - len, 0);
@@ -489,266 +399,6 @@ static void *sender_main(void *arg)
 	return NULL;
 }
 
-/* ---- the push ---- */
-
-/* The cheapest class of the chunks under page off. */
-static enum lazy_chunk_class page_class(struct cl_pcsource *ps, uint64_t off)
-{
-	struct cl_lazy *l = ps->l;
-	uint64_t k, last = (off + PAGE - 1) / l->cs;
-	enum lazy_chunk_class c, worst = LAZY_CHUNK_ZERO;
-
-	lazy_lock(l);
-	for (k = off / l->cs; k <= last; k++) {
-		c = lazy_chunk_class_locked(l, CL_MEMORY, k);
-		worst = c < worst ? c : worst;
-	}
-	lazy_unlock(l);
-	return worst;
-}
-
-/* Waits while answers wait to be written: they go first. */
-static void yield_to_answers(struct cl_pcsource *ps)
-{
-	pthread_mutex_lock(&ps->lock);
-	while ((ps->ready || ps->answering) && !ps->stop)
-		cl_cond_wait_until(&ps->cond, &ps->lock, cl_now() + 0.1);
-	pthread_mutex_unlock(&ps->lock);
-}
-
-/* Pages collected for one pushed section. */
-struct pushq {
-	uint64_t off[BATCH];
-	size_t n;
-	int wait;             /* read what is missing (else skip it) */
-	uint8_t (*buf)[PAGE]; /* BATCH pages */
-	uint64_t events;      /* memory PRESENT events taken */
-	uint64_t scan;        /* next page of the pass over local pages */
-	double progress;      /* when the push last found something to do */
-};
-
-/* Marks zero[0..nz) zero and sends pages[0..np), leaving out what the
- * answers sent meanwhile. */
-static int push_write(struct cl_pcsource *ps, const uint64_t *zero, size_t nz,
-                      struct cl_pcstream_page *pages, size_t np)
-{
-	size_t i, k = 0;
-	int r = 0;
-
-	yield_to_answers(ps);
-	pthread_mutex_lock(&ps->wlock);
-	for (i = 0; !r && i < nz; i++)
-		r = cl_pcstream_set_zero(ps->st, ps->main, zero[i]);
-	for (i = 0; i < np; i++)
-		if (!cl_pcstream_is_sent(ps->st, ps->main, pages[i].offset))
-			pages[k++] = pages[i];
-	if (!r && k)
-		r = cl_pcstream_send(ps->st, pages, k);
-	pthread_mutex_unlock(&ps->wlock);
-	if (r)
-		return r;
-	pthread_mutex_lock(&ps->lock);
-	ps->pushed += k;
-	ps->zero_skipped += nz;
-	pthread_mutex_unlock(&ps->lock);
-	return 0;
-}
-
-/* Pushes the pages collected in q that are still due: zero ones marked,
- * the others read (a page whose segment is missing is skipped unless
- * q->wait) and sent in one section. */
-static int push_flush(struct cl_pcsource *ps, struct pushq *q)
-{
-	struct cl_pcstream_page pages[BATCH];
-	uint64_t zero[BATCH];
-	size_t i, np = 0, nz = 0, nd = 0;
-	int r = 0;
-
-	pthread_mutex_lock(&ps->wlock);
-	for (i = 0; i < q->n; i++)
-		if (!cl_pcstream_is_sent(ps->st, ps->main, q->off[i]))
-			q->off[nd++] = q->off[i];
-	pthread_mutex_unlock(&ps->wlock);
-	q->n = 0;
-	for (i = 0; i < nd; i++) {
-		if (page_class(ps, q->off[i]) == LAZY_CHUNK_ZERO) {
-			zero[nz++] = q->off[i];
-			continue;
-		}
-		r = push_read(ps, q->off[i], q->wait, q->buf[np]);
-		if (r == -EAGAIN)
-			continue;
-		if (r)
-			return r == -ECANCELED
-			           ? r
-			           : cl_errorf(r, "page %#llx of %s: %s",
-			                       (unsigned long long)q->off[i], CL_PCSOURCE_BLOCK,
-			                       *cl_error_msg() ? cl_error_msg() : strerror(-r));
-		if (cl_is_zero(q->buf[np], PAGE)) {
-			zero[nz++] = q->off[i];
-			continue;
-		}
-		pages[np].block = ps->main;
-		pages[np].offset = q->off[i];
-		pages[np].data = q->buf[np];
-		np++;
-	}
-	if (nz || np)
-		q->progress = cl_now();
-	return push_write(ps, zero, nz, pages, np);
-}
-
-static int push_add(struct cl_pcsource *ps, struct pushq *q, uint64_t off)
-{
-	q->off[q->n++] = off;
-	return q->n == BATCH ? push_flush(ps, q) : 0;
-}
-
-/* The pages of the memory chunks the engine made present since the last
- * call, in the order they came. 1 if there were some, 0, -errno. */
-static int push_events(struct cl_pcsource *ps, struct pushq *q)
-{
-	struct cl_lazy_event ev[BATCH];
-	uint32_t cs = ps->l->cs;
-	uint64_t off, end;
-	size_t i, n;
-	int r = 0;
-
-	n = cl_lazy_events(ps->l, CL_MEMORY, CL_EV_PRESENT, q->events, ev, BATCH);
-	q->events += n;
-	for (i = 0; !r && i < n; i++) {
-		end = (ev[i].chunk + 1) * cs < ps->npages * PAGE ? (ev[i].chunk + 1) * cs
-		                                                 : ps->npages * PAGE;
-		for (off = ev[i].chunk * cs / PAGE * PAGE; !r && off < end; off += PAGE)
-			r = push_add(ps, q, off);
-	}
-	if (!r && q->n)
-		r = push_flush(ps, q);
-	return r ? r : n > 0;
-}
-
-/* The next pages that need no overlay data (the base's, zeros), in
- * order, once. 1 if it looked at some, 0 when that pass is over. */
-static int push_local(struct cl_pcsource *ps, struct pushq *q)
-{
-	uint64_t end = q->scan + 4 * BATCH < ps->npages ? q->scan + 4 * BATCH : ps->npages;
-	int r = 0;
-
-	if (q->scan >= ps->npages)
-		return 0;
-	for (; !r && q->scan < end; q->scan++)
-		if (page_class(ps, q->scan * PAGE) != LAZY_CHUNK_OVERLAY)
-			r = push_add(ps, q, q->scan * PAGE);
-	if (!r && q->n)
-		r = push_flush(ps, q);
-	return r ? r : 1;
-}
-
-/* Whether the pages still due would never come without a fetch of ours:
- * the engine fetches nothing by itself, or nothing came for IDLE_S. */
-static int must_fetch(struct cl_pcsource *ps, const struct pushq *q)
-{
-	struct cl_lazy *l = ps->l;
-	int f;
-
-	lazy_lock(l);
-	f = l->o.no_stream || l->state != CL_LAZY_STREAMING || !l->img[CL_MEMORY].missing ||
-	    cl_now() > q->progress + IDLE_S;
-	lazy_unlock(l);
-	return f;
-}
-
-/* One section of the pages still due, in page order, waiting for them. */
-static int push_fetch(struct cl_pcsource *ps, struct pushq *q)
-{
-	uint64_t off;
-	uint32_t b;
-
-	pthread_mutex_lock(&ps->wlock);
-	while (q->n < BATCH && !cl_pcstream_next(ps->st, &b, &off) &&
-	       (!q->n || off > q->off[q->n - 1]))
-		q->off[q->n++] = off;
-	pthread_mutex_unlock(&ps->wlock);
-	q->wait = 1;
-	return push_flush(ps, q);
-}
-
-static uint64_t pages_left(struct cl_pcsource *ps)
-{
-	uint64_t n;
-
-	pthread_mutex_lock(&ps->wlock);
-	n = cl_pcstream_left(ps->st);
-	pthread_mutex_unlock(&ps->wlock);
-	return n;
-}
-
-/* Waits for the package to be written and the guest to run (HOLD_S at
- * most: the push must not slow the resume), or for a stop. */
-static int push_hold(struct cl_pcsource *ps)
-{
-	int r;
-
-	pthread_mutex_lock(&ps->lock);
-	while (!ps->stop && (!ps->t_started || (!ps->running && cl_now() < ps->t_started + HOLD_S)))
-		cl_cond_wait_until(&ps->cond, &ps->lock,
-		                   ps->t_started ? ps->t_started + HOLD_S : cl_now() + 1.0);
-	r = ps->stop ? -ECANCELED : 0;
-	pthread_mutex_unlock(&ps->lock);
-	return r;
-}
-
-/* Sleeps seconds, or until a stop. 0 or -ECANCELED. */
-static int push_nap(struct cl_pcsource *ps, double seconds)
-{
-	int r;
-
-	pthread_mutex_lock(&ps->lock);
-	if (!ps->stop)
-		cl_cond_wait_until(&ps->cond, &ps->lock, cl_now() + seconds);
-	r = ps->stop ? -ECANCELED : 0;
-	pthread_mutex_unlock(&ps->lock);
-	return r;
-}
-
-static int push_all(struct cl_pcsource *ps, struct pushq *q)
-{
-	int r = push_hold(ps);
-
-	q->progress = cl_now();
-	while (!r) {
-		r = push_events(ps, q);
-		if (!r)
-			r = push_local(ps, q);
-		if (r) {
-			r = r < 0 ? r : (stopped(ps) ? -ECANCELED : 0);
-			continue;
-		}
-		if (!pages_left(ps))
-			return 0;
-		r = must_fetch(ps, q) ? push_fetch(ps, q) : push_nap(ps, POLL_S);
-		if (!r && stopped(ps))
-			r = -ECANCELED;
-	}
-	return r;
-}
-
-static void *pusher_main(void *arg)
-{
-	struct cl_pcsource *ps = arg;
-	struct pushq q = {.buf = malloc((size_t)BATCH * PAGE)};
-	int r = q.buf ? push_all(ps, &q) : -ENOMEM;
-
-	free(q.buf);
-	pthread_mutex_lock(&ps->lock);
-	if (r && r != -ECANCELED)
-		fail_locked(ps, r, "push");
-	ps->push_done = !r;
-	pthread_cond_broadcast(&ps->cond);
-	pthread_mutex_unlock(&ps->lock);
-	return NULL;
-}
-
 /* ---- set-up and the API ---- */
 
 int cl_pcsource_connect(const char *path, double timeout, int *fd)
@@ -837,7 +487,7 @@ fail_alloc:
 
 int cl_pcsource_start(struct cl_lazy *l, int fd, struct cl_pcsource **out)
 {
-	void *(*const mains[3])(void *) = {rp_main, pusher_main, sender_main};
+	void *(*const mains[3])(void *) = {rp_main, pcs_pusher_main, sender_main};
 	struct timeval tv = {.tv_sec = SEND_TMO_S};
 	struct cl_pcsource *ps;
 	int r;
@@ -875,7 +525,7 @@ void cl_pcsource_stop(struct cl_pcsource *ps)
 	if (!ps)
 		return;
 	pthread_mutex_lock(&ps->lock);
-	stop_locked(ps, "stopped before the end (the mount is going away)");
+	pcs_stop_locked(ps, "stopped before the end (the mount is going away)");
 	pthread_mutex_unlock(&ps->lock);
 	while (ps->nthreads)
 		pthread_join(ps->threads[--ps->nthreads], NULL);

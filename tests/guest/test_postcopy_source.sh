@@ -29,7 +29,12 @@ source "$CL_SOURCE_DIR/tests/lib/clfs.sh"
 QEMU=$(command -v qemu-system-x86_64) || { echo "SKIP: no qemu-system-x86_64"; exit 77; }
 [ "$("$QEMU" --version | sed -n '1s/.*version \([0-9]*\.[0-9]*\).*/\1/p')" = 7.2 ] ||
 	{ echo "SKIP: the postcopy stream is tested against QEMU 7.2 only"; exit 77; }
-stop_dst() { pc_stop_qemu; rm -f /dev/shm/cl-pcsrc.$$.*; }
+# A postcopy-paused QEMU does not end on SIGTERM (a vCPU waits on a page).
+stop_dst() {
+	[ -n "${QPID:-}" ] && kill -9 "$QPID" 2>/dev/null
+	pc_stop_qemu
+	rm -f /dev/shm/cl-pcsrc.$$.*
+}
 CLEANUP_HOOK=stop_dst
 cl_fs_init postcopy-src
 # shellcheck source=tests/lib/pcqemu.sh
