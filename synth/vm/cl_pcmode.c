@@ -149,7 +149,5 @@ int cl_pcmode_fault(virDomainPtr d, int *destroyed)
 	*destroyed = !paused;
 	if (paused)
 		return 0;
-	if (virDomainDestroy(d) < 0)
-		return cl_vm_dom_error(d, "cannot destroy");
-	return 0;
+	return cl_vm_kill(d);
 }

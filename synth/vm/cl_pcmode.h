@@ -27,8 +27,9 @@ int cl_pcmode_load(virDomainPtr d, const char *sock, const char *mnt, double tim
  * when the daemon shows none. */
 int cl_pcmode_state(const char *mnt, char *out, size_t cap);
 
-/* Guest memory cannot be served any more: pauses d, or destroys it when it
- * does not pause within CL_PCMODE_PAUSE_S; *destroyed says which. */
+/* Guest memory cannot be served any more: pauses d, or kills it
+ * (cl_vm_kill) when it does not pause within CL_PCMODE_PAUSE_S; *destroyed
+ * says which. */
 int cl_pcmode_fault(virDomainPtr d, int *destroyed);
 
 #endif

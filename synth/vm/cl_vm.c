@@ -10,6 +10,7 @@
 #include <grp.h>
 #include <pthread.h>
 #include <pwd.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,6 +18,7 @@
 #include <libvirt/virterror.h>
 
 #define QEMU_USER "libvirt-qemu"
+#define QEMU_PID_DIR "/run/libvirt/qemu" /* libvirt's system driver */
 
 static void quiet(void *ctx, virErrorPtr err)
 {
@@ -237,6 +239,28 @@ int cl_vm_mac_user(virConnectPtr c, const char *mac, const char *self, char *nam
 	}
 	free(doms);
 	return found;
+}
+
+int cl_vm_kill(virDomainPtr d)
+{
+	char path[256], buf[32];
+	const char *name;
+	long pid = 0;
+	FILE *f;
+
+	if (!d || !(name = virDomainGetName(d)))
+		return -EINVAL;
+	snprintf(path, sizeof(path), "%s/%s.pid", QEMU_PID_DIR, name);
+	f = fopen(path, "re");
+	if (f && fgets(buf, sizeof(buf), f))
+		pid = strtol(buf, NULL, 10);
+	if (f)
+		fclose(f);
+	if (pid > 1)
+		kill((pid_t)pid, SIGKILL);
+	if (virDomainDestroy(d) < 0 && cl_vm_alive(d) != 0)
+		return cl_vm_dom_error(d, "cannot destroy");
+	return 0;
 }
 
 int cl_vm_remove(virDomainPtr d)

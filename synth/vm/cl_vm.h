@@ -63,6 +63,12 @@ int cl_vm_resume(virDomainPtr d);
  * its name into name[cap]), or none (0). */
 int cl_vm_mac_user(virConnectPtr c, const char *mac, const char *self, char *name, size_t cap);
 
+/* Ends the domain d at once: SIGKILL to its QEMU (libvirt's pid file of
+ * the system driver), then libvirt's destroy. libvirt's destroy alone sends
+ * SIGTERM and waits 10 s before SIGKILL, and a QEMU whose vCPU waits on a
+ * page that never comes does not act on SIGTERM. */
+int cl_vm_kill(virDomainPtr d);
+
 /* Destroys (if running) and undefines d, and frees it. */
 int cl_vm_remove(virDomainPtr d);
 
