@@ -77,6 +77,7 @@ enum cl_session_end {
 	CL_SESSION_END_GUEST,   /* the guest shut down or crashed */
 	CL_SESSION_END_LIBVIRT, /* libvirt stopped answering */
 	CL_SESSION_END_FD,      /* the watched descriptor reached its end */
+	CL_SESSION_END_MEMORY,  /* postcopy: guest memory failed and the VM was killed */
 };
 
 /* --- synthesis ------------------------------------------------------------ */

@@ -278,6 +278,8 @@ static const char *end_reason(enum cl_session_end end)
 		return "the guest shut down";
 	case CL_SESSION_END_LIBVIRT:
 		return "libvirt stopped answering";
+	case CL_SESSION_END_MEMORY:
+		return "guest memory failed: the VM was killed";
 	default:
 		return "stdin closed";
 	}
@@ -327,6 +329,10 @@ static int run(struct synth *sy, struct cl_session *s)
 		json_event(NULL, cl_session_elapsed(s), "ended", NULL, "reason", end_reason(end));
 	else
 		printf("[%8.2f s] %s\n", cl_session_elapsed(s), end_reason(end));
+	/* A VM lost to a fault is a failure of the command. */
+	if (end == CL_SESSION_END_MEMORY)
+		return cl_errorf(-EIO, "guest memory could not be served (see the postcopy lines of %s/status)",
+		                 cl_session_mount(s));
 	return 0;
 }
 

@@ -223,6 +223,8 @@ int cl_session_wait(struct cl_session *s, double seconds, int fd, enum cl_sessio
 		if (seconds > 0 && cl_now() - t0 >= seconds)
 			return *end = CL_SESSION_END_TIME, 0;
 		cl_session_pc_watch(s);
+		if (s->pc_killed)
+			return *end = CL_SESSION_END_MEMORY, 0;
 		alive = cl_vm_alive(s->dom);
 		if (alive == 0)
 			return *end = CL_SESSION_END_GUEST, 0;

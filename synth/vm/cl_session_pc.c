@@ -73,6 +73,7 @@ static void memory_failed(struct cl_session *s, const char *why)
 
 	s->said_pc_failed = 1;
 	r = cl_pcmode_fault(s->dom, &destroyed);
+	s->pc_killed = r < 0 || destroyed;
 	snprintf(text, sizeof(text), "%s; the VM %s", why,
 	         r < 0       ? "could be neither paused nor destroyed"
 	         : destroyed ? "did not pause (a vCPU waits on a missing page) and was destroyed"

@@ -58,6 +58,7 @@ struct cl_session {
 	int postcopy;         /* guest RAM comes from the mount's daemon, page by page */
 	char pcram[PATH_MAX]; /* the RAM file on the VM's own tmpfs */
 	int said_pc_complete, said_pc_failed;
+	int pc_killed; /* the VM would not pause on a memory fault */
 };
 
 /* Reports an event of kind; with the mount's progress when it serves. */
