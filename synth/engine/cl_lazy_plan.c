@@ -287,10 +287,13 @@ int lazy_run_pieces(struct cl_lazy *l, enum cl_image_id im, struct piece *p, siz
 	return r;
 }
 
+/* Safe to call again: a failed plan is freed by its maker and its caller. */
 void lazy_plan_free(struct plan *pl)
 {
 	free(pl->p);
 	free(pl->segs);
+	pl->p = NULL;
+	pl->segs = NULL;
 }
 
 /* Splits [off, off + len) into pieces, or lists the segments
