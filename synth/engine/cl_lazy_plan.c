@@ -315,10 +315,13 @@ enum lazy_chunk_class lazy_chunk_class_locked(struct cl_lazy *l, enum cl_image_i
 	return LAZY_CHUNK_OVERLAY;
 }
 
+/* Safe to call again: a failed plan is freed by its maker and its caller. */
 void lazy_plan_free(struct plan *pl)
 {
 	free(pl->p);
 	free(pl->segs);
+	pl->p = NULL;
+	pl->segs = NULL;
 }
 
 /* Splits [off, off + len) into pieces, or lists the segments
