@@ -77,7 +77,7 @@ int cl_pcmode_load(virDomainPtr d, const char *sock, const char *mnt, double tim
 	r = cl_migrate_incoming(d, sock);
 	if (r == 0)
 		r = cl_mount_postcopy_start(mnt, sock);
-	while (r == 0 && (r = loaded(d, mnt)) == 1) {
+	while (r >= 0 && (r = loaded(d, mnt)) == 1) {
 		if (stop && *stop)
 			return cl_errorf(-EINTR, "interrupted while the device state was loading");
 		if (cl_now() - t0 > timeout)
