@@ -227,8 +227,7 @@ static void on_event(struct cl_session *s, void *ctx, const struct cl_session_ev
 		timeline(ev, what);
 		break;
 	case CL_SESSION_RESUMED:
-		snprintf(what, sizeof(what), "VM resumed (memory: %s)", cl_session_memory(s));
-		timeline(ev, what);
+		timeline(ev, "VM resumed");
 		break;
 	case CL_SESSION_MEMORY_COMPLETE:
 		timeline(ev, "guest memory complete");
@@ -306,8 +305,9 @@ static void show_running(const struct synth *sy, struct cl_session *s)
 		printf("VNC display: %s\n", vnc);
 	else
 		printf("no VNC display\n");
-	printf("domain %s (%s); serial console %s/console.sock; Ctrl-C or SIGTERM ends it\n",
-	       cl_session_name(s), cl_session_accel(s), cl_session_rundir(s));
+	printf("domain %s (%s, memory %s); serial console %s/console.sock; Ctrl-C or SIGTERM "
+	       "ends it\n",
+	       cl_session_name(s), cl_session_accel(s), cl_session_memory(s), cl_session_rundir(s));
 }
 
 static int run(struct synth *sy, struct cl_session *s)
