@@ -331,8 +331,9 @@ static int run(struct synth *sy, struct cl_session *s)
 		printf("[%8.2f s] %s\n", cl_session_elapsed(s), end_reason(end));
 	/* A VM lost to a fault is a failure of the command. */
 	if (end == CL_SESSION_END_MEMORY)
-		return cl_errorf(-EIO, "guest memory could not be served (see the postcopy lines of %s/status)",
-		                 cl_session_mount(s));
+		return cl_errorf(
+		    -EIO, "guest memory could not be served (see the postcopy lines of %s/status)",
+		    cl_session_mount(s));
 	return 0;
 }
 

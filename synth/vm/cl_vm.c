@@ -17,7 +17,7 @@
 
 #include <libvirt/virterror.h>
 
-#define QEMU_USER "libvirt-qemu"
+#define QEMU_USER    "libvirt-qemu"
 #define QEMU_PID_DIR "/run/libvirt/qemu" /* libvirt's system driver */
 
 static void quiet(void *ctx, virErrorPtr err)
