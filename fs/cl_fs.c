@@ -3,6 +3,7 @@
  * cl_fs_tree.c: attributes, opens, the images' reads, writes and hole
  * punches handed to the engine, the status and stats text, listings. */
 #include "cl_fs.h"
+#include "cl_fs_postcopy.h"
 #include "cl_fs_stream.h"
 #include "cl_fs_text.h"
 #include "cl_fs_tree.h"
@@ -25,8 +26,9 @@
 #define ENTRY_TIMEOUT 3600.0
 #define ATTR_TIMEOUT  3600.0
 
-#define NOTE_MAX CL_FS_NOTE_MAX                   /* the session's line in status, NUL included */
-#define TEXT_MAX (3 * PATH_MAX + 1024 + NOTE_MAX) /* the status file, three paths included */
+#define NOTE_MAX CL_FS_NOTE_MAX /* the session's line in status, NUL included */
+/* the status file, three paths included */
+#define TEXT_MAX (3 * PATH_MAX + 1024 + NOTE_MAX + CL_FS_POSTCOPY_TEXT_MAX)
 
 /* An open status or stats file: its text is taken at the first read and
  * again at every read from offset 0, so that one cat sees one snapshot. */
@@ -62,6 +64,7 @@ struct cl_fs {
 	pthread_cond_t drained;                               /* inflight reached 0 */
 	struct handle handles;                                /* lock: open files' list head */
 	char note[NOTE_MAX];                                  /* lock: CL_MOUNT_VM_XATTR */
+	struct cl_fs_postcopy *pc;                            /* CL_MOUNT_POSTCOPY_XATTR */
 };
 
 /* An image read, write or hole punch handed to the engine. */
@@ -105,9 +108,12 @@ int cl_fs_new(struct cl_lazy *l, const struct cl_fs_config *cfg, struct cl_fs **
 	fs->cfg.overlay = fs->overlay;
 	fs->cfg.base = fs->base;
 	fs->cfg.mountpoint = fs->mountpoint;
-	r = -pthread_mutex_init(&fs->lock, NULL);
+	r = cl_fs_postcopy_new(l, &fs->pc);
 	if (r < 0)
 		goto fail_strings;
+	r = -pthread_mutex_init(&fs->lock, NULL);
+	if (r < 0)
+		goto fail_postcopy;
 	/* Drain waits are bounded on the monotonic clock. */
 	r = cl_cond_init_monotonic(&fs->drained);
 	if (r < 0)
@@ -129,6 +135,8 @@ int cl_fs_new(struct cl_lazy *l, const struct cl_fs_config *cfg, struct cl_fs **
 
 fail_mutex:
 	pthread_mutex_destroy(&fs->lock);
+fail_postcopy:
+	cl_fs_postcopy_free(fs->pc);
 fail_strings:
 	free(fs->mountpoint);
 	free(fs->base);
@@ -145,12 +153,18 @@ void cl_fs_free(struct cl_fs *fs)
 		return;
 	while (fs->handles.next != &fs->handles)
 		handle_free(fs, fs->handles.next);
+	cl_fs_postcopy_free(fs->pc);
 	pthread_cond_destroy(&fs->drained);
 	pthread_mutex_destroy(&fs->lock);
 	free(fs->mountpoint);
 	free(fs->base);
 	free(fs->overlay);
 	free(fs);
+}
+
+void cl_fs_stop(struct cl_fs *fs)
+{
+	cl_fs_postcopy_stop(fs->pc);
 }
 
 void cl_fs_hold(struct cl_fs *fs)
@@ -553,6 +567,8 @@ static void read_text(struct cl_fs *fs, fuse_req_t req, const struct cl_fs_node 
 			memcpy(info.note, fs->note, sizeof(info.note));
 			pthread_mutex_unlock(&fs->lock);
 			t->len = cl_fs_status_text(&st, &info, t->buf, sizeof(t->buf));
+			t->len +=
+			    cl_fs_postcopy_text(fs->pc, t->buf + t->len, sizeof(t->buf) - t->len);
 		} else {
 			t->len = cl_fs_stat_text(&st, n->image, n->which, t->buf, sizeof(t->buf));
 		}
@@ -787,30 +803,35 @@ static void op_statfs(fuse_req_t req, fuse_ino_t ino)
 	fuse_reply_statfs(req, &sv);
 }
 
-/* The session's note, an attribute of status that its text shows: one
- * printable `key: value` line, set by root or the daemon's user. Set only:
- * a getxattr operation would be asked for security.capability before
- * every write to the images (FUSE never marks a file free of it). */
+/* Attributes of status, set by root or the daemon's user: the session's
+ * note, one printable `key: value` line that the text shows, and the
+ * postcopy source's socket. Set only: a getxattr operation would be asked
+ * for security.capability before every write to the images (FUSE never
+ * marks a file free of it). */
 static int note_check(fuse_req_t req, fuse_ino_t ino, const char *name)
 {
 	const struct cl_fs_node *n = node_of(fs_of(req), ino);
+	const struct fuse_ctx *c = fuse_req_ctx(req);
 
-	if (!n || n->kind != CL_FS_NODE_STATUS || strcmp(name, CL_MOUNT_VM_XATTR))
+	if (!n || n->kind != CL_FS_NODE_STATUS ||
+	    (strcmp(name, CL_MOUNT_VM_XATTR) && strcmp(name, CL_MOUNT_POSTCOPY_XATTR)))
 		return ENOTSUP;
-	return 0;
+	return c->uid != 0 && c->uid != getuid() ? EPERM : 0;
 }
 
 static void op_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const char *value,
                         size_t size, int flags)
 {
 	struct cl_fs *fs = fs_of(req);
-	const struct fuse_ctx *c = fuse_req_ctx(req);
 	int e = note_check(req, ino, name);
 	size_t i;
 
 	(void)flags;
-	if (!e && c->uid != 0 && c->uid != getuid())
-		e = EPERM;
+	if (!e && !strcmp(name, CL_MOUNT_POSTCOPY_XATTR)) {
+		/* connects, bounded: this worker waits, the others serve */
+		fuse_reply_err(req, cl_fs_postcopy_start(fs->pc, value, size));
+		return;
+	}
 	if (!e && (size >= NOTE_MAX || !memchr(value, ':', size)))
 		e = EINVAL;
 	for (i = 0; !e && i < size; i++)

@@ -42,6 +42,10 @@ void cl_fs_free(struct cl_fs *fs);
 
 const struct fuse_lowlevel_ops *cl_fs_ops(void);
 
+/* Stops what runs beside the requests (the postcopy source): after
+ * cl_lazy_shutdown(), before cl_lazy_close(). Idempotent. */
+void cl_fs_stop(struct cl_fs *fs);
+
 /* Waits until every request handed to the engine has been answered, at most
  * timeout_ms; 0 or -ETIMEDOUT. For shutdown, after cl_lazy_shutdown(). */
 int cl_fs_drain(struct cl_fs *fs, unsigned timeout_ms);

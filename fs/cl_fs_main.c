@@ -238,6 +238,7 @@ static void *control_thread(void *arg)
 	/* Waiting reads fail with EIO now, while the loop still answers;
 	 * new waits fail at once. */
 	cl_lazy_shutdown(c->l);
+	cl_fs_stop(c->fs);
 	cl_fs_drain(c->fs, DRAIN_MS);
 	nanosleep(&grace, NULL);
 	fuse_session_exit(c->se);
@@ -425,6 +426,7 @@ int main(int argc, char **argv)
 	stopped = __atomic_load_n(&s.signo, __ATOMIC_SEQ_CST) != 0;
 	status = r < 0 && !stopped ? 1 : 0;
 	cl_lazy_shutdown(l);
+	cl_fs_stop(fs);
 	if (cl_fs_drain(fs, DRAIN_MS) < 0)
 		note(&d, LOG_WARNING, "some requests were still unanswered at unmount");
 	fuse_session_unmount(se);

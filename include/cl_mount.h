@@ -18,6 +18,11 @@
  * notes the VM's endpoints there). Only the mount's owner may set it. */
 #define CL_MOUNT_VM_XATTR "user.cloudlet.vm"
 
+/* The extended attribute of status that makes the mount's daemon the
+ * postcopy migration source of its VM (include/cl_pcsource.h): its value
+ * is the unix socket QEMU listens on (migrate-incoming unix:PATH). */
+#define CL_MOUNT_POSTCOPY_XATTR "user.cloudlet.postcopy"
+
 struct cl_mount_opts {
 	const char *image;       /* the registered base (path or id) */
 	const char *overlay;     /* overlay-meta, its directory or a URL */
@@ -41,6 +46,18 @@ int cl_mount_start(const struct cl_mount_opts *o, int *status);
  * cl_error_msg() says so). On a
  * failure *hint may get advice. */
 int cl_mount_stop(const char *mnt, double timeout, int *detached, const char **hint);
+
+/* Makes the daemon of the cloudletfs mount at mnt the postcopy source of
+ * the QEMU listening on the unix socket socket_path (an absolute path;
+ * QEMU started with -incoming defer, the capability postcopy-ram set,
+ * then migrate-incoming unix:socket_path). Returns once the daemon is
+ * connected and streams (at most about 10 s): 0, or -errno with a
+ * cl_errorf message: -EINVAL (bad path, or a device state the source
+ * refuses: the mount's status says why), -EBUSY (a source streams),
+ * -ENOENT/-ECONNREFUSED (nobody listens), -EPERM. Progress and the end
+ * (complete, or failed with a reason) show in the mount's status as
+ * `postcopy: ...` lines. */
+int cl_mount_postcopy_start(const char *mnt, const char *socket_path);
 
 /* The chunks the VM on the mount at mnt accessed so far, in first-access
  * order across both images, as TRACE text (`disk N` / `memory N` lines);

@@ -31,16 +31,27 @@
 struct cl_session;
 
 enum cl_session_event_kind {
-	CL_SESSION_MOUNTED,        /* the overlay's mount serves */
-	CL_SESSION_COMPLETE,       /* every byte of the overlay is in */
-	CL_SESSION_DOMAIN_STARTED, /* the domain runs paused; secs: the start took that long */
-	CL_SESSION_RESUMED,        /* the VM runs from its device state */
-	CL_SESSION_PAUSED,         /* the VM is paused to be saved */
-	CL_SESSION_FAILED,         /* the overlay stopped arriving (the VM runs on) */
-	CL_SESSION_STOPPING,       /* the end of a session that ran: teardown begins */
-	CL_SESSION_STOPPED,        /* domain removed, unmounted, files removed */
-	CL_SESSION_NOTICE,         /* text (and hint): a warning, or a teardown step failed */
-	CL_SESSION_ENDPOINT,       /* endpoint: a host port forwarded into the guest (text: URL) */
+	CL_SESSION_MOUNTED,         /* the overlay's mount serves */
+	CL_SESSION_COMPLETE,        /* every byte of the overlay is in */
+	CL_SESSION_DOMAIN_STARTED,  /* the domain runs paused; secs: the start took that long */
+	CL_SESSION_RESUMED,         /* the VM runs from its device state */
+	CL_SESSION_PAUSED,          /* the VM is paused to be saved */
+	CL_SESSION_FAILED,          /* the overlay stopped arriving (the VM runs on) */
+	CL_SESSION_STOPPING,        /* the end of a session that ran: teardown begins */
+	CL_SESSION_STOPPED,         /* domain removed, unmounted, files removed */
+	CL_SESSION_NOTICE,          /* text (and hint): a warning, or a teardown step failed */
+	CL_SESSION_ENDPOINT,        /* endpoint: a host port forwarded into the guest (text: URL) */
+	CL_SESSION_MEMORY_COMPLETE, /* postcopy: every page of guest RAM is in QEMU */
+	CL_SESSION_MEMORY_FAILED,   /* postcopy: guest memory cannot be served (text: why); the VM
+	                             * was paused, or destroyed when it would not pause (it ends) */
+};
+
+/* Where a synthesized VM's guest RAM comes from. */
+enum cl_memory_mode {
+	CL_MEMORY_AUTO,     /* postcopy where this host allows it, else mmap after a NOTICE */
+	CL_MEMORY_POSTCOPY, /* page by page through QEMU's postcopy protocol, from the mount's
+	                     * daemon, into a tmpfs of the VM's own (fails where not possible) */
+	CL_MEMORY_MMAP,     /* QEMU maps the memory image of the mount */
 };
 
 struct cl_session_event {
@@ -66,6 +77,7 @@ enum cl_session_end {
 	CL_SESSION_END_GUEST,   /* the guest shut down or crashed */
 	CL_SESSION_END_LIBVIRT, /* libvirt stopped answering */
 	CL_SESSION_END_FD,      /* the watched descriptor reached its end */
+	CL_SESSION_END_MEMORY,  /* postcopy: guest memory failed and the VM was killed */
 };
 
 /* --- synthesis ------------------------------------------------------------ */
@@ -81,6 +93,7 @@ struct cl_synthesis_opts {
 	const char *uri;    /* libvirt; NULL: $CLOUDLET_LIBVIRT_URI, else qemu:///system */
 	const struct cl_publish *publish; /* host ports forwarded into the guest, */
 	size_t npublish;                  /* before it resumes (ENDPOINT events) */
+	enum cl_memory_mode memory;       /* guest RAM */
 };
 
 /* Mounts the overlay, starts its VM paused and resumes it from its device
@@ -89,6 +102,10 @@ struct cl_synthesis_opts {
  * fails with -errno (a one-line message; cl_session_hint() may add advice); the caller then closes
  * the session, which removes what was made. */
 int cl_session_synthesis(struct cl_session *s, const struct cl_synthesis_opts *o);
+
+/* "postcopy" or "mmap": where the synthesized VM's guest RAM comes from
+ * (known once cl_session_synthesis() has mounted). */
+const char *cl_session_memory(const struct cl_session *s);
 
 /* Finds the synthesis whose run directory is rundir (CL_SESSION_RUN_DIR/NAME)
  * again, e.g. after the program that started it was restarted: the session

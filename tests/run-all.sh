@@ -186,13 +186,14 @@ tsan_suite() {
 }
 
 # Budgets in seconds (measured on the 2-core machines, with some margin).
-suite build 150 build_suite
-suite unit 60 ctest_label unit
-suite filesystem 300 eval 'need "${FS_PROGRAMS[@]}" && ctest_label shell'
-suite e2e $((600 + 900 * cold)) eval 'need "${VM_PROGRAMS[@]}" && ctest_label guest'
-suite asan 330 asan_suite
-suite tsan 180 tsan_suite
-suite fuzz 180 bash "$src/tests/fuzz/run.sh" 10 "$build-fuzz"
+# The e2e suite runs every synthesis test in both memory modes.
+suite build 40 build_suite
+suite unit 30 ctest_label unit
+suite filesystem 270 eval 'need "${FS_PROGRAMS[@]}" && ctest_label shell'
+suite e2e $((900 + 900 * cold)) eval 'need "${VM_PROGRAMS[@]}" && ctest_label guest'
+suite asan 270 asan_suite
+suite tsan 150 tsan_suite
+suite fuzz 140 bash "$src/tests/fuzz/run.sh" 10 "$build-fuzz"
 
 # skip_report: every skip with its reason; under CI, 1 if one is not allowed.
 skip_report() {

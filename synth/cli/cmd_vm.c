@@ -21,11 +21,13 @@
 #define MAX_MOUNT_OPTS 32
 #define OPT_PUBLISH    1000 /* long options without a short form */
 #define OPT_JSON       1001
+#define OPT_MEMORY     1002
 
 static const char synthesis_usage[] =
     "Usage: cloudlet synthesis IMAGE OVERLAY [--no-early-start] [--name NAME] [--keep]\n"
     "                          [--mount DIR] [-o OPTIONS] [--json]\n"
     "                          [--publish [ADDR:]HOSTPORT:GUESTPORT]...\n"
+    "                          [--memory-mode postcopy|mmap]\n"
     "\n"
     "Synthesizes the customized VM of OVERLAY (its overlay-meta, the directory\n"
     "holding it, or an http(s) URL of it) from the registered base IMAGE and runs it\n"
@@ -58,14 +60,24 @@ static const char synthesis_usage[] =
     "                        base on user-mode networking (`cloudlet base\n"
     "                        --network`); host ports below 1024 are refused (QEMU\n"
     "                        runs unprivileged); repeatable\n"
+    "      --memory-mode MODE\n"
+    "                        where guest RAM comes from: postcopy (page by page as\n"
+    "                        the guest asks, through QEMU's postcopy migration, from\n"
+    "                        the daemon that serves the disk, into a tmpfs of the\n"
+    "                        VM's own) or mmap (QEMU maps the mounted memory image:\n"
+    "                        each fault reads 2-4 MiB). Default: postcopy where this\n"
+    "                        host allows it (`cloudlet check`), else mmap after a\n"
+    "                        notice saying why\n"
     "      --json            the timeline as one JSON object per line on stdout\n"
     "                        (events mounted, domain_started, endpoint, resumed,\n"
-    "                        running, complete, failed, ended, stopping, stopped);\n"
-    "                        messages stay on stderr\n"
+    "                        running, complete, memory_complete, memory_failed,\n"
+    "                        failed, ended, stopping, stopped); messages stay on\n"
+    "                        stderr\n"
     "  -h, --help            this help\n"
     "\n"
     "Environment:\n"
     "  CLOUDLET_LIBVIRT_URI  libvirt connection (default qemu:///system)\n"
+    "  CLOUDLET_MEMORY_MODE  postcopy or mmap: the default of --memory-mode\n"
     "  CLOUDLET_ACCEL        kvm or tcg: skip the check of whether KVM really runs a\n"
     "                        guest here\n"
     "\n"
@@ -163,7 +175,9 @@ static void on_event_json(struct cl_session *s, const struct cl_session_event *e
 	                                    [CL_SESSION_RESUMED] = "resumed",
 	                                    [CL_SESSION_STOPPING] = "stopping",
 	                                    [CL_SESSION_STOPPED] = "stopped",
-	                                    [CL_SESSION_FAILED] = "failed"};
+	                                    [CL_SESSION_FAILED] = "failed",
+	                                    [CL_SESSION_MEMORY_COMPLETE] = "memory_complete",
+	                                    [CL_SESSION_MEMORY_FAILED] = "memory_failed"};
 	char extra[128] = "", status[PATH_MAX + 16];
 
 	if (ev->kind == CL_SESSION_NOTICE) {
@@ -181,6 +195,12 @@ static void on_event_json(struct cl_session *s, const struct cl_session_event *e
 		return; /* not a timeline event of synthesis */
 	if (ev->kind == CL_SESSION_DOMAIN_STARTED)
 		snprintf(extra, sizeof(extra), ",\"secs\":%.3f", ev->secs);
+	if (ev->kind == CL_SESSION_RESUMED)
+		snprintf(extra, sizeof(extra), ",\"memory\":\"%s\"", cl_session_memory(s));
+	if (ev->kind == CL_SESSION_MEMORY_FAILED) {
+		json_event(ev, ev->t, names[ev->kind], NULL, "reason", ev->text);
+		return;
+	}
 	snprintf(status, sizeof(status), "%s/status", cl_session_mount(s));
 	json_event(ev, ev->t, names[ev->kind], extra,
 	           ev->kind == CL_SESSION_FAILED ? "status" : NULL, status);
@@ -208,6 +228,12 @@ static void on_event(struct cl_session *s, void *ctx, const struct cl_session_ev
 		break;
 	case CL_SESSION_RESUMED:
 		timeline(ev, "VM resumed");
+		break;
+	case CL_SESSION_MEMORY_COMPLETE:
+		timeline(ev, "guest memory complete");
+		break;
+	case CL_SESSION_MEMORY_FAILED:
+		fprintf(stderr, "cloudlet: %s\n", ev->text);
 		break;
 	case CL_SESSION_ENDPOINT:
 		printf("[%8.2f s] endpoint %s (guest port %u)\n", ev->t, ev->text,
@@ -251,6 +277,8 @@ static const char *end_reason(enum cl_session_end end)
 		return "the guest shut down";
 	case CL_SESSION_END_LIBVIRT:
 		return "libvirt stopped answering";
+	case CL_SESSION_END_MEMORY:
+		return "guest memory failed: the VM was killed";
 	default:
 		return "stdin closed";
 	}
@@ -277,8 +305,9 @@ static void show_running(const struct synth *sy, struct cl_session *s)
 		printf("VNC display: %s\n", vnc);
 	else
 		printf("no VNC display\n");
-	printf("domain %s (%s); serial console %s/console.sock; Ctrl-C or SIGTERM ends it\n",
-	       cl_session_name(s), cl_session_accel(s), cl_session_rundir(s));
+	printf("domain %s (%s, memory %s); serial console %s/console.sock; Ctrl-C or SIGTERM "
+	       "ends it\n",
+	       cl_session_name(s), cl_session_accel(s), cl_session_memory(s), cl_session_rundir(s));
 }
 
 static int run(struct synth *sy, struct cl_session *s)
@@ -300,6 +329,11 @@ static int run(struct synth *sy, struct cl_session *s)
 		json_event(NULL, cl_session_elapsed(s), "ended", NULL, "reason", end_reason(end));
 	else
 		printf("[%8.2f s] %s\n", cl_session_elapsed(s), end_reason(end));
+	/* A VM lost to a fault is a failure of the command. */
+	if (end == CL_SESSION_END_MEMORY)
+		return cl_errorf(
+		    -EIO, "guest memory could not be served (see the postcopy lines of %s/status)",
+		    cl_session_mount(s));
 	return 0;
 }
 
@@ -355,6 +389,17 @@ static int synthesize(struct synth *sy)
 	return r < 0 ? 1 : 0;
 }
 
+static int memory_mode(const char *v, enum cl_memory_mode *out)
+{
+	if (!strcmp(v, "postcopy"))
+		*out = CL_MEMORY_POSTCOPY;
+	else if (!strcmp(v, "mmap"))
+		*out = CL_MEMORY_MMAP;
+	else
+		return -EINVAL;
+	return 0;
+}
+
 static int parse_args(struct synth *s, int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -365,12 +410,16 @@ static int parse_args(struct synth *s, int argc, char **argv)
 	    {"options", required_argument, NULL, 'o'},
 	    {"publish", required_argument, NULL, OPT_PUBLISH},
 	    {"json", no_argument, NULL, OPT_JSON},
+	    {"memory-mode", required_argument, NULL, OPT_MEMORY},
 	    {"help", no_argument, NULL, 'h'},
 	    {NULL, 0, NULL, 0},
 	};
 	const char *p;
 	int c;
 
+	p = getenv("CLOUDLET_MEMORY_MODE");
+	if (p && *p && memory_mode(p, &s->o.memory) < 0)
+		return cl_cli_usage("synthesis", "CLOUDLET_MEMORY_MODE: postcopy or mmap");
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "n:Ekm:o:h", opts, NULL)) != -1) {
 		switch (c) {
@@ -410,6 +459,10 @@ static int parse_args(struct synth *s, int argc, char **argv)
 			break;
 		case OPT_JSON:
 			s->json = 1;
+			break;
+		case OPT_MEMORY:
+			if (memory_mode(optarg, &s->o.memory) < 0)
+				return cl_cli_usage("synthesis", "--memory-mode: postcopy or mmap");
 			break;
 		case 'h':
 			fputs(synthesis_usage, stdout);

@@ -85,6 +85,7 @@ struct waiter {
 	const void *wbuf; /* write source, NULL for zeros */
 	cl_lazy_done_fn done;
 	void *ctx;
+	int quiet;        /* not an access: no event, not in bytes_read */
 	uint32_t pending; /* lock: segments still missing */
 	double deadline;
 	struct waiter *cnext; /* completion list link (local to one thread) */
@@ -268,6 +269,11 @@ struct plan {
 int lazy_plan_locked(struct cl_lazy *l, enum cl_image_id im, uint64_t off, size_t len, uint8_t *dst,
                      struct plan *pl);
 void lazy_plan_free(struct plan *pl);
+/* What chunk k of image im needs: LAZY_CHUNK_ZERO (all zero, known
+ * without a read), LAZY_CHUNK_LOCAL (the base or the store: no segment)
+ * or LAZY_CHUNK_OVERLAY (a payload of the overlay). */
+enum lazy_chunk_class { LAZY_CHUNK_OVERLAY = 0, LAZY_CHUNK_LOCAL = 1, LAZY_CHUNK_ZERO = 2 };
+enum lazy_chunk_class lazy_chunk_class_locked(struct cl_lazy *l, enum cl_image_id im, uint64_t k);
 int lazy_run_pieces(struct cl_lazy *l, enum cl_image_id im, struct piece *p, size_t n);
 
 /* ---- cl_lazy_request.c ---- */
@@ -279,6 +285,13 @@ void lazy_drop_waiter_locked(struct cl_lazy *l, struct waiter *w);
 void lazy_attempt(struct cl_lazy *l, struct waiter *w);
 /* Completes w with r and frees it. */
 void lazy_finish(struct cl_lazy *l, struct waiter *w, ssize_t r);
+/* For the postcopy source, whose pushed pages are not the guest's
+ * accesses: a cl_lazy_read() that records no access (quiet), and a read
+ * that never waits: 0 when all of [off, off + len) was here, -EAGAIN
+ * when a segment is missing (nothing is fetched or demanded), -errno. */
+void lazy_read_quiet(struct cl_lazy *l, enum cl_image_id im, uint64_t off, size_t len, void *buf,
+                     cl_lazy_done_fn done, void *ctx);
+int lazy_read_present(struct cl_lazy *l, enum cl_image_id im, uint64_t off, size_t len, void *buf);
 
 /* ---- cl_lazy_segment.c ---- */
 

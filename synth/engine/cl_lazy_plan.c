@@ -287,6 +287,34 @@ int lazy_run_pieces(struct cl_lazy *l, enum cl_image_id im, struct piece *p, siz
 	return r;
 }
 
+/* A base chunk past the base's end or a hole in it reads as zeros. */
+static int base_zero(const struct cl_lazy *l, enum cl_image_id im, uint64_t k)
+{
+	return k >= l->base->nchunks[im] || !cl_bit_get(l->base_data[im], k);
+}
+
+enum lazy_chunk_class lazy_chunk_class_locked(struct cl_lazy *l, enum cl_image_id im, uint64_t k)
+{
+	const struct cl_chunk *c;
+
+	lazy_assert_locked(l);
+	if (cl_bit_get(l->img[im].modified, k))
+		return LAZY_CHUNK_LOCAL;
+	c = cl_recindex_find(&l->ix, im, k);
+	if (!c)
+		return base_zero(l, im, k) ? LAZY_CHUNK_ZERO : LAZY_CHUNK_LOCAL;
+	switch (c->recipe) {
+	case CL_R_ZERO:
+		return LAZY_CHUNK_ZERO;
+	case CL_R_BASE_DISK:
+	case CL_R_BASE_MEMORY:
+		return base_zero(l, c->recipe == CL_R_BASE_DISK ? CL_DISK : CL_MEMORY, c->arg)
+		           ? LAZY_CHUNK_ZERO
+		           : LAZY_CHUNK_LOCAL;
+	}
+	return LAZY_CHUNK_OVERLAY;
+}
+
 /* Safe to call again: a failed plan is freed by its maker and its caller. */
 void lazy_plan_free(struct plan *pl)
 {

@@ -153,7 +153,7 @@ static void attempt_read(struct cl_lazy *l, struct waiter *w)
 		if (r != -EAGAIN)
 			break;
 	}
-	if (r == 0) {
+	if (r == 0 && !w->quiet) {
 		lazy_lock(l);
 		touch_locked(l, w, 0);
 		l->img[w->image].st.bytes_read += w->len;
@@ -292,7 +292,7 @@ void lazy_attempt(struct cl_lazy *l, struct waiter *w)
 }
 
 static void submit(struct cl_lazy *l, int is_write, enum cl_image_id im, uint64_t off, size_t len,
-                   void *buf, const void *wbuf, cl_lazy_done_fn done, void *ctx)
+                   void *buf, const void *wbuf, cl_lazy_done_fn done, void *ctx, int quiet)
 {
 	struct waiter *w;
 	uint64_t size;
@@ -329,6 +329,7 @@ static void submit(struct cl_lazy *l, int is_write, enum cl_image_id im, uint64_
 	w->wbuf = wbuf;
 	w->done = done;
 	w->ctx = ctx;
+	w->quiet = quiet;
 	w->deadline = cl_now() + l->img[im].timeout_ms / 1000.0;
 	lazy_attempt(l, w);
 }
@@ -336,11 +337,35 @@ static void submit(struct cl_lazy *l, int is_write, enum cl_image_id im, uint64_
 void cl_lazy_read(struct cl_lazy *l, enum cl_image_id image, uint64_t off, size_t len, void *buf,
                   cl_lazy_done_fn done, void *ctx)
 {
-	submit(l, 0, image, off, len, buf, NULL, done, ctx);
+	submit(l, 0, image, off, len, buf, NULL, done, ctx, 0);
+}
+
+void lazy_read_quiet(struct cl_lazy *l, enum cl_image_id im, uint64_t off, size_t len, void *buf,
+                     cl_lazy_done_fn done, void *ctx)
+{
+	submit(l, 0, im, off, len, buf, NULL, done, ctx, 1);
+}
+
+int lazy_read_present(struct cl_lazy *l, enum cl_image_id im, uint64_t off, size_t len, void *buf)
+{
+	struct plan pl;
+	int r;
+
+	if (!l || (unsigned)im >= CL_NIMAGES || !buf || off > l->img[im].size ||
+	    len > l->img[im].size - off)
+		return -EINVAL;
+	lazy_lock(l);
+	r = lazy_plan_locked(l, im, off, len, buf, &pl);
+	lazy_unlock(l);
+	if (r < 0)
+		return r;
+	r = pl.nsegs ? -EAGAIN : lazy_run_pieces(l, im, pl.p, pl.n);
+	lazy_plan_free(&pl);
+	return r;
 }
 
 void cl_lazy_write(struct cl_lazy *l, enum cl_image_id image, uint64_t off, size_t len,
                    const void *buf, cl_lazy_done_fn done, void *ctx)
 {
-	submit(l, 1, image, off, len, NULL, buf, done, ctx);
+	submit(l, 1, image, off, len, NULL, buf, done, ctx, 0);
 }

@@ -190,22 +190,30 @@ static int load_wait(virDomainPtr d, struct feeder *f, double timeout, const ato
 	return migration_wait(d, &w, &say);
 }
 
-int cl_migrate_load(virDomainPtr d, const char *sock, const char *state_path, double timeout,
-                    const atomic_int *stop)
+int cl_migrate_incoming(virDomainPtr d, const char *sock)
 {
-	struct feeder f = {.sock = sock, .state = state_path};
 	char *cmd = NULL;
-	pthread_t th;
 	int r;
 
-	if (!d || !sock || !state_path)
-		return -EINVAL;
 	unlink(sock);
 	if (asprintf(&cmd, "{\"execute\":\"migrate-incoming\",\"arguments\":{\"uri\":\"unix:%s\"}}",
 	             sock) < 0)
 		return -ENOMEM;
 	r = cl_qmp_run(d, cmd, NULL);
 	free(cmd);
+	return r;
+}
+
+int cl_migrate_load(virDomainPtr d, const char *sock, const char *state_path, double timeout,
+                    const atomic_int *stop)
+{
+	struct feeder f = {.sock = sock, .state = state_path};
+	pthread_t th;
+	int r;
+
+	if (!d || !sock || !state_path)
+		return -EINVAL;
+	r = cl_migrate_incoming(d, sock);
 	if (r < 0)
 		return r;
 	r = -pthread_create(&th, NULL, feed, &f);

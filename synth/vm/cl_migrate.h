@@ -11,6 +11,9 @@
 
 #include <libvirt/libvirt.h>
 
+/* Tells the domain d, started with `-incoming defer`, to take its incoming
+ * stream from a unix socket at sock; QEMU listens there once this returns. */
+int cl_migrate_incoming(virDomainPtr d, const char *sock);
 /* Feeds the domain d that cl_vm_start_paused started the device state in
  * state_path through a unix socket at sock (in a directory QEMU may
  * write), waits for the migration to complete (bounded by timeout

@@ -18,6 +18,7 @@
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <sys/xattr.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -543,4 +544,27 @@ out:
 		free(s[i].v);
 	}
 	return r;
+}
+
+/* --- the postcopy source ------------------------------------------------ */
+
+int cl_mount_postcopy_start(const char *mnt, const char *socket_path)
+{
+	char path[PATH_MAX], type[64];
+	int r;
+
+	if (!mnt || !socket_path || socket_path[0] != '/')
+		return cl_errorf(-EINVAL, "postcopy: the socket path must be absolute");
+	r = mount_type(mnt, type, sizeof(type));
+	if (r == 0 && strcmp(type, FSTYPE))
+		r = -ENOENT;
+	if (r < 0)
+		return cl_errorf(r, "%s: not a cloudletfs mount", mnt);
+	if ((size_t)snprintf(path, sizeof(path), "%s/status", mnt) >= sizeof(path))
+		return cl_errorf(-ENAMETOOLONG, "%s: path too long", mnt);
+	if (setxattr(path, CL_MOUNT_POSTCOPY_XATTR, socket_path, strlen(socket_path), 0) == 0)
+		return 0;
+	r = -errno;
+	return cl_errorf(r, "%s: postcopy source for %s: %s%s", mnt, socket_path, strerror(-r),
+	                 r == -EINVAL ? " (the mount's status says why)" : "");
 }

@@ -67,20 +67,45 @@ int cl_qmp_hmp(virDomainPtr d, const char *line, char **out)
 	return 0;
 }
 
-/* Turns on the migration capability x-ignore-shared: the RAM, a shared
- * file, stays out of the stream. -ENOTSUP for a QEMU without it. */
-int cl_qmp_ignore_shared(virDomainPtr d)
+static int capability_on(virDomainPtr d, const char *cap)
 {
-	int r =
-	    cl_qmp_run(d,
-	               "{\"execute\":\"migrate-set-capabilities\",\"arguments\":{\"capabilities\":"
-	               "[{\"capability\":\"x-ignore-shared\",\"state\":true}]}}",
-	               NULL);
+	char cmd[256];
+	int r;
 
+	snprintf(cmd, sizeof(cmd),
+	         "{\"execute\":\"migrate-set-capabilities\",\"arguments\":{\"capabilities\":"
+	         "[{\"capability\":\"%s\",\"state\":true}]}}",
+	         cap);
+	r = cl_qmp_run(d, cmd, NULL);
 	if (r == -EPROTO)
-		return cl_errorf(-ENOTSUP, "QEMU refuses the x-ignore-shared capability: %s",
+		return cl_errorf(-ENOTSUP, "QEMU refuses the %s capability: %s", cap,
 		                 cl_error_msg());
 	return r;
+}
+
+int cl_qmp_ignore_shared(virDomainPtr d)
+{
+	return capability_on(d, "x-ignore-shared");
+}
+
+int cl_qmp_postcopy_ram(virDomainPtr d)
+{
+	return capability_on(d, "postcopy-ram");
+}
+
+int cl_qmp_runstate(virDomainPtr d, char *out, size_t cap)
+{
+	char *ans = NULL;
+	int r;
+
+	if (!d || !out || cap < 2)
+		return -EINVAL;
+	r = cl_qmp_run(d, "{\"execute\":\"query-status\"}", &ans);
+	if (r < 0)
+		return r;
+	r = cl_qmp_json_str(ans, "status", out, cap);
+	free(ans);
+	return r < 0 ? cl_errorf(-EPROTO, "QEMU's query-status has no status") : 0;
 }
 
 int cl_qmp_migration_wait(virDomainPtr d, const struct cl_qmp_wait *w, char *status, size_t cap)

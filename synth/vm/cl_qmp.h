@@ -29,6 +29,12 @@ int cl_qmp_hmp(virDomainPtr d, const char *line, char **out);
 /* Turns on the migration capability x-ignore-shared: the RAM, a shared
  * file, stays out of the stream. -ENOTSUP for a QEMU without it. */
 int cl_qmp_ignore_shared(virDomainPtr d);
+/* Turns on the migration capability postcopy-ram (an incoming migration:
+ * pages arrive as the guest asks for them). -ENOTSUP without it. */
+int cl_qmp_postcopy_ram(virDomainPtr d);
+/* QEMU's run state (query-status: "inmigrate", "paused", "running", ...)
+ * into out[cap]. */
+int cl_qmp_runstate(virDomainPtr d, char *out, size_t cap);
 
 /* Polls query-migrate until the migration completed (0), failed or was
  * cancelled (-ECONNABORTED), timeout seconds passed (-ETIMEDOUT), *stop became

@@ -5,6 +5,7 @@
 #include "cl_domxml.h"
 #include "cl_error.h"
 #include "cl_mount.h"
+#include "cl_pcram.h"
 #include "cl_util.h"
 
 #include <errno.h>
@@ -157,8 +158,8 @@ int cl_session_record(struct cl_session *s)
 	char path[sizeof(s->rundir) + 16], *text = NULL;
 	int n, r;
 
-	n = asprintf(&text, "mount %s\nmade_mount %d\ntype %s\noverlay %s\n", s->mnt, s->made_mnt,
-	             s->type, s->overlay ? s->overlay : "");
+	n = asprintf(&text, "mount %s\nmade_mount %d\ntype %s\nmemory %s\noverlay %s\n", s->mnt,
+	             s->made_mnt, s->type, cl_session_memory(s), s->overlay ? s->overlay : "");
 
 	if (n < 0)
 		return -ENOMEM;
@@ -221,6 +222,9 @@ int cl_session_wait(struct cl_session *s, double seconds, int fd, enum cl_sessio
 			return *end = CL_SESSION_END_STOP, 0;
 		if (seconds > 0 && cl_now() - t0 >= seconds)
 			return *end = CL_SESSION_END_TIME, 0;
+		cl_session_pc_watch(s);
+		if (s->pc_killed)
+			return *end = CL_SESSION_END_MEMORY, 0;
 		alive = cl_vm_alive(s->dom);
 		if (alive == 0)
 			return *end = CL_SESSION_END_GUEST, 0;
@@ -303,6 +307,9 @@ int cl_session_attach(struct cl_session *s, const char *rundir)
 		s->made_mnt = atoi(val);
 	if (r == 0 && (r = session_value(text, "type", val, sizeof(val))) == 0)
 		s->type = !strcmp(val, "kvm") ? "kvm" : "qemu";
+	/* A VM still streaming its memory is watched by whoever attaches. */
+	if (r == 0 && session_value(text, "memory", val, sizeof(val)) == 0)
+		s->postcopy = !strcmp(val, "postcopy");
 	if (r == 0 && session_value(text, "overlay", val, sizeof(val)) == 0 &&
 	    !(s->overlay = strdup(val)))
 		r = -ENOMEM;
@@ -334,6 +341,11 @@ static int teardown(struct cl_session *s)
 		r = -EIO;
 	}
 	s->dom = NULL;
+	/* QEMU is gone: its RAM's tmpfs may go (postcopy mode). */
+	if (s->rundir[0] && cl_pcram_remove(s->rundir) < 0) {
+		cl_session_notice(s, NULL);
+		r = -EIO;
+	}
 	if (s->mounted && cl_mount_stop(s->mnt, UMOUNT_TIMEOUT, &detached, &hint) < 0) {
 		cl_session_notice(s, hint);
 		r = -EIO;
@@ -389,6 +401,11 @@ const char *cl_session_hint(const struct cl_session *s, int *said)
 	if (said)
 		*said = s ? s->said : 0;
 	return s ? s->hint : NULL;
+}
+
+const char *cl_session_memory(const struct cl_session *s)
+{
+	return s && s->postcopy ? "postcopy" : "mmap";
 }
 
 const char *cl_session_name(const struct cl_session *s)

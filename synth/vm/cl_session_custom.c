@@ -157,7 +157,7 @@ int cl_session_customize(struct cl_session *s, const struct cl_customize_opts *o
 	if (r < 0)
 		return r;
 	snprintf(sock, sizeof(sock), "%s/mig-in.sock", s->rundir);
-	r = cl_vm_start_paused(s->dom);
+	r = cl_vm_start_paused(s->dom, 0);
 	if (r == 0)
 		r = cl_migrate_load(s->dom, sock, s->base->state_path, RESUME_TIMEOUT, &s->stop);
 	if (r == -ENOTSUP)

@@ -15,6 +15,7 @@
 #include <limits.h>
 #include <signal.h>
 #include <stdatomic.h>
+#include <stdint.h>
 #include <sys/types.h>
 
 #define CL_SESSION_TICK_MS 200       /* how often waits look at the VM and the mount */
@@ -53,6 +54,11 @@ struct cl_session {
 	struct cl_publish pub[CL_PUBLISH_MAX]; /* host ports filled in once bound */
 	size_t npub;
 	char mac[18]; /* of a NIC on a bridge or libvirt network, else "" */
+	/* postcopy memory (cl_session_pc.c) */
+	int postcopy;         /* guest RAM comes from the mount's daemon, page by page */
+	char pcram[PATH_MAX]; /* the RAM file on the VM's own tmpfs */
+	int said_pc_complete, said_pc_failed;
+	int pc_killed; /* the VM would not pause on a memory fault */
 };
 
 /* Reports an event of kind; with the mount's progress when it serves. */
@@ -86,6 +92,15 @@ int cl_session_mac_free(struct cl_session *s);
 int cl_session_publish(struct cl_session *s);
 /* Reports an ENDPOINT event for p. */
 void cl_session_emit_endpoint(struct cl_session *s, const struct cl_publish *p);
+/* Decides the memory mode of a synthesis (s->postcopy) as want asks, from
+ * QEMU's version and the host (a NOTICE when AUTO falls back to mmap). */
+int cl_session_pc_pick(struct cl_session *s, enum cl_memory_mode want);
+/* Postcopy: the RAM file of memsize bytes on the VM's own tmpfs (into
+ * s->pcram); AUTO falls back to mmap when the host lacks the memory. */
+int cl_session_pc_ram(struct cl_session *s, enum cl_memory_mode want, uint64_t memsize);
+/* While the VM runs in postcopy mode: reports MEMORY_COMPLETE, or on the
+ * source's failure pauses (or destroys) the VM and reports MEMORY_FAILED. */
+void cl_session_pc_watch(struct cl_session *s);
 /* Reads the mount's status: 0, or -errno; state[32] gets its state. */
 int cl_session_progress(const struct cl_session *s, struct cl_session_event *ev, char *state);
 

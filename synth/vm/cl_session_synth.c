@@ -6,6 +6,7 @@
 #include "cl_domxml.h"
 #include "cl_error.h"
 #include "cl_host.h"
+#include "cl_pcmode.h"
 #include "cl_mount.h"
 #include "cl_source.h"
 #include "cl_synth.h"
@@ -218,9 +219,11 @@ static int define_domain(struct cl_session *s, const struct cl_base *b, const ch
 	e.type = s->type;
 	e.disk = disk;
 	e.disk_norelabel = 1;
-	e.memory = mem;
+	e.memory = s->postcopy ? s->pcram : mem;
 	e.memory_size = memsize;
-	e.share = "off"; /* private mapping: guest writes never reach the file */
+	/* mmap: a private mapping, guest writes never reach the file;
+	 * postcopy: the VM's own file, into which the pages arrive */
+	e.share = s->postcopy ? "on" : "off";
 	e.incoming = 1;
 	e.console = con;
 	e.console_log = NULL;
@@ -300,7 +303,7 @@ static int resume(struct cl_session *s, const struct cl_base *b, const char *ima
 	double t_start = cl_now();
 	int r;
 
-	r = cl_vm_start_paused(s->dom);
+	r = cl_vm_start_paused(s->dom, s->postcopy);
 	if (r == -ENOTSUP)
 		s->hint = "resuming needs QEMU 4.0 or later (migration capability x-ignore-shared)";
 	if (r < 0)
@@ -313,7 +316,10 @@ static int resume(struct cl_session *s, const struct cl_base *b, const char *ima
 		return r;
 	snprintf(state, sizeof(state), "%s/state", s->mnt);
 	snprintf(sock, sizeof(sock), "%s/mig-in.sock", s->rundir);
-	r = cl_migrate_load(s->dom, sock, state, RESUME_TIMEOUT, &s->stop);
+	if (s->postcopy)
+		r = cl_pcmode_load(s->dom, sock, s->mnt, RESUME_TIMEOUT, &s->stop);
+	else
+		r = cl_migrate_load(s->dom, sock, state, RESUME_TIMEOUT, &s->stop);
 	unlink(sock);
 	/* Two sessions may have checked the MAC at once: now one of them runs. */
 	if (r == 0)
@@ -425,11 +431,15 @@ int cl_session_synthesis(struct cl_session *s, const struct cl_synthesis_opts *o
 		r = cl_session_net_check(s, s->tmpl, s->tmpl_len, o->image, o->publish,
 		                         o->npublish);
 	if (r == 0)
+		r = cl_session_pc_pick(s, o->memory);
+	if (r == 0)
 		r = do_mount(s, o, b);
 	if (r < 0)
 		goto out;
 	cl_session_emit(s, CL_SESSION_MOUNTED, 0);
 	r = check_mount(s, &memsize);
+	if (r == 0)
+		r = cl_session_pc_ram(s, o->memory, memsize);
 	if (r == 0)
 		r = run_vm(s, o, b, memsize);
 	if (r < 0)

@@ -10,13 +10,15 @@
 #include <grp.h>
 #include <pthread.h>
 #include <pwd.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <libvirt/virterror.h>
 
-#define QEMU_USER "libvirt-qemu"
+#define QEMU_USER    "libvirt-qemu"
+#define QEMU_PID_DIR "/run/libvirt/qemu" /* libvirt's system driver */
 
 static void quiet(void *ctx, virErrorPtr err)
 {
@@ -187,13 +189,13 @@ int cl_vm_define(virConnectPtr c, const char *xml, virDomainPtr *out)
 	return 0;
 }
 
-int cl_vm_start_paused(virDomainPtr d)
+int cl_vm_start_paused(virDomainPtr d, int postcopy)
 {
 	if (!d)
 		return -EINVAL;
 	if (virDomainCreateWithFlags(d, VIR_DOMAIN_START_PAUSED) < 0)
 		return cl_vm_dom_error(d, "cannot start");
-	return cl_qmp_ignore_shared(d);
+	return postcopy ? cl_qmp_postcopy_ram(d) : cl_qmp_ignore_shared(d);
 }
 
 int cl_vm_alive(virDomainPtr d)
@@ -237,6 +239,28 @@ int cl_vm_mac_user(virConnectPtr c, const char *mac, const char *self, char *nam
 	}
 	free(doms);
 	return found;
+}
+
+int cl_vm_kill(virDomainPtr d)
+{
+	char path[256], buf[32];
+	const char *name;
+	long pid = 0;
+	FILE *f;
+
+	if (!d || !(name = virDomainGetName(d)))
+		return -EINVAL;
+	snprintf(path, sizeof(path), "%s/%s.pid", QEMU_PID_DIR, name);
+	f = fopen(path, "re");
+	if (f && fgets(buf, sizeof(buf), f))
+		pid = strtol(buf, NULL, 10);
+	if (f)
+		fclose(f);
+	if (pid > 1)
+		kill((pid_t)pid, SIGKILL);
+	if (virDomainDestroy(d) < 0 && cl_vm_alive(d) != 0)
+		return cl_vm_dom_error(d, "cannot destroy");
+	return 0;
 }
 
 int cl_vm_remove(virDomainPtr d)

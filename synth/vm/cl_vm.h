@@ -48,8 +48,9 @@ int cl_vm_dom_error(virDomainPtr d, const char *what);
 int cl_vm_define(virConnectPtr c, const char *xml, virDomainPtr *out);
 
 /* Starts the defined domain d (whose XML has `-incoming defer`) paused and
- * turns on x-ignore-shared (-ENOTSUP for a QEMU without it). */
-int cl_vm_start_paused(virDomainPtr d);
+ * turns on x-ignore-shared, or postcopy-ram when postcopy (-ENOTSUP for a
+ * QEMU without it). */
+int cl_vm_start_paused(virDomainPtr d, int postcopy);
 
 /* 1 while the domain runs (or is paused), 0 once it shut down or crashed,
  * -errno if libvirt does not answer. */
@@ -61,6 +62,12 @@ int cl_vm_resume(virDomainPtr d);
 /* Whether a running domain other than self has a NIC with MAC mac (1,
  * its name into name[cap]), or none (0). */
 int cl_vm_mac_user(virConnectPtr c, const char *mac, const char *self, char *name, size_t cap);
+
+/* Ends the domain d at once: SIGKILL to its QEMU (libvirt's pid file of
+ * the system driver), then libvirt's destroy. libvirt's destroy alone sends
+ * SIGTERM and waits 10 s before SIGKILL, and a QEMU whose vCPU waits on a
+ * page that never comes does not act on SIGTERM. */
+int cl_vm_kill(virDomainPtr d);
 
 /* Destroys (if running) and undefines d, and frees it. */
 int cl_vm_remove(virDomainPtr d);

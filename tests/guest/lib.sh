@@ -256,6 +256,21 @@ cl_init() {
   trap cl_on_exit EXIT
   trap 'exit 130' INT TERM
   cl_reap_stale
+  cl_memory_mode_setup
+}
+
+# Postcopy memory (CLOUDLET_MEMORY_MODE=postcopy, set by tests/CMakeLists.txt)
+# needs userfaultfd for QEMU's user: on for this test, the host's value back
+# at its exit (`cloudlet check --fix` is what makes it permanent).
+CL_UFFD_SYSCTL=/proc/sys/vm/unprivileged_userfaultfd
+cl_memory_mode_setup() {
+  local old
+  [ "${CLOUDLET_MEMORY_MODE:-}" = postcopy ] || return 0
+  old=$(cat "$CL_UFFD_SYSCTL") || cl_die "no $CL_UFFD_SYSCTL: this kernel has no userfaultfd"
+  [ "$old" = 1 ] && return 0
+  echo 1 >"$CL_UFFD_SYSCTL" || cl_die "cannot set $CL_UFFD_SYSCTL"
+  cl_at_exit "echo $old >$CL_UFFD_SYSCTL"
+  cl_log "memory mode postcopy: vm.unprivileged_userfaultfd 1 for this test (was $old)"
 }
 
 # ---------------------------------------------------------------- domains

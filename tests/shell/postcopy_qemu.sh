@@ -27,8 +27,8 @@ source "$HERE/../lib/skip.sh"
 SRC=${CL_SOURCE_DIR:-$(cd "$HERE/../.." && pwd)}
 BUILD=${CL_BUILD_DIR:?CL_BUILD_DIR not set}
 TOOL=$BUILD/tests/tools/postcopy_source
-QMP="python3 $SRC/tests/lib/qmp.py"
-GCTL="python3 $SRC/tests/guest/guestctl.py"
+# shellcheck source=tests/lib/pcqemu.sh
+source "$SRC/tests/lib/pcqemu.sh"
 T0=$SECONDS
 
 fail() {
@@ -63,68 +63,6 @@ cleanup() {
 	rm -rf "$T" "$RAMF"
 }
 trap cleanup EXIT
-
-# qemu NAME RAMFILE DISK [ARGS...]: starts QEMU as the saved machine was
-# (RAM the size of $RAMIMG), QMP on $T/NAME.qmp, console on $T/NAME.con; the
-# pid in QPID; returns when QMP listens.
-qemu() {
-	local name=$1 ram=$2 disk=$3 mib i
-	shift 3
-	mib=$(($(stat -c %s "$RAMIMG") >> 20))
-	rm -f "$T/$name.qmp" "$T/$name.con"
-	"$QEMU" -name "cl-postcopy-$name" \
-		-machine "pc-i440fx-7.2,usb=off,dump-guest-core=off,memory-backend=cl-ram" \
-		-accel "$ACCEL" -cpu qemu64 -m "$mib" -overcommit mem-lock=off \
-		-object "memory-backend-file,id=cl-ram,size=${mib}M,mem-path=$ram,share=on" \
-		-smp 1,sockets=1,cores=1,threads=1 -display none -no-user-config -nodefaults \
-		-rtc base=utc -no-shutdown -boot strict=on \
-		-kernel "$KERNEL" -initrd "$INITRD" -append "$CMDLINE" \
-		-drive "file=$disk,format=raw,if=none,id=drive0,discard=unmap,snapshot=on" \
-		-device virtio-blk-pci,bus=pci.0,addr=0x2,drive=drive0,id=virtio-disk0,bootindex=1 \
-		-chardev "socket,id=charserial0,path=$T/$name.con,server=on,wait=off" \
-		-device isa-serial,chardev=charserial0,id=serial0,index=0 \
-		-device virtio-balloon-pci,id=balloon0,free-page-reporting=on,bus=pci.0,addr=0x3 \
-		-qmp "unix:$T/$name.qmp,server=on,wait=off" "$@" >"$T/$name.log" 2>&1 &
-	QPID=$!
-	for i in $(seq 300); do
-		[ -S "$T/$name.qmp" ] && return 0
-		kill -0 "$QPID" 2>/dev/null || fail "QEMU ($name) exited at start"
-		sleep 0.1
-	done
-	fail "QEMU ($name) does not listen on QMP"
-}
-
-stop_qemu() {
-	kill "$QPID" 2>/dev/null
-	wait "$QPID" 2>/dev/null
-	QPID=
-}
-
-workload_complete() {
-	local f
-	[ -f "$1/.done" ] || return 1
-	for f in guest/vmlinuz guest/initrd.img custom/disk.img custom/memory.img custom/state \
-		custom/domain.xml custom/checksums.txt; do
-		[ -s "$1/$f" ] || return 1
-	done
-}
-
-use_workload() {
-	local w=$1 x=$1/custom/domain.xml
-	exec 9<"$w/.lock"
-	flock -s -w 600 9 || fail "the workload $w stays locked"
-	workload_complete "$w" || fail "the workload $w went away"
-	STATE=$w/custom/state
-	RAMIMG=$w/custom/memory.img
-	DISK=$w/custom/disk.img
-	KERNEL=$w/guest/vmlinuz
-	INITRD=$w/guest/initrd.img
-	CMDLINE=$(sed -n 's|.*<cmdline>\(.*\)</cmdline>.*|\1|p' "$x")
-	grep -q 'type="kvm"' "$x" && ACCEL=kvm || ACCEL=tcg
-	BLOB_MD5=$(awk '$2 == "/ram/blob.bin" { print $1 }' "$w/custom/checksums.txt")
-	[ -n "$BLOB_MD5" ] || fail "no md5 of /ram/blob.bin in $w/custom/checksums.txt"
-	echo "save: the workload's custom/ ($w), accel $ACCEL"
-}
 
 # The guest of build-guest.sh: CL_POSTCOPY_GUEST_DIR as it is, or built
 # once per machine and version of the script into the cache (the same for
@@ -162,7 +100,7 @@ make_save() {
 	STATE=$T/state
 	cp --sparse=always "$g/disk.img" "$DISK" || fail "cannot copy the guest disk"
 	truncate -s 256M "$RAMIMG"
-	qemu src "$RAMIMG" "$DISK"
+	pc_qemu src "$RAMIMG" "$DISK"
 	$GCTL console-wait "$T/src.con" 120 >"$T/src-wait.err" 2>&1 || fail "the guest did not boot"
 	out=$($GCTL console-cmd "$T/src.con" 120 'echo cloudlet-ram-marker >/ram/marker.txt && head -c 16777216 /dev/urandom >/ram/blob.bin && md5sum /ram/blob.bin' 2>"$T/src-cmd.err") ||
 		fail "writing to the guest's RAM failed"
@@ -173,13 +111,13 @@ make_save() {
 		"{\"execute\":\"migrate\",\"arguments\":{\"uri\":\"exec:cat >$STATE\"}}" >/dev/null 2>"$T/src-qmp.err" ||
 		fail "saving the guest failed"
 	$QMP "$T/src.qmp" wait-migration 60 >/dev/null 2>>"$T/src-qmp.err" || fail "the save did not complete"
-	stop_qemu
+	pc_stop_qemu
 	echo "save: made here in $((SECONDS - T0)) s (guest of $g)"
 }
 
 W=${CL_GUEST_DIR:-$BUILD/guest}
-if [ -z "${CL_POSTCOPY_OWN_SAVE:-}" ] && workload_complete "$W"; then
-	use_workload "$W"
+if [ -z "${CL_POSTCOPY_OWN_SAVE:-}" ] && pc_workload_complete "$W"; then
+	pc_use_workload "$W"
 else
 	make_save
 fi
@@ -191,7 +129,7 @@ need=$(stat -c %s "$RAMIMG")
 T1=$SECONDS
 t1=$(date +%s%N)
 : >"$RAMF"
-qemu dst "$RAMF" "$DISK" -incoming defer
+pc_qemu dst "$RAMF" "$DISK" -incoming defer
 $QMP "$T/dst.qmp" run \
 	'{"execute":"migrate-set-capabilities","arguments":{"capabilities":[{"capability":"postcopy-ram","state":true}]}}' \
 	"{\"execute\":\"migrate-incoming\",\"arguments\":{\"uri\":\"unix:$T/mig.sock\"}}" >/dev/null \
@@ -221,5 +159,5 @@ md5=$($GCTL console-cmd "$T/dst.con" 60 'md5sum /ram/blob.bin' 2>>"$T/console.er
 [ "$md5" = "$BLOB_MD5" ] || fail "md5 of /ram/blob.bin: '$md5', the save had $BLOB_MD5"
 ok "md5 of /ram/blob.bin is the save's ($md5)"
 $QMP "$T/dst.qmp" wait-status running 5 2>>"$T/qmp.err" || fail "the guest is not running at the end"
-stop_qemu
+pc_stop_qemu
 echo "postcopy_qemu: ok in $((SECONDS - T0)) s (resume and checks $((SECONDS - T1)) s, RUNNING after ${t_run} s)"

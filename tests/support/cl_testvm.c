@@ -83,15 +83,16 @@ static void footer(struct wbuf *b)
 static void ram(struct wbuf *b, const struct cl_testvm_opts *o)
 {
 	uint64_t acpi = o->acpi_length ? o->acpi_length : 2 * PAGE;
+	uint64_t guest = (o->main_pages ? o->main_pages : CL_TESTVM_MAIN_PAGES) * PAGE;
 
 	wbe(b, 0x01, 1);
 	wbe(b, CL_TESTVM_RAM_SID, 4);
 	wname(b, "ram");
 	wbe(b, 0, 4);
 	wbe(b, 4, 4);
-	wbe(b, (CL_TESTVM_MAIN_PAGES * PAGE + acpi + PAGE) | 0x04, 8);
-	wname(b, "pc.ram");
-	wbe(b, CL_TESTVM_MAIN_PAGES * PAGE, 8);
+	wbe(b, (guest + acpi + PAGE) | 0x04, 8);
+	wname(b, o->main_name ? o->main_name : "pc.ram");
+	wbe(b, guest, 8);
 	wbe(b, 0, 8);
 	wname(b, "/rom@etc/acpi/tables");
 	wbe(b, acpi, 8);

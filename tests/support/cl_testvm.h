@@ -23,14 +23,16 @@
 #define CL_TESTVM_MAIN_PAGES 16u
 
 struct cl_testvm_opts {
-	uint32_t version;     /* stream version (0: 3) */
-	uint32_t extra_flags; /* or'ed into the flags of the ZERO record */
-	int omit_page;        /* leave out acpi page 1 */
-	int bad_json;         /* a trailer that is not JSON */
-	int no_trailer;       /* stop after the EOF byte */
-	int command;          /* a QEMU_VM_COMMAND after the RAM END section */
-	uint64_t acpi_length; /* the ACPI block's length (0: 2 pages) */
-	uint64_t page_offset; /* the bios page's offset (0: 0) */
+	uint32_t version;      /* stream version (0: 3) */
+	uint32_t extra_flags;  /* or'ed into the flags of the ZERO record */
+	int omit_page;         /* leave out acpi page 1 */
+	int bad_json;          /* a trailer that is not JSON */
+	int no_trailer;        /* stop after the EOF byte */
+	int command;           /* a QEMU_VM_COMMAND after the RAM END section */
+	uint64_t acpi_length;  /* the ACPI block's length (0: 2 pages) */
+	uint64_t page_offset;  /* the bios page's offset (0: 0) */
+	const char *main_name; /* the shared block's name (NULL: "pc.ram") */
+	uint64_t main_pages;   /* its pages (0: CL_TESTVM_MAIN_PAGES) */
 };
 
 struct cl_testvm {

@@ -35,8 +35,20 @@ struct run {
 	char rundir[256];
 };
 
-static const char *const kinds[] = {"mounted", "complete", "domain started", "resumed", "paused",
-                                    "failed",  "stopping", "stopped",        "notice"};
+static const char *const kinds[] = {
+    [CL_SESSION_MOUNTED] = "mounted",
+    [CL_SESSION_COMPLETE] = "complete",
+    [CL_SESSION_DOMAIN_STARTED] = "domain started",
+    [CL_SESSION_RESUMED] = "resumed",
+    [CL_SESSION_PAUSED] = "paused",
+    [CL_SESSION_FAILED] = "failed",
+    [CL_SESSION_STOPPING] = "stopping",
+    [CL_SESSION_STOPPED] = "stopped",
+    [CL_SESSION_NOTICE] = "notice",
+    [CL_SESSION_ENDPOINT] = "endpoint",
+    [CL_SESSION_MEMORY_COMPLETE] = "memory complete",
+    [CL_SESSION_MEMORY_FAILED] = "memory failed",
+};
 
 static void on_event(struct cl_session *s, void *ctx, const struct cl_session_event *ev)
 {
@@ -53,8 +65,13 @@ static void *session_thread(void *arg)
 	struct run *run = arg;
 	struct cl_synthesis_opts o = {
 	    .image = run->image, .overlay = run->overlay, .name = run->name};
+	const char *mode = getenv("CLOUDLET_MEMORY_MODE"); /* as the program takes it */
 	int r;
 
+	if (mode && !strcmp(mode, "postcopy"))
+		o.memory = CL_MEMORY_POSTCOPY;
+	else if (mode && !strcmp(mode, "mmap"))
+		o.memory = CL_MEMORY_MMAP;
 	r = cl_session_synthesis(run->s, &o);
 	if (r == 0) {
 		snprintf(run->rundir, sizeof(run->rundir), "%s", cl_session_rundir(run->s));
