@@ -233,7 +233,7 @@ static void on_event(struct cl_session *s, void *ctx, const struct cl_session_ev
 		timeline(ev, "guest memory complete");
 		break;
 	case CL_SESSION_MEMORY_FAILED:
-		fprintf(stderr, "cloudlet: %s\n", ev->text);
+		printf("[%8.2f s] %s\n", ev->t, ev->text);
 		break;
 	case CL_SESSION_ENDPOINT:
 		printf("[%8.2f s] endpoint %s (guest port %u)\n", ev->t, ev->text,

@@ -17,32 +17,56 @@
 #include <string.h>
 #include <unistd.h>
 
-int cl_pcmode_state(const char *mnt, char *out, size_t cap)
-{
-	char path[PATH_MAX], buf[8192], *p, *e;
-	ssize_t n;
-	int fd;
+#define STATUS_MAX (64u << 10) /* larger than any status cloudletfs writes */
 
-	if (!mnt || !out || !cap)
-		return -EINVAL;
+/* The whole status file (its postcopy lines come last) into buf[cap]. */
+static int read_status(const char *mnt, char *buf, size_t cap)
+{
+	char path[PATH_MAX];
+	size_t len = 0;
+	ssize_t n;
+	int fd, r = 0;
+
 	snprintf(path, sizeof(path), "%s/status", mnt);
 	fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
 		return -errno;
-	do
-		n = read(fd, buf, sizeof(buf) - 1);
-	while (n < 0 && errno == EINTR);
+	while (len < cap - 1) {
+		n = read(fd, buf + len, cap - 1 - len);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			r = n < 0 ? -errno : 0;
+			break;
+		}
+		len += (size_t)n;
+	}
 	close(fd);
-	if (n < 0)
-		return -errno;
-	buf[n] = '\0';
-	p = strstr(buf, "\npostcopy: ");
-	if (!p)
-		return -ENOENT;
-	p += strlen("\npostcopy: ");
-	e = strchr(p, '\n');
-	snprintf(out, cap, "%.*s", e ? (int)(e - p) : (int)strlen(p), p);
-	return 0;
+	buf[len] = '\0';
+	return r;
+}
+
+int cl_pcmode_state(const char *mnt, char *out, size_t cap)
+{
+	char *buf, *p, *e;
+	int r;
+
+	if (!mnt || !out || !cap)
+		return -EINVAL;
+	buf = malloc(STATUS_MAX);
+	if (!buf)
+		return -ENOMEM;
+	r = read_status(mnt, buf, STATUS_MAX);
+	p = r == 0 ? strstr(buf, "\npostcopy: ") : NULL;
+	if (r == 0 && !p)
+		r = -ENOENT;
+	if (p) {
+		p += strlen("\npostcopy: ");
+		e = strchr(p, '\n');
+		snprintf(out, cap, "%.*s", e ? (int)(e - p) : (int)strlen(p), p);
+	}
+	free(buf);
+	return r;
 }
 
 /* 0 once QEMU left "inmigrate" (the package's RUN came: it waits paused),
@@ -61,8 +85,9 @@ static int loaded(virDomainPtr d, const char *mnt)
 	if (!strcmp(rs, "inmigrate"))
 		return 1;
 	if (strcmp(rs, "paused"))
-		return cl_errorf(-EPROTO, "QEMU is %s after loading the device state, not paused",
-		                 rs);
+		return cl_errorf(-EPROTO,
+		                 "domain %s: QEMU is %s after loading the device state, not paused",
+		                 virDomainGetName(d), rs);
 	return 0;
 }
 

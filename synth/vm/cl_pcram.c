@@ -67,16 +67,44 @@ static int make_file(const char *path, uint64_t bytes, uid_t uid, gid_t gid)
 	return r;
 }
 
-int cl_pcram_make(const char *rundir, uint64_t bytes, uid_t uid, gid_t gid, char *path, size_t cap)
+/* CL_PCRAM_ROOT: a directory of root's that nobody else may change. */
+static int root_dir(void)
+{
+	struct stat st;
+
+	if (mkdir(CL_PCRAM_ROOT, 0711) < 0 && errno != EEXIST)
+		return cl_errorf(-errno, "%s: %s", CL_PCRAM_ROOT, strerror(errno));
+	if (lstat(CL_PCRAM_ROOT, &st) < 0)
+		return cl_errorf(-errno, "%s: %s", CL_PCRAM_ROOT, strerror(errno));
+	if (!S_ISDIR(st.st_mode) || st.st_uid != 0 || (st.st_mode & 022))
+		return cl_errorf(-EPERM, "%s: not a directory that only root may change",
+		                 CL_PCRAM_ROOT);
+	return 0;
+}
+
+static int ram_dir(const char *name, char *dir, size_t cap)
+{
+	if (!name || !*name || strchr(name, '/') || name[0] == '.')
+		return -EINVAL;
+	if ((size_t)snprintf(dir, cap, CL_PCRAM_ROOT "/%s", name) >= cap)
+		return cl_errorf(-ENAMETOOLONG, "%s: name too long", name);
+	return 0;
+}
+
+int cl_pcram_make(const char *name, uint64_t bytes, uid_t uid, gid_t gid, char *path, size_t cap)
 {
 	char dir[PATH_MAX], opts[128];
 	int r;
 
-	if (!rundir || !bytes || !path)
+	if (!bytes || !path)
 		return -EINVAL;
-	if ((size_t)snprintf(dir, sizeof(dir), "%s/" CL_PCRAM_DIR, rundir) >= sizeof(dir) ||
-	    (size_t)snprintf(path, cap, "%s/" CL_PCRAM_FILE, dir) >= cap)
-		return cl_errorf(-ENAMETOOLONG, "%s: path too long", rundir);
+	r = ram_dir(name, dir, sizeof(dir));
+	if (r == 0 && (size_t)snprintf(path, cap, "%s/" CL_PCRAM_FILE, dir) >= cap)
+		r = cl_errorf(-ENAMETOOLONG, "%s: name too long", name);
+	if (r == 0)
+		r = root_dir();
+	if (r < 0)
+		return r;
 	if (mkdir(dir, 0700) < 0)
 		return cl_errorf(-errno, "%s: %s", dir, strerror(errno));
 	/* Rounded up to whole pages: size= takes bytes. */
@@ -90,24 +118,23 @@ int cl_pcram_make(const char *rundir, uint64_t bytes, uid_t uid, gid_t gid, char
 	r = make_file(path, bytes, uid, gid);
 	if (r == 0)
 		return 0;
-	umount2(dir, MNT_DETACH);
+	umount2(dir, MNT_DETACH | UMOUNT_NOFOLLOW);
 out_dir:
 	rmdir(dir);
 	return r;
 }
 
-int cl_pcram_remove(const char *rundir)
+int cl_pcram_remove(const char *name)
 {
 	char dir[PATH_MAX];
+	int r = ram_dir(name, dir, sizeof(dir));
 
-	if (!rundir)
-		return -EINVAL;
-	if ((size_t)snprintf(dir, sizeof(dir), "%s/" CL_PCRAM_DIR, rundir) >= sizeof(dir))
-		return -ENAMETOOLONG;
+	if (r < 0)
+		return r;
 	if (access(dir, F_OK) < 0)
 		return 0;
-	if (umount2(dir, 0) < 0 && errno != EINVAL &&
-	    (errno != EBUSY || umount2(dir, MNT_DETACH) < 0))
+	if (umount2(dir, UMOUNT_NOFOLLOW) < 0 && errno != EINVAL &&
+	    (errno != EBUSY || umount2(dir, MNT_DETACH | UMOUNT_NOFOLLOW) < 0))
 		return cl_errorf(-errno, "%s: cannot unmount: %s", dir, strerror(errno));
 	if (rmdir(dir) < 0)
 		return cl_errorf(-errno, "%s: %s", dir, strerror(errno));

@@ -222,14 +222,15 @@ int cl_session_wait(struct cl_session *s, double seconds, int fd, enum cl_sessio
 			return *end = CL_SESSION_END_STOP, 0;
 		if (seconds > 0 && cl_now() - t0 >= seconds)
 			return *end = CL_SESSION_END_TIME, 0;
-		cl_session_pc_watch(s);
-		if (s->pc_killed)
-			return *end = CL_SESSION_END_MEMORY, 0;
+		/* A guest that ended closes the postcopy stream too: not a fault. */
 		alive = cl_vm_alive(s->dom);
 		if (alive == 0)
 			return *end = CL_SESSION_END_GUEST, 0;
 		if (alive < 0)
 			return *end = CL_SESSION_END_LIBVIRT, 0;
+		cl_session_pc_watch(s);
+		if (s->pc_killed)
+			return *end = CL_SESSION_END_MEMORY, 0;
 		if (s->mounted && cl_session_progress(s, &ev, state) == 0) {
 			if (!s->said_complete && !strcmp(state, "complete")) {
 				cl_session_emit(s, CL_SESSION_COMPLETE, 0);
@@ -309,7 +310,7 @@ int cl_session_attach(struct cl_session *s, const char *rundir)
 		s->type = !strcmp(val, "kvm") ? "kvm" : "qemu";
 	/* A VM still streaming its memory is watched by whoever attaches. */
 	if (r == 0 && session_value(text, "memory", val, sizeof(val)) == 0)
-		s->postcopy = !strcmp(val, "postcopy");
+		s->postcopy = s->made_pcram = !strcmp(val, "postcopy");
 	if (r == 0 && session_value(text, "overlay", val, sizeof(val)) == 0 &&
 	    !(s->overlay = strdup(val)))
 		r = -ENOMEM;
@@ -342,7 +343,7 @@ static int teardown(struct cl_session *s)
 	}
 	s->dom = NULL;
 	/* QEMU is gone: its RAM's tmpfs may go (postcopy mode). */
-	if (s->rundir[0] && cl_pcram_remove(s->rundir) < 0) {
+	if (s->made_pcram && cl_pcram_remove(s->name) < 0) {
 		cl_session_notice(s, NULL);
 		r = -EIO;
 	}

@@ -61,7 +61,8 @@ int cl_session_pc_ram(struct cl_session *s, enum cl_memory_mode want, uint64_t m
 		return 0;
 	}
 	if (r == 0)
-		r = cl_pcram_make(s->rundir, memsize, s->uid, s->gid, s->pcram, sizeof(s->pcram));
+		r = cl_pcram_make(s->name, memsize, s->uid, s->gid, s->pcram, sizeof(s->pcram));
+	s->made_pcram = r == 0;
 	return r;
 }
 
@@ -92,8 +93,6 @@ void cl_session_pc_watch(struct cl_session *s)
 	if (!s->postcopy || !s->running || !s->mounted || s->said_pc_failed || s->said_pc_complete)
 		return;
 	r = cl_pcmode_state(s->mnt, st, sizeof(st));
-	if (r == -ENOENT)
-		return;
 	if (r == 0 && !strcmp(st, "complete")) {
 		s->said_pc_complete = 1;
 		cl_session_emit(s, CL_SESSION_MEMORY_COMPLETE, 0);
@@ -101,7 +100,12 @@ void cl_session_pc_watch(struct cl_session *s)
 	}
 	if (r == 0 && strncmp(st, "failed", 6))
 		return;
-	if (r < 0)
+	if (cl_vm_alive(s->dom) == 0)
+		return; /* the guest ended: its stream with it */
+	if (r == -ENOENT)
+		snprintf(why, sizeof(why), "guest memory: %s/status shows no postcopy source",
+		         s->mnt);
+	else if (r < 0)
 		snprintf(why, sizeof(why),
 		         "guest memory: the mount's daemon is gone (%s/status: %s)", s->mnt,
 		         strerror(-r));

@@ -57,6 +57,7 @@ struct cl_session {
 	/* postcopy memory (cl_session_pc.c) */
 	int postcopy;         /* guest RAM comes from the mount's daemon, page by page */
 	char pcram[PATH_MAX]; /* the RAM file on the VM's own tmpfs */
+	int made_pcram;       /* this session mounted its RAM's tmpfs (cl_pcram.h) */
 	int said_pc_complete, said_pc_failed;
 	int pc_killed; /* the VM would not pause on a memory fault */
 };

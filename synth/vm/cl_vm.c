@@ -241,6 +241,29 @@ int cl_vm_mac_user(virConnectPtr c, const char *mac, const char *self, char *nam
 	return found;
 }
 
+/* Whether process pid is the QEMU of domain name: libvirt names the domain
+ * early on its command line (-name guest=NAME,...), so a pid file left by a
+ * QEMU that is gone never gets another process killed. */
+static int is_qemu_of(long pid, const char *name)
+{
+	char path[64], buf[4096], want[300];
+	size_t n, i, k;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%ld/cmdline", pid);
+	f = fopen(path, "re");
+	if (!f)
+		return 0;
+	n = fread(buf, 1, sizeof(buf) - 1, f);
+	fclose(f);
+	buf[n] = '\0';
+	k = (size_t)snprintf(want, sizeof(want), "guest=%s,", name);
+	for (i = 0; i < n; i += strlen(buf + i) + 1)
+		if (!strncmp(buf + i, want, k))
+			return 1;
+	return 0;
+}
+
 int cl_vm_kill(virDomainPtr d)
 {
 	char path[256], buf[32];
@@ -256,7 +279,7 @@ int cl_vm_kill(virDomainPtr d)
 		pid = strtol(buf, NULL, 10);
 	if (f)
 		fclose(f);
-	if (pid > 1)
+	if (pid > 1 && is_qemu_of(pid, name))
 		kill((pid_t)pid, SIGKILL);
 	if (virDomainDestroy(d) < 0 && cl_vm_alive(d) != 0)
 		return cl_vm_dom_error(d, "cannot destroy");

@@ -150,7 +150,7 @@ if [ "${CLOUDLET_MEMORY_MODE:-}" = postcopy ]; then
 	# Guest RAM is the VM's own file on its tmpfs; QEMU ignores the guest's
 	# reports while pages still arrive (postcopy inhibits discards), so first
 	# every page in, then the file's allocation must not keep the 32 MiB.
-	RAMF=$RUN_ROOT/$NAME/ram/memory
+	RAMF=/run/cloudlet-ram/$NAME/memory
 	for _ in $(seq 600); do grep -q '^postcopy: complete' "$MNT/status" && break; sleep 0.2; done
 	grep -q '^postcopy: complete' "$MNT/status" && ok "postcopy complete" ||
 		bad "postcopy not complete in 120 s: $(grep '^postcopy:' "$MNT/status")"
