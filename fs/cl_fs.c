@@ -829,7 +829,7 @@ static void op_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const 
 	(void)flags;
 	if (!e && !strcmp(name, CL_MOUNT_POSTCOPY_XATTR)) {
 		/* connects, bounded: this worker waits, the others serve */
-		fuse_reply_err(req, cl_fs_postcopy_start(fs->pc, value, size));
+		fuse_reply_err(req, -cl_fs_postcopy_start(fs->pc, value, size));
 		return;
 	}
 	if (!e && (size >= NOTE_MAX || !memchr(value, ':', size)))

@@ -110,12 +110,12 @@ int cl_fs_postcopy_start(struct cl_fs_postcopy *p, const char *value, size_t siz
 	int r;
 
 	if (!p || !value || check_value(value, size, path))
-		return EINVAL;
+		return -EINVAL;
 	pthread_mutex_lock(&p->lock);
 	r = claim_locked(p);
 	pthread_mutex_unlock(&p->lock);
 	if (r)
-		return -r;
+		return r;
 	r = connect_and_start(p, path, &src);
 	pthread_mutex_lock(&p->lock);
 	p->starting = 0;
@@ -134,7 +134,7 @@ int cl_fs_postcopy_start(struct cl_fs_postcopy *p, const char *value, size_t siz
 	pthread_mutex_unlock(&p->lock);
 	cl_pcsource_free(old);
 	cl_pcsource_free(src);
-	return -r;
+	return r;
 }
 
 void cl_fs_postcopy_stop(struct cl_fs_postcopy *p)
@@ -190,9 +190,9 @@ size_t cl_fs_postcopy_text(struct cl_fs_postcopy *p, char *buf, size_t cap)
 		             "postcopy_pushed: %" PRIu64 "\n"
 		             "postcopy_zero: %" PRIu64 "\n"
 		             "postcopy_latency_ms: p50 %.3f p99 %.3f\n",
-		             names[st.state], st.state == CL_PCSOURCE_FAILED ? ": " : "", st.reason,
-		             st.pages, st.requested, st.demand, st.pushed, st.zero_skipped,
-		             st.latency_p50_ms, st.latency_p99_ms);
+		             names[st.state], st.reason[0] ? ": " : "", st.reason, st.pages,
+		             st.requested, st.demand, st.pushed, st.zero_skipped, st.latency_p50_ms,
+		             st.latency_p99_ms);
 	/* a refused start does not hide the state of the source before it */
 	if (n >= 0 && (size_t)n < cap && have && refused[0])
 		n += snprintf(buf + n, cap - (size_t)n, "postcopy_refused: %s\n", refused);

@@ -21,10 +21,10 @@ int cl_fs_postcopy_new(struct cl_lazy *l, struct cl_fs_postcopy **out);
 void cl_fs_postcopy_free(struct cl_fs_postcopy *p);
 
 /* Connects to the socket at value[0..size) (an absolute path, bounded
- * wait) and starts the source; returns once its threads run. 0 or a
- * positive errno for the FUSE reply: EINVAL (bad value, or a state the
- * source refuses), EBUSY (one runs), ESHUTDOWN (the mount is going away),
- * or the connection's (ENOENT, ECONNREFUSED, ETIMEDOUT...). The reason of
+ * wait) and starts the source; returns once its threads run. 0 or
+ * -errno: -EINVAL (bad value, or a state the source refuses), -EBUSY (one
+ * runs), -ESHUTDOWN (the mount is going away), or the connection's
+ * (-ENOENT, -ECONNREFUSED, -ETIMEDOUT...). The reason of
  * a refusal shows in status as "postcopy: failed: ...". Blocks the calling
  * FUSE worker while it connects. */
 int cl_fs_postcopy_start(struct cl_fs_postcopy *p, const char *value, size_t size);
@@ -33,8 +33,8 @@ int cl_fs_postcopy_start(struct cl_fs_postcopy *p, const char *value, size_t siz
  * cl_lazy_close(). Idempotent; no start succeeds afterwards. */
 void cl_fs_postcopy_stop(struct cl_fs_postcopy *p);
 
-/* The status lines, `key: value` each: postcopy (off, streaming, complete,
- * failed: REASON), and once a source ran its page counts and the p50/p99
+/* The status lines, `key: value` each: postcopy (off, streaming, complete
+ * [: NOTE], failed: REASON), and once a source ran its page counts and the p50/p99
  * of its request-to-answer latency. Returns the length written (at most
  * cap - 1, terminated). */
 size_t cl_fs_postcopy_text(struct cl_fs_postcopy *p, char *buf, size_t cap);

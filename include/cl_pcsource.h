@@ -15,16 +15,20 @@
  *   count as accesses for traces and profiles as FUSE reads do;
  * - the pusher sends the rest without waiting on the network: the pages of
  *   each segment as the engine makes it present (the order segments arrive:
- *   the overlay's, working set first; a requested page's neighbours come
- *   right after its segment is decoded), then the pages the base holds;
- *   pages known to be zero are never sent. Pushed pages are not accesses.
- *   Only when the engine fetches nothing more by itself (no stream, a
- *   failed or idle stream) does the pusher wait for segments, as a quiet
- *   read of the engine.
+ *   the overlay's, working set first; a requested page's neighbours, the
+ *   rest of its segment, right after its answer), then the pages the base
+ *   holds; pages known to be zero are never sent. Pushed pages are not
+ *   accesses. Only when the engine will not bring the missing segments by
+ *   itself (no stream, a failed one, one past every segment with memory)
+ *   does the pusher wait for pages, as quiet reads of the engine (not
+ *   demand fetches, no hold on the stream).
  * No page is sent twice; every non-zero page is sent before EOF. Any
- * failure (a read of the engine, the socket, a write stalled past its
- * bound, a malformed return path) records its reason, shuts the socket
- * down (QEMU goes postcopy-paused) and stops the threads. */
+ * failure before EOF (a read of the engine for a page not sent, the
+ * socket, a write stalled past its bound, a malformed return path, a
+ * request over CL_PCSOURCE_MAX_REQUEST bytes) records its reason, shuts
+ * the socket down (QEMU goes postcopy-paused) and stops the threads. Once
+ * EOF is written every page is in the destination: the outcome is
+ * COMPLETE, unless its SHUT says it failed to load. */
 #ifndef CL_PCSOURCE_H
 #define CL_PCSOURCE_H
 
@@ -36,17 +40,20 @@
  * backend's id, as the mmap mode names it too). */
 #define CL_PCSOURCE_BLOCK "cl-ram"
 
+/* The most bytes one page request of the destination may ask for. */
+#define CL_PCSOURCE_MAX_REQUEST (2u << 20)
+
 struct cl_pcsource;
 
 enum cl_pcsource_state {
 	CL_PCSOURCE_STREAMING = 0,
-	CL_PCSOURCE_COMPLETE = 1, /* the destination said SHUT 0 */
+	CL_PCSOURCE_COMPLETE = 1, /* EOF written; no SHUT, or SHUT 0 */
 	CL_PCSOURCE_FAILED = 2,   /* see reason */
 };
 
 struct cl_pcsource_stats {
 	enum cl_pcsource_state state;
-	char reason[256];      /* why FAILED */
+	char reason[256];      /* why FAILED; COMPLETE: what went wrong after EOF, or "" */
 	uint64_t pages;        /* in the served block */
 	uint64_t requested;    /* pages the destination asked for */
 	uint64_t demand;       /* pages sent because they were asked for */
@@ -74,10 +81,10 @@ int cl_pcsource_connect(const char *path, double timeout, int *fd);
 int cl_pcsource_start(struct cl_lazy *l, int fd, struct cl_pcsource **out);
 
 /* Stops the threads (a source still streaming fails with "stopped") and
- * returns once they have ended: the socket is shut down, which wakes the
- * reader and any blocked write; no wait is longer than the socket's write
- * bound. Page reads still parked in the engine keep what they need alive
- * until they complete (cl_lazy_shutdown() ends them). Idempotent. */
+ * returns once they have ended (any thread may call it, two at once too): the socket is shut down,
+ * which wakes the reader and any blocked write; no wait is longer than the socket's write bound.
+ * Page reads still parked in the engine keep what they need alive until they complete
+ * (cl_lazy_shutdown() ends them). Idempotent. */
 void cl_pcsource_stop(struct cl_pcsource *ps);
 
 /* Stops, closes the socket and drops the caller's reference. NULL is fine. */

@@ -85,7 +85,8 @@ struct waiter {
 	const void *wbuf; /* write source, NULL for zeros */
 	cl_lazy_done_fn done;
 	void *ctx;
-	int quiet;        /* not an access: no event, not in bytes_read */
+	int quiet;        /* not an access: no event, not in bytes_read, not a
+	                   * demand fetch, does not hold the stream back */
 	uint32_t pending; /* lock: segments still missing */
 	double deadline;
 	struct waiter *cnext; /* completion list link (local to one thread) */
@@ -179,8 +180,9 @@ struct cl_lazy {
 	double bg_delay;            /* lock: current backoff */
 	unsigned bg_busy;           /* lock: workers on background segments */
 	unsigned demand_queue;      /* lock: demanded segments not yet taken */
-	double demand_at;           /* lock: when a request last had to wait */
+	double demand_at;           /* lock: when a request (not quiet) last had to wait */
 	struct waiter waiters;      /* lock: list head */
+	unsigned loud_waiters;      /* lock: those on it not quiet: they hold the stream back */
 	struct evwait *evwaits;     /* lock */
 	int shutdown;               /* lock */
 	int started;                /* lock */
@@ -292,6 +294,13 @@ void lazy_finish(struct cl_lazy *l, struct waiter *w, ssize_t r);
 void lazy_read_quiet(struct cl_lazy *l, enum cl_image_id im, uint64_t off, size_t len, void *buf,
                      cl_lazy_done_fn done, void *ctx);
 int lazy_read_present(struct cl_lazy *l, enum cl_image_id im, uint64_t off, size_t len, void *buf);
+
+/* ---- cl_lazy_sched.c ---- */
+
+/* Whether the fetch threads will bring the missing segments of image im
+ * without a request: the stream runs and some segment with im's payloads
+ * is being fetched or still ahead of the stream. */
+int lazy_stream_brings_locked(struct cl_lazy *l, enum cl_image_id im);
 
 /* ---- cl_lazy_segment.c ---- */
 

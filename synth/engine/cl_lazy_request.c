@@ -12,6 +12,7 @@
 void lazy_unlink_waiter_locked(struct cl_lazy *l, struct waiter *w)
 {
 	lazy_assert_locked(l);
+	l->loud_waiters -= !w->quiet;
 	w->prev->next = w->next;
 	w->next->prev = w->prev;
 	w->prev = w->next = w;
@@ -79,7 +80,8 @@ static int park_locked(struct cl_lazy *l, struct waiter *w, const struct plan *p
 	}
 	if (!w->pending)
 		return 0;
-	l->demand_at = cl_now();
+	if (!w->quiet)
+		l->demand_at = cl_now();
 	if (w->next == w) {
 		/* First park: join the list and start the clock. */
 		w->next = &l->waiters;
@@ -87,6 +89,7 @@ static int park_locked(struct cl_lazy *l, struct waiter *w, const struct plan *p
 		l->waiters.prev->next = w;
 		l->waiters.prev = w;
 		l->img[w->image].st.waiting++;
+		l->loud_waiters += !w->quiet;
 		pthread_cond_signal(&l->tick);
 	}
 	if (queued)

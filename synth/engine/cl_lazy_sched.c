@@ -18,8 +18,8 @@
 /* The next segment to fetch, or -1 (then *wait_until says when to look
  * again). Demand first; one worker stays off the stream. The
  * stream also holds back while requests wait and for DEMAND_QUIET_S after
- * the last one: on a shared link its segments would queue ahead of the
- * demanded ones, and a resumed VM faults in bursts. */
+ * the last one (quiet reads, the postcopy push's, do not count): on a shared link its segments
+ * would queue ahead of the demanded ones, and a resumed VM faults in bursts. */
 static int64_t pick_locked(struct cl_lazy *l, int *background, double *wait_until)
 {
 	double t = cl_now();
@@ -35,7 +35,7 @@ static int64_t pick_locked(struct cl_lazy *l, int *background, double *wait_unti
 				int seen[CL_NIMAGES] = {0, 0};
 				uint32_t i;
 				for (i = 0; i < sg->nw; i++)
-					if (!seen[sg->w[i]->image]++)
+					if (!sg->w[i]->quiet && !seen[sg->w[i]->image]++)
 						l->img[sg->w[i]->image].st.demand_fetches++;
 				sg->state = SEG_FETCHING;
 				sg->demanded = 0;
@@ -53,8 +53,8 @@ static int64_t pick_locked(struct cl_lazy *l, int *background, double *wait_unti
 		*wait_until = l->bg_resume;
 		return -1;
 	}
-	if (l->waiters.next != &l->waiters || t < l->demand_at + DEMAND_QUIET_S) {
-		if (l->waiters.next == &l->waiters)
+	if (l->loud_waiters || t < l->demand_at + DEMAND_QUIET_S) {
+		if (!l->loud_waiters)
 			*wait_until = l->demand_at + DEMAND_QUIET_S;
 		return -1;
 	}
@@ -67,6 +67,21 @@ static int64_t pick_locked(struct cl_lazy *l, int *background, double *wait_unti
 	l->bg_busy++;
 	*background = 1;
 	return s;
+}
+
+int lazy_stream_brings_locked(struct cl_lazy *l, enum cl_image_id im)
+{
+	uint32_t s;
+
+	lazy_assert_locked(l);
+	if (!l->started || (l->o.no_stream && l->ranges) || l->state != CL_LAZY_STREAMING)
+		return 0;
+	for (s = 0; s < l->m->nsegments; s++)
+		if (l->ix.seg_nrec[im][s] &&
+		    (l->seg[s].state == SEG_FETCHING ||
+		     (l->seg[s].state == SEG_ABSENT && (s >= l->bg_next || !l->ranges))))
+			return 1;
+	return 0;
 }
 
 static void *worker_main(void *arg)

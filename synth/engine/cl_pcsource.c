@@ -25,10 +25,12 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#define RP_BUF     (64u << 10)
-#define MAX_ANSWER 1024 /* pages per section of answers */
-#define SEND_TMO_S 10   /* a write stalled longer fails the source */
-#define SHUT_TMO_S 30   /* bound on the wait for SHUT after EOF */
+#define RP_BUF      (64u << 10)
+#define MAX_ANSWER  1024 /* pages per section of answers */
+#define MAX_PENDING 4096 /* requested pages not answered yet: the reader waits */
+#define SEND_TMO_S  10   /* a write stalled longer fails the source */
+#define SHUT_TMO_S  30   /* bound on the wait for SHUT after EOF */
+#define SLACK_S     5.0  /* beyond the engine's memory bound */
 
 static void destroy(struct cl_pcsource *ps)
 {
@@ -45,6 +47,7 @@ static void destroy(struct cl_pcsource *ps)
 	pthread_cond_destroy(&ps->cond);
 	pthread_mutex_destroy(&ps->lock);
 	pthread_mutex_destroy(&ps->wlock);
+	pthread_mutex_destroy(&ps->jlock);
 	free(ps);
 }
 
@@ -54,11 +57,15 @@ static int put_locked(struct cl_pcsource *ps)
 	return --ps->refs == 0;
 }
 
-void pcs_stop_locked(struct cl_pcsource *ps, const char *reason)
+/* Records the first outcome: FAILED with reason, or COMPLETE once EOF is
+ * written (every page is in the destination; reason notes what went wrong
+ * after the end). Stops everything and shuts the socket down. */
+static void pcs_stop_locked(struct cl_pcsource *ps, const char *reason)
 {
-	if (ps->state == CL_PCSOURCE_STREAMING && reason) {
-		ps->state = CL_PCSOURCE_FAILED;
-		snprintf(ps->reason, sizeof(ps->reason), "%s", reason);
+	if (ps->state == CL_PCSOURCE_STREAMING) {
+		ps->state = ps->eof ? CL_PCSOURCE_COMPLETE : CL_PCSOURCE_FAILED;
+		snprintf(ps->reason, sizeof(ps->reason), "%s%s",
+		         ps->eof && *reason ? "after the end: " : "", reason);
 	}
 	ps->stop = 1;
 	shutdown(ps->fd, SHUT_RDWR);
@@ -150,6 +157,7 @@ int pcs_read_page(struct cl_pcsource *ps, uint64_t off, int push, struct pread *
 	ps->refs++;
 	if (!push) {
 		ps->inflight++;
+		ps->pending++;
 		ps->requested++;
 	}
 	pthread_mutex_unlock(&ps->lock);
@@ -164,6 +172,26 @@ int pcs_read_page(struct cl_pcsource *ps, uint64_t off, int push, struct pread *
 
 /* ---- the return path ---- */
 
+/* Waits until n more requested pages fit under MAX_PENDING: the engine
+ * answers or fails each read within its memory bound, the sender writes
+ * each answer within SEND_TMO_S. 0, -ECANCELED, -ETIMEDOUT. */
+static int rp_room(struct cl_pcsource *ps, uint64_t n)
+{
+	double until = cl_now() + ps->l->img[CL_MEMORY].timeout_ms / 1000.0 + SEND_TMO_S + SLACK_S;
+	int r = 0;
+
+	pthread_mutex_lock(&ps->lock);
+	while (!ps->stop && ps->pending + n > MAX_PENDING && cl_now() < until)
+		cl_cond_wait_until(&ps->cond, &ps->lock, until);
+	if (ps->stop)
+		r = -ECANCELED;
+	else if (ps->pending + n > MAX_PENDING)
+		r = cl_errorf(-ETIMEDOUT, "%llu requested pages unanswered",
+		              (unsigned long long)ps->pending);
+	pthread_mutex_unlock(&ps->lock);
+	return r;
+}
+
 static int rp_message(struct cl_pcsource *ps, const struct cl_pcrp_msg *m)
 {
 	uint64_t off;
@@ -174,6 +202,10 @@ static int rp_message(struct cl_pcsource *ps, const struct cl_pcrp_msg *m)
 			return cl_errorf(-EPROTO,
 			                 "a request for RAM block %s, which was sent whole",
 			                 cl_vmstate_block(ps->vs, m->block)->name);
+		if (m->length > CL_PCSOURCE_MAX_REQUEST)
+			return cl_errorf(-EPROTO, "a request for %llu bytes (at most %u)",
+			                 (unsigned long long)m->length, CL_PCSOURCE_MAX_REQUEST);
+		r = rp_room(ps, m->length / PAGE); /* page-aligned: the parser checks */
 		for (off = m->offset; !r && off < m->offset + m->length; off += PAGE)
 			r = pcs_read_page(ps, off, 0, NULL);
 		return r;
@@ -253,36 +285,79 @@ static void *rp_main(void *arg)
 
 static int by_offset(const void *a, const void *b)
 {
-	const struct cl_pcstream_page *x = a, *y = b;
+	const struct pread *x = *(struct pread *const *)a, *y = *(struct pread *const *)b;
 
 	return x->offset < y->offset ? -1 : x->offset > y->offset;
 }
 
+/* Queues segment seg for the push unless it is queued already or the
+ * queue is full (its PRESENT events bring its pages anyway). */
+static void prio_add_locked(struct cl_pcsource *ps, uint32_t seg)
+{
+	unsigned i;
+
+	for (i = 0; i < ps->nprio && ps->prio[i] != seg; i++)
+		;
+	if (i == ps->nprio && ps->nprio < PRIO_MAX)
+		ps->prio[ps->nprio++] = seg;
+}
+
+void pcs_prio(struct cl_pcsource *ps, uint32_t seg)
+{
+	pthread_mutex_lock(&ps->lock);
+	prio_add_locked(ps, seg);
+	pthread_mutex_unlock(&ps->lock);
+}
+
+/* Queues the segment of the answered page at off, if it has one: its
+ * neighbours go next. */
+static void prio_locked(struct cl_pcsource *ps, uint64_t off)
+{
+	const struct cl_chunk *c = cl_recindex_find(&ps->l->ix, CL_MEMORY, off / ps->l->cs);
+
+	if (c && c->recipe >= CL_R_DEDUP) /* a payload of the overlay */
+		prio_add_locked(ps, c->p.seg);
+}
+
+unsigned pcs_take_prio(struct cl_pcsource *ps, uint32_t *segs)
+{
+	unsigned n;
+
+	pthread_mutex_lock(&ps->lock);
+	n = ps->nprio;
+	memcpy(segs, ps->prio, n * sizeof(*segs));
+	ps->nprio = 0;
+	pthread_mutex_unlock(&ps->lock);
+	return n;
+}
+
 /* Answers n read pages in one section: a page sent already, or asked twice,
- * goes once; a zero page as a zero record. Times the answers. */
+ * goes once; a zero page as a zero record. A failed read fails the source
+ * only if its page was not sent (by the push). Times the answers. */
 static int answer_batch(struct cl_pcsource *ps, struct pread **prs, size_t n)
 {
 	struct cl_pcstream_page pages[MAX_ANSWER];
+	const struct pread *pr;
 	size_t i, k = 0;
 	double now;
 	int r = 0;
 
-	for (i = 0; i < n; i++) {
-		if (prs[i]->result < 0)
-			return cl_errorf((int)prs[i]->result, "page %#llx of %s: %s",
-			                 (unsigned long long)prs[i]->offset, CL_PCSOURCE_BLOCK,
-			                 strerror((int)-prs[i]->result));
-		pages[i].block = ps->main;
-		pages[i].offset = prs[i]->offset;
-		pages[i].data = cl_is_zero(prs[i]->data, PAGE) ? NULL : prs[i]->data;
-	}
-	qsort(pages, n, sizeof(*pages), by_offset);
+	qsort(prs, n, sizeof(*prs), by_offset);
 	pthread_mutex_lock(&ps->wlock);
-	for (i = 0; i < n; i++)
-		if (!(k && pages[k - 1].offset == pages[i].offset) &&
-		    !cl_pcstream_is_sent(ps->st, ps->main, pages[i].offset))
-			pages[k++] = pages[i];
-	if (k)
+	for (i = 0; !r && i < n; i++) {
+		pr = prs[i];
+		if ((k && pages[k - 1].offset == pr->offset) ||
+		    cl_pcstream_is_sent(ps->st, ps->main, pr->offset))
+			continue;
+		if (pr->result < 0)
+			r = cl_errorf((int)pr->result, "page %#llx of %s: %s",
+			              (unsigned long long)pr->offset, CL_PCSOURCE_BLOCK,
+			              strerror((int)-pr->result));
+		pages[k].block = ps->main;
+		pages[k].offset = pr->offset;
+		pages[k++].data = cl_is_zero(pr->data, PAGE) ? NULL : pr->data;
+	}
+	if (!r && k)
 		r = cl_pcstream_send(ps->st, pages, k);
 	pthread_mutex_unlock(&ps->wlock);
 	if (r)
@@ -294,6 +369,8 @@ static int answer_batch(struct cl_pcsource *ps, struct pread **prs, size_t n)
 	for (i = 0; i < n; i++)
 		ps->hist[bucket(now - prs[i]->asked)]++;
 	ps->nlat += n;
+	for (i = 0; i < k; i++)
+		prio_locked(ps, pages[i].offset);
 	pthread_mutex_unlock(&ps->lock);
 	return 0;
 }
@@ -309,6 +386,10 @@ static int answer(struct cl_pcsource *ps, struct pread *list)
 			prs[n++] = list;
 		if (!r)
 			r = answer_batch(ps, prs, n);
+		pthread_mutex_lock(&ps->lock);
+		ps->pending -= n;
+		pthread_cond_broadcast(&ps->cond);
+		pthread_mutex_unlock(&ps->lock);
 		while (n)
 			free(prs[--n]);
 	}
@@ -345,10 +426,11 @@ static int answer_loop(struct cl_pcsource *ps)
 	return r;
 }
 
-/* END and EOF, then the destination's SHUT, bounded. */
+/* END and EOF, then the destination's SHUT, bounded; stops the source. */
 static int finish(struct cl_pcsource *ps)
 {
 	double until = cl_now() + SHUT_TMO_S;
+	char note[64] = "";
 	int r;
 
 	/* before the EOF: its SHUT may come at once */
@@ -361,18 +443,21 @@ static int finish(struct cl_pcsource *ps)
 	if (r)
 		return r;
 	pthread_mutex_lock(&ps->lock);
+	ps->eof = 1;
 	while (!ps->shut && !ps->stop && cl_now() < until)
 		cl_cond_wait_until(&ps->cond, &ps->lock, until);
-	if (ps->shut && !ps->shut_rc && ps->state == CL_PCSOURCE_STREAMING)
-		ps->state = CL_PCSOURCE_COMPLETE;
-	else if (ps->shut)
-		r = cl_errorf(-EIO, "the destination failed to load the stream (SHUT %u)",
-		              ps->shut_rc);
-	else if (!ps->stop)
-		r = cl_errorf(-ETIMEDOUT, "no SHUT %d s after the end of the stream", SHUT_TMO_S);
-	pthread_cond_broadcast(&ps->cond);
+	if (ps->shut && ps->shut_rc && ps->state == CL_PCSOURCE_STREAMING) {
+		ps->state = CL_PCSOURCE_FAILED;
+		snprintf(ps->reason, sizeof(ps->reason),
+		         "the destination failed to load the stream (SHUT %u)", ps->shut_rc);
+	}
+	/* COMPLETE unless the destination said otherwise: a missing SHUT is a
+	 * note, every page is there */
+	if (!ps->shut && !ps->stop)
+		snprintf(note, sizeof(note), "no SHUT %d s after EOF", SHUT_TMO_S);
+	pcs_stop_locked(ps, note);
 	pthread_mutex_unlock(&ps->lock);
-	return r;
+	return 0;
 }
 
 static void *sender_main(void *arg)
@@ -467,8 +552,10 @@ static int new_source(struct cl_lazy *l, int fd, struct cl_pcsource **out)
 	ps->fd = fd;
 	ps->refs = 1;
 	ps->ready_tail = &ps->ready;
-	if (pthread_mutex_init(&ps->wlock, NULL))
+	if (pthread_mutex_init(&ps->jlock, NULL))
 		goto fail_alloc;
+	if (pthread_mutex_init(&ps->wlock, NULL))
+		goto fail_jlock;
 	if (pthread_mutex_init(&ps->lock, NULL))
 		goto fail_wlock;
 	if (cl_cond_init_monotonic(&ps->cond))
@@ -480,6 +567,8 @@ fail_lock:
 	pthread_mutex_destroy(&ps->lock);
 fail_wlock:
 	pthread_mutex_destroy(&ps->wlock);
+fail_jlock:
+	pthread_mutex_destroy(&ps->jlock);
 fail_alloc:
 	free(ps);
 	return -ENOMEM;
@@ -527,8 +616,11 @@ void cl_pcsource_stop(struct cl_pcsource *ps)
 	pthread_mutex_lock(&ps->lock);
 	pcs_stop_locked(ps, "stopped before the end (the mount is going away)");
 	pthread_mutex_unlock(&ps->lock);
+	/* a second caller waits for the first one's joins, then has none left */
+	pthread_mutex_lock(&ps->jlock);
 	while (ps->nthreads)
 		pthread_join(ps->threads[--ps->nthreads], NULL);
+	pthread_mutex_unlock(&ps->jlock);
 }
 
 void cl_pcsource_free(struct cl_pcsource *ps)

@@ -4,9 +4,12 @@
  * the pages of each memory chunk the engine makes present (its PRESENT
  * events: the order segments arrive, a requested page's neighbours right
  * after its segment is decoded), then the pages the base holds; pages of
- * chunks known zero are marked, never sent. Only when the engine fetches
- * nothing by itself (no stream, a failed one, nothing new for IDLE_S) does
- * the push wait for pages, as quiet reads of the engine. */
+ * chunks known zero are marked, never sent; the neighbours of an answered
+ * page (its segment's) before the events that came earlier. Only when the
+ * engine will not bring the missing segments by itself (no stream, a failed
+ * one, one past every segment with memory) does the push wait for pages,
+ * as quiet reads of the engine: fetched, but neither demand fetches nor a
+ * hold on the stream. */
 #include "cl_pcsource_int.h"
 #include "cl_lazy_int.h"
 #include "cl_error.h"
@@ -17,7 +20,6 @@
 
 #define BATCH        64   /* pages per pushed section */
 #define HOLD_S       2.0  /* the push waits for the guest to run, at most this long */
-#define IDLE_S       5.0  /* no segment came that long: the push fetches what it needs */
 #define POLL_S       0.02 /* the push looks for new segments this often */
 #define READ_SLACK_S 5.0  /* beyond the engine's memory bound */
 
@@ -53,7 +55,7 @@ static int push_read(struct cl_pcsource *ps, uint64_t off, int wait, uint8_t *bu
 	return r;
 }
 
-/* The cheapest class of the chunks under page off. */
+/* The costliest class of the chunks under page off (OVERLAY < LOCAL < ZERO). */
 static enum lazy_chunk_class page_class(struct cl_pcsource *ps, uint64_t off)
 {
 	struct cl_lazy *l = ps->l;
@@ -82,11 +84,9 @@ static void yield_to_answers(struct cl_pcsource *ps)
 struct pushq {
 	uint64_t off[BATCH];
 	size_t n;
-	int wait;             /* read what is missing (else skip it) */
 	uint8_t (*buf)[PAGE]; /* BATCH pages */
 	uint64_t events;      /* memory PRESENT events taken */
 	uint64_t scan;        /* next page of the pass over local pages */
-	double progress;      /* when the push last found something to do */
 };
 
 /* Marks zero[0..nz) zero and sends pages[0..np), leaving out what the
@@ -118,8 +118,8 @@ static int push_write(struct cl_pcsource *ps, const uint64_t *zero, size_t nz,
 
 /* Pushes the pages collected in q that are still due: zero ones marked,
  * the others read (a page whose segment is missing is skipped unless
- * q->wait) and sent in one section. */
-static int push_flush(struct cl_pcsource *ps, struct pushq *q)
+ * wait) and sent in one section. */
+static int push_flush(struct cl_pcsource *ps, struct pushq *q, int wait)
 {
 	struct cl_pcstream_page pages[BATCH];
 	uint64_t zero[BATCH];
@@ -137,7 +137,7 @@ static int push_flush(struct cl_pcsource *ps, struct pushq *q)
 			zero[nz++] = q->off[i];
 			continue;
 		}
-		r = push_read(ps, q->off[i], q->wait, q->buf[np]);
+		r = push_read(ps, q->off[i], wait, q->buf[np]);
 		if (r == -EAGAIN)
 			continue;
 		if (r)
@@ -155,15 +155,56 @@ static int push_flush(struct cl_pcsource *ps, struct pushq *q)
 		pages[np].data = q->buf[np];
 		np++;
 	}
-	if (nz || np)
-		q->progress = cl_now();
 	return push_write(ps, zero, nz, pages, np);
 }
 
 static int push_add(struct cl_pcsource *ps, struct pushq *q, uint64_t off)
 {
 	q->off[q->n++] = off;
-	return q->n == BATCH ? push_flush(ps, q) : 0;
+	return q->n == BATCH ? push_flush(ps, q, 0) : 0;
+}
+
+/* Adds the pages of memory chunk k. */
+static int push_chunk(struct cl_pcsource *ps, struct pushq *q, uint64_t k)
+{
+	uint32_t cs = ps->l->cs;
+	uint64_t off, end = (k + 1) * cs < ps->npages * PAGE ? (k + 1) * cs : ps->npages * PAGE;
+	int r = 0;
+
+	for (off = k * cs / PAGE * PAGE; !r && off < end; off += PAGE)
+		r = push_add(ps, q, off);
+	return r;
+}
+
+/* The memory chunks of the segments of answered pages, those present.
+ * A segment still being decoded stays queued: its other chunks come next
+ * time. 0 or -errno. */
+static int push_prio(struct cl_pcsource *ps, struct pushq *q)
+{
+	const struct cl_recindex *ix = &ps->l->ix;
+	const struct cl_chunk *c;
+	uint32_t segs[PRIO_MAX];
+	unsigned i, n = pcs_take_prio(ps, segs);
+	uint64_t j;
+	int r = 0, fetching;
+
+	for (i = 0; !r && i < n; i++) {
+		lazy_lock(ps->l);
+		fetching = ps->l->seg[segs[i]].state == SEG_FETCHING;
+		lazy_unlock(ps->l);
+		if (fetching) {
+			pcs_prio(ps, segs[i]);
+			continue;
+		}
+		for (j = ix->seg_start[segs[i]]; !r && j < ix->seg_start[segs[i] + 1]; j++) {
+			c = &ps->l->m->chunks[ix->seg_recs[j]];
+			if (c->image == CL_MEMORY)
+				r = push_chunk(ps, q, c->index);
+		}
+	}
+	if (!r && q->n)
+		r = push_flush(ps, q, 0);
+	return r;
 }
 
 /* The pages of the memory chunks the engine made present since the last
@@ -171,21 +212,17 @@ static int push_add(struct cl_pcsource *ps, struct pushq *q, uint64_t off)
 static int push_events(struct cl_pcsource *ps, struct pushq *q)
 {
 	struct cl_lazy_event ev[BATCH];
-	uint32_t cs = ps->l->cs;
-	uint64_t off, end;
-	size_t i, n;
+	/* about one section's worth: the answers' neighbours go in between */
+	size_t i, n, want = (size_t)BATCH * PAGE / ps->l->cs;
 	int r = 0;
 
-	n = cl_lazy_events(ps->l, CL_MEMORY, CL_EV_PRESENT, q->events, ev, BATCH);
+	want = want < 1 ? 1 : want < BATCH ? want : BATCH;
+	n = cl_lazy_events(ps->l, CL_MEMORY, CL_EV_PRESENT, q->events, ev, want);
 	q->events += n;
-	for (i = 0; !r && i < n; i++) {
-		end = (ev[i].chunk + 1) * cs < ps->npages * PAGE ? (ev[i].chunk + 1) * cs
-		                                                 : ps->npages * PAGE;
-		for (off = ev[i].chunk * cs / PAGE * PAGE; !r && off < end; off += PAGE)
-			r = push_add(ps, q, off);
-	}
+	for (i = 0; !r && i < n; i++)
+		r = push_chunk(ps, q, ev[i].chunk);
 	if (!r && q->n)
-		r = push_flush(ps, q);
+		r = push_flush(ps, q, 0);
 	return r ? r : n > 0;
 }
 
@@ -202,20 +239,19 @@ static int push_local(struct cl_pcsource *ps, struct pushq *q)
 		if (page_class(ps, q->scan * PAGE) != LAZY_CHUNK_OVERLAY)
 			r = push_add(ps, q, q->scan * PAGE);
 	if (!r && q->n)
-		r = push_flush(ps, q);
+		r = push_flush(ps, q, 0);
 	return r ? r : 1;
 }
 
-/* Whether the pages still due would never come without a fetch of ours:
- * the engine fetches nothing by itself, or nothing came for IDLE_S. */
-static int must_fetch(struct cl_pcsource *ps, const struct pushq *q)
+/* Whether the pages still due would never come without a fetch of ours
+ * (or are all here): else the push waits for their PRESENT events. */
+static int must_fetch(struct cl_pcsource *ps)
 {
 	struct cl_lazy *l = ps->l;
 	int f;
 
 	lazy_lock(l);
-	f = l->o.no_stream || l->state != CL_LAZY_STREAMING || !l->img[CL_MEMORY].missing ||
-	    cl_now() > q->progress + IDLE_S;
+	f = !l->img[CL_MEMORY].missing || !lazy_stream_brings_locked(l, CL_MEMORY);
 	lazy_unlock(l);
 	return f;
 }
@@ -231,8 +267,7 @@ static int push_fetch(struct cl_pcsource *ps, struct pushq *q)
 	       (!q->n || off > q->off[q->n - 1]))
 		q->off[q->n++] = off;
 	pthread_mutex_unlock(&ps->wlock);
-	q->wait = 1;
-	return push_flush(ps, q);
+	return push_flush(ps, q, 1);
 }
 
 static uint64_t pages_left(struct cl_pcsource *ps)
@@ -277,9 +312,10 @@ static int push_all(struct cl_pcsource *ps, struct pushq *q)
 {
 	int r = push_hold(ps);
 
-	q->progress = cl_now();
 	while (!r) {
-		r = push_events(ps, q);
+		r = push_prio(ps, q);
+		if (!r)
+			r = push_events(ps, q);
 		if (!r)
 			r = push_local(ps, q);
 		if (r) {
@@ -288,7 +324,7 @@ static int push_all(struct cl_pcsource *ps, struct pushq *q)
 		}
 		if (!pages_left(ps))
 			return 0;
-		r = must_fetch(ps, q) ? push_fetch(ps, q) : push_nap(ps, POLL_S);
+		r = must_fetch(ps) ? push_fetch(ps, q) : push_nap(ps, POLL_S);
 		if (!r && pcs_stopped(ps))
 			r = -ECANCELED;
 	}
