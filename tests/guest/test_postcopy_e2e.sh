@@ -136,7 +136,9 @@ SAVER=$!
 CL_HELPER_PIDS+=("$SAVER")
 for _ in $(seq 50); do [ -S "$RD/save.sock" ] && break; sleep 0.1; done
 qmp() { cl_virsh qemu-monitor-command "$NAME" "$1"; }
-qmp '{"execute":"migrate-set-capabilities","arguments":{"capabilities":[{"capability":"x-ignore-shared","state":true}]}}' >/dev/null ||
+# The incoming migration's postcopy-ram is still set: an outgoing one with
+# x-ignore-shared needs it off.
+qmp '{"execute":"migrate-set-capabilities","arguments":{"capabilities":[{"capability":"postcopy-ram","state":false},{"capability":"x-ignore-shared","state":true}]}}' >/dev/null ||
 	cl_die "x-ignore-shared refused"
 qmp "{\"execute\":\"migrate\",\"arguments\":{\"uri\":\"unix:$RD/save.sock\"}}" >/dev/null ||
 	cl_die "migrate refused"
@@ -146,7 +148,7 @@ for _ in $(seq 300); do
 	sleep 0.2
 done
 [ "$st" = completed ] && ok "saved with x-ignore-shared: $(stat -c %s "$T/saved.state") bytes of device state" ||
-	cl_die "saving: migration $st"
+	cl_die "saving: migration $st: $(qmp '{"execute":"query-migrate"}')"
 cl_wait_helper "$SAVER" || cl_die "the saver failed"
 cp --sparse=always "/run/cloudlet-ram/$NAME/memory" "$T/saved.ram"
 cp --sparse=always "$MNT/disk/image" "$T/saved.disk"
@@ -178,6 +180,8 @@ s.sendall(open(sys.argv[2], "rb").read())
 s.shutdown(socket.SHUT_WR)
 PY
 st=$($QMP "$T/resave.qmp" wait-migration 60) && ok "loaded again (migration $st)" || cl_die "loading: migration $st"
+# Saved paused, loaded paused: resumed as cloudlet resumes its VMs.
+$QMP "$T/resave.qmp" run '{"execute":"cont"}' >/dev/null || cl_die "cont refused"
 $QMP "$T/resave.qmp" wait-status running 60 >/dev/null || cl_die "the VM does not run again"
 got=$($GCTL console-cmd "$T/resave.con" 60 'cat /ram/resave.txt') || got="no answer"
 [ "$got" = "$MARK" ] && ok "resumed again: /ram/resave.txt = $got" || bad "/ram/resave.txt: '$got', not $MARK"
