@@ -3,7 +3,8 @@
 # bench-vm.sh: early start against --no-early-start, on one overlay, over one
 # shaped link (the VM lifecycle benchmark of docs/BENCHMARKS.md).
 #
-#   tests/bench/bench-vm.sh [-r RUNS] [--rate RATE] [-S SEGMENT_SIZE] [-v] [--ref REF] BUILD_DIR
+#   tests/bench/bench-vm.sh [-r RUNS] [--rate RATE] [-S SEGMENT_SIZE] [-v] [--ref REF]
+#                           [--memory-modes postcopy,mmap] BUILD_DIR
 #
 # Workload (made once, cached in BUILD_DIR/bench-vm): the reference guest's
 # base (tests/guest/make-workload.sh, BUILD_DIR/guest) resumed and given
@@ -28,6 +29,11 @@
 # and fetch counters after each first response. --ref REF compares builds
 # instead: early start of a build of commit REF (made in a scratch
 # directory) and of BUILD_DIR alternately, and their first responses.
+# --memory-modes LIST (comma-separated postcopy, mmap) runs early start and
+# --no-early-start in each memory mode (`cloudlet synthesis --memory-mode`),
+# all interleaved, adds the time until the overlay is complete, and compares
+# the modes: first response, bytes fetched before it, time to complete
+# (postcopy needs vm.unprivileged_userfaultfd=1: set for the run, restored).
 set -euo pipefail
 src=$(cd "$(dirname "$0")/../.." && pwd)
 RUNS=3
@@ -35,6 +41,7 @@ RATE=40mbit
 SEG=
 VERBOSE=0
 REF=
+MEMS=
 while [ $# -gt 1 ]; do
 	case $1 in
 	-r) RUNS=$2; shift 2 ;;
@@ -42,10 +49,11 @@ while [ $# -gt 1 ]; do
 	-S) SEG=$2; shift 2 ;;
 	-v) VERBOSE=1; shift ;;
 	--ref) REF=$2; shift 2 ;;
+	--memory-modes) MEMS=${2//,/ }; shift 2 ;;
 	*) break ;;
 	esac
 done
-[ $# -eq 1 ] || { echo "usage: $0 [-r RUNS] [--rate RATE] [-S SEGMENT_SIZE] [-v] [--ref REF] BUILD_DIR" >&2; exit 2; }
+[ $# -eq 1 ] || { echo "usage: $0 [-r RUNS] [--rate RATE] [-S SEGMENT_SIZE] [-v] [--ref REF] [--memory-modes LIST] BUILD_DIR" >&2; exit 2; }
 build=$(cd "$1" && pwd)
 cloudlet=$build/cloudlet
 export CLOUDLET=$cloudlet # lib.sh checks the host with it
@@ -131,8 +139,9 @@ fetched() { sed -n 's|^bytes: \([0-9]*\)/.*|\1|p' "$1/status" 2>/dev/null || ech
 # PROGRAM (default: this build's); prints "MODE resume_s resume_bytes
 # first_s first_bytes start_s".
 run() {
-	local mode=$1 prog=${2:-$cloudlet} name=${CL_PREFIX}run out t0 tr br tf bf ds pid opt=()
-	[ "$mode" = eager ] && opt=(--no-early-start)
+	local mode=$1 prog=${2:-$cloudlet} name=${CL_PREFIX}run out t0 tr br tf bf ds pid opt=() tc=
+	[ "${mode%%-*}" = eager ] && opt=(--no-early-start)
+	[ "$mode" = "${mode#*-}" ] || opt+=(--memory-mode "${mode#*-}")
 	rm -rf "$CLOUDLET_HOME/cache"
 	out=$BW/run.out
 	t0=$(now)
@@ -163,14 +172,26 @@ run() {
 	grep -E '^[0-9a-f]{32}  /' "$BW/answer" >"$BW/answer.md5" || true
 	diff -q "$BW/hot.md5" "$BW/answer.md5" >/dev/null ||
 		{ diff "$BW/hot.md5" "$BW/answer" >&2; cat "/run/cloudlet/$name/mnt/status" >&2; cl_die "$mode: the guest's checksums differ"; }
+	if [ -n "$MEMS" ]; then
+		for _ in $(seq 6000); do grep -q "overlay complete" "$out" && break; sleep 0.1; done
+		grep -q "overlay complete" "$out" || cl_die "$mode: the overlay not complete in 600 s"
+		tc=$(sed -n 's/^\[ *\([0-9.]*\) s\] overlay complete.*/\1/p' "$out" | head -1)
+	fi
 	kill -TERM "$pid"
 	cl_wait_helper "$pid" || cl_die "synthesis exited non-zero: $(cat "$BW/run.err")"
-	echo "$mode $(echo "$tr - $t0" | bc) $br $(echo "$tf - $t0" | bc) $bf $ds"
+	echo "$mode $(echo "$tr - $t0" | bc) $br $(echo "$tf - $t0" | bc) $bf $ds${tc:+ $tc}"
 }
 
 median() { sort -g | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2}'; }
 
 modes=(early eager)
+if [ -n "$MEMS" ]; then
+	modes=()
+	for m in $MEMS; do modes+=("early-$m" "eager-$m"); done
+	old_uffd=$(cat /proc/sys/vm/unprivileged_userfaultfd)
+	cl_at_exit "echo $old_uffd >/proc/sys/vm/unprivileged_userfaultfd"
+	echo 1 >/proc/sys/vm/unprivileged_userfaultfd
+fi
 declare -A PROG=()
 if [ -n "$REF" ]; then
 	refc=$(git -C "$src" rev-parse --short "$REF")
@@ -186,7 +207,8 @@ if [ -n "$REF" ]; then
 fi
 echo "commit $(git -C "$src" describe --always --dirty 2>/dev/null || echo unknown)${REF:+ against $REF}, kernel $(uname -r), $(date -u '+%Y-%m-%d %H:%M UTC')"
 echo "overlay $OV: $PACK bytes of pack, link $RATE (HTB on lo), $RUNS runs per mode"
-printf '%-6s %9s %12s %9s %12s %8s\n' mode resume_s resume_bytes first_s first_bytes start_s
+printf '%-14s %9s %12s %9s %12s %8s%s\n' mode resume_s resume_bytes first_s first_bytes start_s \
+	"${MEMS:+  complete_s}"
 res=$BW/results
 : >"$res"
 for i in $(seq 1 "$RUNS"); do
@@ -197,17 +219,30 @@ for i in $(seq 1 "$RUNS"); do
 			line=$(run "$mode")
 		fi
 		echo "$line" >>"$res"
-		printf '%-6s %9.2f %12d %9.2f %12d %8.2f\n' $line
+		# shellcheck disable=SC2086 # word splitting wanted
+		printf '%-14s %9.2f %12d %9.2f %12d %8.2f%s\n' $line \
+			"$([ -n "$MEMS" ] && printf '  %9.2f' "$(cut -d' ' -f7 <<<"$line")")"
 	done
 done
+med_of() { awk -v m="$1" -v c="$2" '$1==m {print $c}' "$res" | median; }
 for mode in "${modes[@]}"; do
-	printf '%-6s median: domain start %.2f s, resume %.2f s (%d bytes), first response %.2f s (%d bytes)\n' "$mode" \
-		"$(awk -v m=$mode '$1==m {print $6}' "$res" | median)" \
-		"$(awk -v m=$mode '$1==m {print $2}' "$res" | median)" \
-		"$(awk -v m=$mode '$1==m {print $3}' "$res" | median)" \
-		"$(awk -v m=$mode '$1==m {print $4}' "$res" | median)" \
-		"$(awk -v m=$mode '$1==m {print $5}' "$res" | median)"
+	printf '%-14s median: domain start %.2f s, resume %.2f s (%d bytes), first response %.2f s (%d bytes)%s\n' "$mode" \
+		"$(med_of "$mode" 6)" "$(med_of "$mode" 2)" "$(med_of "$mode" 3)" "$(med_of "$mode" 4)" \
+		"$(med_of "$mode" 5)" "$([ -n "$MEMS" ] && printf ', overlay complete %.2f s' "$(med_of "$mode" 7)")"
 done
+if [ -n "$MEMS" ]; then
+	for m in $MEMS; do
+		printf '%s: early/eager time to first response %.3f\n' "$m" \
+			"$(echo "$(med_of "early-$m" 4) / $(med_of "eager-$m" 4)" | bc -l)"
+	done
+	if [ "$MEMS" = "postcopy mmap" ]; then
+		printf 'postcopy/mmap, early start: first response %.3f, bytes before it %.3f (goal <= 0.35), overlay complete %.3f (goal <= 1.1)\n' \
+			"$(echo "$(med_of early-postcopy 4) / $(med_of early-mmap 4)" | bc -l)" \
+			"$(echo "$(med_of early-postcopy 5) / $(med_of early-mmap 5)" | bc -l)" \
+			"$(echo "$(med_of early-postcopy 7) / $(med_of early-mmap 7)" | bc -l)"
+	fi
+	exit 0
+fi
 e=$(awk -v m="${modes[0]}" '$1==m {print $4}' "$res" | median)
 l=$(awk -v m="${modes[1]}" '$1==m {print $4}' "$res" | median)
 if [ -n "$REF" ]; then
