@@ -68,6 +68,7 @@ bash "$src/tests/guest/make-workload.sh" "$W" >&2
 W=$(cd "$W" && pwd -P)
 BW=$build/bench-vm
 mkdir -p "$BW"
+BW=$(cd "$BW" && pwd -P) # cl_qdir answers physical paths
 HOT_CMD='md5sum /mnt/bench/hot/* /ram/hot.bin'
 BENCH_VERSION=2
 
