@@ -221,8 +221,9 @@ for i in $(seq 1 "$RUNS"); do
 		fi
 		echo "$line" >>"$res"
 		# shellcheck disable=SC2086 # word splitting wanted
-		printf '%-14s %9.2f %12d %9.2f %12d %8.2f%s\n' $line \
-			"$([ -n "$MEMS" ] && printf '  %9.2f' "$(cut -d' ' -f7 <<<"$line")")"
+		printf '%-14s %9.2f %12d %9.2f %12d %8.2f' $(cut -d' ' -f1-6 <<<"$line")
+		[ -z "$MEMS" ] || printf '  %10.2f' "$(cut -d' ' -f7 <<<"$line")"
+		echo
 	done
 done
 med_of() { awk -v m="$1" -v c="$2" '$1==m {print $c}' "$res" | median; }
