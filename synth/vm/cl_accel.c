@@ -76,7 +76,7 @@ static int kvm_boot_probe(virConnectPtr c, const char *kernel, const char *initr
 	double t0;
 	int ok = 0, r;
 
-	r = cl_vm_qemu_user(&uid, &gid, group, sizeof(group));
+	r = cl_vm_qemu_user(&uid, &gid, group, sizeof(group), NULL, 0);
 	if (r < 0)
 		return r;
 	if (cl_mkdir_p(CL_VM_RUN_DIR, 0755) < 0 || !mkdtemp(dir))

@@ -69,9 +69,8 @@ static void name_owner(const struct stat *st, char *out, size_t cap)
 
 int cl_host_kvm_check(struct cl_host_kvm *k)
 {
-	struct passwd pwbuf, *pw = NULL;
 	struct stat st;
-	char group[64], buf[16384];
+	char group[64];
 	uid_t uid;
 	gid_t gid;
 	int r;
@@ -79,12 +78,9 @@ int cl_host_kvm_check(struct cl_host_kvm *k)
 	if (!k)
 		return -EINVAL;
 	memset(k, 0, sizeof(*k));
-	r = cl_vm_qemu_user(&uid, &gid, group, sizeof(group));
+	r = cl_vm_qemu_user(&uid, &gid, group, sizeof(group), k->user, sizeof(k->user));
 	if (r < 0)
 		return r;
-	if (getpwuid_r(uid, &pwbuf, buf, sizeof(buf), &pw) != 0)
-		pw = NULL;
-	snprintf(k->user, sizeof(k->user), "%s", pw ? pw->pw_name : "root");
 	if (stat(CL_HOST_KVM_DEV, &st) < 0) {
 		if (errno == ENOENT)
 			return 0;

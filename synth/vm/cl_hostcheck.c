@@ -9,8 +9,6 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <grp.h>
-#include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -86,8 +84,7 @@ int cl_host_fuse_check(struct cl_host_fuse *f)
 
 int cl_host_quser_check(struct cl_host_quser *q)
 {
-	struct passwd pwbuf, *pw = NULL;
-	char buf[16384], name[64];
+	char name[64];
 	uid_t uid;
 	gid_t gid;
 	int r;
@@ -95,14 +92,11 @@ int cl_host_quser_check(struct cl_host_quser *q)
 	if (!q)
 		return -EINVAL;
 	memset(q, 0, sizeof(*q));
-	r = cl_vm_qemu_user(&uid, &gid, q->group, sizeof(q->group));
+	r = cl_vm_qemu_user(&uid, &gid, q->group, sizeof(q->group), q->user, sizeof(q->user));
 	if (r < 0)
 		return r;
 	r = cl_vm_qemu_conf("user", name, sizeof(name));
 	q->from_conf = r == 0 ? 1 : r == -EACCES ? -1 : 0;
-	if (getpwuid_r(uid, &pwbuf, buf, sizeof(buf), &pw) != 0 || !pw)
-		return cl_errorf(-ENOENT, "uid %ld: not in the password database", (long)uid);
-	snprintf(q->user, sizeof(q->user), "%s", pw->pw_name);
 	return 0;
 }
 

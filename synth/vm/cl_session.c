@@ -191,7 +191,7 @@ int cl_session_prepare(struct cl_session *s, const char *uri, int synth)
 		                : "choose another with --name";
 		return cl_errorf(-EEXIST, "domain %s: the name is in use", s->name);
 	}
-	r = cl_vm_qemu_user(&s->uid, &s->gid, s->group, sizeof(s->group));
+	r = cl_vm_qemu_user(&s->uid, &s->gid, s->group, sizeof(s->group), NULL, 0);
 	if (r < 0)
 		return r;
 	r = cl_rundir_make(s->name, s->gid, s->rundir, sizeof(s->rundir));

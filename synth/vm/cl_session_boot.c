@@ -113,7 +113,7 @@ static int copy_boot_files(const struct cl_base *b, const char *files[2], const 
 	gid_t gid;
 	int i, r;
 
-	r = cl_vm_qemu_user(&uid, &gid, group, sizeof(group));
+	r = cl_vm_qemu_user(&uid, &gid, group, sizeof(group), NULL, 0);
 	for (i = 0; i < 2 && files[i] && r == 0; i++) {
 		names[i] = strrchr(files[i], '/') ? strrchr(files[i], '/') + 1 : files[i];
 		if (asprintf(&to, "%s/%s", b->dir, names[i]) < 0)

@@ -143,7 +143,7 @@ static int qemu_passwd(struct passwd *pwbuf, char *buf, size_t cap, struct passw
 	return 0;
 }
 
-int cl_vm_qemu_user(uid_t *uid, gid_t *gid, char *group, size_t cap)
+int cl_vm_qemu_user(uid_t *uid, gid_t *gid, char *group, size_t cap, char *user, size_t ucap)
 {
 	struct passwd pwbuf, *pw = NULL;
 	struct group grbuf, *gr = NULL;
@@ -157,6 +157,8 @@ int cl_vm_qemu_user(uid_t *uid, gid_t *gid, char *group, size_t cap)
 		return r;
 	*uid = pw->pw_uid;
 	*gid = pw->pw_gid;
+	if (user && (size_t)snprintf(user, ucap, "%s", pw->pw_name) >= ucap)
+		return -ENAMETOOLONG;
 	if (getgrgid_r(*gid, &grbuf, buf, sizeof(buf), &gr) != 0 || !gr)
 		return cl_errorf(-ENOENT, "user %ld: no group %ld", (long)*uid, (long)*gid);
 	if ((size_t)snprintf(group, cap, "%s", gr->gr_name) >= cap)

@@ -35,11 +35,12 @@ int cl_vm_conf_value(const char *text, const char *key, char *out, size_t cap);
  * -EACCES (no message) when this user may not read it. */
 int cl_vm_qemu_conf(const char *key, char *out, size_t cap);
 
-/* The user QEMU runs as and its primary group (name into group[cap]), as
- * libvirt picks it: `user =` in CL_VM_QEMU_CONF, else libvirt-qemu, else
- * root (libvirt's default where the package made no libvirt-qemu). A
- * CL_VM_QEMU_CONF that this user may not read counts as setting none. */
-int cl_vm_qemu_user(uid_t *uid, gid_t *gid, char *group, size_t cap);
+/* The user QEMU runs as and its primary group (name into group[cap]; the
+ * user's name into user[ucap] unless user is NULL), as libvirt picks it:
+ * `user =` in CL_VM_QEMU_CONF, else libvirt-qemu, else root (libvirt's
+ * default where the package made no libvirt-qemu). A CL_VM_QEMU_CONF that
+ * this user may not read counts as setting none. */
+int cl_vm_qemu_user(uid_t *uid, gid_t *gid, char *group, size_t cap, char *user, size_t ucap);
 
 /* "domain NAME: WHAT: libvirt's message" as the error (-EIO). */
 int cl_vm_dom_error(virDomainPtr d, const char *what);
