@@ -106,32 +106,7 @@ g() { "${GUESTCTL[@]}" console-cmd "$SOCK" "$1" "$2" || die "guest command faile
 
 # type_line TIMEOUT LINE: type LINE and, right behind it, an echo of a marker, as
 # `cloudlet overlay --console-script` does (synth/vm/cl_console.c); wait for the marker.
-type_line() {
-  python3 - "$SOCK" "$1" "$2" <<'EOF'
-import socket, sys, time
-sock, timeout, line = sys.argv[1], float(sys.argv[2]), sys.argv[3]
-n = int(time.time() * 1000)
-tag = "CL-DONE-check-%d" % n
-s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-s.connect(sock)
-s.sendall(('%s\necho CL""-DONE-check-%d\n' % (line, n)).encode())
-buf, end = b"", time.monotonic() + timeout
-while tag.encode() not in buf:
-    left = end - time.monotonic()
-    if left <= 0:
-        sys.stderr.write("timeout typing: %s\n%s\n" % (line, buf[-2000:].decode("latin-1")))
-        sys.exit(124)
-    s.settimeout(min(left, 1.0))
-    try:
-        d = s.recv(65536)
-    except socket.timeout:
-        continue
-    if not d:
-        sys.exit(125)
-    buf += d
-sys.stdout.write(buf.decode("latin-1").replace("\r", ""))
-EOF
-}
+type_line() { "${GUESTCTL[@]}" console-type "$SOCK" "$1" "$2"; }
 
 # --- 1. with a NIC -----------------------------------------------------------------------
 PORT=$(free_port)

@@ -14,6 +14,10 @@
   guestctl.py console-cmd SOCK TIMEOUT CMD
       run CMD in the guest shell on the serial console socket; print its output; exit with its
       status; 124 on timeout (then ^C is sent to get the shell back), 125 if the shell died.
+  guestctl.py console-type SOCK TIMEOUT LINE
+      type LINE and, right behind it, an echo of a marker, as `cloudlet overlay
+      --console-script` does (synth/vm/cl_console.c); wait for the marker; print what the
+      console showed (exit 124 on timeout, 125 if the console closed first)
   guestctl.py console-wait SOCK TIMEOUT
       probe until the guest shell answers.
   guestctl.py mig-recv SOCK OUTFILE TIMEOUT
@@ -334,6 +338,24 @@ def console_cmd(sock, timeout, cmd):
     sys.exit(int(m.group(1)))
 
 
+def console_type(sock, timeout, line):
+    deadline = time.monotonic() + timeout
+    n = int(time.time() * 1000)
+    tag = "CL-DONE-type-%d" % n
+    s = connect(sock, deadline)
+    # The quotes keep the tty's echo of the line from matching the marker.
+    s.sendall(('%s\necho CL""-DONE-type-%d\n' % (line, n)).encode())
+    buf = bytearray()
+    m = recv_until(s, buf, re.compile(re.escape(tag.encode())), deadline)
+    s.close()
+    if m is None:
+        code = 124 if time.monotonic() >= deadline else 125
+        sys.stderr.write("%s typing: %s\n%s\n" % ("timeout" if code == 124 else "console closed",
+                                                  line, bytes(buf[-2000:]).decode("latin-1")))
+        sys.exit(code)
+    sys.stdout.write(bytes(buf).decode("latin-1").replace("\r", ""))
+
+
 def console_wait(sock, timeout):
     deadline = time.monotonic() + timeout
     tag = uuid.uuid4().hex[:12]
@@ -470,6 +492,10 @@ def main():
         if len(argv) != 3:
             die("console-cmd SOCK TIMEOUT CMD")
         console_cmd(argv[0], float(argv[1]), argv[2])
+    elif cmd == "console-type":
+        if len(argv) != 3:
+            die("console-type SOCK TIMEOUT LINE")
+        console_type(argv[0], float(argv[1]), argv[2])
     elif cmd == "console-wait":
         sys.exit(console_wait(argv[0], float(argv[1])))
     elif cmd == "mig-recv":
