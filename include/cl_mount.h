@@ -59,6 +59,15 @@ int cl_mount_stop(const char *mnt, double timeout, int *detached, const char **h
  * `postcopy: ...` lines. */
 int cl_mount_postcopy_start(const char *mnt, const char *socket_path);
 
+/* The status file of the cloudletfs mount at mnt, whole (its postcopy lines
+ * come last), into *text: NUL-terminated, malloc'd, the caller frees it.
+ * 0 or -errno. */
+int cl_mount_status(const char *mnt, char **text);
+
+/* The value of the line `key: value` of a status text into out[cap]
+ * (truncated to fit); -ENOENT if there is none. */
+int cl_mount_status_value(const char *text, const char *key, char *out, size_t cap);
+
 /* The chunks the VM on the mount at mnt accessed so far, in first-access
  * order across both images, as TRACE text (`disk N` / `memory N` lines);
  * with seconds > 0 new accesses are followed that long first, or until

@@ -22,6 +22,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#define STATUS_MAX (64u << 10) /* larger than any status cloudletfs writes */
+
 #define FSTYPE "fuse.cloudletfs"
 
 /* --- finding the mount and its daemon ----------------------------------- */
@@ -110,26 +112,77 @@ static int mount_path(const char *arg, char *out)
 }
 
 /* The daemon's pid, from the `pid:` line of MOUNT/status. */
-static int daemon_pid(const char *mnt, pid_t *pid)
+int cl_mount_status(const char *mnt, char **text)
 {
-	char path[PATH_MAX + 16], buf[8192], *p;
+	char path[PATH_MAX + 16], *buf;
+	size_t len = 0;
 	ssize_t n;
-	long v;
-	int fd;
+	int fd, r = 0;
 
+	if (!mnt || !text)
+		return -EINVAL;
 	snprintf(path, sizeof(path), "%s/status", mnt);
 	fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
 		return -errno;
-	n = read(fd, buf, sizeof(buf) - 1);
+	buf = malloc(STATUS_MAX);
+	if (!buf) {
+		close(fd);
+		return -ENOMEM;
+	}
+	while (len < STATUS_MAX - 1) {
+		n = read(fd, buf + len, STATUS_MAX - 1 - len);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			r = n < 0 ? -errno : 0;
+			break;
+		}
+		len += (size_t)n;
+	}
 	close(fd);
-	if (n < 0)
-		return -errno;
-	buf[n] = '\0';
-	p = strstr(buf, "\npid: ");
-	if (!p || (v = strtol(p + 6, NULL, 10)) <= 1)
-		return cl_errorf(-EPROTO, "%s: no pid line", path);
-	*pid = (pid_t)v;
+	if (r < 0) {
+		free(buf);
+		return r;
+	}
+	buf[len] = '\0';
+	*text = buf;
+	return 0;
+}
+
+int cl_mount_status_value(const char *text, const char *key, char *out, size_t cap)
+{
+	size_t k;
+	const char *p, *e;
+
+	if (!text || !key || !out || !cap)
+		return -EINVAL;
+	k = strlen(key);
+	for (p = text; p; p = (e = strchr(p, '\n')) ? e + 1 : NULL)
+		if (!strncmp(p, key, k) && p[k] == ':' && p[k + 1] == ' ') {
+			p += k + 2;
+			e = strchr(p, '\n');
+			snprintf(out, cap, "%.*s", e ? (int)(e - p) : (int)strlen(p), p);
+			return 0;
+		}
+	return -ENOENT;
+}
+
+static int daemon_pid(const char *mnt, pid_t *pid)
+{
+	char *text = NULL, v[32];
+	long n = 0;
+	int r;
+
+	r = cl_mount_status(mnt, &text);
+	if (r < 0)
+		return r;
+	if (cl_mount_status_value(text, "pid", v, sizeof(v)) == 0)
+		n = strtol(v, NULL, 10);
+	free(text);
+	if (n <= 1)
+		return cl_errorf(-EPROTO, "%s/status: no pid line", mnt);
+	*pid = (pid_t)n;
 	return 0;
 }
 

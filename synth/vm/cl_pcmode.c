@@ -9,63 +9,22 @@
 #include "cl_vm.h"
 
 #include <errno.h>
-#include <fcntl.h>
-#include <limits.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
-
-#define STATUS_MAX (64u << 10) /* larger than any status cloudletfs writes */
-
-/* The whole status file (its postcopy lines come last) into buf[cap]. */
-static int read_status(const char *mnt, char *buf, size_t cap)
-{
-	char path[PATH_MAX];
-	size_t len = 0;
-	ssize_t n;
-	int fd, r = 0;
-
-	snprintf(path, sizeof(path), "%s/status", mnt);
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return -errno;
-	while (len < cap - 1) {
-		n = read(fd, buf + len, cap - 1 - len);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0) {
-			r = n < 0 ? -errno : 0;
-			break;
-		}
-		len += (size_t)n;
-	}
-	close(fd);
-	buf[len] = '\0';
-	return r;
-}
 
 int cl_pcmode_state(const char *mnt, char *out, size_t cap)
 {
-	char *buf, *p, *e;
+	char *text = NULL;
 	int r;
 
 	if (!mnt || !out || !cap)
 		return -EINVAL;
-	buf = malloc(STATUS_MAX);
-	if (!buf)
-		return -ENOMEM;
-	r = read_status(mnt, buf, STATUS_MAX);
-	p = r == 0 ? strstr(buf, "\npostcopy: ") : NULL;
-	if (r == 0 && !p)
-		r = -ENOENT;
-	if (p) {
-		p += strlen("\npostcopy: ");
-		e = strchr(p, '\n');
-		snprintf(out, cap, "%.*s", e ? (int)(e - p) : (int)strlen(p), p);
-	}
-	free(buf);
+	r = cl_mount_status(mnt, &text);
+	if (r == 0)
+		r = cl_mount_status_value(text, "postcopy", out, cap);
+	free(text);
 	return r;
 }
 

@@ -88,25 +88,24 @@ static int read_small(const char *path, char *buf, size_t cap)
 
 int cl_session_progress(const struct cl_session *s, struct cl_session_event *ev, char *state)
 {
-	char path[PATH_MAX + 64], buf[8192], *q;
+	char path[PATH_MAX + 64], buf[64], *text = NULL;
 	unsigned long long a, b;
 	int i, r;
 
 	state[0] = '\0';
 	if (!s->mnt[0])
 		return -ENOENT;
-	snprintf(path, sizeof(path), "%s/status", s->mnt);
-	r = read_small(path, buf, sizeof(buf));
+	r = cl_mount_status(s->mnt, &text);
 	if (r < 0)
 		return r;
-	q = strstr(buf, "state: ");
-	if (q)
-		sscanf(q + 7, "%31s", state);
-	q = strstr(buf, "\nbytes: ");
-	if (q && sscanf(q + 8, "%llu/%llu", &a, &b) == 2) {
+	if (cl_mount_status_value(text, "state", buf, sizeof(buf)) == 0)
+		sscanf(buf, "%31s", state);
+	if (cl_mount_status_value(text, "bytes", buf, sizeof(buf)) == 0 &&
+	    sscanf(buf, "%llu/%llu", &a, &b) == 2) {
 		ev->fetched = a;
 		ev->pack = b;
 	}
+	free(text);
 	for (i = 0; i < CL_NIMAGES; i++) {
 		snprintf(path, sizeof(path), "%s/%s/stats/chunks_accessed", s->mnt,
 		         cl_image_name(i));
