@@ -116,22 +116,7 @@ $CL_GUESTCTL console-cmd "$RD/console.sock" 60 "echo $MARK >/ram/resave.txt; syn
 	cl_die "the guest does not answer"
 cl_virsh suspend "$NAME" >/dev/null || cl_die "virsh suspend failed"
 # The device state into a file through a unix socket QEMU's user may reach.
-python3 - "$RD/save.sock" "$T/saved.state" <<'PY' &
-import os, socket, sys
-s = socket.socket(socket.AF_UNIX)
-s.bind(sys.argv[1])
-os.chmod(sys.argv[1], 0o666)
-s.listen(1)
-s.settimeout(60)
-c, _ = s.accept()
-c.settimeout(60)
-with open(sys.argv[2], "wb") as f:
-    while True:
-        b = c.recv(1 << 16)
-        if not b:
-            break
-        f.write(b)
-PY
+$CL_GUESTCTL mig-recv "$RD/save.sock" "$T/saved.state" 60 &
 SAVER=$!
 CL_HELPER_PIDS+=("$SAVER")
 for _ in $(seq 50); do [ -S "$RD/save.sock" ] && break; sleep 0.1; done
@@ -147,9 +132,9 @@ for _ in $(seq 300); do
 	[ "$st" = completed ] || [ "$st" = failed ] && break
 	sleep 0.2
 done
-[ "$st" = completed ] && ok "saved with x-ignore-shared: $(stat -c %s "$T/saved.state") bytes of device state" ||
-	cl_die "saving: migration $st: $(qmp '{"execute":"query-migrate"}')"
+[ "$st" = completed ] || cl_die "saving: migration $st: $(qmp '{"execute":"query-migrate"}')"
 cl_wait_helper "$SAVER" || cl_die "the saver failed"
+ok "saved with x-ignore-shared: $(stat -c %s "$T/saved.state") bytes of device state"
 cp --sparse=always "/run/cloudlet-ram/$NAME/memory" "$T/saved.ram"
 cp --sparse=always "$MNT/disk/image" "$T/saved.disk"
 kill -INT "$CL_SYNTH_PID"
@@ -167,18 +152,7 @@ $QMP "$T/resave.qmp" run \
 	'{"execute":"migrate-set-capabilities","arguments":{"capabilities":[{"capability":"x-ignore-shared","state":true}]}}' \
 	"{\"execute\":\"migrate-incoming\",\"arguments\":{\"uri\":\"unix:$T/load.sock\"}}" >/dev/null ||
 	cl_die "QEMU refused the incoming migration"
-python3 - "$T/load.sock" "$T/saved.state" <<'PY' || cl_die "feeding the saved state failed"
-import socket, sys, time
-for _ in range(100):
-    try:
-        s = socket.socket(socket.AF_UNIX)
-        s.connect(sys.argv[1])
-        break
-    except OSError:
-        time.sleep(0.1)
-s.sendall(open(sys.argv[2], "rb").read())
-s.shutdown(socket.SHUT_WR)
-PY
+$CL_GUESTCTL mig-send "$T/load.sock" "$T/saved.state" 60 || cl_die "feeding the saved state failed"
 st=$($QMP "$T/resave.qmp" wait-migration 60) && ok "loaded again (migration $st)" || cl_die "loading: migration $st"
 # Saved paused, loaded paused: resumed as cloudlet resumes its VMs.
 $QMP "$T/resave.qmp" run '{"execute":"cont"}' >/dev/null || cl_die "cont refused"
