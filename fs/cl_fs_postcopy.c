@@ -97,7 +97,7 @@ static int connect_and_start(struct cl_fs_postcopy *p, const char *path, struct 
 	int fd, r;
 
 	cl_error_clear();
-	r = cl_pcsource_connect(path, CONNECT_S, &fd);
+	r = cl_unix_connect(path, CONNECT_S, NULL, &fd);
 	if (!r)
 		r = cl_pcsource_start(p->l, fd, src);
 	return r;

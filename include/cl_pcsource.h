@@ -64,12 +64,6 @@ struct cl_pcsource_stats {
 	double latency_p99_ms;
 };
 
-/* Connects to the unix socket path (QEMU's migrate-incoming unix:PATH),
- * trying again while nobody listens yet, for at most timeout seconds.
- * *fd: the caller's. 0, -EINVAL, -ENAMETOOLONG, or the last connect error
- * (-ENOENT, -ECONNREFUSED, -EACCES...) once the time is up. */
-int cl_pcsource_connect(const char *path, double timeout, int *fd);
-
 /* Starts the source of l (which must outlive it) on the connected socket
  * fd, which it takes over (closed by cl_pcsource_free, also on failure).
  * Checks first that the overlay's device state is a save file whose only

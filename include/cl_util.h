@@ -6,6 +6,7 @@
 
 #include <stddef.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <sys/types.h>
 
@@ -74,6 +75,14 @@ int cl_pfor(unsigned nthreads, size_t n, cl_pfor_fn fn, void *ctx);
 double cl_now(void);
 /* Sleeps ms milliseconds (a signal may end it early). */
 void cl_sleep_ms(long ms);
+
+/* Connects to the unix stream socket at path (its peer listens once it is
+ * told to: QEMU after migrate-incoming), trying again every 20 ms while
+ * nobody listens there yet (ENOENT, ECONNREFUSED, EAGAIN), for at most
+ * timeout seconds and until *stop (optional) becomes non-zero. 0 and the
+ * socket (close-on-exec) in *fd; else -errno with a message: the last
+ * attempt's error once the time is over, -ECANCELED on *stop. */
+int cl_unix_connect(const char *path, double timeout, const atomic_int *stop, int *fd);
 
 /* Initializes c to time its waits on the monotonic clock, so that bounds
  * hold across changes of the wall clock. */

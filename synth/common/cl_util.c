@@ -11,7 +11,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -491,4 +493,33 @@ void cl_sleep_ms(long ms)
 	/* A signal does not cut it short: callers check their stop flag after. */
 	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
 		;
+}
+
+int cl_unix_connect(const char *path, double timeout, const atomic_int *stop, int *fd)
+{
+	struct sockaddr_un a = {.sun_family = AF_UNIX};
+	double until = cl_now() + timeout;
+	int s, r;
+
+	if (!path || !*path || !fd || timeout < 0)
+		return -EINVAL;
+	if (strlen(path) >= sizeof(a.sun_path))
+		return cl_errorf(-ENAMETOOLONG, "%s: socket path too long", path);
+	memcpy(a.sun_path, path, strlen(path));
+	for (;;) {
+		s = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		if (s < 0)
+			return cl_errorf(-errno, "socket: %s", strerror(errno));
+		if (!connect(s, (struct sockaddr *)&a, sizeof(a)))
+			break;
+		r = -errno;
+		close(s);
+		if ((r != -ENOENT && r != -ECONNREFUSED && r != -EAGAIN) || cl_now() >= until)
+			return cl_errorf(r, "%s: %s", path, strerror(-r));
+		if (stop && atomic_load(stop))
+			return cl_errorf(-ECANCELED, "%s: connecting was stopped", path);
+		cl_sleep_ms(20);
+	}
+	*fd = s;
+	return 0;
 }

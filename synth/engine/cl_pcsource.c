@@ -22,7 +22,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <sys/un.h>
 #include <unistd.h>
 
 #define RP_BUF      (64u << 10)
@@ -485,33 +484,6 @@ static void *sender_main(void *arg)
 }
 
 /* ---- set-up and the API ---- */
-
-int cl_pcsource_connect(const char *path, double timeout, int *fd)
-{
-	struct sockaddr_un a = {.sun_family = AF_UNIX};
-	double until = cl_now() + timeout;
-	int s, r;
-
-	if (!path || !*path || !fd || timeout < 0)
-		return -EINVAL;
-	if (strlen(path) >= sizeof(a.sun_path))
-		return cl_errorf(-ENAMETOOLONG, "%s: socket path too long", path);
-	memcpy(a.sun_path, path, strlen(path));
-	for (;;) {
-		s = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-		if (s < 0)
-			return cl_errorf(-errno, "socket: %s", strerror(errno));
-		if (!connect(s, (struct sockaddr *)&a, sizeof(a)))
-			break;
-		r = -errno;
-		close(s);
-		if ((r != -ENOENT && r != -ECONNREFUSED && r != -EAGAIN) || cl_now() >= until)
-			return cl_errorf(r, "%s: %s", path, strerror(-r));
-		cl_sleep_ms(50);
-	}
-	*fd = s;
-	return 0;
-}
 
 /* The overlay's device state: a save file whose one shared block is the
  * memory image. */

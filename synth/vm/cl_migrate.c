@@ -34,28 +34,11 @@ struct feeder {
 
 static int feed_connect(struct feeder *f, int *out)
 {
-	struct sockaddr_un a = {.sun_family = AF_UNIX};
-	double t0 = cl_now();
-	int fd;
+	int r = cl_unix_connect(f->sock, FEED_CONNECT_S, &f->stop, out);
 
-	if (strlen(f->sock) >= sizeof(a.sun_path))
-		return cl_errorf(-ENAMETOOLONG, "%s: socket path too long", f->sock);
-	strcpy(a.sun_path, f->sock);
-	for (;;) {
-		fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-		if (fd < 0)
-			return cl_errorf(-errno, "socket: %s", strerror(errno));
-		if (connect(fd, (struct sockaddr *)&a, sizeof(a)) == 0)
-			break;
-		close(fd);
-		if (errno != ENOENT && errno != ECONNREFUSED)
-			return cl_errorf(-errno, "%s: %s", f->sock, strerror(errno));
-		if (atomic_load(&f->stop) || cl_now() - t0 > FEED_CONNECT_S)
-			return cl_errorf(-ETIMEDOUT, "%s: QEMU does not listen", f->sock);
-		cl_sleep_ms(20);
-	}
-	*out = fd;
-	return 0;
+	if (r == -ENOENT || r == -ECONNREFUSED || r == -EAGAIN || r == -ECANCELED)
+		return cl_errorf(-ETIMEDOUT, "%s: QEMU does not listen", f->sock);
+	return r;
 }
 
 /* Waits (bounded, in short steps so that stop is seen) for fd to be ready. */
