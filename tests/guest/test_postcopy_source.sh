@@ -178,7 +178,7 @@ wait_postcopy failed 30 || fail "no 'postcopy: failed' within 30 s of the fault:
 ms
 ok "$(st postcopy | cut -c1-160) ($((REPLY - t0)) ms after nginx stopped)"
 for i in $(seq 100); do
-	s=$($QMP "$T/gone.qmp" run '{"execute":"query-migrate"}' 2>/dev/null |
+	s=$(timeout 3 $QMP "$T/gone.qmp" run '{"execute":"query-migrate"}' 2>/dev/null |
 		python3 -c 'import json,sys; print(json.loads(sys.stdin.readline()).get("status",""))')
 	[ "$s" = postcopy-paused ] && break
 	sleep 0.1
