@@ -11,7 +11,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/un.h>
+#include <unistd.h>
 
 #define CONNECT_S 10.0 /* bound on the connection to QEMU's listener */
 
@@ -60,11 +62,20 @@ void cl_fs_postcopy_free(struct cl_fs_postcopy *p)
 	free(p);
 }
 
-/* An absolute path that fits a unix socket address, printable. */
-static int check_value(const char *value, size_t size, char *path)
+/* "[PID ]PATH": an absolute path that fits a unix socket address,
+ * printable, after the listener's pid if one is named (*pid 0 if not). */
+static int parse_value(const char *value, size_t size, char *path, pid_t *pid)
 {
-	size_t i;
+	size_t i = 0;
+	long n = 0;
 
+	for (; i < size && i < 10 && value[i] >= '0' && value[i] <= '9'; i++)
+		n = n * 10 + (value[i] - '0');
+	if (i && (i == size || value[i] != ' ' || n <= 1))
+		return -EINVAL;
+	*pid = (pid_t)n;
+	value += i + !!i;
+	size -= i + !!i;
 	if (!size || size >= sizeof(((struct sockaddr_un *)0)->sun_path) || value[0] != '/')
 		return -EINVAL;
 	for (i = 0; i < size; i++)
@@ -72,6 +83,21 @@ static int check_value(const char *value, size_t size, char *path)
 			return -EINVAL;
 	memcpy(path, value, size);
 	path[size] = '\0';
+	return 0;
+}
+
+/* Whether the listener at the other end of fd is process pid: a socket
+ * path in a directory its user can write could be another process's. */
+static int check_peer(int fd, const char *path, pid_t pid)
+{
+	struct ucred cr;
+	socklen_t len = sizeof(cr);
+
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &len) < 0)
+		return cl_errorf(-errno, "%s: SO_PEERCRED: %s", path, strerror(errno));
+	if (cr.pid != pid)
+		return cl_errorf(-EPERM, "%s: the listener is process %ld, not QEMU (%ld)", path,
+		                 (long)cr.pid, (long)pid);
 	return 0;
 }
 
@@ -92,31 +118,37 @@ static int claim_locked(struct cl_fs_postcopy *p)
 	return 0;
 }
 
-static int connect_and_start(struct cl_fs_postcopy *p, const char *path, struct cl_pcsource **src)
+static int connect_and_start(struct cl_fs_postcopy *p, const char *path, pid_t pid,
+                             struct cl_pcsource **src)
 {
 	int fd, r;
 
 	cl_error_clear();
 	r = cl_unix_connect(path, CONNECT_S, NULL, &fd);
-	if (!r)
-		r = cl_pcsource_start(p->l, fd, src);
-	return r;
+	if (r)
+		return r;
+	if (pid && (r = check_peer(fd, path, pid))) {
+		close(fd);
+		return r;
+	}
+	return cl_pcsource_start(p->l, fd, src);
 }
 
 int cl_fs_postcopy_start(struct cl_fs_postcopy *p, const char *value, size_t size)
 {
 	char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
 	struct cl_pcsource *src = NULL, *old = NULL;
+	pid_t pid;
 	int r;
 
-	if (!p || !value || check_value(value, size, path))
+	if (!p || !value || parse_value(value, size, path, &pid))
 		return -EINVAL;
 	pthread_mutex_lock(&p->lock);
 	r = claim_locked(p);
 	pthread_mutex_unlock(&p->lock);
 	if (r)
 		return r;
-	r = connect_and_start(p, path, &src);
+	r = connect_and_start(p, path, pid, &src);
 	pthread_mutex_lock(&p->lock);
 	p->starting = 0;
 	pthread_cond_broadcast(&p->idle);

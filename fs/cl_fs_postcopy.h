@@ -20,11 +20,13 @@ int cl_fs_postcopy_new(struct cl_lazy *l, struct cl_fs_postcopy **out);
 /* Stops first. NULL is fine. */
 void cl_fs_postcopy_free(struct cl_fs_postcopy *p);
 
-/* Connects to the socket at value[0..size) (an absolute path, bounded
- * wait) and starts the source; returns once its threads run. 0 or
- * -errno: -EINVAL (bad value, or a state the source refuses), -EBUSY (one
- * runs), -ESHUTDOWN (the mount is going away), or the connection's
- * (-ENOENT, -ECONNREFUSED, -ETIMEDOUT...). The reason of
+/* Connects to the socket named by value[0..size), "[PID ]PATH" (an
+ * absolute path, bounded wait; with PID, the listener must be that
+ * process, SO_PEERCRED) and starts the source; returns once its threads
+ * run. 0 or -errno: -EINVAL (bad value, or a state the source refuses),
+ * -EBUSY (one runs), -ESHUTDOWN (the mount is going away), -EPERM (another
+ * process listens), or the connection's (-ENOENT, -ECONNREFUSED,
+ * -ETIMEDOUT...). The reason of
  * a refusal shows in status as "postcopy: failed: ...". Blocks the calling
  * FUSE worker while it connects. */
 int cl_fs_postcopy_start(struct cl_fs_postcopy *p, const char *value, size_t size);

@@ -48,7 +48,8 @@ int cl_mount_start(const struct cl_mount_opts *o, int *status);
 int cl_mount_stop(const char *mnt, double timeout, int *detached, const char **hint);
 
 /* Makes the daemon of the cloudletfs mount at mnt the postcopy source of
- * the QEMU listening on the unix socket socket_path (an absolute path;
+ * the QEMU listening on the unix socket socket_path (pid: that QEMU's pid,
+ * which the daemon checks its peer against, or 0 not to; an absolute path;
  * QEMU started with -incoming defer, the capability postcopy-ram set,
  * then migrate-incoming unix:socket_path). Returns once the daemon is
  * connected and streams (at most about 10 s): 0, or -errno with a
@@ -57,7 +58,7 @@ int cl_mount_stop(const char *mnt, double timeout, int *detached, const char **h
  * -ENOENT/-ECONNREFUSED (nobody listens), -EPERM. Progress and the end
  * (complete, or failed with a reason) show in the mount's status as
  * `postcopy: ...` lines. */
-int cl_mount_postcopy_start(const char *mnt, const char *socket_path);
+int cl_mount_postcopy_start(const char *mnt, const char *socket_path, long pid);
 
 /* The status file of the cloudletfs mount at mnt, whole (its postcopy lines
  * come last), into *text: NUL-terminated, malloc'd, the caller frees it.

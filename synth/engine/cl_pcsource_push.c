@@ -244,14 +244,17 @@ static int push_local(struct cl_pcsource *ps, struct pushq *q)
 }
 
 /* Whether the pages still due would never come without a fetch of ours
- * (or are all here): else the push waits for their PRESENT events. */
+ * (or are all here): else the push waits for their PRESENT events. Under
+ * no_stream nothing is fetched that was not asked for: the push sends what
+ * demand brought and the migration stays open. */
 static int must_fetch(struct cl_pcsource *ps)
 {
 	struct cl_lazy *l = ps->l;
 	int f;
 
 	lazy_lock(l);
-	f = !l->img[CL_MEMORY].missing || !lazy_stream_brings_locked(l, CL_MEMORY);
+	f = !l->img[CL_MEMORY].missing ||
+	    (!l->o.no_stream && !lazy_stream_brings_locked(l, CL_MEMORY));
 	lazy_unlock(l);
 	return f;
 }

@@ -601,12 +601,12 @@ out:
 
 /* --- the postcopy source ------------------------------------------------ */
 
-int cl_mount_postcopy_start(const char *mnt, const char *socket_path)
+int cl_mount_postcopy_start(const char *mnt, const char *socket_path, long pid)
 {
-	char path[PATH_MAX], type[64];
-	int r;
+	char path[PATH_MAX], type[64], value[160];
+	int r, n;
 
-	if (!mnt || !socket_path || socket_path[0] != '/')
+	if (!mnt || !socket_path || socket_path[0] != '/' || pid < 0)
 		return cl_errorf(-EINVAL, "postcopy: the socket path must be absolute");
 	r = mount_type(mnt, type, sizeof(type));
 	if (r == 0 && strcmp(type, FSTYPE))
@@ -615,7 +615,11 @@ int cl_mount_postcopy_start(const char *mnt, const char *socket_path)
 		return cl_errorf(r, "%s: not a cloudletfs mount", mnt);
 	if ((size_t)snprintf(path, sizeof(path), "%s/status", mnt) >= sizeof(path))
 		return cl_errorf(-ENAMETOOLONG, "%s: path too long", mnt);
-	if (setxattr(path, CL_MOUNT_POSTCOPY_XATTR, socket_path, strlen(socket_path), 0) == 0)
+	n = pid ? snprintf(value, sizeof(value), "%ld %s", pid, socket_path)
+	        : snprintf(value, sizeof(value), "%s", socket_path);
+	if ((size_t)n >= sizeof(value))
+		return cl_errorf(-ENAMETOOLONG, "%s: socket path too long", socket_path);
+	if (setxattr(path, CL_MOUNT_POSTCOPY_XATTR, value, strlen(value), 0) == 0)
 		return 0;
 	r = -errno;
 	return cl_errorf(r, "%s: postcopy source for %s: %s%s", mnt, socket_path, strerror(-r),

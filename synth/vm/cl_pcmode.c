@@ -54,13 +54,16 @@ int cl_pcmode_load(virDomainPtr d, const char *sock, const char *mnt, double tim
                    const atomic_int *stop)
 {
 	double t0 = cl_now();
+	long pid;
 	int r;
 
 	if (!d || !sock || !mnt)
 		return -EINVAL;
-	r = cl_migrate_incoming(d, sock);
+	r = cl_vm_qemu_pid(d, &pid);
 	if (r == 0)
-		r = cl_mount_postcopy_start(mnt, sock);
+		r = cl_migrate_incoming(d, sock);
+	if (r == 0)
+		r = cl_mount_postcopy_start(mnt, sock, pid);
 	while (r >= 0 && (r = loaded(d, mnt)) == 1) {
 		if (stop && *stop)
 			return cl_errorf(-EINTR, "interrupted while the device state was loading");

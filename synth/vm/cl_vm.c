@@ -266,22 +266,34 @@ static int is_qemu_of(long pid, const char *name)
 	return 0;
 }
 
-int cl_vm_kill(virDomainPtr d)
+int cl_vm_qemu_pid(virDomainPtr d, long *pid)
 {
 	char path[256], buf[32];
 	const char *name;
-	long pid = 0;
 	FILE *f;
 
-	if (!d || !(name = virDomainGetName(d)))
+	if (!d || !pid || !(name = virDomainGetName(d)))
 		return -EINVAL;
+	*pid = 0;
 	snprintf(path, sizeof(path), "%s/%s.pid", QEMU_PID_DIR, name);
 	f = fopen(path, "re");
 	if (f && fgets(buf, sizeof(buf), f))
-		pid = strtol(buf, NULL, 10);
+		*pid = strtol(buf, NULL, 10);
 	if (f)
 		fclose(f);
-	if (pid > 1 && is_qemu_of(pid, name))
+	if (*pid > 1 && is_qemu_of(*pid, name))
+		return 0;
+	*pid = 0;
+	return cl_errorf(-ESRCH, "domain %s: no QEMU process of it (%s)", name, path);
+}
+
+int cl_vm_kill(virDomainPtr d)
+{
+	long pid;
+
+	if (!d)
+		return -EINVAL;
+	if (cl_vm_qemu_pid(d, &pid) == 0)
 		kill((pid_t)pid, SIGKILL);
 	if (virDomainDestroy(d) < 0 && cl_vm_alive(d) != 0)
 		return cl_vm_dom_error(d, "cannot destroy");

@@ -51,10 +51,9 @@ cl_nginx_start "$BW/nginx" "$BW/www" || cl_die "nginx did not start"
 cl_at_exit "cl_link_unshape $NGINX_PORT"
 cl_link_require "$NGINX_PORT" "$RATE"
 URL=http://127.0.0.1:$NGINX_PORT/ov/overlay-meta
-CLASS=$(cl_link_class "$NGINX_PORT")
 
 now() { date +%s.%N; }
-link_bytes() { tc -s class show dev lo classid "$CLASS" | awk '/Sent/ { print $2; exit }'; }
+link_bytes() { cl_link_bytes "$NGINX_PORT"; }
 ev_value() { python3 -c 'import json,sys
 for l in open(sys.argv[1]):
     e = json.loads(l)

@@ -23,7 +23,8 @@
 #   resume  the VM resumed (its timeline line),
 #   first   the guest's answer to `md5sum` of the first-response data over
 #           its serial console (checked against the sums taken at creation),
-# with the overlay bytes fetched at each. Prints one line per run and the
+# with the bytes that crossed the link before each (the HTB class's
+# counters: the overlay's ranges, HTTP and TCP/IP headers). Prints one line per run and the
 # medians, for early start and --no-early-start alternately. -S makes (and
 # caches) the overlay with that segment size; -v prints the mount's status
 # and fetch counters after each first response. --ref REF compares builds
@@ -32,8 +33,14 @@
 # --memory-modes LIST (comma-separated postcopy, mmap) runs early start and
 # --no-early-start in each memory mode (`cloudlet synthesis --memory-mode`),
 # all interleaved, adds the time until the overlay is complete, and compares
-# the modes: first response, bytes fetched before it, time to complete
+# the modes: first response, bytes before it, time to complete
 # (postcopy needs vm.unprivileged_userfaultfd=1: set for the run, restored).
+# It also measures, in each memory mode, the physical limit of the first
+# response: the bytes the first response cannot do without (a run over the
+# link with `-o no_stream`: no background stream, no push of pages not asked
+# for, so only the segments holding what QEMU and the guest asked for, the
+# device state and the disk chunks read cross it) over the link rate, plus
+# the local resume time (a run from the overlay's directory, no link).
 set -euo pipefail
 src=$(cd "$(dirname "$0")/../.." && pwd)
 RUNS=3
@@ -134,19 +141,33 @@ cl_link_require "$NGINX_PORT" "$RATE"
 
 # --- runs -----------------------------------------------------------------------
 now() { date +%s.%N; }
-fetched() { sed -n 's|^bytes: \([0-9]*\)/.*|\1|p' "$1/status" 2>/dev/null || echo 0; }
+link_bytes() { cl_link_bytes "$NGINX_PORT"; }
+# The link's rate in bytes per second, from tc's units (kbit, mbit, gbit: powers of 1000).
+rate_bytes() {
+	awk -v r="$RATE" 'BEGIN { n = r + 0; u = tolower(substr(r, length(n "") + 1))
+		m = u == "kbit" ? 1e3 : u == "mbit" ? 1e6 : u == "gbit" ? 1e9 : u == "bit" || u == "" ? 1 : -1
+		if (m < 0) exit 1; printf "%.0f", n * m / 8 }'
+}
+RATE_BYTES=$(rate_bytes) || cl_die "--rate $RATE: use a number with kbit, mbit or gbit"
 
-# run MODE [PROGRAM]: one synthesis (MODE eager: --no-early-start) with
-# PROGRAM (default: this build's); prints "MODE resume_s resume_bytes
-# first_s first_bytes start_s".
+# run MODE [PROGRAM]: one synthesis with PROGRAM (default: this build's);
+# MODE is KIND[-MEMORY_MODE], KIND early, eager (--no-early-start), limit
+# (-o no_stream) or local (the overlay's directory, no link). Prints "MODE
+# resume_s resume_bytes first_s first_bytes start_s [complete_s]".
 run() {
-	local mode=$1 prog=${2:-$cloudlet} name=${CL_PREFIX}run out t0 tr br tf bf ds pid opt=() tc=
-	[ "${mode%%-*}" = eager ] && opt=(--no-early-start)
+	local mode=$1 prog=${2:-$cloudlet} name=${CL_PREFIX}run out t0 b0 tr br tf bf ds pid opt=() tc=
+	local kind=${mode%%-*} url=$URL
+	case $kind in
+	eager) opt=(--no-early-start) ;;
+	limit) opt=(-o no_stream) ;;
+	local) url=$BW/www/$OV ;;
+	esac
 	[ "$mode" = "${mode#*-}" ] || opt+=(--memory-mode "${mode#*-}")
 	rm -rf "$CLOUDLET_HOME/cache"
 	out=$BW/run.out
+	b0=$(link_bytes)
 	t0=$(now)
-	"$prog" synthesis "$W/base/disk.img" "$URL" --name "$name" "${opt[@]}" >"$out" 2>"$BW/run.err" </dev/null &
+	"$prog" synthesis "$W/base/disk.img" "$url" --name "$name" "${opt[@]}" >"$out" 2>"$BW/run.err" </dev/null &
 	pid=$!
 	CL_HELPER_PIDS+=("$pid")
 	until grep -q "VM resumed" "$out"; do
@@ -154,13 +175,13 @@ run() {
 		sleep 0.02
 	done
 	tr=$(now)
-	br=$(sed -n 's/.*VM resumed: fetched \([0-9]*\) of.*/\1/p' "$out")
+	br=$(($(link_bytes) - b0))
 	ds=$(sed -n 's/.*domain started in \([0-9.]*\) s.*/\1/p' "$out")
 	[ -n "$ds" ] || cl_die "no 'domain started' line in the timeline: $(cat "$out")"
 	$CL_GUESTCTL console-cmd "/run/cloudlet/$name/console.sock" 600 "$HOT_CMD" >"$BW/answer" ||
 		cl_die "the guest did not answer"
 	tf=$(now)
-	bf=$(fetched "/run/cloudlet/$name/mnt")
+	bf=$(($(link_bytes) - b0))
 	if [ "$VERBOSE" = 1 ]; then
 		{ cat "/run/cloudlet/$name/mnt/status"
 		  for im in disk memory; do
@@ -173,7 +194,7 @@ run() {
 	grep -E '^[0-9a-f]{32}  /' "$BW/answer" >"$BW/answer.md5" || true
 	diff -q "$BW/hot.md5" "$BW/answer.md5" >/dev/null ||
 		{ diff "$BW/hot.md5" "$BW/answer" >&2; cat "/run/cloudlet/$name/mnt/status" >&2; cl_die "$mode: the guest's checksums differ"; }
-	if [ -n "$MEMS" ]; then
+	if [ -n "$MEMS" ] && [ "$kind" != limit ]; then
 		for _ in $(seq 6000); do grep -q "overlay complete" "$out" && break; sleep 0.1; done
 		grep -q "overlay complete" "$out" || cl_die "$mode: the overlay not complete in 600 s"
 		tc=$(sed -n 's/^\[ *\([0-9.]*\) s\] overlay complete.*/\1/p' "$out" | head -1)
@@ -188,7 +209,7 @@ median() { sort -g | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2
 modes=(early eager)
 if [ -n "$MEMS" ]; then
 	modes=()
-	for m in $MEMS; do modes+=("early-$m" "eager-$m"); done
+	for m in $MEMS; do modes+=("early-$m" "eager-$m" "limit-$m" "local-$m"); done
 	old_uffd=$(cat /proc/sys/vm/unprivileged_userfaultfd)
 	cl_at_exit "echo $old_uffd >/proc/sys/vm/unprivileged_userfaultfd"
 	echo 1 >/proc/sys/vm/unprivileged_userfaultfd
@@ -236,12 +257,18 @@ if [ -n "$MEMS" ]; then
 	for m in $MEMS; do
 		printf '%s: early/eager time to first response %.3f\n' "$m" \
 			"$(echo "$(med_of "early-$m" 4) / $(med_of "eager-$m" 4)" | bc -l)"
+		lim=$(echo "$(med_of "limit-$m" 5) / $RATE_BYTES + $(med_of "local-$m" 2)" | bc -l)
+		printf '%s: physical limit of the first response %.2f s (%d bytes without the stream at %d B/s + local resume %.2f s); first response / limit %.3f%s\n' \
+			"$m" "$lim" "$(med_of "limit-$m" 5)" "$RATE_BYTES" "$(med_of "local-$m" 2)" \
+			"$(echo "$(med_of "early-$m" 4) / $lim" | bc -l)" "$([ "$m" = postcopy ] && echo ' (goal <= 1.5)')"
 	done
 	if [ "$MEMS" = "postcopy mmap" ]; then
 		printf 'postcopy/mmap, early start: first response %.3f, bytes before it %.3f (goal <= 0.35), overlay complete %.3f (goal <= 1.1)\n' \
 			"$(echo "$(med_of early-postcopy 4) / $(med_of early-mmap 4)" | bc -l)" \
 			"$(echo "$(med_of early-postcopy 5) / $(med_of early-mmap 5)" | bc -l)" \
 			"$(echo "$(med_of early-postcopy 7) / $(med_of early-mmap 7)" | bc -l)"
+		printf 'postcopy/mmap, no stream (-o no_stream): bytes before the first response %.3f\n' \
+			"$(echo "$(med_of limit-postcopy 5) / $(med_of limit-mmap 5)" | bc -l)"
 	fi
 	exit 0
 fi

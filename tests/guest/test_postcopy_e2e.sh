@@ -8,8 +8,12 @@
 #     (paused, or killed when a vCPU waits on a missing page and it will not
 #     pause); the timeline has memory_failed with the reason; a killed VM
 #     ends the command with exit 1 and nothing left behind;
-#  2. the mount's daemon is killed: the same within 10 s of the kill;
-#  3. once every page is in, the VM is saved as any cloudlet VM is (device
+#  2. the overlay's pack goes corrupt on the server after the resume (its
+#     bytes flipped in place, size and mtime kept, so the ETag is the same
+#     and only the segments' SHA-256 can tell): status names the mismatch,
+#     says `postcopy: failed: ...`, and the same as in 1 follows;
+#  3. the mount's daemon is killed: the same within 10 s of the kill;
+#  4. once every page is in, the VM is saved as any cloudlet VM is (device
 #     state with x-ignore-shared, RAM the VM's own file) and resumed again
 #     from those two files in a QEMU of its own: a marker the guest wrote into
 #     its RAM before the save is there.
@@ -93,18 +97,46 @@ ok "status: $(grep '^postcopy: failed' "$MNT/status" | cut -c1-160) ($((SECONDS 
 r=$(gone_within "$NAME" 10) && ok "libvirt: $r of the failure" || bad "libvirt: $r"
 after_fault "$NAME"
 
-cl_log "2. the mount's daemon is killed"
+cl_log "2. the pack goes corrupt on the server after the resume"
+mkdir -p "$T/www/bad"
+cp -p "$T/www/ov/overlay-meta" "$T/www/ov/overlay-blob" "$T/www/bad/"
 cl_nginx_start "$T/nginx" "$T/www" || cl_die "nginx did not start again"
+NAME=${CL_PREFIX}pcbad
+cl_synthesis "$NAME" "$T/out" "$T/err" "$W/base/disk.img" \
+	"http://127.0.0.1:$NGINX_PORT/bad/overlay-meta" --json -o "$OPTS"
+MNT=$RUN_ROOT/$NAME/mnt
+grep -q '^postcopy: streaming' "$MNT/status" || bad "postcopy at resume: $(grep '^postcopy' "$MNT/status")"
+# One byte in every 512 flipped: every segment not fetched yet is damaged.
+python3 -c 'import mmap, os, sys
+f = os.open(sys.argv[1], os.O_RDWR); m = mmap.mmap(f, 0)
+for i in range(0, len(m), 512): m[i] ^= 0xff
+m.flush(); m.close(); os.close(f)' "$T/www/bad/overlay-blob"
+touch -r "$T/www/ov/overlay-blob" "$T/www/bad/overlay-blob"
+$CL_GUESTCTL console-cmd "$RUN_ROOT/$NAME/console.sock" 60 'md5sum /ram/*' >/dev/null 2>&1 &
+CL_HELPER_PIDS+=($!)
+t0=$SECONDS
+until grep -q '^postcopy: failed' "$MNT/status" 2>/dev/null; do
+	[ $((SECONDS - t0)) -lt 60 ] || cl_die "no 'postcopy: failed' within 60 s of the damage"
+	sleep 0.1
+done
+ok "status: $(grep '^postcopy: failed' "$MNT/status" | cut -c1-160) ($((SECONDS - t0)) s after)"
+grep -q 'SHA-256 mismatch (corrupt pack)' "$MNT/status" 2>/dev/null &&
+	ok "status names the damage: $(grep -m1 -o 'segment [0-9]*: SHA-256 mismatch (corrupt pack)' "$MNT/status")" ||
+	bad "status does not name the corrupt segment: $(grep -E '^(reason|last_error|postcopy):' "$MNT/status")"
+r=$(gone_within "$NAME" 10) && ok "libvirt: $r of the failure" || bad "libvirt: $r"
+after_fault "$NAME"
+
+cl_log "3. the mount's daemon is killed"
 NAME=${CL_PREFIX}pcdaemon
 cl_synthesis "$NAME" "$T/out" "$T/err" "$W/base/disk.img" "$URL" --json -o "$OPTS"
 MNT=$RUN_ROOT/$NAME/mnt
-DAEMON=$(sed -n 's/^pid: //p' "$MNT/status")
-[ -n "$DAEMON" ] || cl_die "no daemon pid in $MNT/status"
+DAEMON=$(sed -n 's/^pid: //p' "$MNT/status" 2>/dev/null || true)
+[ -n "$DAEMON" ] || { cat "$T/out" "$T/err" >&2; cl_die "no daemon pid in $MNT/status"; }
 kill -KILL "$DAEMON"
 r=$(gone_within "$NAME" 10) && ok "libvirt: $r of the daemon's kill" || bad "libvirt: $r"
 after_fault "$NAME"
 
-cl_log "3. saved with x-ignore-shared once every page is in, resumed again"
+cl_log "4. saved with x-ignore-shared once every page is in, resumed again"
 NAME=${CL_PREFIX}pcsave
 RD=$RUN_ROOT/$NAME
 cl_synthesis "$NAME" "$T/out" "$T/err" "$W/base/disk.img" "$T/www/ov" --json

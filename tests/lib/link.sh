@@ -5,10 +5,13 @@
 # second's worth of every response through at once, so small ranged reads are not slowed.
 #   cl_link_shape PORT RATE    e.g. cl_link_shape "$NGINX_PORT" 40mbit (tc rate units)
 #   cl_link_unshape PORT       (call it from the EXIT trap too)
+#   cl_link_bytes PORT         bytes sent through the port's class so far
 # cl_link_shape returns 77 when the machine cannot shape (no tc, not root, no HTB).
 # Several ports may be shaped at once (one class and one filter each, keyed by the port).
 
 cl_link_class() { printf '1:%x' "$1"; }
+# cl_link_bytes PORT: the bytes the port's class has sent so far (what crossed the link).
+cl_link_bytes() { tc -s class show dev lo classid "$(cl_link_class "$1")" | awk '/Sent/ { print $2; exit }'; }
 
 cl_link_shape() {
 	local port=$1 rate=$2 cls
