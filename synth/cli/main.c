@@ -194,7 +194,12 @@ int main(int argc, char **argv)
 			fputs(usage, stdout);
 			return 0;
 		} else if (!strcmp(argv[1], "-V") || !strcmp(argv[1], "--version")) {
+#ifdef CL_BENCH_NO_BASE_HASH
+			printf("cloudlet %s (benchmark build: base bytes NOT checked)\n",
+			       CL_VERSION);
+#else
 			printf("cloudlet %s\n", CL_VERSION);
+#endif
 			return 0;
 		} else if (!strcmp(argv[1], "-q") || !strcmp(argv[1], "--quiet")) {
 			cl_progress_enabled = 0;
