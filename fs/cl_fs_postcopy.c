@@ -11,7 +11,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -86,21 +85,6 @@ static int parse_value(const char *value, size_t size, char *path, pid_t *pid)
 	return 0;
 }
 
-/* Whether the listener at the other end of fd is process pid: a socket
- * path in a directory its user can write could be another process's. */
-static int check_peer(int fd, const char *path, pid_t pid)
-{
-	struct ucred cr;
-	socklen_t len = sizeof(cr);
-
-	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &len) < 0)
-		return cl_errorf(-errno, "%s: SO_PEERCRED: %s", path, strerror(errno));
-	if (cr.pid != pid)
-		return cl_errorf(-EPERM, "%s: the listener is process %ld, not QEMU (%ld)", path,
-		                 (long)cr.pid, (long)pid);
-	return 0;
-}
-
 /* Takes the slot for a start: 0, or -EBUSY while a source streams or
  * another start connects, -ESHUTDOWN once stopped. */
 static int claim_locked(struct cl_fs_postcopy *p)
@@ -127,7 +111,7 @@ static int connect_and_start(struct cl_fs_postcopy *p, const char *path, pid_t p
 	r = cl_unix_connect(path, CONNECT_S, NULL, &fd);
 	if (r)
 		return r;
-	if (pid && (r = check_peer(fd, path, pid))) {
+	if (pid && (r = cl_unix_peer_is(fd, path, pid))) {
 		close(fd);
 		return r;
 	}

@@ -84,6 +84,13 @@ void cl_sleep_ms(long ms);
  * attempt's error once the time is over, -ECANCELED on *stop. */
 int cl_unix_connect(const char *path, double timeout, const atomic_int *stop, int *fd);
 
+/* Whether the process at the other end of the unix socket fd (the
+ * listener for a connected socket, the connecting process for an accepted
+ * one: SO_PEERCRED) is pid; path names the socket in the message. 0, or
+ * -EPERM with a message naming both processes. A socket in a directory
+ * that QEMU's user may write could be any of that user's processes. */
+int cl_unix_peer_is(int fd, const char *path, long pid);
+
 /* Initializes c to time its waits on the monotonic clock, so that bounds
  * hold across changes of the wall clock. */
 int cl_cond_init_monotonic(pthread_cond_t *c);

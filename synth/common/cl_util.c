@@ -495,6 +495,21 @@ void cl_sleep_ms(long ms)
 		;
 }
 
+int cl_unix_peer_is(int fd, const char *path, long pid)
+{
+	struct ucred cr;
+	socklen_t len = sizeof(cr);
+
+	if (fd < 0 || !path || pid <= 0)
+		return -EINVAL;
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &len) < 0)
+		return cl_errorf(-errno, "%s: SO_PEERCRED: %s", path, strerror(errno));
+	if ((long)cr.pid != pid)
+		return cl_errorf(-EPERM, "%s: the other end is process %ld, not QEMU (%ld)", path,
+		                 (long)cr.pid, pid);
+	return 0;
+}
+
 int cl_unix_connect(const char *path, double timeout, const atomic_int *stop, int *fd)
 {
 	struct sockaddr_un a = {.sun_family = AF_UNIX};

@@ -25,6 +25,7 @@
 struct feeder {
 	const char *sock;
 	const char *state;
+	long pid; /* QEMU's: the listener must be it */
 	atomic_int stop;
 	atomic_int finished;
 	int result;
@@ -75,6 +76,8 @@ static void *feed(void *arg)
 		return NULL;
 	}
 	r = feed_connect(f, &sfd);
+	if (r == 0)
+		r = cl_unix_peer_is(sfd, f->sock, f->pid);
 	if (r < 0)
 		goto out;
 	for (;;) {
@@ -196,7 +199,9 @@ int cl_migrate_load(virDomainPtr d, const char *sock, const char *state_path, do
 
 	if (!d || !sock || !state_path)
 		return -EINVAL;
-	r = cl_migrate_incoming(d, sock);
+	r = cl_vm_qemu_pid(d, &f.pid);
+	if (r == 0)
+		r = cl_migrate_incoming(d, sock);
 	if (r < 0)
 		return r;
 	r = -pthread_create(&th, NULL, feed, &f);
@@ -214,7 +219,9 @@ int cl_migrate_load(virDomainPtr d, const char *sock, const char *state_path, do
 
 struct reader {
 	int lfd;
+	const char *sock;
 	const char *path;
+	long pid; /* QEMU's: the one connection taken must be it */
 	atomic_int stop;
 	atomic_int finished;
 	int result;
@@ -243,9 +250,16 @@ static void *reader(void *arg)
 		goto out;
 	}
 	cfd = accept4(rd->lfd, NULL, NULL, SOCK_CLOEXEC);
+	if (cfd < 0) {
+		r = cl_errorf(-errno, "accept: %s", strerror(errno));
+		goto out;
+	}
+	r = cl_unix_peer_is(cfd, rd->sock, rd->pid);
+	if (r < 0)
+		goto out;
 	ofd = open(part, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-	if (cfd < 0 || ofd < 0) {
-		r = cl_errorf(-errno, "%s: %s", cfd < 0 ? "accept" : part, strerror(errno));
+	if (ofd < 0) {
+		r = cl_errorf(-errno, "%s: %s", part, strerror(errno));
 		goto out;
 	}
 	p.fd = cfd;
@@ -327,14 +341,16 @@ static int save_wait(virDomainPtr d, double timeout, const atomic_int *stop)
 int cl_migrate_save(virDomainPtr d, const char *sock, const char *path, double timeout,
                     const atomic_int *stop)
 {
-	struct reader rd = {.path = path};
+	struct reader rd = {.sock = sock, .path = path};
 	char *cmd = NULL;
 	pthread_t th;
 	int r;
 
 	if (!d || !sock || !path)
 		return -EINVAL;
-	r = cl_qmp_ignore_shared(d);
+	r = cl_vm_qemu_pid(d, &rd.pid);
+	if (r == 0)
+		r = cl_qmp_ignore_shared(d);
 	if (r < 0)
 		return r;
 	if (virDomainSuspend(d) < 0)

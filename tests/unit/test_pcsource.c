@@ -280,6 +280,7 @@ struct fake {
 
 static void fake_start(struct fake *f, struct cl_lazy *l)
 {
+	struct timeval tv = {.tv_sec = 20}; /* a source that stops sending fails the test */
 	int fd[2];
 
 	f->l = l;
@@ -288,6 +289,7 @@ static void fake_start(struct fake *f, struct cl_lazy *l)
 	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fd), 0);
 	assert_int_equal(cl_pcsource_start(l, fd[0], &f->ps), 0);
 	f->fd = fd[1];
+	assert_int_equal(setsockopt(f->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)), 0);
 	read_prelude(f->fd, l);
 }
 
@@ -315,12 +317,38 @@ static void wait_state(struct cl_pcsource *ps, enum cl_pcsource_state want_state
 }
 
 /* The guest runs (PONG) and asks, in the same write, for page 0 (all zero)
- * and twice for page 100 (one of the random chunks of the overlay): the
- * push starts at once, without its hold; every page once, page 0 as a ZERO
- * record, page 100 answered or pushed once. With a stream (no_stream 0)
- * the push waits for the segments the stream brings: none is fetched for
- * it. */
-static void run_stream(int no_stream, const char *cache)
+ * and twice for page 100 (one of the random chunks of the overlay).
+ * With a stream (no_stream 0): the push starts at once, without its hold,
+ * and waits for the segments the stream brings (none is fetched for it);
+ * every page once, page 0 as a ZERO record, page 100 answered or pushed
+ * once. Without (no_stream 1): the asked pages are answered, and nothing
+ * else is fetched: the source goes on streaming what needs no fetch. */
+static void test_stream_no_stream(void **state)
+{
+	struct cl_pcsource_stats st;
+	struct cl_lazy_stats ls;
+	uint8_t m[128], *p = m;
+	struct fake f;
+
+	(void)state;
+	fake_start(&f, open_lazy("ov", "cache1", 1, 0));
+	put_value(&p, CL_PCRP_PONG, CL_PCSTREAM_PING_RUN);
+	put_req(&p, 0, PAGE);
+	put_req(&p, 100, PAGE);
+	send_msgs(f.fd, m, p);
+	while (!f.sn->times[0] || !f.sn->times[100])
+		assert_int_equal(read_section(f.fd, f.sn), 1);
+	assert_true(f.sn->zero[0]);
+	cl_sleep_ms(300); /* time for a push that would fetch */
+	cl_lazy_stats(f.l, &ls);
+	assert_int_equal(ls.segments_present, 1); /* page 100's */
+	cl_pcsource_stats(f.ps, &st);
+	assert_int_equal(st.state, CL_PCSOURCE_STREAMING);
+	assert_int_equal(st.requested, 2);
+	fake_end(&f);
+}
+
+static void test_stream_background(void **state)
 {
 	static const unsigned asked[] = {0, 100};
 	struct cl_pcsource_stats st;
@@ -328,7 +356,8 @@ static void run_stream(int no_stream, const char *cache)
 	uint8_t m[128], *p = m;
 	struct fake f;
 
-	fake_start(&f, open_lazy("ov", cache, no_stream, 0));
+	(void)state;
+	fake_start(&f, open_lazy("ov", "cache4", 0, 0));
 	put_value(&p, CL_PCRP_PONG, CL_PCSTREAM_PING_RUN);
 	put_req(&p, 0, PAGE);
 	put_req(&p, 100, PAGE);
@@ -345,21 +374,8 @@ static void run_stream(int no_stream, const char *cache)
 	assert_int_equal(st.pushed + st.demand, f.sn->n);
 	cl_lazy_stats(f.l, &ls);
 	assert_int_equal(ls.image[CL_MEMORY].chunks_accessed, 2); /* pushes are not accesses */
-	if (!no_stream)
-		assert_true(ls.image[CL_MEMORY].demand_fetches <= 1); /* page 100's, if any */
+	assert_true(ls.image[CL_MEMORY].demand_fetches <= 1);     /* page 100's, if any */
 	fake_end(&f);
-}
-
-static void test_stream(void **state)
-{
-	(void)state;
-	run_stream(1, "cache1");
-}
-
-static void test_stream_background(void **state)
-{
-	(void)state;
-	run_stream(0, "cache4");
 }
 
 /* A page the push sent already is not sent again when asked for. */
@@ -370,7 +386,7 @@ static void test_ask_pushed(void **state)
 	struct fake f;
 
 	(void)state;
-	fake_start(&f, open_lazy("ov", "cache5", 1, 0));
+	fake_start(&f, open_lazy("ov", "cache5", 0, 0));
 	send_value(f.fd, CL_PCRP_PONG, CL_PCSTREAM_PING_RUN);
 	while (!f.sn->n)
 		assert_int_equal(read_section(f.fd, f.sn), 1);
@@ -482,9 +498,9 @@ static void test_refused(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_stream),          cmocka_unit_test(test_stream_background),
-	    cmocka_unit_test(test_ask_pushed),      cmocka_unit_test(test_oversized_request),
-	    cmocka_unit_test(test_unreadable_page), cmocka_unit_test(test_destination_gone),
+	    cmocka_unit_test(test_stream_no_stream), cmocka_unit_test(test_stream_background),
+	    cmocka_unit_test(test_ask_pushed),       cmocka_unit_test(test_oversized_request),
+	    cmocka_unit_test(test_unreadable_page),  cmocka_unit_test(test_destination_gone),
 	    cmocka_unit_test(test_refused),
 	};
 
