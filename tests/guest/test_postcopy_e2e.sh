@@ -77,6 +77,19 @@ after_fault() {
 	[ -e "$RUN_ROOT/$name" ] && bad "$RUN_ROOT/$name left" || ok "no files left"
 }
 
+# read_ram_until_failed WHAT: the guest reads its RAM data (pages that can
+# no longer come); the mount's status must say `postcopy: failed` within 60 s.
+read_ram_until_failed() {
+	local t0=$SECONDS
+	$CL_GUESTCTL console-cmd "$RUN_ROOT/$NAME/console.sock" 60 'md5sum /ram/*' >/dev/null 2>&1 &
+	CL_HELPER_PIDS+=($!)
+	until grep -q '^postcopy: failed' "$MNT/status" 2>/dev/null; do
+		[ $((SECONDS - t0)) -lt 60 ] || cl_die "no 'postcopy: failed' within 60 s of $1"
+		sleep 0.1
+	done
+	ok "status: $(grep '^postcopy: failed' "$MNT/status" | cut -c1-160) ($((SECONDS - t0)) s after)"
+}
+
 cl_log "1. the server goes away mid-stream"
 NAME=${CL_PREFIX}pcgone
 cl_synthesis "$NAME" "$T/out" "$T/err" "$W/base/disk.img" "$URL" --json -o "$OPTS"
@@ -85,15 +98,7 @@ grep -q '"memory":"postcopy"' "$T/out" && ok "resumed in postcopy mode" || bad "
 grep -q '^postcopy: streaming' "$MNT/status" && ok "postcopy streaming at resume" ||
 	bad "postcopy at resume: $(grep '^postcopy' "$MNT/status")"
 cl_nginx_stop
-# The guest reads its RAM data: pages that can no longer come.
-$CL_GUESTCTL console-cmd "$RUN_ROOT/$NAME/console.sock" 60 'md5sum /ram/*' >/dev/null 2>&1 &
-CL_HELPER_PIDS+=($!)
-t0=$SECONDS
-until grep -q '^postcopy: failed' "$MNT/status" 2>/dev/null; do
-	[ $((SECONDS - t0)) -lt 60 ] || cl_die "no 'postcopy: failed' within 60 s of the server's end"
-	sleep 0.1
-done
-ok "status: $(grep '^postcopy: failed' "$MNT/status" | cut -c1-160) ($((SECONDS - t0)) s after)"
+read_ram_until_failed "the server's end"
 r=$(gone_within "$NAME" 10) && ok "libvirt: $r of the failure" || bad "libvirt: $r"
 after_fault "$NAME"
 
@@ -112,14 +117,7 @@ f = os.open(sys.argv[1], os.O_RDWR); m = mmap.mmap(f, 0)
 for i in range(0, len(m), 512): m[i] ^= 0xff
 m.flush(); m.close(); os.close(f)' "$T/www/bad/overlay-blob"
 touch -r "$T/www/ov/overlay-blob" "$T/www/bad/overlay-blob"
-$CL_GUESTCTL console-cmd "$RUN_ROOT/$NAME/console.sock" 60 'md5sum /ram/*' >/dev/null 2>&1 &
-CL_HELPER_PIDS+=($!)
-t0=$SECONDS
-until grep -q '^postcopy: failed' "$MNT/status" 2>/dev/null; do
-	[ $((SECONDS - t0)) -lt 60 ] || cl_die "no 'postcopy: failed' within 60 s of the damage"
-	sleep 0.1
-done
-ok "status: $(grep '^postcopy: failed' "$MNT/status" | cut -c1-160) ($((SECONDS - t0)) s after)"
+read_ram_until_failed "the damage"
 grep -q 'SHA-256 mismatch (corrupt pack)' "$MNT/status" 2>/dev/null &&
 	ok "status names the damage: $(grep -m1 -o 'segment [0-9]*: SHA-256 mismatch (corrupt pack)' "$MNT/status")" ||
 	bad "status does not name the corrupt segment: $(grep -E '^(reason|last_error|postcopy):' "$MNT/status")"
