@@ -36,11 +36,12 @@
 # the modes: first response, bytes before it, time to complete
 # (postcopy needs vm.unprivileged_userfaultfd=1: set for the run, restored).
 # It also measures, in each memory mode, the physical limit of the first
-# response: the bytes the first response cannot do without (a run over the
-# link with `-o no_stream`: no background stream, no push of pages not asked
-# for, so only the segments holding what QEMU and the guest asked for, the
-# device state and the disk chunks read cross it) over the link rate, plus
-# the local resume time (a run from the overlay's directory, no link).
+# response: the pack bytes the first response cannot do without (a run over
+# the link with `-o no_stream`: no background stream, no push of pages not
+# asked for, so only the segments holding what QEMU and the guest asked for,
+# the device state and the disk chunks read are fetched; the mount's own
+# count, without the overlay's meta and HTTP's overhead) over the link rate,
+# plus the local resume time (a run from the overlay's directory, no link).
 set -euo pipefail
 src=$(cd "$(dirname "$0")/../.." && pwd)
 RUNS=3
@@ -153,9 +154,11 @@ RATE_BYTES=$(rate_bytes) || cl_die "--rate $RATE: use a number with kbit, mbit o
 # run MODE [PROGRAM]: one synthesis with PROGRAM (default: this build's);
 # MODE is KIND[-MEMORY_MODE], KIND early, eager (--no-early-start), limit
 # (-o no_stream) or local (the overlay's directory, no link). Prints "MODE
-# resume_s resume_bytes first_s first_bytes start_s [complete_s]".
+# resume_s resume_bytes first_s first_bytes start_s complete_s pack_bytes"
+# (complete_s 0 unless --memory-modes; pack_bytes: the pack bytes the mount
+# had fetched at the first response).
 run() {
-	local mode=$1 prog=${2:-$cloudlet} name=${CL_PREFIX}run out t0 b0 tr br tf bf ds pid opt=() tc=
+	local mode=$1 prog=${2:-$cloudlet} name=${CL_PREFIX}run out t0 b0 tr br tf bf bp ds pid opt=() tc=0
 	local kind=${mode%%-*} url=$URL
 	case $kind in
 	eager) opt=(--no-early-start) ;;
@@ -182,6 +185,7 @@ run() {
 		cl_die "the guest did not answer"
 	tf=$(now)
 	bf=$(($(link_bytes) - b0))
+	bp=$(sed -n 's|^bytes: \([0-9]*\)/.*|\1|p' "/run/cloudlet/$name/mnt/status")
 	if [ "$VERBOSE" = 1 ]; then
 		{ cat "/run/cloudlet/$name/mnt/status"
 		  for im in disk memory; do
@@ -201,7 +205,7 @@ run() {
 	fi
 	kill -TERM "$pid"
 	cl_wait_helper "$pid" || cl_die "synthesis exited non-zero: $(cat "$BW/run.err")"
-	echo "$mode $(echo "$tr - $t0" | bc) $br $(echo "$tf - $t0" | bc) $bf $ds${tc:+ $tc}"
+	echo "$mode $(echo "$tr - $t0" | bc) $br $(echo "$tf - $t0" | bc) $bf $ds $tc $bp"
 }
 
 median() { sort -g | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2}'; }
@@ -230,7 +234,7 @@ fi
 echo "commit $(git -C "$src" describe --always --dirty 2>/dev/null || echo unknown)${REF:+ against $REF}, kernel $(uname -r), $(date -u '+%Y-%m-%d %H:%M UTC')"
 echo "overlay $OV: $PACK bytes of pack, link $RATE (HTB on lo), $RUNS runs per mode"
 printf '%-14s %9s %12s %9s %12s %8s%s\n' mode resume_s resume_bytes first_s first_bytes start_s \
-	"${MEMS:+  complete_s}"
+	"${MEMS:+  complete_s   pack_bytes}"
 res=$BW/results
 : >"$res"
 for i in $(seq 1 "$RUNS"); do
@@ -243,7 +247,8 @@ for i in $(seq 1 "$RUNS"); do
 		echo "$line" >>"$res"
 		# shellcheck disable=SC2086 # word splitting wanted
 		printf '%-14s %9.2f %12d %9.2f %12d %8.2f' $(cut -d' ' -f1-6 <<<"$line")
-		[ -z "$MEMS" ] || printf '  %10.2f' "$(cut -d' ' -f7 <<<"$line")"
+		# shellcheck disable=SC2046 # word splitting wanted
+		[ -z "$MEMS" ] || printf '  %10.2f %12d' $(cut -d' ' -f7-8 <<<"$line")
 		echo
 	done
 done
@@ -257,9 +262,9 @@ if [ -n "$MEMS" ]; then
 	for m in $MEMS; do
 		printf '%s: early/eager time to first response %.3f\n' "$m" \
 			"$(echo "$(med_of "early-$m" 4) / $(med_of "eager-$m" 4)" | bc -l)"
-		lim=$(echo "$(med_of "limit-$m" 5) / $RATE_BYTES + $(med_of "local-$m" 2)" | bc -l)
-		printf '%s: physical limit of the first response %.2f s (%d bytes without the stream at %d B/s + local resume %.2f s); first response / limit %.3f%s\n' \
-			"$m" "$lim" "$(med_of "limit-$m" 5)" "$RATE_BYTES" "$(med_of "local-$m" 2)" \
+		lim=$(echo "$(med_of "limit-$m" 8) / $RATE_BYTES + $(med_of "local-$m" 2)" | bc -l)
+		printf '%s: physical limit of the first response %.2f s (%d pack bytes without the stream at %d B/s + local resume %.2f s); first response / limit %.3f%s\n' \
+			"$m" "$lim" "$(med_of "limit-$m" 8)" "$RATE_BYTES" "$(med_of "local-$m" 2)" \
 			"$(echo "$(med_of "early-$m" 4) / $lim" | bc -l)" "$([ "$m" = postcopy ] && echo ' (goal <= 1.5)')"
 	done
 	if [ "$MEMS" = "postcopy mmap" ]; then
