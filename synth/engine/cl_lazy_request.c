@@ -334,6 +334,8 @@ static void submit(struct cl_lazy *l, int is_write, enum cl_image_id im, uint64_
 	w->ctx = ctx;
 	w->quiet = quiet;
 	w->deadline = cl_now() + l->img[im].timeout_ms / 1000.0;
+	if (!is_write)
+		lazy_ahead(l, im, off, len);
 	lazy_attempt(l, w);
 }
 

@@ -317,6 +317,19 @@ static void test_cache_reuse(void **state)
 	cl_lazy_stats(l, &st);
 	assert_true(st.bytes_fetched > 0);
 	cl_lazy_close(l);
+
+	/* A damaged chunk inside a run of unchecked chunks read in one go
+	 * (memory 96..111): the run is not served, the segment is fetched. */
+	fd = open(cache, O_WRONLY);
+	assert_true(fd >= 0);
+	assert_int_equal(pwrite(fd, junk, sizeof(junk), 105 * CL_TEST_CS + 8), sizeof(junk));
+	close(fd);
+	l = open_lazy("ov-cache", &o);
+	assert_int_equal(cl_lazy_start(l), 0);
+	check_all(l, 16 * CL_TEST_CS);
+	cl_lazy_stats(l, &st);
+	assert_true(st.bytes_fetched > 0);
+	cl_lazy_close(l);
 }
 
 /* A pack that cannot be read: waits end at their bound, or at shutdown. */
@@ -666,6 +679,46 @@ static void test_base_sequential(void **state)
 	free(orig);
 }
 
+/* Unchanged base chunks the index records as zero (disk 151..199) are zeros
+ * without a read: one now holding other bytes (170) and one punched to a
+ * hole (171) still read as zeros, the first time (with their data
+ * neighbours, 148..150, checked in the same run) and later; a hole where the
+ * index says data (140) is still EIO. */
+static void test_base_index_zero(void **state)
+{
+	struct cl_lazy_opts o = {.no_cache = 1};
+	const uint64_t cs = CL_TEST_CS;
+	size_t orig_len;
+	uint8_t *orig = cl_test_read(path("bd"), &orig_len), junk[CL_TEST_CS], buf[30 * CL_TEST_CS];
+	struct cl_lazy_stats st;
+	struct cl_lazy *l;
+	int pass;
+
+	(void)state;
+	assert_non_null(orig);
+	make_overlay("ov-izero", 0);
+	memset(junk, 0x5a, sizeof(junk));
+	change_keep_mtime(path("bd"), 170 * cs, cs, junk);
+	change_keep_mtime(path("bd"), 171 * cs, cs, NULL);
+	change_keep_mtime(path("bd"), 140 * cs, cs, NULL);
+	l = open_lazy("ov-izero", &o);
+	assert_int_equal(cl_lazy_start(l), 0);
+	for (pass = 0; pass < 2; pass++) {
+		assert_int_equal(io(l, 0, CL_DISK, 148 * cs, 30 * cs, buf), (ssize_t)(30 * cs));
+		assert_memory_equal(buf, want[CL_DISK] + 148 * cs, 30 * cs);
+		assert_int_equal(io(l, 0, CL_DISK, 170 * cs + 7, 100, buf), 100);
+		assert_memory_equal(buf, want[CL_DISK] + 170 * cs + 7, 100);
+	}
+	cl_lazy_stats(l, &st);
+	assert_int_equal(st.base_checked, 3); /* the data chunks 148..150 only */
+	assert_int_equal(io(l, 0, CL_DISK, 140 * cs, cs, buf), -EIO);
+	cl_lazy_stats(l, &st);
+	assert_non_null(strstr(st.reason, "chunk 140: a hole where the index says data"));
+	cl_lazy_close(l);
+	change_keep_mtime(path("bd"), 140 * cs, 32 * cs, orig + 140 * cs);
+	free(orig);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -674,7 +727,7 @@ int main(void)
 	    cmocka_unit_test(test_bounded_waits),   cmocka_unit_test(test_shutdown_wakes),
 	    cmocka_unit_test(test_corrupt_pack),    cmocka_unit_test(test_events),
 	    cmocka_unit_test(test_base_damage),     cmocka_unit_test(test_base_delta_source),
-	    cmocka_unit_test(test_base_sequential),
+	    cmocka_unit_test(test_base_sequential), cmocka_unit_test(test_base_index_zero),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
