@@ -82,7 +82,9 @@ struct waiter {
 	enum cl_image_id image;
 	uint64_t off;
 	size_t len;
-	void *buf;        /* read target */
+	void *buf;                /* read target */
+	struct cl_lazy_seg *segs; /* cl_lazy_read_segs: the answer's parts, or NULL */
+	size_t *nsegs;
 	const void *wbuf; /* write source, NULL for zeros */
 	cl_lazy_done_fn done;
 	void *ctx;
@@ -282,7 +284,10 @@ void lazy_plan_free(struct plan *pl);
  * or LAZY_CHUNK_OVERLAY (a payload of the overlay). */
 enum lazy_chunk_class { LAZY_CHUNK_OVERLAY = 0, LAZY_CHUNK_LOCAL = 1, LAZY_CHUNK_ZERO = 2 };
 enum lazy_chunk_class lazy_chunk_class_locked(struct cl_lazy *l, enum cl_image_id im, uint64_t k);
-int lazy_run_pieces(struct cl_lazy *l, enum cl_image_id im, struct piece *p, size_t n);
+/* Runs pieces p[0..n) into their buffers; with segs, the bytes of files
+ * that need no check are left there and listed (see cl_lazy_read_segs). */
+int lazy_run_pieces(struct cl_lazy *l, enum cl_image_id im, struct piece *p, size_t n,
+                    struct cl_lazy_seg *segs, size_t *nsegs);
 /* Announces to the kernel (POSIX_FADV_WILLNEED) the byte ranges of the
  * backing files, and of the base's index, that running plan pl will read. */
 void lazy_plan_advise(const struct cl_lazy *l, const struct plan *pl);

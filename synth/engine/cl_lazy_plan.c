@@ -347,24 +347,64 @@ static int cache_check(struct cl_lazy *l, enum cl_image_id im, struct piece *p, 
 	return r;
 }
 
-/* Reads pieces, merging neighbours in the same file. Returns 0, -errno, or
+size_t cl_lazy_max_segs(const struct cl_lazy *l, size_t len)
+{
+	return 2 * (len / l->cs + 2); /* per piece: its file's bytes, then zeros */
+}
+
+/* Appends a part of the answer (fd -1: mem) to segs, if any, merged with the
+ * one before when it continues it. */
+static void seg_add(struct cl_lazy_seg *segs, size_t *n, int fd, uint64_t off, const uint8_t *mem,
+                    size_t len)
+{
+	struct cl_lazy_seg *last = segs && *n ? &segs[*n - 1] : NULL;
+
+	if (!segs || !len)
+		return;
+	if (last && last->fd == fd &&
+	    (fd >= 0 ? last->off + last->len == off
+	             : (const uint8_t *)last->mem + last->len == mem)) {
+		last->len += len;
+		return;
+	}
+	segs[(*n)++] = (struct cl_lazy_seg){fd, off, mem, len};
+}
+
+/* The buffer's bytes of pieces p[0..n), which follow each other in it. */
+static void seg_add_mem(struct cl_lazy_seg *segs, size_t *n, const struct piece *p, size_t np)
+{
+	seg_add(segs, n, -1, 0, p[0].dst, (size_t)(p[np - 1].dst + p[np - 1].len - p[0].dst));
+}
+
+/* Checks the run of first uses that starts at p[0] (base or cache chunks,
+ * into the pieces' buffers); *np: how many pieces it took. */
+static int check_run(struct cl_lazy *l, enum cl_image_id im, struct piece *p, size_t n, size_t *np)
+{
+	if (p[0].bimage >= 0) {
+		*np = base_run(p, n);
+		return base_check(l, p, *np);
+	}
+	*np = cache_run(p, n);
+	return cache_check(l, im, p, *np);
+}
+
+/* Reads pieces, merging neighbours in the same file; with segs, lists the
+ * answer's parts, leaving the bytes of files that need no check there (see
+ * cl_lazy_read_segs). Returns 0, -errno, or
  * -EAGAIN if a cached chunk failed its check (its segment is then marked
  * absent again and the request must be retried). */
-int lazy_run_pieces(struct cl_lazy *l, enum cl_image_id im, struct piece *p, size_t n)
+int lazy_run_pieces(struct cl_lazy *l, enum cl_image_id im, struct piece *p, size_t n,
+                    struct cl_lazy_seg *segs, size_t *nsegs)
 {
-	size_t i, j;
+	size_t i, j, k;
 	uint64_t len;
 	int r = 0;
 
 	for (i = 0; i < n && r == 0; i = j) {
-		if (p[i].bimage >= 0) {
-			j = i + base_run(&p[i], n - i);
-			r = base_check(l, &p[i], j - i);
-			continue;
-		}
-		if (p[i].verify) {
-			j = i + cache_run(&p[i], n - i);
-			r = cache_check(l, im, &p[i], j - i);
+		if (p[i].bimage >= 0 || p[i].verify) {
+			r = check_run(l, im, &p[i], n - i, &k);
+			seg_add_mem(segs, nsegs, &p[i], k);
+			j = i + k;
 			continue;
 		}
 		/* Merge the run of pieces that continue this one in the same file. */
@@ -376,17 +416,20 @@ int lazy_run_pieces(struct cl_lazy *l, enum cl_image_id im, struct piece *p, siz
 			len += p[j].valid;
 		if (p[i].fd == -2) {
 			j = i + 1; /* filled while planning */
+			seg_add_mem(segs, nsegs, &p[i], 1);
 			continue;
 		}
-		if (p[i].fd >= 0 && len)
+		if (p[i].fd >= 0 && len && segs)
+			seg_add(segs, nsegs, p[i].fd, p[i].foff, NULL, (size_t)len);
+		else if (p[i].fd >= 0 && len)
 			r = cl_pread_full(p[i].fd, p[i].dst, (size_t)len, p[i].foff, p[i].path);
 		/* Zero what no file supplies: holes past the base, zero chunks. */
-		if (r == 0) {
-			size_t k;
-			for (k = i; k < j; k++)
-				if (p[k].valid < p[k].len)
-					memset(p[k].dst + p[k].valid, 0, p[k].len - p[k].valid);
-		}
+		for (k = i; r == 0 && k < j; k++)
+			if (p[k].valid < p[k].len) {
+				memset(p[k].dst + p[k].valid, 0, p[k].len - p[k].valid);
+				seg_add(segs, nsegs, -1, 0, p[k].dst + p[k].valid,
+				        p[k].len - p[k].valid);
+			}
 	}
 	return r;
 }
