@@ -57,13 +57,14 @@ void lazy_ahead(struct cl_lazy *l, enum cl_image_id im, uint64_t off, size_t len
 	/* Back to an earlier place, or past what was announced: from here. */
 	if (img->ahead_end < off || img->ahead_end > img->ahead_pos + AHEAD_WINDOW)
 		img->ahead_end = off;
-	/* Half a window at a time: each byte of the image is planned twice. */
-	if (img->ahead_run < AHEAD_RUN || img->ahead_end >= img->ahead_pos + AHEAD_WINDOW / 2) {
+	from = img->ahead_end;
+	to = img->ahead_pos + AHEAD_WINDOW < img->size ? img->ahead_pos + AHEAD_WINDOW : img->size;
+	/* Once less than half a window is announced: each byte planned once. */
+	if (img->ahead_run < AHEAD_RUN || from >= to ||
+	    img->ahead_end >= img->ahead_pos + AHEAD_WINDOW / 2) {
 		lazy_unlock(l);
 		return;
 	}
-	from = img->ahead_end;
-	to = img->ahead_pos + AHEAD_WINDOW < img->size ? img->ahead_pos + AHEAD_WINDOW : img->size;
 	img->ahead_end = to;
 	r = lazy_plan_locked(l, im, from, (size_t)(to - from), NULL, &pl);
 	lazy_unlock(l);
