@@ -3,6 +3,7 @@
  * cl_fs_tree.c: attributes, opens, the images' reads, writes and hole
  * punches handed to the engine, the status and stats text, listings. */
 #include "cl_fs.h"
+#include "cl_fs_answer.h"
 #include "cl_fs_postcopy.h"
 #include "cl_fs_stream.h"
 #include "cl_fs_text.h"
@@ -62,9 +63,10 @@ struct cl_fs {
 	struct timespec atime[CL_NIMAGES], mtime[CL_NIMAGES]; /* lock: of the images */
 	unsigned inflight;                                    /* lock: requests answered later */
 	pthread_cond_t drained;                               /* inflight reached 0 */
-	struct handle handles;                                /* lock: open files' list head */
-	char note[NOTE_MAX];                                  /* lock: CL_MOUNT_VM_XATTR */
-	struct cl_fs_postcopy *pc;                            /* CL_MOUNT_POSTCOPY_XATTR */
+	int splice;                /* set at init: answers with file pages are spliced */
+	struct handle handles;     /* lock: open files' list head */
+	char note[NOTE_MAX];       /* lock: CL_MOUNT_VM_XATTR */
+	struct cl_fs_postcopy *pc; /* CL_MOUNT_POSTCOPY_XATTR */
 };
 
 /* An image read, write or hole punch handed to the engine. */
@@ -72,7 +74,8 @@ struct io_req {
 	struct cl_fs *fs;
 	fuse_req_t req;
 	enum cl_image_id image;
-	char data[]; /* read buffer, or a copy of the bytes to write */
+	struct cl_fs_answer ans; /* reads */
+	char data[];             /* read buffer, or a copy of the bytes to write */
 };
 
 static struct cl_fs *fs_of(fuse_req_t req)
@@ -253,6 +256,12 @@ static void op_init(void *userdata, struct fuse_conn_info *conn)
 		conn->want |= FUSE_CAP_ASYNC_READ;
 	if (conn->capable & FUSE_CAP_ASYNC_DIO)
 		conn->want |= FUSE_CAP_ASYNC_DIO;
+	/* Chunks already checked are moved from the cache or base file's pages
+	 * to the kernel (splice), not read into a buffer and copied again. */
+	if (conn->capable & FUSE_CAP_SPLICE_WRITE) {
+		conn->want |= FUSE_CAP_SPLICE_WRITE;
+		fs->splice = 1;
+	}
 	/* Readahead and page-fault reads are background requests, and parked
 	 * ones count against the kernel's limit (12 by default): past it the
 	 * kernel holds back every further background read, even of present
@@ -509,10 +518,7 @@ static void read_done(void *ctx, ssize_t r)
 	struct io_req *io = ctx;
 	struct cl_fs *fs = io->fs;
 
-	if (r < 0)
-		fuse_reply_err(io->req, (int)-r);
-	else
-		fuse_reply_buf(io->req, io->data, (size_t)r);
+	cl_fs_answer_send(&io->ans, io->req, io->data, r);
 	free(io);
 	cl_fs_release(fs);
 }
@@ -543,8 +549,13 @@ static void read_image(struct cl_fs *fs, fuse_req_t req, enum cl_image_id image,
 	io->fs = fs;
 	io->req = req;
 	io->image = image;
+	if (cl_fs_answer_init(&io->ans, fs->l, len, fs->splice) < 0) {
+		free(io);
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
 	cl_fs_hold(fs);
-	cl_lazy_read(fs->l, image, (uint64_t)off, len, io->data, read_done, io);
+	cl_fs_answer_read(&io->ans, fs->l, image, (uint64_t)off, len, io->data, read_done, io);
 }
 
 static void read_text(struct cl_fs *fs, fuse_req_t req, const struct cl_fs_node *n,

@@ -97,6 +97,12 @@ int cl_base_chunk_hash(const struct cl_base *b, enum cl_image_id image, uint64_t
 int cl_base_chunk_hashes(const struct cl_base *b, enum cl_image_id image, uint64_t first,
                          uint64_t n, uint8_t (*out)[CL_SHA256_LEN]);
 
+/* Announces to the kernel (POSIX_FADV_WILLNEED) that the index's hashes of
+ * chunks [first, first + n) of image will be read: a no-op unless the index
+ * is opened rather than loaded. */
+void cl_base_index_advise(const struct cl_base *b, enum cl_image_id image, uint64_t first,
+                          uint64_t n);
+
 /* Checks base chunk idx of image, as data (its cl_chunk_len bytes) or, data
  * NULL, as a hole (zeros), against want, its hash from the index: 0, or -EBADMSG
  * with a message naming the base file and chunk. */

@@ -85,6 +85,28 @@ typedef void (*cl_lazy_done_fn)(void *ctx, ssize_t result);
 void cl_lazy_read(struct cl_lazy *l, enum cl_image_id image, uint64_t off, size_t len, void *buf,
                   cl_lazy_done_fn done, void *ctx);
 
+/* Where a part of a read's answer is: len bytes at off of file fd (open
+ * until cl_lazy_close), or, fd -1, at mem (in the read's buffer). */
+struct cl_lazy_seg {
+	int fd;
+	uint64_t off;
+	const void *mem;
+	size_t len;
+};
+
+/* Room for the parts of a read of len bytes (cl_lazy_read_segs). */
+size_t cl_lazy_max_segs(const struct cl_lazy *l, size_t len);
+
+/* As cl_lazy_read, but bytes already checked that lie in a file (cache,
+ * store, base) are left there, not read into buf: when done is called with
+ * a result > 0, segs[0..*nsegs) (room for cl_lazy_max_segs) lists in order
+ * where each part of the answer is. For a caller that moves file pages to
+ * its reader (splice) instead of copying them; what was checked on this
+ * read (a first use) is in buf, from the very buffer that was hashed. */
+void cl_lazy_read_segs(struct cl_lazy *l, enum cl_image_id image, uint64_t off, size_t len,
+                       void *buf, struct cl_lazy_seg *segs, size_t *nsegs, cl_lazy_done_fn done,
+                       void *ctx);
+
 /* Copy-on-write write of len bytes at off (within the image's size); buf
  * must stay valid until done. A write that covers part of a chunk whose
  * overlay data has not arrived waits for it. data NULL writes zeros (hole

@@ -55,6 +55,7 @@ static void free_all(struct cl_lazy *l)
 		}
 		free(l->base_data[i]);
 		free(l->base_ok[i]);
+		free(l->base_izero[i]);
 	}
 	if (l->seg) {
 		for (s = 0; s < l->m->nsegments; s++) {
@@ -187,6 +188,7 @@ int cl_lazy_open(const char *base, const char *overlay, const struct cl_lazy_opt
 		r = lazy_setup_files(l);
 	if (r < 0)
 		goto fail;
+	lazy_ahead_setup(l);
 	lazy_lock(l);
 	lazy_load_map_locked(l);
 	lazy_unlock(l);

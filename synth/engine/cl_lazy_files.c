@@ -203,7 +203,8 @@ int lazy_map_base_data(struct cl_lazy *l)
 		n = cl_chunk_count(l->base->size[i], l->cs);
 		l->base_data[i] = cl_bitmap_new(n);
 		l->base_ok[i] = cl_bitmap_new(n);
-		if (!l->base_data[i] || !l->base_ok[i])
+		l->base_izero[i] = cl_bitmap_new(n);
+		if (!l->base_data[i] || !l->base_ok[i] || !l->base_izero[i])
 			return -ENOMEM;
 		for (data = 0; (uint64_t)data < l->base->size[i]; data = hole) {
 			data = lseek(l->base->fd[i], data, SEEK_DATA);

@@ -10,7 +10,8 @@
  * cl_lazy_decode.c (a fetched segment decoded into the cache, waiters'
  * chunks first), cl_lazy_sched.c (workers, stream, timer), cl_lazy_files.c
  * (presence map, cache and store files), cl_lazy_blobs.c (state and domain
- * XML); the record index is cl_recindex.h.
+ * XML), cl_lazy_ahead.c (readahead of the backing files for sequential
+ * readers); the record index is cl_recindex.h.
  *
  * A segment moves ABSENT -> FETCHING -> DONE (its payload chunks written to
  * the cache file) or back to ABSENT after a transient failure, or to BAD
@@ -81,7 +82,9 @@ struct waiter {
 	enum cl_image_id image;
 	uint64_t off;
 	size_t len;
-	void *buf;        /* read target */
+	void *buf;                /* read target */
+	struct cl_lazy_seg *segs; /* cl_lazy_read_segs: the answer's parts, or NULL */
+	size_t *nsegs;
 	const void *wbuf; /* write source, NULL for zeros */
 	cl_lazy_done_fn done;
 	void *ctx;
@@ -147,6 +150,10 @@ struct image {
 	struct cl_lazy_image_stats st; /* lock */
 	uint64_t missing;              /* lock: payload records whose segment is not DONE */
 	unsigned timeout_ms;
+	/* lock, see cl_lazy_ahead.c: where the last reads ended, how far what
+	 * they will need is announced, and how many of them ran in a row */
+	uint64_t ahead_pos, ahead_end;
+	unsigned ahead_run;
 };
 
 struct cl_lazy {
@@ -160,8 +167,9 @@ struct cl_lazy {
 	uint32_t cs;
 	struct image img[CL_NIMAGES];
 	struct cl_recindex ix;
-	uint8_t *base_data[CL_NIMAGES]; /* bitmap: base chunks holding data (not a hole) */
-	uint8_t *base_ok[CL_NIMAGES];   /* lock: bitmap, base chunks checked this mount */
+	uint8_t *base_data[CL_NIMAGES];  /* bitmap: base chunks holding data (not a hole) */
+	uint8_t *base_ok[CL_NIMAGES];    /* lock: bitmap, base chunks checked this mount */
+	uint8_t *base_izero[CL_NIMAGES]; /* lock: bitmap, of those the index records as zero */
 	void *blob[2];
 	size_t blob_len[2];
 	struct cl_cache cache;
@@ -276,7 +284,22 @@ void lazy_plan_free(struct plan *pl);
  * or LAZY_CHUNK_OVERLAY (a payload of the overlay). */
 enum lazy_chunk_class { LAZY_CHUNK_OVERLAY = 0, LAZY_CHUNK_LOCAL = 1, LAZY_CHUNK_ZERO = 2 };
 enum lazy_chunk_class lazy_chunk_class_locked(struct cl_lazy *l, enum cl_image_id im, uint64_t k);
-int lazy_run_pieces(struct cl_lazy *l, enum cl_image_id im, struct piece *p, size_t n);
+/* Runs pieces p[0..n) into their buffers; with segs, the bytes of files
+ * that need no check are left there and listed (see cl_lazy_read_segs). */
+int lazy_run_pieces(struct cl_lazy *l, enum cl_image_id im, struct piece *p, size_t n,
+                    struct cl_lazy_seg *segs, size_t *nsegs);
+/* Announces to the kernel (POSIX_FADV_WILLNEED) the byte ranges of the
+ * backing files, and of the base's index, that running plan pl will read. */
+void lazy_plan_advise(const struct cl_lazy *l, const struct plan *pl);
+
+/* ---- cl_lazy_ahead.c ---- */
+
+/* Turns the kernel's readahead off on the base and cache files (see
+ * cl_lazy_ahead.c). */
+void lazy_ahead_setup(struct cl_lazy *l);
+/* Called before a read [off, off + len) of image im: once the reads of im
+ * run sequentially, announces what the next bytes of im will read. */
+void lazy_ahead(struct cl_lazy *l, enum cl_image_id im, uint64_t off, size_t len);
 
 /* ---- cl_lazy_request.c ---- */
 

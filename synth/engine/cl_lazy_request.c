@@ -150,8 +150,10 @@ static void attempt_read(struct cl_lazy *l, struct waiter *w)
 		}
 		lazy_drop_waiter_locked(l, w);
 		lazy_unlock(l);
+		if (w->nsegs)
+			*w->nsegs = 0;
 		if (r == 0)
-			r = lazy_run_pieces(l, w->image, pl.p, pl.n);
+			r = lazy_run_pieces(l, w->image, pl.p, pl.n, w->segs, w->nsegs);
 		lazy_plan_free(&pl);
 		if (r != -EAGAIN)
 			break;
@@ -236,7 +238,7 @@ retry:
 				r = 0;
 				goto retry;
 			}
-			r = lazy_run_pieces(l, w->image, pl.p, pl.n);
+			r = lazy_run_pieces(l, w->image, pl.p, pl.n, NULL, NULL);
 			lazy_plan_free(&pl);
 			if (r == -EAGAIN) {
 				r = 0;
@@ -294,8 +296,17 @@ void lazy_attempt(struct cl_lazy *l, struct waiter *w)
 		attempt_read(l, w);
 }
 
+/* Where a request's bytes go: buf, or (read) buf and segs (see
+ * cl_lazy_read_segs); or come from: wbuf (write, NULL for zeros). */
+struct target {
+	void *buf;
+	const void *wbuf;
+	struct cl_lazy_seg *segs;
+	size_t *nsegs;
+};
+
 static void submit(struct cl_lazy *l, int is_write, enum cl_image_id im, uint64_t off, size_t len,
-                   void *buf, const void *wbuf, cl_lazy_done_fn done, void *ctx, int quiet)
+                   const struct target *t, cl_lazy_done_fn done, void *ctx, int quiet)
 {
 	struct waiter *w;
 	uint64_t size;
@@ -328,25 +339,48 @@ static void submit(struct cl_lazy *l, int is_write, enum cl_image_id im, uint64_
 	w->image = im;
 	w->off = off;
 	w->len = len;
-	w->buf = buf;
-	w->wbuf = wbuf;
+	w->buf = t->buf;
+	w->wbuf = t->wbuf;
+	w->segs = t->segs;
+	w->nsegs = t->nsegs;
 	w->done = done;
 	w->ctx = ctx;
 	w->quiet = quiet;
 	w->deadline = cl_now() + l->img[im].timeout_ms / 1000.0;
+	if (!is_write)
+		lazy_ahead(l, im, off, len);
 	lazy_attempt(l, w);
 }
 
 void cl_lazy_read(struct cl_lazy *l, enum cl_image_id image, uint64_t off, size_t len, void *buf,
                   cl_lazy_done_fn done, void *ctx)
 {
-	submit(l, 0, image, off, len, buf, NULL, done, ctx, 0);
+	struct target t = {.buf = buf};
+
+	submit(l, 0, image, off, len, &t, done, ctx, 0);
+}
+
+void cl_lazy_read_segs(struct cl_lazy *l, enum cl_image_id image, uint64_t off, size_t len,
+                       void *buf, struct cl_lazy_seg *segs, size_t *nsegs, cl_lazy_done_fn done,
+                       void *ctx)
+{
+	struct target t = {.buf = buf, .segs = segs, .nsegs = nsegs};
+
+	if (!segs || !nsegs) {
+		if (done)
+			done(ctx, -EINVAL);
+		return;
+	}
+	*nsegs = 0;
+	submit(l, 0, image, off, len, &t, done, ctx, 0);
 }
 
 void lazy_read_quiet(struct cl_lazy *l, enum cl_image_id im, uint64_t off, size_t len, void *buf,
                      cl_lazy_done_fn done, void *ctx)
 {
-	submit(l, 0, im, off, len, buf, NULL, done, ctx, 1);
+	struct target t = {.buf = buf};
+
+	submit(l, 0, im, off, len, &t, done, ctx, 1);
 }
 
 int lazy_read_present(struct cl_lazy *l, enum cl_image_id im, uint64_t off, size_t len, void *buf)
@@ -362,7 +396,7 @@ int lazy_read_present(struct cl_lazy *l, enum cl_image_id im, uint64_t off, size
 	lazy_unlock(l);
 	if (r < 0)
 		return r;
-	r = pl.nsegs ? -EAGAIN : lazy_run_pieces(l, im, pl.p, pl.n);
+	r = pl.nsegs ? -EAGAIN : lazy_run_pieces(l, im, pl.p, pl.n, NULL, NULL);
 	lazy_plan_free(&pl);
 	return r;
 }
@@ -370,5 +404,7 @@ int lazy_read_present(struct cl_lazy *l, enum cl_image_id im, uint64_t off, size
 void cl_lazy_write(struct cl_lazy *l, enum cl_image_id image, uint64_t off, size_t len,
                    const void *buf, cl_lazy_done_fn done, void *ctx)
 {
-	submit(l, 1, image, off, len, NULL, buf, done, ctx, 0);
+	struct target t = {.wbuf = buf};
+
+	submit(l, 1, image, off, len, &t, done, ctx, 0);
 }

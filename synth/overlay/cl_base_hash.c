@@ -229,10 +229,23 @@ int cl_base_chunk_is_hole(const struct cl_base *b, enum cl_image_id im, uint64_t
 	return (uint64_t)e->data >= end;
 }
 
+/* Where the hash of chunk k of image is in the index file. */
+static uint64_t index_offset(const struct cl_base *b, enum cl_image_id image, uint64_t k)
+{
+	return INDEX_HDR + ((image == CL_MEMORY ? b->nchunks[CL_DISK] : 0) + k) * CL_SHA256_LEN;
+}
+
+void cl_base_index_advise(const struct cl_base *b, enum cl_image_id image, uint64_t first,
+                          uint64_t n)
+{
+	if (b->index_fd >= 0 && !b->hash[image])
+		posix_fadvise(b->index_fd, (off_t)index_offset(b, image, first),
+		              (off_t)(n * CL_SHA256_LEN), POSIX_FADV_WILLNEED);
+}
+
 int cl_base_chunk_hashes(const struct cl_base *b, enum cl_image_id image, uint64_t first,
                          uint64_t n, uint8_t (*out)[CL_SHA256_LEN])
 {
-	uint64_t off;
 
 	if (!b || (unsigned)image >= CL_NIMAGES || first > b->nchunks[image] ||
 	    n > b->nchunks[image] - first || !out)
@@ -243,8 +256,8 @@ int cl_base_chunk_hashes(const struct cl_base *b, enum cl_image_id image, uint64
 	}
 	if (b->index_fd < 0)
 		return cl_errorf(-EINVAL, "%s: base index not opened", b->path[image]);
-	off = INDEX_HDR + ((image == CL_MEMORY ? b->nchunks[CL_DISK] : 0) + first) * CL_SHA256_LEN;
-	return cl_pread_full(b->index_fd, out, n * CL_SHA256_LEN, off, "base index");
+	return cl_pread_full(b->index_fd, out, n * CL_SHA256_LEN, index_offset(b, image, first),
+	                     "base index");
 }
 
 int cl_base_chunk_hash(const struct cl_base *b, enum cl_image_id image, uint64_t idx,
