@@ -103,6 +103,13 @@ int cl_base_chunk_hashes(const struct cl_base *b, enum cl_image_id image, uint64
 void cl_base_index_advise(const struct cl_base *b, enum cl_image_id image, uint64_t first,
                           uint64_t n);
 
+/* Whether want, base chunk idx's hash from the index, is the hash of zeros:
+ * then the chunk is served or written as zeros, neither read nor hashed,
+ * whatever the base holds there now (the index describes the base the
+ * overlay was made against). */
+int cl_base_index_zero(const struct cl_base *b, enum cl_image_id image, uint64_t idx,
+                       const uint8_t want[CL_SHA256_LEN]);
+
 /* Checks base chunk idx of image, as data (its cl_chunk_len bytes) or, data
  * NULL, as a hole (zeros), against want, its hash from the index: 0, or -EBADMSG
  * with a message naming the base file and chunk. */

@@ -207,13 +207,10 @@ static void index_zeros(const struct cl_lazy *l, const struct piece *p, size_t n
                         uint8_t (*want)[CL_SHA256_LEN], uint8_t *zero, size_t *lo, size_t *hi)
 {
 	enum cl_image_id bim = (enum cl_image_id)p[0].bimage;
-	uint8_t z[CL_SHA256_LEN];
 	size_t k;
 
-	for (k = 0; k < n; k++) {
-		cl_zero_hash(cl_chunk_len(l->base->size[bim], l->cs, p[k].bchunk), z);
-		zero[k] = !memcmp(want[k], z, CL_SHA256_LEN);
-	}
+	for (k = 0; k < n; k++)
+		zero[k] = cl_base_index_zero(l->base, bim, p[k].bchunk, want[k]);
 	for (*lo = 0; *lo < n && zero[*lo]; (*lo)++)
 		;
 	for (*hi = n; *hi > *lo && zero[*hi - 1]; (*hi)--)

@@ -266,6 +266,15 @@ int cl_base_chunk_hash(const struct cl_base *b, enum cl_image_id image, uint64_t
 	return cl_base_chunk_hashes(b, image, idx, 1, (uint8_t(*)[CL_SHA256_LEN])out);
 }
 
+int cl_base_index_zero(const struct cl_base *b, enum cl_image_id image, uint64_t idx,
+                       const uint8_t want[CL_SHA256_LEN])
+{
+	uint8_t z[CL_SHA256_LEN];
+
+	cl_zero_hash(cl_chunk_len(b->size[image], b->chunk_size, idx), z);
+	return !memcmp(want, z, CL_SHA256_LEN);
+}
+
 int cl_base_check_against(const struct cl_base *b, enum cl_image_id image, uint64_t idx,
                           const void *data, const uint8_t want[CL_SHA256_LEN])
 {

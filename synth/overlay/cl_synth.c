@@ -433,7 +433,9 @@ static int copy_run(struct run *rn, int im, uint64_t run, uint64_t n, uint8_t *b
 }
 
 /* Copies the unchanged chunks among [first, first + COPY_BATCH) of image
- * im (a hole is checked against the index without a read). */
+ * im (a hole is checked against the index without a read; a chunk the
+ * index records as zero stays a hole of the output, neither copied nor
+ * hashed). */
 static int copy_batch(struct run *rn, int im, uint64_t first, uint8_t *buf,
                       struct cl_base_extents *ext, char **fallback)
 {
@@ -447,7 +449,8 @@ static int copy_batch(struct run *rn, int im, uint64_t first, uint8_t *buf,
 	/* The batch's hashes in one read of the index. */
 	r = cl_base_chunk_hashes(b, (enum cl_image_id)im, first, last - first, want);
 	for (k = first; k <= last && r == 0; k++) {
-		int take = k < last && !cl_recindex_has(&rn->ix, (enum cl_image_id)im, k);
+		int take = k < last && !cl_recindex_has(&rn->ix, (enum cl_image_id)im, k) &&
+		           !cl_base_index_zero(b, (enum cl_image_id)im, k, want[k - first]);
 		if (take && cl_base_chunk_is_hole(b, (enum cl_image_id)im, k, ext)) {
 			r = cl_base_check_against(b, (enum cl_image_id)im, k, NULL,
 			                          want[k - first]);

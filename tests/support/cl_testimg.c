@@ -3,9 +3,12 @@
 #include "cl_base.h"
 #include "cl_overlay.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 const char *cl_test_path(const char *dir, const char *name)
@@ -140,5 +143,28 @@ int cl_test_overlay(const char *dir, const char *out, uint32_t segsize)
 		r = cl_overlay_create(b, cl_test_path(dir, "nd"), cl_test_path(dir, "nm"), od, &o,
 		                      NULL);
 	cl_base_free(b);
+	return r;
+}
+
+int cl_test_change_keep_mtime(const char *file, uint64_t off, size_t len, const void *data)
+{
+	struct timespec ts[2];
+	struct stat st;
+	int fd = open(file, O_RDWR), r = 0;
+
+	if (fd < 0)
+		return -errno;
+	if (fstat(fd, &st) < 0)
+		r = -errno;
+	else if (data && pwrite(fd, data, len, (off_t)off) != (ssize_t)len)
+		r = -EIO;
+	else if (!data && fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)off,
+	                            (off_t)len) < 0)
+		r = -errno;
+	ts[0] = st.st_atim;
+	ts[1] = st.st_mtim;
+	if (r == 0 && futimens(fd, ts) < 0)
+		r = -errno;
+	close(fd);
 	return r;
 }

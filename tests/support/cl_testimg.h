@@ -33,6 +33,11 @@ int cl_test_want(const char *dir, uint8_t *want[2], size_t len[2]);
  * 1, segments of segsize bytes (0: the default). 0 or -errno. */
 int cl_test_overlay(const char *dir, const char *out, uint32_t segsize);
 
+/* Writes len bytes (data NULL: punches a hole) at off of file and puts its
+ * mtime back, as `touch -r` would: the base id check (size and mtime)
+ * cannot see it. 0 or -errno. */
+int cl_test_change_keep_mtime(const char *file, uint64_t off, size_t len, const void *data);
+
 /* rm -rf dir. */
 void cl_test_cleanup(const char *dir);
 

@@ -216,6 +216,29 @@ static void test_faults(void **state)
 	cl_base_free(b);
 }
 
+/* A base chunk the index records as zero is written as zeros, neither
+ * copied nor hashed, whatever the base holds there now (disk 170 here). */
+static void test_apply_index_zero(void **state)
+{
+	uint8_t junk[CS], zero[CS] = {0};
+	struct cl_base *b;
+	struct cl_meta *m;
+	char *loc;
+
+	(void)state;
+	assert_int_equal(cl_test_overlay(dir, "ov-izero", 0), 0);
+	assert_int_equal(cl_base_find(path("bd"), &b), 0);
+	assert_int_equal(cl_meta_load(path("ov-izero"), &m, &loc), 0);
+	memset(junk, 0x5a, sizeof(junk));
+	assert_int_equal(cl_test_change_keep_mtime(path("bd"), 170 * CS, CS, junk), 0);
+	assert_int_equal(cl_apply(b, m, loc, path("out-izero"), NULL), 0);
+	assert_same_file(path("nd"), path("out-izero/disk.img"));
+	assert_int_equal(cl_test_change_keep_mtime(path("bd"), 170 * CS, CS, zero), 0);
+	cl_meta_free(m);
+	free(loc);
+	cl_base_free(b);
+}
+
 /* A chunk whose base bytes changed under it fails its hash check. */
 static void test_chunk_hash(void **state)
 {
@@ -252,6 +275,7 @@ int main(void)
 	    cmocka_unit_test(test_dense_segments),
 	    cmocka_unit_test(test_faults),
 	    cmocka_unit_test(test_chunk_hash),
+	    cmocka_unit_test(test_apply_index_zero),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
