@@ -14,7 +14,8 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#define CONNECT_S 10.0 /* bound on the connection to QEMU's listener */
+#define CONNECT_S 10.0       /* bound on the connection to QEMU's listener */
+#define PID_MAX   (1L << 22) /* the kernel's PID_MAX_LIMIT */
 
 struct cl_fs_postcopy {
 	struct cl_lazy *l;
@@ -68,9 +69,10 @@ static int parse_value(const char *value, size_t size, char *path, pid_t *pid)
 	size_t i = 0;
 	long n = 0;
 
-	for (; i < size && i < 10 && value[i] >= '0' && value[i] <= '9'; i++)
+	/* Seven digits hold every pid (PID_MAX_LIMIT is 2^22). */
+	for (; i < size && i < 8 && value[i] >= '0' && value[i] <= '9'; i++)
 		n = n * 10 + (value[i] - '0');
-	if (i && (i == size || value[i] != ' ' || n <= 1))
+	if (i && (i == size || value[i] != ' ' || n <= 1 || n > PID_MAX))
 		return -EINVAL;
 	*pid = (pid_t)n;
 	value += i + !!i;

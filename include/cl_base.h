@@ -133,9 +133,10 @@ int cl_base_chunk_is_hole(const struct cl_base *b, enum cl_image_id im, uint64_t
 
 /* Checks base chunk idx of image against the index. hole: the chunk is a
  * hole of the base and is checked as zeros without reading (buf may be
- * NULL); otherwise it is read whole into buf (chunk_size bytes, zero-filled
- * past the base's end, as cl_base_read) and hashed, so that the caller can
- * use the very bytes that were checked. 0, or -EBADMSG with a message naming
+ * NULL); a chunk the index records as zero is zeros in buf, not read
+ * (cl_base_index_zero); otherwise it is read whole into buf (chunk_size
+ * bytes, zero-filled past the base's end, as cl_base_read) and hashed, so
+ * that the caller can use the very bytes that were checked. 0, or -EBADMSG with a message naming
  * the base file and chunk when they differ. Thread-safe. */
 int cl_base_read_checked(const struct cl_base *b, enum cl_image_id image, uint64_t idx, int hole,
                          void *buf);

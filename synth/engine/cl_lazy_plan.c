@@ -312,7 +312,7 @@ static int cache_check(struct cl_lazy *l, enum cl_image_id im, struct piece *p, 
 {
 	const struct cl_chunk *c;
 	uint64_t first = p[0].verify->index, size = l->m->image_size[im];
-	uint8_t *buf, h[CL_SHA256_LEN];
+	uint8_t *buf, h[CL_SHA256_LEN], good[RUN_MAX];
 	int direct = whole_chunks(l, p, n, first, size), r;
 	size_t k, len = 0;
 
@@ -322,21 +322,28 @@ static int cache_check(struct cl_lazy *l, enum cl_image_id im, struct piece *p, 
 	if (!buf)
 		return -ENOMEM;
 	r = cl_pread_full(p[0].fd, buf, len, first * l->cs, p[0].path);
-	lazy_lock(l);
+	/* Hashed outside the lock: FUSE workers hash their runs at once. */
 	for (k = 0; r == 0 && k < n; k++) {
 		c = p[k].verify;
 		cl_sha256(buf + k * l->cs, cl_chunk_len(size, l->cs, c->index), h);
-		if (!memcmp(h, c->sha256, CL_SHA256_LEN)) {
-			cl_bit_set(l->img[im].verified, c->index);
-			continue;
-		}
-		if (l->seg[c->p.seg].state == SEG_DONE) {
-			lazy_segment_lost_locked(l, c->p.seg);
-			l->map_dirty = 1;
-		}
-		r = -EAGAIN;
+		good[k] = !memcmp(h, c->sha256, CL_SHA256_LEN);
 	}
-	lazy_unlock(l);
+	if (r == 0) {
+		lazy_lock(l);
+		for (k = 0; k < n; k++) {
+			c = p[k].verify;
+			if (good[k]) {
+				cl_bit_set(l->img[im].verified, c->index);
+				continue;
+			}
+			if (l->seg[c->p.seg].state == SEG_DONE) {
+				lazy_segment_lost_locked(l, c->p.seg);
+				l->map_dirty = 1;
+			}
+			r = -EAGAIN;
+		}
+		lazy_unlock(l);
+	}
 	if (r == 0 && !direct)
 		copy_out(l, p, n, first, buf);
 	if (!direct)

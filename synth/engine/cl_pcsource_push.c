@@ -6,10 +6,11 @@
  * after its segment is decoded), then the pages the base holds; pages of
  * chunks known zero are marked, never sent; the neighbours of an answered
  * page (its segment's) before the events that came earlier. Only when the
- * engine will not bring the missing segments by itself (no stream, a failed
+ * engine's stream will not bring the missing segments by itself (a failed
  * one, one past every segment with memory) does the push wait for pages,
  * as quiet reads of the engine: fetched, but neither demand fetches nor a
- * hold on the stream. */
+ * hold on the stream. Under no_stream it fetches nothing: what is not
+ * asked for stays unsent and the migration open. */
 #include "cl_pcsource_int.h"
 #include "cl_lazy_int.h"
 #include "cl_error.h"

@@ -309,6 +309,10 @@ int cl_base_read_checked(const struct cl_base *b, enum cl_image_id image, uint64
 	if (!b || (unsigned)image >= CL_NIMAGES || idx >= b->nchunks[image] || (!hole && !buf))
 		return -EINVAL;
 	r = cl_base_chunk_hash(b, image, idx, want);
+	if (r == 0 && !hole && cl_base_index_zero(b, image, idx, want)) {
+		memset(buf, 0, b->chunk_size);
+		return 0;
+	}
 	if (r == 0 && !hole)
 		r = cl_base_read(b, image, idx, b->chunk_size, buf);
 	return r < 0 ? r : cl_base_check_against(b, image, idx, hole ? NULL : buf, want);

@@ -606,7 +606,9 @@ int cl_mount_postcopy_start(const char *mnt, const char *socket_path, long pid)
 	char path[PATH_MAX], type[64], value[160];
 	int r, n;
 
-	if (!mnt || !socket_path || socket_path[0] != '/' || pid < 0)
+	if (!mnt || !socket_path || pid < 0)
+		return -EINVAL;
+	if (socket_path[0] != '/')
 		return cl_errorf(-EINVAL, "postcopy: the socket path must be absolute");
 	r = mount_type(mnt, type, sizeof(type));
 	if (r == 0 && strcmp(type, FSTYPE))

@@ -6,6 +6,7 @@
 #include "cl_qmp.h"
 #include "cl_util.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <grp.h>
 #include <pthread.h>
@@ -266,34 +267,64 @@ static int is_qemu_of(long pid, const char *name)
 	return 0;
 }
 
+/* The QEMU of domain name from libvirt's pid file of the system driver
+ * (written by root: the trusted source); where there is none (another
+ * driver keeps its files elsewhere), the one process whose command line
+ * names the domain as QEMU's does. 0 if none (or several) is found. */
+static long find_qemu(const char *name)
+{
+	char path[256], buf[32], *end;
+	long pid = 0, p;
+	struct dirent *e;
+	FILE *f;
+	DIR *d;
+
+	snprintf(path, sizeof(path), "%s/%s.pid", QEMU_PID_DIR, name);
+	f = fopen(path, "re");
+	if (f) {
+		if (fgets(buf, sizeof(buf), f))
+			pid = strtol(buf, NULL, 10);
+		fclose(f);
+		return pid > 1 && is_qemu_of(pid, name) ? pid : 0;
+	}
+	d = opendir("/proc");
+	while (d && (e = readdir(d))) {
+		p = strtol(e->d_name, &end, 10);
+		if (*end || p <= 1 || !is_qemu_of(p, name))
+			continue;
+		if (pid) {
+			pid = 0; /* two: neither is known to be it */
+			break;
+		}
+		pid = p;
+	}
+	if (d)
+		closedir(d);
+	return pid;
+}
+
 int cl_vm_qemu_pid(virDomainPtr d, long *pid)
 {
-	char path[256], buf[32];
 	const char *name;
-	FILE *f;
 
 	if (!d || !pid || !(name = virDomainGetName(d)))
 		return -EINVAL;
-	*pid = 0;
-	snprintf(path, sizeof(path), "%s/%s.pid", QEMU_PID_DIR, name);
-	f = fopen(path, "re");
-	if (f && fgets(buf, sizeof(buf), f))
-		*pid = strtol(buf, NULL, 10);
-	if (f)
-		fclose(f);
-	if (*pid > 1 && is_qemu_of(*pid, name))
+	*pid = find_qemu(name);
+	if (*pid)
 		return 0;
-	*pid = 0;
-	return cl_errorf(-ESRCH, "domain %s: no QEMU process of it (%s)", name, path);
+	return cl_errorf(-ESRCH, "domain %s: no QEMU process of it (%s/%s.pid, /proc)", name,
+	                 QEMU_PID_DIR, name);
 }
 
 int cl_vm_kill(virDomainPtr d)
 {
+	const char *name;
 	long pid;
 
-	if (!d)
+	if (!d || !(name = virDomainGetName(d)))
 		return -EINVAL;
-	if (cl_vm_qemu_pid(d, &pid) == 0)
+	pid = find_qemu(name); /* quiet: a QEMU already gone is no error here */
+	if (pid)
 		kill((pid_t)pid, SIGKILL);
 	if (virDomainDestroy(d) < 0 && cl_vm_alive(d) != 0)
 		return cl_vm_dom_error(d, "cannot destroy");

@@ -64,8 +64,10 @@ int cl_vm_resume(virDomainPtr d);
  * its name into name[cap]), or none (0). */
 int cl_vm_mac_user(virConnectPtr c, const char *mac, const char *self, char *name, size_t cap);
 
-/* The pid of domain d's QEMU, from libvirt's pid file of the system driver,
- * checked against the process's command line: 0, or -ESRCH. */
+/* The pid of domain d's QEMU: libvirt's pid file of the system driver,
+ * checked against the process's command line; without that file, the one
+ * process whose command line names the domain as QEMU's does. 0, or
+ * -ESRCH. */
 int cl_vm_qemu_pid(virDomainPtr d, long *pid);
 
 /* Ends the domain d at once: SIGKILL to its QEMU (libvirt's pid file of

@@ -41,7 +41,8 @@
 # asked for, so only the segments holding what QEMU and the guest asked for,
 # the device state and the disk chunks read are fetched; the mount's own
 # count, without the overlay's meta and HTTP's overhead) over the link rate,
-# plus the local resume time (a run from the overlay's directory, no link).
+# plus the local resume time (a run from the overlay's directory, no link),
+# as issue 15 defines it: the guest's own work after the resume is not in it.
 set -euo pipefail
 src=$(cd "$(dirname "$0")/../.." && pwd)
 RUNS=3
@@ -145,7 +146,8 @@ now() { date +%s.%N; }
 link_bytes() { cl_link_bytes "$NGINX_PORT"; }
 # The link's rate in bytes per second, from tc's units (kbit, mbit, gbit: powers of 1000).
 rate_bytes() {
-	awk -v r="$RATE" 'BEGIN { n = r + 0; u = tolower(substr(r, length(n "") + 1))
+	awk -v r="$RATE" 'BEGIN { if (!match(r, /^[0-9]*\.?[0-9]+/)) exit 1
+		n = substr(r, 1, RLENGTH) + 0; u = tolower(substr(r, RLENGTH + 1))
 		m = u == "kbit" ? 1e3 : u == "mbit" ? 1e6 : u == "gbit" ? 1e9 : u == "bit" || u == "" ? 1 : -1
 		if (m < 0) exit 1; printf "%.0f", n * m / 8 }'
 }

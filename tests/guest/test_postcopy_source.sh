@@ -194,13 +194,17 @@ ok "$(st postcopy | cut -c1-160) ($((REPLY - t0)) ms after nginx stopped)"
 # monitor may stop answering instead, when the thread that waits on a missing
 # page holds QEMU's global lock (seen in CI); then that thread must be found
 # waiting in the kernel's userfaultfd handler (the session kills such a VM:
-# test_postcopy_e2e).
+# test_postcopy_e2e). Silent means three queries in a row unanswered.
 s=
+quiet=0
 for i in $(seq 50); do
 	if ! a=$(timeout 3 $QMP "$T/gone.qmp" run '{"execute":"query-migrate"}' 2>/dev/null); then
+		quiet=$((quiet + 1))
+		[ "$quiet" -lt 3 ] && continue
 		s=silent
 		break
 	fi
+	quiet=0
 	s=$(python3 -c 'import json,sys; print(json.loads(sys.stdin.readline()).get("status",""))' <<<"$a")
 	[ "$s" = postcopy-paused ] && break
 	sleep 0.2
