@@ -111,7 +111,6 @@ static int mount_path(const char *arg, char *out)
 	return 0;
 }
 
-/* The daemon's pid, from the `pid:` line of MOUNT/status. */
 int cl_mount_status(const char *mnt, char **text)
 {
 	char path[PATH_MAX + 16], *buf;
@@ -168,6 +167,7 @@ int cl_mount_status_value(const char *text, const char *key, char *out, size_t c
 	return -ENOENT;
 }
 
+/* The daemon's pid, from the `pid:` line of MOUNT/status. */
 static int daemon_pid(const char *mnt, pid_t *pid)
 {
 	char *text = NULL, v[32];
