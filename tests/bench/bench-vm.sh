@@ -125,10 +125,15 @@ make_workload() {
 }
 [ "$(cat "$BW/.done" 2>/dev/null)" = "$BENCH_VERSION $(stat -c %Y "$W/.done")" ] || make_workload
 OV=ov${SEG:+-$SEG}
-if [ ! -s "$BW/www/$OV/overlay-meta" ]; then
+# The overlay is made again when the writer's format or defaults change
+# (its help names the default segment size).
+OVKEY=$({ "$cloudlet" overlay --help; cat "$src/docs/FORMAT.md"; } | sha256sum | cut -c1-16)
+if [ ! -s "$BW/www/$OV/overlay-meta" ] || [ "$(cat "$BW/$OV.key" 2>/dev/null)" != "$OVKEY" ]; then
+	rm -rf "${BW:?}/www/$OV"
 	CLOUDLET_HOME=$BW/home "$cloudlet" overlay "$W/base/disk.img" --disk "$BW/custom/disk.img" \
 		--memory "$BW/custom/memory.img" --state "$BW/custom/state" --domain "$BW/custom/domain.xml" \
 		${SEG:+-S "$SEG"} -o "$BW/www/$OV" | tee "$BW/$OV.txt"
+	echo "$OVKEY" >"$BW/$OV.key"
 fi
 PACK=$(stat -c %s "$BW/www/$OV/overlay-blob")
 [ "$PACK" -ge $((100 << 20)) ] || cl_die "the overlay is only $PACK bytes; the benchmark wants 100 MiB"
