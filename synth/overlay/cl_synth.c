@@ -22,12 +22,17 @@
  * (a registered base's opened index, or the hashes of a base just indexed). */
 /* The base chunk a record names; -EBADMSG naming the base chunk when it
  * differs from the index (only asked once the record's own hash failed). */
+static int index_at_hand(const struct cl_base *b, enum cl_image_id im, uint64_t idx)
+{
+	return (b->index_fd >= 0 || b->hash[im]) && idx < b->nchunks[im];
+}
+
 static int base_blame(const struct cl_base *b, enum cl_image_id im, uint64_t idx)
 {
 	uint8_t *buf;
 	int r;
 
-	if ((b->index_fd < 0 && !b->hash[im]) || idx >= b->nchunks[im])
+	if (!index_at_hand(b, im, idx))
 		return 0;
 	buf = malloc(b->chunk_size);
 	if (!buf)
@@ -109,6 +114,23 @@ fail:
 	return r;
 }
 
+/* The base chunk a record is made from: zeros without a read where the
+ * index records zeros (the rule for unchanged chunks too:
+ * cl_base_index_zero()), else its bytes as they are now, which the record's
+ * own hash then checks. */
+static int base_source(const struct cl_base *b, enum cl_image_id im, uint64_t idx, uint32_t len,
+                       uint8_t *out)
+{
+	uint8_t want[CL_SHA256_LEN];
+
+	if (index_at_hand(b, im, idx) && cl_base_chunk_hash(b, im, idx, want) == 0 &&
+	    cl_base_index_zero(b, im, idx, want)) {
+		memset(out, 0, len);
+		return 0;
+	}
+	return cl_base_read(b, im, idx, len, out);
+}
+
 int cl_chunk_synthesize(const struct cl_meta *m, const struct cl_base *b, const struct cl_chunk *c,
                         const uint8_t *seg_raw, uint8_t *out)
 {
@@ -131,10 +153,10 @@ int cl_chunk_synthesize(const struct cl_meta *m, const struct cl_base *b, const 
 		memset(out, 0, len);
 		break;
 	case CL_R_BASE_DISK:
-		r = cl_base_read(b, CL_DISK, src->arg, len, out);
+		r = base_source(b, CL_DISK, src->arg, len, out);
 		break;
 	case CL_R_BASE_MEMORY:
-		r = cl_base_read(b, CL_MEMORY, src->arg, len, out);
+		r = base_source(b, CL_MEMORY, src->arg, len, out);
 		break;
 	case CL_R_RAW:
 		if (src->p.len != len)
@@ -148,7 +170,7 @@ int cl_chunk_synthesize(const struct cl_meta *m, const struct cl_base *b, const 
 		base = malloc(m->chunk_size);
 		if (!base)
 			return -ENOMEM;
-		r = cl_base_read(b, src->image, src->index, srclen, base);
+		r = base_source(b, src->image, src->index, srclen, base);
 		if (r < 0)
 			break;
 		r = cl_vcdiff_decode(base, srclen, seg_raw + src->p.off, src->p.len, out, len, &n);

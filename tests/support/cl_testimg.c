@@ -76,8 +76,9 @@ int cl_test_images(char *dir)
 		nm[100 * cs + i] = rnd(&s);
 	memcpy(nd + 250 * cs, nm + 100 * cs, 3 * cs);
 	nd[dsz + 2 * cs - 1] = 1;
-	if (write_file(dir, "bd", bd, dsz) || write_file(dir, "bm", bm, msz) ||
-	    write_file(dir, "nd", nd, dsz + 2 * cs) || write_file(dir, "nm", nm, msz) ||
+	if (write_file(dir, "bd", bd, dsz) || write_file(dir, "bd.orig", bd, dsz) ||
+	    write_file(dir, "bm", bm, msz) || write_file(dir, "nd", nd, dsz + 2 * cs) ||
+	    write_file(dir, "nm", nm, msz) ||
 	    write_file(dir, "state", (const uint8_t *)"device state", 12))
 		goto out;
 	r = 0;
@@ -166,5 +167,19 @@ int cl_test_change_keep_mtime(const char *file, uint64_t off, size_t len, const 
 	if (r == 0 && futimens(fd, ts) < 0)
 		r = -errno;
 	close(fd);
+	return r;
+}
+
+int cl_test_restore_base(const char *dir)
+{
+	uint8_t *orig;
+	size_t len;
+	int r;
+
+	orig = cl_test_read(cl_test_path(dir, "bd.orig"), &len);
+	if (!orig)
+		return -EIO;
+	r = cl_test_change_keep_mtime(cl_test_path(dir, "bd"), 0, len, orig);
+	free(orig);
 	return r;
 }

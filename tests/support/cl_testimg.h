@@ -38,6 +38,11 @@ int cl_test_overlay(const char *dir, const char *out, uint32_t segsize);
  * cannot see it. 0 or -errno. */
 int cl_test_change_keep_mtime(const char *file, uint64_t off, size_t len, const void *data);
 
+/* Puts dir/bd back as cl_test_images() made it, mtime kept: the teardown of
+ * a test that damages the base, so that a failed assert cannot leave the
+ * damage to the tests after it. 0 or -errno. */
+int cl_test_restore_base(const char *dir);
+
 /* rm -rf dir. */
 void cl_test_cleanup(const char *dir);
 
