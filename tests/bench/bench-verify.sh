@@ -23,6 +23,9 @@
 #         disk's noise (a cloudlet keeps its bases hot).
 # Each read runs on a fresh mount over a filled cache (nothing fetched,
 # every base chunk unchecked again); the mount's own time is reported apart.
+# A sequential sample is SEQ_READS (default 5) such reads, each on a fresh
+# mount, taken together (their bytes over their summed time): one read of
+# the memory image takes about 0.2 s here, too short to measure alone.
 # Also the daemon's CPU time (user + system, from /proc) per GiB of the
 # sequential reads and per random read. Baseline and build alternate, RUNS
 # pairs (default 3); each row gives the medians and the cost as the median of
@@ -35,6 +38,7 @@
 set -euo pipefail
 src=$(cd "$(dirname "$0")/../.." && pwd)
 RUNS=3
+SEQ_READS=${SEQ_READS:-5}
 REF=
 GOAL=10
 while [ $# -gt 1 ]; do
@@ -137,6 +141,18 @@ print("%.1f" % (r["bw_bytes"] / 1e6) if sys.argv[1] == "mb" else "%.0f" % r["iop
 	echo "$res $(echo "$(daemon_cpu "$pid") - $c0" | bc -l)"
 	"${BIN[$v]}/cloudlet" -q umount "$M"
 }
+# seq_read V IMAGE: SEQ_READS sequential reads of IMAGE, each on a fresh
+# mount; prints their MB/s taken together and the daemon's CPU seconds per
+# read.
+seq_read() {
+	local i x inv=0 cpu=0
+	for i in $(seq "$SEQ_READS"); do
+		x=$(fio_read "$1" "$2" mb --rw=read --bs=1M)
+		inv=$(echo "$inv + 1 / ${x% *}" | bc -l)
+		cpu=$(echo "$cpu + ${x#* }" | bc -l)
+	done
+	echo "$(echo "$SEQ_READS / $inv" | bc -l) $(echo "$cpu / $SEQ_READS" | bc -l)"
+}
 # apply_s V: wall and CPU (user + system) seconds of one `cloudlet apply`.
 # The CPU time is the steadier figure: the wall time of writing ~1 GiB into
 # the page cache swings by tens of percent between runs of one binary here.
@@ -158,10 +174,10 @@ run_mode() {
 	for i in $(seq "$RUNS"); do
 		for v in old new; do
 			log "$MODE run $i: $v"
-			x=$(fio_read $v disk mb --rw=read --bs=1M)
+			x=$(seq_read $v disk)
 			R[$v,seqd]="${R[$v,seqd]:-} ${x% *}"
 			R[$v,cpud]="${R[$v,cpud]:-} $(echo "${x#* } * 2^30 / $DISK_BYTES" | bc -l)"
-			x=$(fio_read $v memory mb --rw=read --bs=1M)
+			x=$(seq_read $v memory)
 			R[$v,seqm]="${R[$v,seqm]:-} ${x% *}"
 			R[$v,cpum]="${R[$v,cpum]:-} $(echo "${x#* } * 2^30 / $MEM_BYTES" | bc -l)"
 			x=$(fio_read $v disk io --rw=randread --bs=4k --number_ios=20000)
@@ -193,7 +209,7 @@ row() { # NAME KEY HIGHER_IS_BETTER
 		"$([ "$(echo "$c <= $GOAL" | bc)" = 1 ] && echo met || echo '**not met**')"
 }
 
-echo "commit $(git -C "$src" describe --always --dirty) against ${REF:-this source without base hashing} ($base_name), kernel $(uname -r), $(date -u '+%Y-%m-%d %H:%M UTC'), $RUNS pairs"
+echo "commit $(git -C "$src" describe --always --dirty) against ${REF:-this source without base hashing} ($base_name), kernel $(uname -r), $(date -u '+%Y-%m-%d %H:%M UTC'), $RUNS pairs, $SEQ_READS reads per sequential sample"
 for MODE in cold warm; do
 	R=()
 	run_mode
