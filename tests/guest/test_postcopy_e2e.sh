@@ -8,9 +8,9 @@
 #     (paused, or killed when a vCPU waits on a missing page and it will not
 #     pause); the timeline has memory_failed with the reason; a killed VM
 #     ends the command with exit 1 and nothing left behind;
-#  2. the overlay's pack goes corrupt on the server after the resume (its
-#     bytes flipped in place, size and mtime kept, so the ETag is the same
-#     and only the segments' SHA-256 can tell): status names the mismatch,
+#  2. the overlay's pack goes corrupt on the server after the resume (a copy
+#     with bytes flipped, size and mtime kept, renamed over it, so the ETag
+#     never changes and only the segments' SHA-256 can tell): status names the mismatch,
 #     says `postcopy: failed: ...`, and the same as in 1 follows;
 #  3. the mount's daemon is killed: the same within 10 s of the kill;
 #  4. once every page is in, the VM is saved as any cloudlet VM is (device
@@ -112,11 +112,16 @@ cl_synthesis "$NAME" "$T/out" "$T/err" "$W/base/disk.img" \
 MNT=$RUN_ROOT/$NAME/mnt
 grep -q '^postcopy: streaming' "$MNT/status" || bad "postcopy at resume: $(grep '^postcopy' "$MNT/status")"
 # One byte in every 512 flipped: every segment not fetched yet is damaged.
+# Damaged in a copy that gets the old mtime before it replaces the pack: in
+# place, a fetch between the write and the mtime's reset saw a new ETag (the
+# server's object changed, not a corrupt one).
+cp "$T/www/bad/overlay-blob" "$T/www/bad/overlay-blob.new"
 python3 -c 'import mmap, os, sys
 f = os.open(sys.argv[1], os.O_RDWR); m = mmap.mmap(f, 0)
 for i in range(0, len(m), 512): m[i] ^= 0xff
-m.flush(); m.close(); os.close(f)' "$T/www/bad/overlay-blob"
-touch -r "$T/www/ov/overlay-blob" "$T/www/bad/overlay-blob"
+m.flush(); m.close(); os.close(f)' "$T/www/bad/overlay-blob.new"
+touch -r "$T/www/ov/overlay-blob" "$T/www/bad/overlay-blob.new"
+mv -f "$T/www/bad/overlay-blob.new" "$T/www/bad/overlay-blob"
 read_ram_until_failed "the damage"
 grep -q 'SHA-256 mismatch (corrupt pack)' "$MNT/status" 2>/dev/null &&
 	ok "status names the damage: $(grep -m1 -o 'segment [0-9]*: SHA-256 mismatch (corrupt pack)' "$MNT/status")" ||
