@@ -261,7 +261,7 @@ for i in $(seq 1 "$RUNS"); do
 done
 med_of() { awk -v m="$1" -v c="$2" '$1==m {print $c}' "$res" | median; }
 for mode in "${modes[@]}"; do
-	printf '%-14s median: domain start %.2f s, resume %.2f s (%d bytes), first response %.2f s (%d bytes)%s\n' "$mode" \
+	printf '%-14s median: domain start %.2f s, resume %.2f s (%.0f bytes), first response %.2f s (%.0f bytes)%s\n' "$mode" \
 		"$(med_of "$mode" 6)" "$(med_of "$mode" 2)" "$(med_of "$mode" 3)" "$(med_of "$mode" 4)" \
 		"$(med_of "$mode" 5)" "$([ -n "$MEMS" ] && printf ', overlay complete %.2f s' "$(med_of "$mode" 7)")"
 done
