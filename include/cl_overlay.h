@@ -8,13 +8,9 @@
 #include "cl_codec.h"
 #include "cl_meta.h"
 
-#define CL_PACK_NAME "overlay-blob"
-#define CL_META_NAME "overlay-meta"
-
-/* 64 KiB: a page the VM asks for costs one segment on the link; larger
- * segments compress compressible data a little better (docs/BENCHMARKS.md,
- * session 8) but make every demand fetch bring more than it needs. */
-#define CL_SEGMENT_TARGET (64u << 10)
+#define CL_PACK_NAME      "overlay-blob"
+#define CL_META_NAME      "overlay-meta"
+#define CL_SEGMENT_TARGET (256u << 10) /* see docs/BENCHMARKS.md, session 8 */
 
 /* A range of a customized image that may differ from the base (an extent
  * map, e.g. the clusters a qcow2 overlay holds itself): its bytes are at
@@ -28,7 +24,8 @@ struct cl_extent {
 struct cl_overlay_opts {
 	enum cl_codec codec;   /* 0 = xz */
 	int level;             /* < 0 = the codec's default */
-	uint32_t segment_size; /* raw bytes per segment; 0: CL_SEGMENT_TARGET */
+	uint32_t segment_size; /* raw bytes per segment; 0: CL_SEGMENT_TARGET, and runs of
+	                          incompressible payloads cut at 64 KiB */
 	const char *state;     /* device state file, or NULL */
 	const char *domain;    /* domain XML file, or NULL */
 	const char *trace;     /* TRACE file: put these chunks first, or NULL */

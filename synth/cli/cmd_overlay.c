@@ -32,9 +32,9 @@ static const char overlay_usage[] =
     "  -o, --output DIR         where to write the overlay (default: IMAGE's directory)\n"
     "  -c, --codec xz|zstd      segment compression (default xz; zstd decodes faster)\n"
     "  -l, --level N            compression level (default 9 for xz, 19 for zstd)\n"
-    "  -S, --segment-size BYTES uncompressed bytes per segment (default 64K; larger\n"
-    "                           compresses better, smaller makes demand fetches\n"
-    "                           cheaper)\n"
+    "  -S, --segment-size BYTES uncompressed bytes per segment, exactly (default: 256K,\n"
+    "                           runs of incompressible data cut at 64K for cheaper\n"
+    "                           demand fetches)\n"
     "  -t, --order TRACE        put the chunks listed in TRACE first, in its order\n"
     "                           (lines `disk N` / `memory N`)\n"
     "  -h, --help               this help\n";

@@ -630,7 +630,8 @@ int cl_overlay_create(struct cl_base *b, const char *disk, const char *memory, c
 	bd.m.chunk_size = bd.cs;
 	bd.m.codec = o.codec;
 	bd.m.pack = CL_PACK_NAME;
-	cl_pack_writer_init(&bd.pw, &bd.m, &bd.pack, o.level, o.segment_size);
+	cl_pack_writer_init(&bd.pw, &bd.m, &bd.pack, o.level, o.segment_size,
+	                    !opts || !opts->segment_size);
 
 	r = open_new_images(&bd, disk, memory);
 	if (r < 0)

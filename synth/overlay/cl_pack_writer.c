@@ -6,17 +6,22 @@
 #include "cl_error.h"
 
 #include <errno.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
+#define DENSE_SEGMENT (64u << 10) /* segments of incompressible data: see cl_pack_writer_add() */
+#define DENSE_BITS    7.5         /* order-0 entropy (bits per byte) taken as incompressible */
+
 void cl_pack_writer_init(struct cl_pack_writer *w, struct cl_meta *m, struct cl_out *out, int level,
-                         uint32_t segment_size)
+                         uint32_t segment_size, int dense)
 {
 	memset(w, 0, sizeof(*w));
 	w->m = m;
 	w->out = out;
 	w->level = level;
 	w->segment_size = segment_size;
+	w->dense = dense;
 }
 
 void cl_pack_writer_fini(struct cl_pack_writer *w)
@@ -75,9 +80,33 @@ int cl_pack_writer_close_segment(struct cl_pack_writer *w)
 	}
 	w->pending[w->npending++] = w->cur;
 	memset(&w->cur, 0, sizeof(w->cur));
+	w->cur_dense = 0;
 	return 0;
 }
 
+/* Whether data looks incompressible by its order-0 entropy (random or
+ * already compressed bytes). */
+static int incompressible(const uint8_t *d, size_t len)
+{
+	uint32_t n[256] = {0};
+	double h = 0;
+	size_t i;
+
+	if (len < 512)
+		return 0;
+	for (i = 0; i < len; i++)
+		n[d[i]]++;
+	for (i = 0; i < 256; i++) {
+		double p = (double)n[i] / (double)len;
+		if (n[i])
+			h -= p * log2(p);
+	}
+	return h >= DENSE_BITS;
+}
+
+/* With dense set, a segment of incompressible payloads closes at
+ * DENSE_SEGMENT: it would compress no better at the full size, and a demand
+ * fetch for one page of it then transfers 64 KiB rather than a megabyte. */
 int cl_pack_writer_add(struct cl_pack_writer *w, const void *data, size_t len, struct cl_payload *p)
 {
 	int r;
@@ -90,7 +119,10 @@ int cl_pack_writer_add(struct cl_pack_writer *w, const void *data, size_t len, s
 	r = seg_append(&w->cur, data, len);
 	if (r < 0)
 		return r;
-	if (w->cur.len >= w->segment_size)
+	if (w->dense && incompressible(data, len))
+		w->cur_dense += len;
+	if (w->cur.len >= w->segment_size ||
+	    (w->cur.len >= DENSE_SEGMENT && w->cur_dense * 10 >= w->cur.len * 9))
 		return cl_pack_writer_close_segment(w);
 	return 0;
 }

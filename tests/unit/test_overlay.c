@@ -127,10 +127,10 @@ static void test_trace_order(void **state)
 	roundtrip(CL_CODEC_XZ, 0, path("trace"));
 }
 
-/* A segment closes at the first payload that takes it to the segment size
- * (64 KiB by default). Chunks 0-99 of the new disk are random, 100-299
- * text. */
-static void sized_overlay(uint32_t segsize, const char *out, struct cl_meta **m)
+/* With the default segment size, runs of incompressible payloads close
+ * their segment at 64 KiB; compressible ones fill 256 KiB; an explicit size
+ * is exact. Chunks 0-99 of the new disk are random, 100-299 text. */
+static void dense_overlay(uint32_t segsize, const char *out, struct cl_meta **m)
 {
 	struct cl_overlay_opts o = {.level = 1, .segment_size = segsize};
 	struct cl_apply_stats as;
@@ -146,21 +146,7 @@ static void sized_overlay(uint32_t segsize, const char *out, struct cl_meta **m)
 	cl_base_free(b);
 }
 
-/* Every segment but the last holds at least the segment size and less than
- * one payload (at most a chunk) more. */
-static void assert_segments_of(const struct cl_meta *m, uint32_t size)
-{
-	uint32_t i;
-
-	assert_true(m->nsegments >= 2);
-	for (i = 0; i + 1 < m->nsegments; i++) {
-		assert_true(m->segments[i].rlen >= size);
-		assert_true(m->segments[i].rlen < size + CS);
-	}
-	assert_true(m->segments[i].rlen > 0);
-}
-
-static void test_segment_size(void **state)
+static void test_dense_segments(void **state)
 {
 	size_t len = 300 * CS + 100, i;
 	uint8_t *d = malloc(len);
@@ -178,12 +164,15 @@ static void test_segment_size(void **state)
 	write_file("dn", d, len);
 	free(d);
 
-	sized_overlay(0, "default", &m);
-	assert_segments_of(m, 64u << 10);
+	dense_overlay(0, "dense", &m);
+	assert_int_equal(m->nsegments, 7); /* six of random data, one of the rest */
+	for (i = 0; i < 6; i++)
+		assert_int_equal(m->segments[i].rlen, 64u << 10);
+	assert_true(m->segments[6].rlen > (64u << 10) && m->segments[6].rlen < CL_SEGMENT_TARGET);
 	cl_meta_free(m);
 
-	sized_overlay(1u << 19, "large", &m);
-	assert_segments_of(m, 1u << 19);
+	dense_overlay(1u << 20, "exact", &m);
+	assert_true(m->segments[0].rlen > (64u << 10));
 	cl_meta_free(m);
 }
 
@@ -312,7 +301,7 @@ int main(void)
 	    cmocka_unit_test(test_roundtrip_xz),
 	    cmocka_unit_test(test_roundtrip_zstd_small_segments),
 	    cmocka_unit_test(test_trace_order),
-	    cmocka_unit_test(test_segment_size),
+	    cmocka_unit_test(test_dense_segments),
 	    cmocka_unit_test(test_faults),
 	    cmocka_unit_test(test_chunk_hash),
 	    cmocka_unit_test_teardown(test_apply_index_zero, restore_base),
