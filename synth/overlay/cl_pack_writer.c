@@ -106,7 +106,7 @@ static int incompressible(const uint8_t *d, size_t len)
 
 /* With dense set, a segment of incompressible payloads closes at
  * DENSE_SEGMENT: it would compress no better at the full size, and a demand
- * fetch for one page of it then transfers 64 KiB rather than a megabyte. */
+ * fetch for one page of it then transfers 64 KiB rather than the full size. */
 int cl_pack_writer_add(struct cl_pack_writer *w, const void *data, size_t len, struct cl_payload *p)
 {
 	int r;

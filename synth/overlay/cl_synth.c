@@ -20,13 +20,13 @@
 
 /* Base bytes are checked against the base's index wherever it is at hand
  * (a registered base's opened index, or the hashes of a base just indexed). */
-/* The base chunk a record names; -EBADMSG naming the base chunk when it
- * differs from the index (only asked once the record's own hash failed). */
 static int index_at_hand(const struct cl_base *b, enum cl_image_id im, uint64_t idx)
 {
 	return (b->index_fd >= 0 || b->hash[im]) && idx < b->nchunks[im];
 }
 
+/* The base chunk a record names; -EBADMSG naming the base chunk when it
+ * differs from the index (only asked once the record's own hash failed). */
 static int base_blame(const struct cl_base *b, enum cl_image_id im, uint64_t idx)
 {
 	uint8_t *buf;

@@ -102,7 +102,8 @@ run() {
 	echo "$mode $tr $br $(awk -v a="$t0" -v b="$tf" 'BEGIN { printf "%.2f", b - a }') $bf"
 }
 
-median() { sort -g | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2}'; }
+# Whole numbers stay whole (awk's default print of 1e8 is 1e+08).
+median() { sort -g | awk '{a[NR]=$1} END {v = (NR % 2) ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2; printf (v == int(v) ? "%d\n" : "%.4f\n"), v}'; }
 pack=$(stat -c %s "$D/ov/overlay-blob")
 commit=$(git -C "$src" rev-parse --short HEAD 2>/dev/null || echo unknown)
 echo "commit $commit, kernel $(uname -r), $(date -u '+%Y-%m-%d %H:%M UTC')"

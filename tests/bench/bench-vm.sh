@@ -215,7 +215,8 @@ run() {
 	echo "$mode $(echo "$tr - $t0" | bc) $br $(echo "$tf - $t0" | bc) $bf $ds $tc $bp"
 }
 
-median() { sort -g | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2}'; }
+# Whole numbers stay whole (awk's default print of 1e8 is 1e+08).
+median() { sort -g | awk '{a[NR]=$1} END {v = (NR % 2) ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2; printf (v == int(v) ? "%d\n" : "%.4f\n"), v}'; }
 
 modes=(early eager)
 if [ -n "$MEMS" ]; then
@@ -270,7 +271,7 @@ if [ -n "$MEMS" ]; then
 		printf '%s: early/eager time to first response %.3f\n' "$m" \
 			"$(echo "$(med_of "early-$m" 4) / $(med_of "eager-$m" 4)" | bc -l)"
 		lim=$(echo "$(med_of "limit-$m" 8) / $RATE_BYTES + $(med_of "local-$m" 2)" | bc -l)
-		printf '%s: physical limit of the first response %.2f s (%d pack bytes without the stream at %d B/s + local resume %.2f s); first response / limit %.3f%s\n' \
+		printf '%s: physical limit of the first response %.2f s (%.0f pack bytes without the stream at %d B/s + local resume %.2f s); first response / limit %.3f%s\n' \
 			"$m" "$lim" "$(med_of "limit-$m" 8)" "$RATE_BYTES" "$(med_of "local-$m" 2)" \
 			"$(echo "$(med_of "early-$m" 4) / $lim" | bc -l)" "$([ "$m" = postcopy ] && echo ' (goal <= 1.5)')"
 	done

@@ -152,6 +152,14 @@ static void test_index_tampered(void **state)
 /* One base chunk that the overlay keeps unchanged (disk 60) or copies
  * (disk 7 -> memory 10) changed in place: apply fails naming the base file
  * and chunk and leaves no output; a full base check finds it too. */
+/* A failed assert in a test that damages bd must not leave the damage to
+ * the tests after it. */
+static int restore_base(void **state)
+{
+	(void)state;
+	return cl_test_restore_base(dir);
+}
+
 static void damage_and_apply(uint64_t chunk, const char *out)
 {
 	const uint64_t cs = CL_TEST_CS;
@@ -316,9 +324,12 @@ static void test_kernel_seal(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_open_index),      cmocka_unit_test(test_index_tampered),
-	    cmocka_unit_test(test_apply_unchanged), cmocka_unit_test(test_apply_base_copy),
-	    cmocka_unit_test(test_file_hashes),     cmocka_unit_test(test_kernel_seal),
+	    cmocka_unit_test(test_open_index),
+	    cmocka_unit_test(test_index_tampered),
+	    cmocka_unit_test_teardown(test_apply_unchanged, restore_base),
+	    cmocka_unit_test_teardown(test_apply_base_copy, restore_base),
+	    cmocka_unit_test(test_file_hashes),
+	    cmocka_unit_test(test_kernel_seal),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
