@@ -423,7 +423,6 @@ static uint64_t hash_key(const uint8_t *h)
 
 int cl_base_build_lookup(struct cl_base *b)
 {
-	uint8_t zero[CL_SHA256_LEN];
 	uint64_t total = b->nchunks[0] + b->nchunks[1], size = 16, k, slot;
 	int i;
 
@@ -436,8 +435,7 @@ int cl_base_build_lookup(struct cl_base *b)
 	b->table_mask = size - 1;
 	for (i = 0; i < CL_NIMAGES; i++) {
 		for (k = 0; k < b->nchunks[i]; k++) {
-			cl_zero_hash(cl_chunk_len(b->size[i], b->chunk_size, k), zero);
-			if (!memcmp(b->hash[i][k], zero, CL_SHA256_LEN))
+			if (cl_base_index_zero(b, (enum cl_image_id)i, k, b->hash[i][k]))
 				continue;
 			for (slot = hash_key(b->hash[i][k]) & b->table_mask; b->table[slot];
 			     slot = (slot + 1) & b->table_mask) {

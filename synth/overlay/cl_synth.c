@@ -114,12 +114,13 @@ fail:
 	return r;
 }
 
-/* The base chunk a record is made from: zeros without a read where the
+/* The base chunk a delta decodes against: zeros without a read where the
  * index records zeros (the rule for unchanged chunks too:
  * cl_base_index_zero()), else its bytes as they are now, which the record's
- * own hash then checks. */
-static int base_source(const struct cl_base *b, enum cl_image_id im, uint64_t idx, uint32_t len,
-                       uint8_t *out)
+ * own hash then checks. Base copies need no such rule: the writer never
+ * makes one of a chunk that is zero. */
+static int delta_source(const struct cl_base *b, enum cl_image_id im, uint64_t idx, uint32_t len,
+                        uint8_t *out)
 {
 	uint8_t want[CL_SHA256_LEN];
 
@@ -153,10 +154,10 @@ int cl_chunk_synthesize(const struct cl_meta *m, const struct cl_base *b, const 
 		memset(out, 0, len);
 		break;
 	case CL_R_BASE_DISK:
-		r = base_source(b, CL_DISK, src->arg, len, out);
+		r = cl_base_read(b, CL_DISK, src->arg, len, out);
 		break;
 	case CL_R_BASE_MEMORY:
-		r = base_source(b, CL_MEMORY, src->arg, len, out);
+		r = cl_base_read(b, CL_MEMORY, src->arg, len, out);
 		break;
 	case CL_R_RAW:
 		if (src->p.len != len)
@@ -170,7 +171,7 @@ int cl_chunk_synthesize(const struct cl_meta *m, const struct cl_base *b, const 
 		base = malloc(m->chunk_size);
 		if (!base)
 			return -ENOMEM;
-		r = base_source(b, src->image, src->index, srclen, base);
+		r = delta_source(b, src->image, src->index, srclen, base);
 		if (r < 0)
 			break;
 		r = cl_vcdiff_decode(base, srclen, seg_raw + src->p.off, src->p.len, out, len, &n);
