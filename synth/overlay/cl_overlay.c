@@ -232,6 +232,19 @@ struct payload_job {
 	uint32_t *out_len;
 };
 
+/* The base chunk a delta of chunk k is made against, as every reader will
+ * have it (cl_chunk_synthesize): checked against the base's index (zeros
+ * where the index records zeros), so that a damaged base fails here, naming
+ * the chunk, instead of making an overlay that no intact copy of the base
+ * can apply. Past the base's end: zeros. */
+static int delta_base(const struct cl_base *b, uint8_t image, uint64_t k, uint32_t len,
+                      uint8_t *out)
+{
+	if (k >= b->nchunks[image])
+		return cl_base_read(b, image, k, len, out);
+	return cl_base_read_checked(b, image, k, 0, out);
+}
+
 static int encode_one(void *ctx, size_t i)
 {
 	struct payload_job *j = ctx;
@@ -250,7 +263,7 @@ static int encode_one(void *ctx, size_t i)
 	r = read_new_chunk(bd, c->image, c->index, len, buf);
 	if (r < 0)
 		goto out;
-	r = cl_base_read(bd->b, c->image, c->index, len, base);
+	r = delta_base(bd->b, c->image, c->index, len, base);
 	if (r < 0)
 		goto out;
 	/* A delta is kept only if smaller than the raw chunk. */
@@ -597,7 +610,7 @@ int cl_overlay_create(struct cl_base *b, const char *disk, const char *memory, c
 	uint64_t *recs = NULL, npay = 0, total, k, size;
 	struct builder bd;
 	char *packpath = NULL;
-	int r, i;
+	int r, i, made = 0;
 
 	if (!b || !disk || !memory || !outdir)
 		return -EINVAL;
@@ -640,6 +653,7 @@ int cl_overlay_create(struct cl_base *b, const char *disk, const char *memory, c
 		bd.m.image_size[i] = bd.img[i].size;
 		bd.m.base_image_size[i] = b->size[i];
 	}
+	made = access(outdir, F_OK) < 0;
 	r = cl_mkdir_p(outdir, 0755);
 	if (r < 0)
 		goto out;
@@ -721,6 +735,9 @@ out_pack:
 	if (bd.pack.path)
 		cl_out_abort(&bd.pack);
 out:
+	/* A failed run leaves no directory it made (rmdir: only if empty). */
+	if (r < 0 && made)
+		rmdir(outdir);
 	for (i = 0; i < CL_NIMAGES; i++) {
 		if (bd.img[i].fd >= 0)
 			close(bd.img[i].fd);

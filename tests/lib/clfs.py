@@ -391,6 +391,21 @@ def basepick(metapath, basedisk):
     print("%d %d" % tuple(out))
 
 
+def deltapick(metapath, basedisk):
+    """A disk chunk that is the source of a delta and holds non-zero bytes
+    in the base (base_verify.sh damages it before making an overlay)."""
+    body = meta(metapath)
+    with open(basedisk, "rb") as f:
+        n = (os.fstat(f.fileno()).st_size + CS - 1) // CS
+        for c in body["chunks"]:
+            if c[0] == 0 and c[2] == 4 and c[1] < n:
+                f.seek(c[1] * CS)
+                if any(f.read(CS)):
+                    print(c[1])
+                    return
+    sys.exit("no delta against a base chunk with data")
+
+
 def goodexcept(mnt, ref, metapath, *specs):
     """Every chunk but the given IMAGE:N ones reads as `cloudlet apply`
     wrote it."""
@@ -400,4 +415,4 @@ def goodexcept(mnt, ref, metapath, *specs):
 cmd, args = sys.argv[1], sys.argv[2:]
 {"gen": gen, "pick": pick, "corrupt": corrupt, "readchk": readchk, "endreads": endreads,
  "goodrest": goodrest, "blocked": blocked, "watch": watch, "basepick": basepick,
- "goodexcept": goodexcept}[cmd](*args)
+ "goodexcept": goodexcept, "deltapick": deltapick}[cmd](*args)

@@ -14,6 +14,8 @@
 #    `cloudlet verify IMAGE` (the base alone) fails naming it;
 #  - the same with a hole punched (fallocate --punch-hole) at chunk H, where
 #    the index says data;
+#  - a damaged chunk that a delta is made against (byte flipped, mtime
+#    kept): `cloudlet overlay` fails with one line naming it, nothing left;
 #  - the base put back (mtime kept): apply and verify pass again;
 #  - a large sparse base (an 80 MiB index): the daemon's RssAnon and VmHWM
 #    stay under 32 MiB (the index is looked up in its file, never loaded).
@@ -138,6 +140,23 @@ fallocate --punch-hole --offset $((H * CS)) --length $CS "$B" || fail "punching 
 touch -r "$T/mtime" "$B"
 damaged "$H" "punched hole" "a hole where the index says data"
 put_back
+
+# A damaged chunk that a delta of the customized disk is made against, the
+# mtime kept: making the overlay again fails, naming it, and leaves nothing.
+CASE="damaged delta source: overlay"
+read -r D < <(py deltapick "$META" "$B") || fail "picking a delta source"
+dd if="$B" of="$T/orig.d" bs=$CS skip="$D" count=1 status=none || fail "saving chunk $D"
+printf '\x5a' | dd of="$B" bs=1 seek=$((D * CS + 99)) conv=notrunc status=none
+touch -r "$T/mtime" "$B"
+cmp -s <(dd if="$B" bs=$CS skip="$D" count=1 status=none) "$T/orig.d" && fail "chunk not changed"
+cl overlay "$B" --disk "$T/new.disk" --memory "$T/new.mem" --state "$T/state" -o "$T/ov-bad" &&
+	fail "overlay succeeded"
+[ "$(wc -l <"$T/err")" = 1 ] || fail "overlay printed $(wc -l <"$T/err") lines"
+grep -qF "base $B chunk $D: SHA-256 mismatch" "$T/err" || fail "overlay does not name chunk $D"
+[ -e "$T/ov-bad" ] && fail "overlay left $T/ov-bad"
+ok "$(cat "$T/err")"
+dd if="$T/orig.d" of="$B" bs=$CS seek="$D" conv=notrunc status=none || fail "putting $D back"
+touch -r "$T/mtime" "$B"
 
 CASE="put back"
 cl apply "$B" "$T/ov" -o "$T/apply2" || fail "apply after putting the base back"

@@ -12,6 +12,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "cl_error.h"
 #include "cl_overlay.h"
 #include "cl_synth.h"
 
@@ -268,6 +269,55 @@ static void test_apply_index_zero(void **state)
 	cl_base_free(b);
 }
 
+/* Deltas are made against the base as its index has it: a chunk the index
+ * records as zero is zeros (disk 160, which holds junk when the overlay is
+ * made), so the overlay applies once the base is intact again; a damaged
+ * chunk with data (the source of the first delta) fails the creation,
+ * naming the base file and chunk, with no overlay left behind. */
+static void test_create_damaged_base(void **state)
+{
+	struct cl_overlay_opts o = {.level = 1};
+	uint8_t junk[CS], *nd;
+	struct cl_base *b;
+	struct cl_meta *m;
+	size_t len, i;
+	uint64_t k = 0;
+	char *loc, want[64];
+
+	(void)state;
+	nd = cl_test_read(path("nd"), &len);
+	assert_non_null(nd);
+	for (i = 0; i < 16; i++)
+		nd[160 * CS + 200 * i] = (uint8_t)(i + 1);
+	write_file("nd-dmg", nd, len);
+	free(nd);
+	memset(junk, 0x5a, sizeof(junk));
+	assert_int_equal(cl_base_index(path("bd"), path("bm"), CS, &b), 0);
+	assert_int_equal(cl_test_change_keep_mtime(path("bd"), 160 * CS, CS, junk), 0);
+	assert_int_equal(cl_overlay_create(b, path("nd-dmg"), path("nm"), path("ov-dmg"), &o, NULL),
+	                 0);
+	assert_int_equal(cl_test_restore_base(dir), 0);
+	assert_int_equal(cl_meta_load(path("ov-dmg"), &m, &loc), 0);
+	assert_int_equal(recipe_of(m, CL_DISK, 160), CL_R_DELTA);
+	assert_int_equal(cl_apply(b, m, loc, path("out-dmg"), NULL), 0);
+	assert_same_file(path("nd-dmg"), path("out-dmg/disk.img"));
+	for (i = 0; i < m->nchunks && !k; i++)
+		if (m->chunks[i].recipe == CL_R_DELTA && m->chunks[i].image == CL_DISK &&
+		    m->chunks[i].index != 160 && m->chunks[i].index < b->nchunks[CL_DISK])
+			k = m->chunks[i].index;
+	assert_true(k > 0);
+	cl_meta_free(m);
+	free(loc);
+	assert_int_equal(cl_test_change_keep_mtime(path("bd"), k * CS, CS, junk), 0);
+	assert_int_equal(
+	    cl_overlay_create(b, path("nd-dmg"), path("nm"), path("ov-dmg2"), &o, NULL), -EBADMSG);
+	snprintf(want, sizeof(want), "chunk %llu: SHA-256 mismatch", (unsigned long long)k);
+	assert_non_null(strstr(cl_error_msg(), want));
+	assert_non_null(strstr(cl_error_msg(), "/bd"));
+	assert_int_equal(access(path("ov-dmg2"), F_OK), -1);
+	cl_base_free(b);
+}
+
 /* A chunk whose base bytes changed under it fails its hash check. */
 static void test_chunk_hash(void **state)
 {
@@ -305,6 +355,7 @@ int main(void)
 	    cmocka_unit_test(test_faults),
 	    cmocka_unit_test(test_chunk_hash),
 	    cmocka_unit_test_teardown(test_apply_index_zero, restore_base),
+	    cmocka_unit_test_teardown(test_create_damaged_base, restore_base),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
