@@ -58,6 +58,10 @@ int cl_read_file(const char *path, size_t max, void **buf, size_t *len);
 /* mkdir -p: creates path and its missing parents. */
 int cl_mkdir_p(const char *path, mode_t mode);
 
+/* The same; *made (if not NULL) tells whether this call made path itself,
+ * so that a failed command removes only a directory that is its own. */
+int cl_mkdir_p_made(const char *path, mode_t mode, int *made);
+
 /* Parses a size: digits with an optional K, M, G or T suffix (powers of
  * 1024; "KiB" and "KB" spellings too): 4096, 4K, 1M, 20GiB. 0 or -EINVAL. */
 int cl_parse_size(const char *s, uint64_t *out);

@@ -321,22 +321,36 @@ out:
 
 int cl_mkdir_p(const char *path, mode_t mode)
 {
-	char *tmp, *p, c;
-	int r = 0;
+	return cl_mkdir_p_made(path, mode, NULL);
+}
 
+int cl_mkdir_p_made(const char *path, mode_t mode, int *made)
+{
+	char *tmp, *p, c;
+	int r = 0, ok;
+	size_t len;
+
+	if (made)
+		*made = 0;
 	if (!path || !*path)
 		return -EINVAL;
 	tmp = strdup(path);
 	if (!tmp)
 		return -ENOMEM;
+	/* "a/b/" makes "a/b" last: that is the one *made is about. */
+	for (len = strlen(tmp); len > 1 && tmp[len - 1] == '/';)
+		tmp[--len] = '\0';
 	for (p = tmp + 1;; p++) {
 		if (*p && *p != '/')
 			continue;
 		c = *p;
 		*p = '\0';
-		if (mkdir(tmp, mode) < 0 && errno != EEXIST)
+		ok = mkdir(tmp, mode) == 0;
+		if (!ok && errno != EEXIST)
 			r = cl_errorf(-errno, "%s: cannot create directory: %s", tmp,
 			              strerror(errno));
+		else if (made && !c)
+			*made = ok;
 		*p = c;
 		if (r || !c)
 			break;

@@ -653,8 +653,7 @@ int cl_overlay_create(struct cl_base *b, const char *disk, const char *memory, c
 		bd.m.image_size[i] = bd.img[i].size;
 		bd.m.base_image_size[i] = b->size[i];
 	}
-	made = access(outdir, F_OK) < 0;
-	r = cl_mkdir_p(outdir, 0755);
+	r = cl_mkdir_p_made(outdir, 0755, &made);
 	if (r < 0)
 		goto out;
 	if (asprintf(&packpath, "%s/%s", outdir, CL_PACK_NAME) < 0) {
@@ -735,7 +734,8 @@ out_pack:
 	if (bd.pack.path)
 		cl_out_abort(&bd.pack);
 out:
-	/* A failed run leaves no directory it made (rmdir: only if empty). */
+	/* A failed run removes the output directory if it made it (rmdir: only
+	 * if empty); parents it made stay. */
 	if (r < 0 && made)
 		rmdir(outdir);
 	for (i = 0; i < CL_NIMAGES; i++) {

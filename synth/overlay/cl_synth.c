@@ -623,8 +623,7 @@ int cl_apply(struct cl_base *b, const struct cl_meta *m, const char *meta_locati
 		r = cl_base_open_index(b); /* every base byte written is checked */
 	if (r < 0)
 		return r;
-	made = access(outdir, F_OK) < 0;
-	r = cl_mkdir_p(outdir, 0755);
+	r = cl_mkdir_p_made(outdir, 0755, &made);
 	if (r < 0)
 		return r;
 	for (i = 0; i < CL_NIMAGES; i++) {

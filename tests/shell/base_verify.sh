@@ -15,7 +15,8 @@
 #  - the same with a hole punched (fallocate --punch-hole) at chunk H, where
 #    the index says data;
 #  - a damaged chunk that a delta is made against (byte flipped, mtime
-#    kept): `cloudlet overlay` fails with one line naming it, nothing left;
+#    kept): `cloudlet overlay` fails with one line naming it, nothing left,
+#    an earlier overlay in its output directory unchanged;
 #  - the base put back (mtime kept): apply and verify pass again;
 #  - a large sparse base (an 80 MiB index): the daemon's RssAnon and VmHWM
 #    stay under 32 MiB (the index is looked up in its file, never loaded).
@@ -155,6 +156,13 @@ cl overlay "$B" --disk "$T/new.disk" --memory "$T/new.mem" --state "$T/state" -o
 grep -qF "base $B chunk $D: SHA-256 mismatch" "$T/err" || fail "overlay does not name chunk $D"
 [ -e "$T/ov-bad" ] && fail "overlay left $T/ov-bad"
 ok "$(cat "$T/err")"
+cp -a "$T/ov" "$T/ov.good" || fail "saving the overlay"
+cl overlay "$B" --disk "$T/new.disk" --memory "$T/new.mem" --state "$T/state" -o "$T/ov" &&
+	fail "overlay over an earlier one succeeded"
+cmp "$T/ov/overlay-meta" "$T/ov.good/overlay-meta" || fail "the earlier overlay-meta changed"
+cmp "$T/ov/overlay-blob" "$T/ov.good/overlay-blob" || fail "the earlier overlay-blob changed"
+[ "$(ls -A "$T/ov")" = "$(ls -A "$T/ov.good")" ] || fail "overlay left $(ls -A "$T/ov")"
+ok "the earlier overlay in the output directory stays as it was"
 dd if="$T/orig.d" of="$B" bs=$CS seek="$D" conv=notrunc status=none || fail "putting $D back"
 touch -r "$T/mtime" "$B"
 

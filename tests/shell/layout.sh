@@ -11,7 +11,10 @@
 #  - every source file (C, shell, Python, CMake, the mount helper) carries
 #    an SPDX-License-Identifier: GPL-2.0-only line in its first lines;
 #  - every file path and every function() that docs/ARCHITECTURE.md names
-#    in backquotes exists.
+#    in backquotes exists;
+#  - every script that README.md or docs/*.md give as a command (a path in
+#    backquotes followed by arguments, or any tests/bench/ script) is
+#    executable, so that the command works as written in a clean clone.
 # Each rule is also checked against a planted violation, so that a check
 # that cannot fail is itself a failure.
 set -u
@@ -109,6 +112,22 @@ else:
                not re.search(r"#define %s\(" % re.escape(name), tree):
                 errors.append("docs/ARCHITECTURE.md names %s, which is defined nowhere" % tok)
 
+docs = [os.path.join(root, "README.md")]
+if os.path.isdir(os.path.join(root, "docs")):
+    docs += sorted(os.path.join(root, "docs", d) for d in os.listdir(os.path.join(root, "docs"))
+                   if d.endswith(".md"))
+for doc in docs:
+    if not os.path.exists(doc):
+        continue
+    for m in re.finditer(r"`((?:\.ci|tests)/[\w./-]+)( [^`]*)?`", open(doc).read()):
+        p = os.path.join(root, m.group(1))
+        if not (m.group(2) or m.group(1).startswith("tests/bench/")) or not os.path.isfile(p):
+            continue
+        with open(p, "rb") as fh:
+            if fh.read(2) == b"#!" and not os.access(p, os.X_OK):
+                errors.append("%s gives %s as a command, which is not executable"
+                              % (os.path.relpath(doc, root), m.group(1)))
+
 for e in errors:
     print("layout: " + e)
 sys.exit(1 if errors else 0)
@@ -134,6 +153,10 @@ printf '#include "x.c"\n' >"$PLANT/tests/fuzz/f.c"
 mkdir -p "$PLANT/synth/vm"
 printf '/* SPDX-License-Identifier: GPL-2.0-only */\nint g(void) { return h(cl_cmd_mount); }\n' >"$PLANT/synth/vm/v.c"
 printf 'See `synth/none.c`, `gone.c` and `no_such_function()`.\n' >"$PLANT/docs/ARCHITECTURE.md"
+mkdir -p "$PLANT/tests/bench"
+printf '#!/bin/bash\n# SPDX-License-Identifier: GPL-2.0-only\n' >"$PLANT/tests/bench/b.sh"
+chmod 644 "$PLANT/tests/bench/b.sh"
+printf 'Run `tests/bench/b.sh -r 3 build`.\n' >"$PLANT/README.md"
 out=$(python3 "$CHECK" "$PLANT")
 fail=0
 for want in "big.c: 9" "f() is 81 lines" "big.c:2: libvirt in the program" \
@@ -141,7 +164,8 @@ for want in "big.c: 9" "f() is 81 lines" "big.c:2: libvirt in the program" \
 	"v.c:2: a library names a command" \
 	"fuzz target includes a .c" "f.c: no SPDX" "synth/none.c, which does not" \
 	"gone.c, which does not" \
-	"no_such_function(), which is defined nowhere"; do
+	"no_such_function(), which is defined nowhere" \
+	"README.md gives tests/bench/b.sh as a command, which is not executable"; do
 	grep -qF "$want" <<<"$out" || { echo "layout: the check misses a planted violation: $want"; fail=1; }
 done
 [ $fail = 0 ] && echo "layout: ok"

@@ -127,7 +127,30 @@ int cl_test_want(const char *dir, uint8_t *want[2], size_t len[2])
 	return want[0] && want[1] ? 0 : -1;
 }
 
+int cl_test_izero_disk(const char *dir, const char *name)
+{
+	uint8_t *nd;
+	size_t len, i;
+	int r;
+
+	nd = cl_test_read(cl_test_path(dir, "nd"), &len);
+	if (!nd || len < 161 * CL_TEST_CS) {
+		free(nd);
+		return -1;
+	}
+	for (i = 0; i < 16; i++)
+		nd[160 * CL_TEST_CS + 200 * i] = (uint8_t)(i + 1);
+	r = write_file(dir, name, nd, len);
+	free(nd);
+	return r;
+}
+
 int cl_test_overlay(const char *dir, const char *out, uint32_t segsize)
+{
+	return cl_test_overlay_disk(dir, out, segsize, "nd");
+}
+
+int cl_test_overlay_disk(const char *dir, const char *out, uint32_t segsize, const char *disk)
 {
 	struct cl_overlay_opts o = {.level = 1, .segment_size = segsize};
 	struct cl_base *b;
@@ -141,7 +164,7 @@ int cl_test_overlay(const char *dir, const char *out, uint32_t segsize)
 		return r;
 	r = cl_base_register(b, NULL, NULL);
 	if (r == 0)
-		r = cl_overlay_create(b, cl_test_path(dir, "nd"), cl_test_path(dir, "nm"), od, &o,
+		r = cl_overlay_create(b, cl_test_path(dir, disk), cl_test_path(dir, "nm"), od, &o,
 		                      NULL);
 	cl_base_free(b);
 	return r;

@@ -33,6 +33,14 @@ int cl_test_want(const char *dir, uint8_t *want[2], size_t len[2]);
  * 1, segments of segsize bytes (0: the default). 0 or -errno. */
 int cl_test_overlay(const char *dir, const char *out, uint32_t segsize);
 
+/* Writes dir/name: the customized disk nd with a few bytes set in chunk
+ * 160, which the base's index records as zero (160..199 are zero in both),
+ * so that an overlay of it holds a delta against a zero base chunk. */
+int cl_test_izero_disk(const char *dir, const char *name);
+
+/* The same with dir/disk as the customized disk instead of nd. */
+int cl_test_overlay_disk(const char *dir, const char *out, uint32_t segsize, const char *disk);
+
 /* Writes len bytes (data NULL: punches a hole) at off of file and puts its
  * mtime back, as `touch -r` would: the base id check (size and mtime)
  * cannot see it. 0 or -errno. */

@@ -241,19 +241,13 @@ static enum cl_recipe recipe_of(const struct cl_meta *m, uint8_t image, uint64_t
 static void test_apply_index_zero(void **state)
 {
 	struct cl_overlay_opts o = {.level = 1};
-	uint8_t junk[CS], *nd;
+	uint8_t junk[CS];
 	struct cl_base *b;
 	struct cl_meta *m;
-	size_t len, i;
 	char *loc;
 
 	(void)state;
-	nd = cl_test_read(path("nd"), &len);
-	assert_non_null(nd);
-	for (i = 0; i < 16; i++)
-		nd[160 * CS + 200 * i] = (uint8_t)(i + 1);
-	write_file("nd-izero", nd, len);
-	free(nd);
+	assert_int_equal(cl_test_izero_disk(dir, "nd-izero"), 0);
 	assert_int_equal(cl_base_index(path("bd"), path("bm"), CS, &b), 0);
 	assert_int_equal(
 	    cl_overlay_create(b, path("nd-izero"), path("nm"), path("ov-izero"), &o, NULL), 0);
@@ -277,20 +271,14 @@ static void test_apply_index_zero(void **state)
 static void test_create_damaged_base(void **state)
 {
 	struct cl_overlay_opts o = {.level = 1};
-	uint8_t junk[CS], *nd;
+	uint8_t junk[CS];
 	struct cl_base *b;
 	struct cl_meta *m;
-	size_t len, i;
-	uint64_t k = 0;
+	uint64_t k = 0, i;
 	char *loc, want[64];
 
 	(void)state;
-	nd = cl_test_read(path("nd"), &len);
-	assert_non_null(nd);
-	for (i = 0; i < 16; i++)
-		nd[160 * CS + 200 * i] = (uint8_t)(i + 1);
-	write_file("nd-dmg", nd, len);
-	free(nd);
+	assert_int_equal(cl_test_izero_disk(dir, "nd-dmg"), 0);
 	memset(junk, 0x5a, sizeof(junk));
 	assert_int_equal(cl_base_index(path("bd"), path("bm"), CS, &b), 0);
 	assert_int_equal(cl_test_change_keep_mtime(path("bd"), 160 * CS, CS, junk), 0);
