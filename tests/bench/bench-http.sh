@@ -110,7 +110,7 @@ echo "commit $commit, kernel $(uname -r), $(date -u '+%Y-%m-%d %H:%M UTC')"
 echo "Debian guest overlay: $pack bytes of pack, link $RATE (HTB on lo), $RUNS runs per mode"
 printf '%-6s %9s %14s %9s %14s\n' mode resume_s link_bytes first_s link_bytes
 : >"$BW/all"
-for i in $(seq "$RUNS"); do
+for _ in $(seq "$RUNS"); do
 	for mode in early eager; do
 		line=$(run "$mode")
 		echo "$line" >>"$BW/all"

@@ -86,7 +86,7 @@ make_workload() {
 	local q c name=${CL_PREFIX}bench
 	q=$(cl_qdir "$BW")
 	c=$q/custom
-	rm -rf "${c:?}" "${BW:?}/www" "$BW/.done" "$BW/home" # a new base: a new registry
+	rm -rf "${c:?}" "${BW:?}/www" "${BW:?}/.done" "${BW:?}/home" # a new base: a new registry
 	mkdir -p "$c"
 	chmod 0755 "$q" "$c"
 	cp --sparse=always "$W/base/disk.img" "$c/disk.img"
