@@ -107,7 +107,7 @@ make_workload() {
 	# out of the RAM file within seconds: wait until its size holds still,
 	# as `cloudlet base` and `cloudlet overlay` do.
 	local a b=-1 i
-	for i in $(seq 30); do
+	for _ in $(seq 30); do
 		a=$(stat -c %b "$c/memory.img")
 		[ "$a" = "$b" ] && break
 		b=$a
@@ -247,7 +247,7 @@ printf '%-14s %9s %12s %9s %12s %8s%s\n' mode resume_s resume_bytes first_s firs
 	"${MEMS:+  complete_s   pack_bytes}"
 res=$BW/results
 : >"$res"
-for i in $(seq 1 "$RUNS"); do
+for _ in $(seq 1 "$RUNS"); do
 	for mode in "${modes[@]}"; do
 		if [ -n "$REF" ]; then
 			line="$mode $(run early "${PROG[$mode]}" | cut -d' ' -f2-)"
@@ -255,10 +255,9 @@ for i in $(seq 1 "$RUNS"); do
 			line=$(run "$mode")
 		fi
 		echo "$line" >>"$res"
-		# shellcheck disable=SC2086 # word splitting wanted
-		printf '%-14s %9.2f %12d %9.2f %12d %8.2f' $(cut -d' ' -f1-6 <<<"$line")
-		# shellcheck disable=SC2046 # word splitting wanted
-		[ -z "$MEMS" ] || printf '  %10.2f %12d' $(cut -d' ' -f7-8 <<<"$line")
+		read -r -a f <<<"$line"
+		printf '%-14s %9.2f %12d %9.2f %12d %8.2f' "${f[@]:0:6}"
+		[ -z "$MEMS" ] || printf '  %10.2f %12d' "${f[@]:6:2}"
 		echo
 	done
 done
