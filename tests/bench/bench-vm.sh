@@ -106,7 +106,7 @@ make_workload() {
 	# Free page reporting (the guest's balloon) punches the freed page cache
 	# out of the RAM file within seconds: wait until its size holds still,
 	# as `cloudlet base` and `cloudlet overlay` do.
-	local a b=-1 i
+	local a b=-1
 	for _ in $(seq 30); do
 		a=$(stat -c %b "$c/memory.img")
 		[ "$a" = "$b" ] && break
