@@ -327,6 +327,7 @@ int cl_mkdir_p(const char *path, mode_t mode)
 int cl_mkdir_p_made(const char *path, mode_t mode, int *made)
 {
 	char *tmp, *p, c;
+	struct stat st;
 	int r = 0, ok;
 	size_t len;
 
@@ -337,15 +338,23 @@ int cl_mkdir_p_made(const char *path, mode_t mode, int *made)
 	tmp = strdup(path);
 	if (!tmp)
 		return -ENOMEM;
-	/* "a/b/" makes "a/b" last: that is the one *made is about. */
-	for (len = strlen(tmp); len > 1 && tmp[len - 1] == '/';)
-		tmp[--len] = '\0';
+	/* "a/b/" and "a/b/." make "a/b" last: that is the one *made is about. */
+	for (len = strlen(tmp); len > 1;) {
+		if (tmp[len - 1] == '/')
+			tmp[--len] = '\0';
+		else if (len > 2 && tmp[len - 1] == '.' && tmp[len - 2] == '/')
+			tmp[len -= 2] = '\0';
+		else
+			break;
+	}
 	for (p = tmp + 1;; p++) {
 		if (*p && *p != '/')
 			continue;
 		c = *p;
 		*p = '\0';
 		ok = mkdir(tmp, mode) == 0;
+		if (!ok && errno == EEXIST && !c && (stat(tmp, &st) < 0 || !S_ISDIR(st.st_mode)))
+			errno = ENOTDIR; /* the last one must be a directory */
 		if (!ok && errno != EEXIST)
 			r = cl_errorf(-errno, "%s: cannot create directory: %s", tmp,
 			              strerror(errno));

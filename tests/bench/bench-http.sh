@@ -105,7 +105,7 @@ run() {
 # Whole numbers stay whole (awk's default print of 1e8 is 1e+08).
 median() { sort -g | awk '{a[NR]=$1} END {v = (NR % 2) ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2; printf (v == int(v) ? "%d\n" : "%.4f\n"), v}'; }
 pack=$(stat -c %s "$D/ov/overlay-blob")
-commit=$(git -C "$src" rev-parse --short HEAD 2>/dev/null || echo unknown)
+commit=$(git -C "$src" describe --always --dirty 2>/dev/null || echo unknown)
 echo "commit $commit, kernel $(uname -r), $(date -u '+%Y-%m-%d %H:%M UTC')"
 echo "Debian guest overlay: $pack bytes of pack, link $RATE (HTB on lo), $RUNS runs per mode"
 printf '%-6s %9s %14s %9s %14s\n' mode resume_s link_bytes first_s link_bytes

@@ -85,8 +85,8 @@ BENCH_VERSION=2
 make_workload() {
 	local q c name=${CL_PREFIX}bench
 	q=$(cl_qdir "$BW")
-	c=$q/custom
-	rm -rf "${c:?}" "${BW:?}/www" "${BW:?}/.done" "${BW:?}/home" # a new base: a new registry
+	c=${q:?}/custom
+	rm -rf "$c" "${BW:?}/www" "${BW:?}/.done" "${BW:?}/home" # a new base: a new registry
 	mkdir -p "$c"
 	chmod 0755 "$q" "$c"
 	cp --sparse=always "$W/base/disk.img" "$c/disk.img"
@@ -125,11 +125,10 @@ make_workload() {
 }
 [ "$(cat "$BW/.done" 2>/dev/null)" = "$BENCH_VERSION $(stat -c %Y "$W/.done")" ] || make_workload
 OV=ov${SEG:+-$SEG}
-# The overlay is made again when the writer's format, defaults (its help
-# names the default segment size) or code (the core library's sources)
-# change: an overlay of an older writer would be measured otherwise.
-OVKEY=$({ "$cloudlet" overlay --help; cat "$src/docs/FORMAT.md" "$src"/synth/overlay/* \
-	"$src"/synth/common/* "$src"/include/*; } | sha256sum | cut -c1-16)
+# The overlay is made again by every other cloudlet binary (the writer is
+# linked into it) and when the format changes: an overlay of an older
+# writer would be measured otherwise.
+OVKEY=$({ sha256sum <"$cloudlet"; cat "$src/docs/FORMAT.md"; } | sha256sum | cut -c1-16)
 if [ ! -s "$BW/www/$OV/overlay-meta" ] || [ "$(cat "$BW/$OV.key" 2>/dev/null)" != "$OVKEY" ]; then
 	rm -rf "${BW:?}/www/$OV"
 	CLOUDLET_HOME=$BW/home "$cloudlet" overlay "$W/base/disk.img" --disk "$BW/custom/disk.img" \

@@ -159,6 +159,7 @@ ok "$(cat "$T/err")"
 cp -a "$T/ov" "$T/ov.good" || fail "saving the overlay"
 cl overlay "$B" --disk "$T/new.disk" --memory "$T/new.mem" --state "$T/state" -o "$T/ov" &&
 	fail "overlay over an earlier one succeeded"
+grep -qF "base $B chunk $D: SHA-256 mismatch" "$T/err" || fail "overlay over an earlier one: $(cat "$T/err")"
 cmp "$T/ov/overlay-meta" "$T/ov.good/overlay-meta" || fail "the earlier overlay-meta changed"
 cmp "$T/ov/overlay-blob" "$T/ov.good/overlay-blob" || fail "the earlier overlay-blob changed"
 [ "$(ls -A "$T/ov")" = "$(ls -A "$T/ov.good")" ] || fail "overlay left $(ls -A "$T/ov")"

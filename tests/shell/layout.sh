@@ -12,9 +12,11 @@
 #    an SPDX-License-Identifier: GPL-2.0-only line in its first lines;
 #  - every file path and every function() that docs/ARCHITECTURE.md names
 #    in backquotes exists;
-#  - every script that README.md or docs/*.md give as a command (a path in
-#    backquotes followed by arguments, or any tests/bench/ script) is
-#    executable, so that the command works as written in a clean clone.
+#  - every script that README.md or docs/*.md give as a command (in a code
+#    block, a path where a command starts; in backquotes, a path followed
+#    by arguments or after VAR=value words, or any tests/bench/ script) is
+#    executable in git (mode 100755), so that the command works as written
+#    in a clean clone.
 # Each rule is also checked against a planted violation, so that a check
 # that cannot fail is itself a failure.
 set -u
@@ -116,17 +118,39 @@ docs = [os.path.join(root, "README.md")]
 if os.path.isdir(os.path.join(root, "docs")):
     docs += sorted(os.path.join(root, "docs", d) for d in os.listdir(os.path.join(root, "docs"))
                    if d.endswith(".md"))
+out = subprocess.run(["git", "-C", root, "ls-files", "-s"], capture_output=True, text=True)
+modes = {l.split("\t")[1]: l.split()[0] for l in out.stdout.splitlines()} \
+    if out.returncode == 0 else {}
+CMD = r"(?:^|\$\(|&&|;|\|)\s*(?:\w+=\S*\s+)*(?:\./)?((?:\.ci|tests)/[\w./-]+)"
+
+def commands(text):
+    """The script paths a document gives as commands."""
+    fence = False
+    for line in text.split("\n"):
+        if line.startswith("```"):
+            fence = not fence
+        elif fence:
+            yield from re.findall(CMD, line)
+        else:
+            for tok in re.findall(r"`([^`\n]+)`", line):
+                m = re.match(r"(?:\w+=\S*\s+)*(?:\./)?((?:\.ci|tests)/[\w./-]+)( \S)?", tok)
+                if m and (m.group(2) or "=" in tok.split()[0] or
+                          m.group(1).startswith("tests/bench/")):
+                    yield m.group(1)
+
 for doc in docs:
     if not os.path.exists(doc):
         continue
-    for m in re.finditer(r"`((?:\.ci|tests)/[\w./-]+)( [^`]*)?`", open(doc).read()):
-        p = os.path.join(root, m.group(1))
-        if not (m.group(2) or m.group(1).startswith("tests/bench/")) or not os.path.isfile(p):
+    for rel in sorted(set(commands(open(doc).read()))):
+        p = os.path.join(root, rel)
+        if not os.path.isfile(p):
             continue
         with open(p, "rb") as fh:
-            if fh.read(2) == b"#!" and not os.access(p, os.X_OK):
-                errors.append("%s gives %s as a command, which is not executable"
-                              % (os.path.relpath(doc, root), m.group(1)))
+            script = fh.read(2) == b"#!"
+        mode_ok = modes.get(rel) == "100755" if modes else os.access(p, os.X_OK)
+        if script and not mode_ok:
+            errors.append("%s gives %s as a command, which is not executable"
+                          % (os.path.relpath(doc, root), rel))
 
 for e in errors:
     print("layout: " + e)
@@ -154,9 +178,12 @@ mkdir -p "$PLANT/synth/vm"
 printf '/* SPDX-License-Identifier: GPL-2.0-only */\nint g(void) { return h(cl_cmd_mount); }\n' >"$PLANT/synth/vm/v.c"
 printf 'See `synth/none.c`, `gone.c` and `no_such_function()`.\n' >"$PLANT/docs/ARCHITECTURE.md"
 mkdir -p "$PLANT/tests/bench"
-printf '#!/bin/bash\n# SPDX-License-Identifier: GPL-2.0-only\n' >"$PLANT/tests/bench/b.sh"
-chmod 644 "$PLANT/tests/bench/b.sh"
-printf 'Run `tests/bench/b.sh -r 3 build`.\n' >"$PLANT/README.md"
+for s in tests/bench/b.sh tests/c.sh tests/d.sh tests/e.sh; do
+	printf '#!/bin/bash\n# SPDX-License-Identifier: GPL-2.0-only\n' >"$PLANT/$s"
+	chmod 644 "$PLANT/$s"
+done
+printf 'Run `tests/bench/b.sh -r 3 build`, `X=1 tests/c.sh`; see `tests/e.sh`.\n```sh\ncd x && tests/d.sh\n```\n' \
+	>"$PLANT/README.md"
 out=$(python3 "$CHECK" "$PLANT")
 fail=0
 for want in "big.c: 9" "f() is 81 lines" "big.c:2: libvirt in the program" \
@@ -165,8 +192,11 @@ for want in "big.c: 9" "f() is 81 lines" "big.c:2: libvirt in the program" \
 	"fuzz target includes a .c" "f.c: no SPDX" "synth/none.c, which does not" \
 	"gone.c, which does not" \
 	"no_such_function(), which is defined nowhere" \
-	"README.md gives tests/bench/b.sh as a command, which is not executable"; do
+	"README.md gives tests/bench/b.sh as a command, which is not executable" \
+	"README.md gives tests/c.sh as a command" "README.md gives tests/d.sh as a command"; do
 	grep -qF "$want" <<<"$out" || { echo "layout: the check misses a planted violation: $want"; fail=1; }
 done
+# A path only mentioned (no arguments, not a bench script) is no command.
+grep -qF "tests/e.sh" <<<"$out" && { echo "layout: a mentioned script was taken as a command"; fail=1; }
 [ $fail = 0 ] && echo "layout: ok"
 exit $fail

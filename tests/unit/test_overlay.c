@@ -15,6 +15,7 @@
 #include "cl_error.h"
 #include "cl_overlay.h"
 #include "cl_synth.h"
+#include "cl_util.h"
 
 #include "cl_testimg.h"
 
@@ -306,6 +307,33 @@ static void test_create_damaged_base(void **state)
 	cl_base_free(b);
 }
 
+/* cl_mkdir_p_made tells a directory this call made (with its parents, or
+ * named with a trailing "/" or "/.") from one that was there. */
+static void test_mkdir_made(void **state)
+{
+	static const char *const names[] = {"mk/a/b", "mk/c/", "mk/d/.", "mk/e//"};
+	char p[sizeof(dir) + 32];
+	size_t i;
+	int made;
+
+	(void)state;
+	for (i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+		snprintf(p, sizeof(p), "%s/%s", dir, names[i]);
+		made = -1;
+		assert_int_equal(cl_mkdir_p_made(p, 0755, &made), 0);
+		assert_int_equal(made, 1);
+		assert_int_equal(cl_mkdir_p_made(p, 0755, &made), 0);
+		assert_int_equal(made, 0);
+	}
+	assert_int_equal(cl_mkdir_p_made("/", 0755, &made), 0);
+	assert_int_equal(made, 0);
+	write_file("mk-file", (const uint8_t *)"x", 1);
+	snprintf(p, sizeof(p), "%s/mk-file/sub", dir);
+	assert_int_equal(cl_mkdir_p_made(p, 0755, &made), -ENOTDIR);
+	assert_int_equal(made, 0);
+	assert_int_equal(cl_mkdir_p_made(path("mk-file"), 0755, &made), -ENOTDIR);
+}
+
 /* A chunk whose base bytes changed under it fails its hash check. */
 static void test_chunk_hash(void **state)
 {
@@ -344,6 +372,7 @@ int main(void)
 	    cmocka_unit_test(test_chunk_hash),
 	    cmocka_unit_test_teardown(test_apply_index_zero, restore_base),
 	    cmocka_unit_test_teardown(test_create_damaged_base, restore_base),
+	    cmocka_unit_test(test_mkdir_made),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
