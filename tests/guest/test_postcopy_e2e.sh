@@ -131,7 +131,9 @@ after_fault "$NAME"
 
 cl_log "3. the mount's daemon is killed"
 NAME=${CL_PREFIX}pcdaemon
-cl_synthesis "$NAME" "$T/out" "$T/err" "$W/base/disk.img" "$URL" --json -o "$OPTS"
+# TMPDIR: the private cache and store of the daemon killed here stay behind
+# (no one removes them); they go with the test's own directory.
+TMPDIR=$T cl_synthesis "$NAME" "$T/out" "$T/err" "$W/base/disk.img" "$URL" --json -o "$OPTS"
 MNT=$RUN_ROOT/$NAME/mnt
 DAEMON=$(sed -n 's/^pid: //p' "$MNT/status" 2>/dev/null || true)
 [ -n "$DAEMON" ] || { cat "$T/out" "$T/err" >&2; cl_die "no daemon pid in $MNT/status"; }

@@ -378,7 +378,9 @@ fi
 
 # --- 11. the daemon SIGKILLed while a reader waits ------------------------------------------------
 CASE=11-sigkill
-mount_ov c11 "$U/slow/overlay-meta" "cache_dir=$T/cache11"
+# TMPDIR: the private store of the daemon killed here stays behind (no one
+# removes it); it goes with the test's own directory.
+TMPDIR=$T mount_ov c11 "$U/slow/overlay-meta" "cache_dir=$T/cache11"
 pid=$(st pid)
 sleep 1 # part of the pack is in the cache by now
 cl_nginx_stop
