@@ -145,6 +145,16 @@ int cl_test_izero_disk(const char *dir, const char *name)
 	return r;
 }
 
+int cl_test_recipe_of(const struct cl_meta *m, uint8_t image, uint64_t index)
+{
+	uint64_t i;
+
+	for (i = 0; i < m->nchunks; i++)
+		if (m->chunks[i].image == image && m->chunks[i].index == index)
+			return m->chunks[i].recipe;
+	return -1;
+}
+
 int cl_test_overlay(const char *dir, const char *out, uint32_t segsize)
 {
 	return cl_test_overlay_disk(dir, out, segsize, "nd");

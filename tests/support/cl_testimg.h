@@ -6,6 +6,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+struct cl_meta;
+
 #define CL_TEST_CS 4096
 
 /* Makes a temporary directory (name in dir, PATH_MAX bytes) holding bd, bm
@@ -38,8 +40,13 @@ int cl_test_overlay(const char *dir, const char *out, uint32_t segsize);
  * so that an overlay of it holds a delta against a zero base chunk. */
 int cl_test_izero_disk(const char *dir, const char *name);
 
-/* The same with dir/disk as the customized disk instead of nd. */
+/* The same as cl_test_overlay with dir/disk as the customized disk instead
+ * of nd. */
 int cl_test_overlay_disk(const char *dir, const char *out, uint32_t segsize, const char *disk);
+
+/* The recipe of the record of chunk index of image in m, or -1 if m has
+ * no record of it. */
+int cl_test_recipe_of(const struct cl_meta *m, uint8_t image, uint64_t index);
 
 /* Writes len bytes (data NULL: punches a hole) at off of file and puts its
  * mtime back, as `touch -r` would: the base id check (size and mtime)

@@ -137,9 +137,6 @@ static void test_index_tampered(void **state)
 	cl_base_free(b);
 }
 
-/* One base chunk that the overlay keeps unchanged (disk 60) or copies
- * (disk 7 -> memory 10) changed in place: apply fails naming the base file
- * and chunk and leaves no output; a full base check finds it too. */
 /* A failed assert in a test that damages bd must not leave the damage to
  * the tests after it. */
 static int restore_base(void **state)
@@ -148,6 +145,9 @@ static int restore_base(void **state)
 	return cl_test_restore_base(dir);
 }
 
+/* One base chunk that the overlay keeps unchanged (disk 60) or copies
+ * (disk 7 -> memory 10) changed in place: apply fails naming the base file
+ * and chunk and leaves no output; a full base check finds it too. */
 static void damage_and_apply(uint64_t chunk, const char *out)
 {
 	const uint64_t cs = CL_TEST_CS;

@@ -749,17 +749,12 @@ static void test_delta_index_zero(void **state)
 	struct cl_meta *m;
 	struct cl_lazy *l;
 	size_t len;
-	uint64_t i;
 
 	(void)state;
 	assert_int_equal(cl_test_izero_disk(dir, "nd-dizero"), 0);
 	assert_int_equal(cl_test_overlay_disk(dir, "ov-dizero", 0, "nd-dizero"), 0);
 	assert_int_equal(cl_meta_load(path("ov-dizero"), &m, NULL), 0);
-	for (i = 0; i < m->nchunks; i++)
-		if (m->chunks[i].image == CL_DISK && m->chunks[i].index == 160)
-			break;
-	assert_true(i < m->nchunks);
-	assert_int_equal(m->chunks[i].recipe, CL_R_DELTA);
+	assert_int_equal(cl_test_recipe_of(m, CL_DISK, 160), CL_R_DELTA);
 	cl_meta_free(m);
 	memset(junk, 0x5a, sizeof(junk));
 	change_keep_mtime(path("bd"), 160 * cs, cs, junk);

@@ -224,17 +224,6 @@ static int restore_base(void **state)
 	return cl_test_restore_base(dir);
 }
 
-static enum cl_recipe recipe_of(const struct cl_meta *m, uint8_t image, uint64_t index)
-{
-	uint64_t i;
-
-	for (i = 0; i < m->nchunks; i++)
-		if (m->chunks[i].image == image && m->chunks[i].index == index)
-			return m->chunks[i].recipe;
-	fail_msg("chunk %u/%llu is not in the overlay", image, (unsigned long long)index);
-	return CL_R_ZERO;
-}
-
 /* Base chunks the index records as zero are zeros to apply, neither read
  * nor hashed, whatever the base holds there now: disk 170, unchanged, and
  * disk 160, the source of a delta (the customized disk gets a few bytes
@@ -253,7 +242,7 @@ static void test_apply_index_zero(void **state)
 	assert_int_equal(
 	    cl_overlay_create(b, path("nd-izero"), path("nm"), path("ov-izero"), &o, NULL), 0);
 	assert_int_equal(cl_meta_load(path("ov-izero"), &m, &loc), 0);
-	assert_int_equal(recipe_of(m, CL_DISK, 160), CL_R_DELTA);
+	assert_int_equal(cl_test_recipe_of(m, CL_DISK, 160), CL_R_DELTA);
 	memset(junk, 0x5a, sizeof(junk));
 	assert_int_equal(cl_test_change_keep_mtime(path("bd"), 160 * CS, CS, junk), 0);
 	assert_int_equal(cl_test_change_keep_mtime(path("bd"), 170 * CS, CS, junk), 0);
@@ -287,7 +276,7 @@ static void test_create_damaged_base(void **state)
 	                 0);
 	assert_int_equal(cl_test_restore_base(dir), 0);
 	assert_int_equal(cl_meta_load(path("ov-dmg"), &m, &loc), 0);
-	assert_int_equal(recipe_of(m, CL_DISK, 160), CL_R_DELTA);
+	assert_int_equal(cl_test_recipe_of(m, CL_DISK, 160), CL_R_DELTA);
 	assert_int_equal(cl_apply(b, m, loc, path("out-dmg"), NULL), 0);
 	assert_same_file(path("nd-dmg"), path("out-dmg/disk.img"));
 	for (i = 0; i < m->nchunks && !k; i++)
