@@ -48,7 +48,8 @@ const char cl_fs_usage[] =
     "                         directory)\n"
     "  keep_store             keep the store at unmount (default: removed); fsync\n"
     "                         makes writes durable: the same overlay mounted again\n"
-    "                         over store_dir with keep_store serves them\n"
+    "                         over store_dir with keep_store serves them (needs\n"
+    "                         store_dir)\n"
     "  connections=N          segments fetched at once, 1 to 64 (default 4)\n"
     "  timeout=SECONDS        how long a disk read waits for missing data before\n"
     "                         failing with EIO (default 60)\n"
@@ -370,6 +371,9 @@ int cl_fs_args_parse(int argc, char **argv, struct cl_fs_args *a)
 	r = resolve(pos[1], 1, &a->mountpoint);
 	if (r < 0)
 		return r;
+	if (a->lazy.keep_store && !a->store_dir)
+		return cl_errorf(-EINVAL, "keep_store needs store_dir=DIR, where the kept store is "
+		                          "found again");
 	a->lazy.cache_dir = a->cache_dir;
 	a->lazy.store_dir = a->store_dir;
 	return 0;

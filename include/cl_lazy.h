@@ -34,7 +34,8 @@ struct cl_lazy_opts {
 	int no_cache;          /* 1: cache in an unlinked temporary directory */
 	const char *store_dir; /* copy-on-write store; NULL = a temporary directory */
 	int keep_store;        /* 1: keep the store, and its map at each sync, so that
-	                        * the same overlay mounted again serves its writes */
+	                        * the same overlay mounted again serves its writes;
+	                        * needs store_dir */
 	unsigned connections;  /* parallel segment fetches; 0 = 4 */
 	unsigned timeout_ms;   /* bound on a disk read's wait; 0 = 60000 */
 	unsigned memory_timeout_ms; /* bound on a memory read's wait; 0 = 300000 */

@@ -4,6 +4,7 @@
 #include "cl_error.h"
 #include "cl_util.h"
 
+#include <ctype.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -159,17 +160,96 @@ int cl_cache_file(const char *dir, const char *name, uint64_t size, char **path,
 	return 0;
 }
 
-int cl_cache_temp_dir(const char *prefix, char **out)
+/* NAME is PREFIX-XXXXXX, as mkdtemp makes it. */
+static int temp_name(const char *name, const char *prefix)
+{
+	size_t n = strlen(prefix), i;
+
+	if (strncmp(name, prefix, n) || name[n] != '-')
+		return 0;
+	for (i = n + 1; isalnum((unsigned char)name[i]); i++)
+		;
+	return name[i] == '\0' && i == n + 7;
+}
+
+/* Removes the euid's directories PREFIX-XXXXXX under tmp whose lock file
+ * nobody holds. One without a lock file is left alone: it is being made
+ * (the lock comes in already held) or an older version's. */
+static void sweep(const char *tmp, const char *prefix)
+{
+	struct dirent *de;
+	struct stat st;
+	int fd, lock;
+	DIR *d = opendir(tmp);
+
+	if (!d)
+		return;
+	while ((de = readdir(d))) {
+		if (!temp_name(de->d_name, prefix))
+			continue;
+		fd = openat(dirfd(d), de->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		if (fd < 0)
+			continue;
+		lock = openat(fd, "lock", O_RDWR | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+		/* Held while removed, so that two sweeps do not race on it. */
+		if (lock >= 0 && fstat(fd, &st) == 0 && st.st_uid == geteuid() &&
+		    flock(lock, LOCK_EX | LOCK_NB) == 0)
+			rm_rf_at(dirfd(d), de->d_name);
+		if (lock >= 0)
+			close(lock);
+		close(fd);
+	}
+	closedir(d);
+}
+
+/* dir/lock, created aside, flocked, then renamed in: a sweep never sees it
+ * unheld. */
+static int lock_new(const char *dir, int *lock_fd)
+{
+	int dfd, fd, r = 0;
+
+	dfd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (dfd < 0)
+		return -errno;
+	fd = openat(dfd, "lock.new", O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+	if (fd < 0)
+		r = -errno;
+	else if (flock(fd, LOCK_EX | LOCK_NB) < 0 || renameat(dfd, "lock.new", dfd, "lock") < 0)
+		r = -errno;
+	if (r < 0 && fd >= 0)
+		close(fd);
+	else if (r == 0)
+		*lock_fd = fd;
+	close(dfd);
+	return r;
+}
+
+int cl_cache_temp_dir(const char *prefix, char **out, int *lock_fd)
 {
 	const char *tmp = getenv("TMPDIR");
+	int r;
 
-	if (asprintf(out, "%s/%s-XXXXXX", tmp && *tmp ? tmp : "/var/tmp", prefix) < 0) {
+	if (!tmp || !*tmp)
+		tmp = "/var/tmp";
+	if (asprintf(out, "%s/%s-XXXXXX", tmp, prefix) < 0) {
 		*out = NULL;
 		return -ENOMEM;
 	}
-	if (!mkdtemp(*out))
-		return cl_errorf(-errno, "%s: cannot create: %s", *out, strerror(errno));
+	sweep(tmp, prefix);
+	if (!mkdtemp(*out)) {
+		r = cl_errorf(-errno, "%s: cannot create: %s", *out, strerror(errno));
+		goto fail;
+	}
+	if ((r = lock_new(*out, lock_fd)) < 0) {
+		cl_errorf(r, "%s: cannot make its lock file: %s", *out, strerror(-r));
+		cl_cache_rm_rf(*out);
+		goto fail;
+	}
 	return 0;
+fail:
+	free(*out);
+	*out = NULL;
+	return r;
 }
 
 int cl_cache_open(struct cl_cache *c, const char *root, const uint8_t *id, uint64_t limit,
@@ -217,7 +297,7 @@ int cl_cache_open(struct cl_cache *c, const char *root, const uint8_t *id, uint6
 		c->dir = NULL;
 		cl_error_clear();
 	}
-	r = cl_cache_temp_dir("cloudlet-cache", &c->dir);
+	r = cl_cache_temp_dir("cloudlet-cache", &c->dir, &c->lock_fd);
 	if (r < 0)
 		return r;
 	c->is_private = 1;

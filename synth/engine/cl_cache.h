@@ -28,9 +28,13 @@ int cl_cache_open(struct cl_cache *c, const char *root, const uint8_t *id, uint6
 /* Unlocks; removes a private directory; frees c->dir. */
 void cl_cache_close(struct cl_cache *c);
 
-/* A fresh directory $TMPDIR/PREFIX-XXXXXX (default /var/tmp) into *out,
- * which the caller frees. */
-int cl_cache_temp_dir(const char *prefix, char **out);
+/* A fresh private directory $TMPDIR/PREFIX-XXXXXX (default /var/tmp) into
+ * *out, which the caller frees (NULL after an error). It holds a file
+ * "lock", flocked through *lock_fd for as long as that stays open: the
+ * caller removes the directory, then closes *lock_fd. Making one first
+ * removes the caller's directories of the same prefix holding a lock that
+ * nobody holds, left by a daemon killed before it could remove its own. */
+int cl_cache_temp_dir(const char *prefix, char **out, int *lock_fd);
 
 /* dir/name, created if missing, opened read-write into *fd and sized to
  * size; *path (the caller frees it, also after an error) names it. */

@@ -63,8 +63,10 @@ static void free_all(struct cl_lazy *l)
 			free(l->seg[s].raw);
 		}
 	}
-	if (l->store_created && !l->o.keep_store && l->store_dir)
-		rmdir(l->store_dir);
+	if (l->store_created && l->store_dir)
+		cl_cache_rm_rf(l->store_dir);
+	if (l->store_lock_fd >= 0)
+		close(l->store_lock_fd);
 	cl_cache_close(&l->cache);
 	free(l->seg);
 	cl_recindex_free(&l->ix);
@@ -119,6 +121,9 @@ int cl_lazy_open(const char *base, const char *overlay, const struct cl_lazy_opt
 
 	if (!base || !overlay || !out)
 		return -EINVAL;
+	/* A kept store in a temporary directory could not be found again. */
+	if (opts && opts->keep_store && !opts->store_dir)
+		return cl_errorf(-EINVAL, "keep_store needs store_dir=DIR");
 	l = calloc(1, sizeof(*l));
 	if (!l)
 		return -ENOMEM;
@@ -133,7 +138,7 @@ int cl_lazy_open(const char *base, const char *overlay, const struct cl_lazy_opt
 	if (!l->o.cache_limit)
 		l->o.cache_limit = DEFAULT_CACHE_LIMIT;
 	l->t0 = cl_now();
-	l->cache.lock_fd = -1;
+	l->cache.lock_fd = l->store_lock_fd = -1;
 	for (i = 0; i < CL_NIMAGES; i++) {
 		l->img[i].cache_fd = l->img[i].store_fd = -1;
 		for (k = 0; k < CL_EV_KINDS; k++)

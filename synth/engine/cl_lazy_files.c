@@ -177,7 +177,7 @@ int lazy_setup_files(struct cl_lazy *l)
 			return -ENOMEM;
 		r = cl_mkdir_p(l->store_dir, 0700);
 	} else {
-		r = cl_cache_temp_dir("cloudlet-store", &l->store_dir);
+		r = cl_cache_temp_dir("cloudlet-store", &l->store_dir, &l->store_lock_fd);
 		l->store_created = 1;
 	}
 	if (r < 0)

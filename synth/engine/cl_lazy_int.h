@@ -175,6 +175,7 @@ struct cl_lazy {
 	struct cl_cache cache;
 	char *store_dir;
 	int store_created; /* we made store_dir, remove it at close */
+	int store_lock_fd; /* flock of our store_dir's lock file, or -1 */
 	double t0;
 
 	pthread_mutex_t lock;

@@ -29,7 +29,8 @@
 #     bind mount; root ignores permission bits): reads still served right.
 # 11. the daemon SIGKILLed while a reader waits: the reader gets an error at
 #     once, `fusermount3 -uz` clears the dead mount, a new mount over the
-#     same cache works and serves the right bytes (cache not poisoned).
+#     same cache works and serves the right bytes (cache not poisoned); the
+#     dead daemon's private store is removed by the next daemon's sweep.
 # 12. a base that does not match: an overlay of another base, and the base
 #     disk changed after registration: `cloudlet mount` fails with one line.
 # 13. a disk and a memory chunk of one segment, the server stalled: the disk
@@ -378,10 +379,13 @@ fi
 
 # --- 11. the daemon SIGKILLed while a reader waits ------------------------------------------------
 CASE=11-sigkill
-# TMPDIR: the private store of the daemon killed here stays behind (no one
-# removes it); it goes with the test's own directory.
-TMPDIR=$T mount_ov c11 "$U/slow/overlay-meta" "cache_dir=$T/cache11"
+# TMPDIR: the killed daemon's private store stays behind until the next
+# daemon that makes one in the same place removes it (its lock is free).
+mkdir -p "$T/tmp11"
+TMPDIR=$T/tmp11 mount_ov c11 "$U/slow/overlay-meta" "cache_dir=$T/cache11"
 pid=$(st pid)
+dead=$(echo "$T"/tmp11/cloudlet-store-*)
+[ -f "$dead/lock" ] || fail "no private store with a lock file: $dead"
 sleep 1 # part of the pack is in the cache by now
 cl_nginx_stop
 timeout 30 python3 "$PYLIB" blocked "$MP" "${END_D[2]}" "$T/r11" &
@@ -401,16 +405,22 @@ timeout 10 fusermount3 -uz "$MP" || fail "fusermount3 -uz"
 mounted "$MP" && fail "still mounted after fusermount3 -uz"
 cl_nginx_restart || fail "nginx did not start again"
 M11=$MP
-mount_ov c11 "$U/slow/overlay-meta" "cache_dir=$T/cache11"
+[ -d "$dead" ] || fail "the killed daemon's store went before another daemon started"
+TMPDIR=$T/tmp11 mount_ov c11 "$U/slow/overlay-meta" "cache_dir=$T/cache11"
 [ "$MP" = "$M11" ] || fail "not the same mount point"
 pid=$(st pid)
+[ -e "$dead" ] && fail "the killed daemon's private store is still there after a new mount"
+live=$(echo "$T"/tmp11/cloudlet-store-*)
+[ -d "$live" ] && ! flock -n "$live/lock" true || fail "the new daemon's store is not locked: $live"
 wait_state complete 30 || fail "not complete within 30 s"
 hits=$(st cache_hits)
 cmp_all
 alive_and_answering "$pid"
 ok "at segments $present: the reader got $res $((tend - t0)) ms after SIGKILL; fusermount3 -uz" \
-	"cleared it; mounted again over the same cache: cache_hits $hits, bytes $(st bytes); cmp ok"
+	"cleared it; mounted again over the same cache: cache_hits $hits, bytes $(st bytes); cmp ok;" \
+	"the dead daemon's private store removed by the new one"
 umount_ov
+[ -z "$(ls -A "$T/tmp11")" ] || fail "left in TMPDIR after umount: $(ls -A "$T/tmp11")"
 
 # --- 12. a base that does not match --------------------------------------------------------------
 CASE=12-other-base

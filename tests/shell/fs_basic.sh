@@ -57,7 +57,7 @@ fail() {
 	[ -s "$T/err" ] && sed 's/^/  stderr: /' "$T/err" >&2
 	exit 1
 }
-ok() { echo "ok [$CASE]${1:+ $1}"; }
+ok() { echo "ok [$CASE]${1:+ $*}"; }
 cl() { timeout 60 "$C" -q "$@" >"$T/out" 2>"$T/err"; }
 py() { timeout 60 python3 "$T/h.py" "$@"; }
 
@@ -593,9 +593,14 @@ CASE=keep_store
 ST=$T/store
 cp "$T/apply/disk.img" "$T/exp.disk"
 cp "$T/apply/memory.img" "$T/exp.mem"
-# TMPDIR: the private cache of a daemon killed by SIGKILL stays behind (no
-# one removes it); here it goes with the test's own directory.
-TMPDIR=$T cl mount "$T/base.disk" "$T/ov" "$MNT" -o no_cache,store_dir="$ST",keep_store ||
+# A kept store in a temporary directory could never be found again.
+cl mount "$T/base.disk" "$T/ov" "$MNT" -o no_cache,keep_store
+[ $? = 2 ] && grep -q "keep_store needs store_dir" "$T/err" || fail "keep_store without store_dir"
+mounted "$MNT" && fail "mounted with keep_store and no store_dir"
+# TMPDIR: the private cache of the daemon killed here stays until the next
+# daemon making one there removes it.
+mkdir -p "$T/tmpks"
+TMPDIR=$T/tmpks cl mount "$T/base.disk" "$T/ov" "$MNT" -o no_cache,store_dir="$ST",keep_store ||
 	fail "mount"
 pid=$(sed -n 's/^pid: //p' "$MNT/status")
 # Two chunks of each image written and fsynced, and the same into the expected files.
@@ -615,14 +620,20 @@ timeout 10 fusermount3 -uz "$MNT" || fail "fusermount3 -uz after SIGKILL"
 cl mount "$T/base.disk" "$T/ov" "$MNT" -o no_cache,store_dir="$ST"
 [ $? = 1 ] && grep -q "holds a kept store" "$T/err" || fail "a kept store mounted without keep_store"
 mounted "$MNT" && fail "mounted without keep_store over a kept store"
-cl mount "$T/base.disk" "$T/ov" "$MNT" -o no_cache,store_dir="$ST",keep_store || fail "remount"
+dead=$(echo "$T"/tmpks/cloudlet-cache-*)
+[ -d "$dead" ] || fail "no private cache of the killed daemon: $dead"
+TMPDIR=$T/tmpks cl mount "$T/base.disk" "$T/ov" "$MNT" -o no_cache,store_dir="$ST",keep_store ||
+	fail "remount"
+[ -e "$dead" ] && fail "the killed daemon's private cache is still there after a new mount"
 cmp -s "$MNT/disk/image" "$T/exp.disk" && cmp -s "$MNT/memory/image" "$T/exp.mem" ||
 	fail "the remount over the kept store does not serve the fsynced writes"
 [ "$(stat_of disk chunks_modified) $(stat_of memory chunks_modified)" = "2 2" ] ||
 	fail "chunks_modified: disk $(stat_of disk chunks_modified), memory $(stat_of memory chunks_modified)"
 cl umount "$MNT" || fail "umount"
 [ -s "$ST/store.map" ] || fail "no store map kept"
-ok "fsynced writes served after SIGKILL and a remount over the kept store; refused without keep_store"
+[ -z "$(ls -A "$T/tmpks")" ] || fail "left in TMPDIR after umount: $(ls -A "$T/tmpks")"
+ok "fsynced writes served after SIGKILL and a remount over the kept store; refused without keep_store;" "keep_store without store_dir refused;" \
+	"the killed daemon's private cache removed by the next mount"
 
 # --- another user ------------------------------------------------------------------
 CASE=permissions

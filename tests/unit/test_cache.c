@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include <utime.h>
@@ -190,6 +191,98 @@ static void test_evict(void **state)
 	assert_false(exists(other));
 }
 
+/* root/name, a directory holding a file "lock" if lock, and data. */
+static void temp_like(char *path, size_t size, const char *name, int lock)
+{
+	char f[PATH_MAX + 200];
+
+	snprintf(path, size, "%s/%s", root, name);
+	assert_int_equal(mkdir(path, 0700), 0);
+	snprintf(f, sizeof(f), "%s/data", path);
+	fill(f, 4096);
+	if (lock) {
+		snprintf(f, sizeof(f), "%s/lock", path);
+		fill(f, 1);
+	}
+}
+
+static int held(const char *dir)
+{
+	char f[PATH_MAX + 8];
+	int fd, r;
+
+	snprintf(f, sizeof(f), "%s/lock", dir);
+	fd = open(f, O_RDWR);
+	assert_true(fd >= 0);
+	r = flock(fd, LOCK_EX | LOCK_NB) < 0 && errno == EWOULDBLOCK;
+	close(fd);
+	return r;
+}
+
+/* A private directory is locked while in use; making one removes the
+ * user's directories of its prefix whose lock nobody holds, and nothing
+ * else: not a held one, one without a lock, another prefix, another name,
+ * a link, another user's. */
+static void test_temp_sweep(void **state)
+{
+	char dead[PATH_MAX + 100], live[PATH_MAX + 100], nolock[PATH_MAX + 100],
+	    store[PATH_MAX + 100], longer[PATH_MAX + 100], link[PATH_MAX + 100],
+	    other[PATH_MAX + 100], foreign[PATH_MAX + 100], f[PATH_MAX + 200], *p;
+	struct cl_cache c;
+	uint8_t id[CL_SHA256_LEN];
+	int fd, lock;
+
+	(void)state;
+	assert_int_equal(setenv("TMPDIR", root, 1), 0);
+	temp_like(dead, sizeof(dead), "cloudlet-cache-dead01", 1);
+	temp_like(live, sizeof(live), "cloudlet-cache-live01", 1);
+	temp_like(nolock, sizeof(nolock), "cloudlet-cache-nolck1", 0);
+	temp_like(store, sizeof(store), "cloudlet-store-dead02", 1);
+	temp_like(longer, sizeof(longer), "cloudlet-cache-dead003", 1);
+	temp_like(foreign, sizeof(foreign), "cloudlet-cache-other1", 1);
+	if (geteuid() == 0)
+		assert_int_equal(chown(foreign, 65534, 65534), 0);
+	snprintf(other, sizeof(other), "%s-elsewhere", root);
+	assert_int_equal(mkdir(other, 0700), 0);
+	snprintf(f, sizeof(f), "%s/lock", other);
+	fill(f, 1);
+	snprintf(link, sizeof(link), "%s/cloudlet-cache-link01", root);
+	assert_int_equal(symlink(other, link), 0);
+	snprintf(f, sizeof(f), "%s/lock", live);
+	lock = open(f, O_RDWR);
+	assert_true(lock >= 0);
+	assert_int_equal(flock(lock, LOCK_EX), 0);
+
+	id_of(id, 3);
+	assert_int_equal(cl_cache_open(&c, NULL, id, 0, 0), 0);
+	assert_true(c.is_private);
+	assert_int_equal(strncmp(c.dir, root, strlen(root)), 0);
+	assert_true(held(c.dir));
+	snprintf(f, sizeof(f), "%s/lock.new", c.dir);
+	assert_false(exists(f));
+	assert_false(exists(dead));
+	assert_true(exists(live) && exists(nolock) && exists(store) && exists(longer));
+	assert_true(exists(link) && exists(other));
+	assert_int_equal(exists(foreign), geteuid() == 0);
+	p = strdup(c.dir);
+	assert_non_null(p);
+	cl_cache_close(&c);
+	assert_false(exists(p));
+	free(p);
+
+	/* Another prefix sweeps its own only. */
+	assert_int_equal(cl_cache_temp_dir("cloudlet-store", &p, &fd), 0);
+	assert_false(exists(store));
+	assert_true(exists(nolock));
+	assert_true(held(p));
+	assert_int_equal(cl_cache_rm_rf(p), 0);
+	close(fd);
+	free(p);
+	close(lock);
+	assert_int_equal(cl_cache_rm_rf(other), 0);
+	unsetenv("TMPDIR");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -197,6 +290,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_no_root_is_private, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_unwritable_root, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_evict, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_temp_sweep, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
