@@ -17,6 +17,7 @@
 #include "cl_fs.h"
 #include "cl_fs_opts.h"
 #include "cl_error.h"
+#include "cl_util.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -329,6 +330,8 @@ int main(int argc, char **argv)
 	struct cl_fs *fs;
 	int r, stopped, status = 1;
 
+	if (cl_std_fds_open() < 0)
+		return 1;
 	d.a = &a;
 	r = cl_fs_args_parse(argc, argv, &a);
 	if (r < 0) {

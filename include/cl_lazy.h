@@ -31,7 +31,7 @@ struct cl_lazy;
 struct cl_lazy_opts {
 	const char *cache_dir; /* persistent chunk cache root; NULL = CLOUDLET_HOME/cache */
 	uint64_t cache_limit;  /* bytes; least recently used overlays are evicted; 0 = 10 GiB */
-	int no_cache;          /* 1: cache in an unlinked temporary directory */
+	int no_cache;          /* 1: cache in a private temporary directory */
 	const char *store_dir; /* copy-on-write store; NULL = a temporary directory */
 	int keep_store;        /* 1: keep the store, and its map at each sync, so that
 	                        * the same overlay mounted again serves its writes;

@@ -66,6 +66,11 @@ int cl_mkdir_p_made(const char *path, mode_t mode, int *made);
  * 1024; "KiB" and "KB" spellings too): 4096, 4K, 1M, 20GiB. 0 or -EINVAL. */
 int cl_parse_size(const char *s, uint64_t *out);
 
+/* Makes sure descriptors 0, 1 and 2 are open (on /dev/null if they were
+ * closed), so that no file of ours gets one: a lock there would be lost to
+ * a later dup2, output written into it. Programs call it first. */
+int cl_std_fds_open(void);
+
 /* Number of worker threads to use: the online CPUs, or CLOUDLET_THREADS. */
 unsigned cl_nthreads(void);
 

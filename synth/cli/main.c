@@ -4,6 +4,7 @@
 #include "cl_error.h"
 #include "cl_progress.h"
 #include "cl_session.h"
+#include "cl_util.h"
 
 #include <errno.h>
 #include <signal.h>
@@ -189,6 +190,8 @@ int main(int argc, char **argv)
 {
 	int i;
 
+	if (cl_std_fds_open() < 0)
+		return 1;
 	while (argc > 1 && argv[1][0] == '-') {
 		if (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help")) {
 			fputs(usage, stdout);

@@ -324,6 +324,19 @@ int cl_mkdir_p(const char *path, mode_t mode)
 	return cl_mkdir_p_made(path, mode, NULL);
 }
 
+int cl_std_fds_open(void)
+{
+	int fd;
+
+	do {
+		fd = open("/dev/null", O_RDWR);
+		if (fd < 0)
+			return -errno;
+	} while (fd <= STDERR_FILENO);
+	close(fd);
+	return 0;
+}
+
 int cl_mkdir_p_made(const char *path, mode_t mode, int *made)
 {
 	char *tmp, *p, c;

@@ -172,13 +172,32 @@ static int temp_name(const char *name, const char *prefix)
 	return name[i] == '\0' && i == n + 7;
 }
 
+/* Whether the directory open as fd, named name in at, is the euid's and
+ * holds a lock file that nobody holds: that lock is then held through
+ * *lock until the caller closes it, so that two sweeps do not race. */
+static int stale(int at, const char *name, int fd, int *lock)
+{
+	struct stat st, now, ls;
+
+	if (fstat(fd, &st) < 0 || st.st_uid != geteuid())
+		return 0;
+	*lock = openat(fd, "lock", O_RDWR | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+	if (*lock < 0 || flock(*lock, LOCK_EX | LOCK_NB) < 0)
+		return 0;
+	/* Still the directory checked, and its lock not removed meanwhile by
+	 * a daemon closing or another sweep: the name is looked up again. */
+	return fstat(*lock, &ls) == 0 && ls.st_nlink > 0 &&
+	       fstatat(at, name, &now, AT_SYMLINK_NOFOLLOW) == 0 && now.st_dev == st.st_dev &&
+	       now.st_ino == st.st_ino;
+}
+
 /* Removes the euid's directories PREFIX-XXXXXX under tmp whose lock file
  * nobody holds. One without a lock file is left alone: it is being made
- * (the lock comes in already held) or an older version's. */
+ * (the lock comes in already held), was made where flock does not work,
+ * or its daemon was killed before the lock came in (rare; never swept). */
 static void sweep(const char *tmp, const char *prefix)
 {
 	struct dirent *de;
-	struct stat st;
 	int fd, lock;
 	DIR *d = opendir(tmp);
 
@@ -190,10 +209,8 @@ static void sweep(const char *tmp, const char *prefix)
 		fd = openat(dirfd(d), de->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 		if (fd < 0)
 			continue;
-		lock = openat(fd, "lock", O_RDWR | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
-		/* Held while removed, so that two sweeps do not race on it. */
-		if (lock >= 0 && fstat(fd, &st) == 0 && st.st_uid == geteuid() &&
-		    flock(lock, LOCK_EX | LOCK_NB) == 0)
+		lock = -1;
+		if (stale(dirfd(d), de->d_name, fd, &lock))
 			rm_rf_at(dirfd(d), de->d_name);
 		if (lock >= 0)
 			close(lock);
@@ -203,7 +220,8 @@ static void sweep(const char *tmp, const char *prefix)
 }
 
 /* dir/lock, created aside, flocked, then renamed in: a sweep never sees it
- * unheld. */
+ * unheld. Where flock does not work the directory goes without: safe, as
+ * no sweep takes it. */
 static int lock_new(const char *dir, int *lock_fd)
 {
 	int dfd, fd, r = 0;
@@ -212,13 +230,18 @@ static int lock_new(const char *dir, int *lock_fd)
 	if (dfd < 0)
 		return -errno;
 	fd = openat(dfd, "lock.new", O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
-	if (fd < 0)
+	if (fd < 0) {
 		r = -errno;
-	else if (flock(fd, LOCK_EX | LOCK_NB) < 0 || renameat(dfd, "lock.new", dfd, "lock") < 0)
-		r = -errno;
-	if (r < 0 && fd >= 0)
+	} else if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+		r = errno == ENOLCK || errno == EOPNOTSUPP ? 0 : -errno;
+		unlinkat(dfd, "lock.new", 0);
 		close(fd);
-	else if (r == 0)
+		fd = -1;
+	} else if (renameat(dfd, "lock.new", dfd, "lock") < 0) {
+		r = -errno;
+		close(fd);
+	}
+	if (r == 0)
 		*lock_fd = fd;
 	close(dfd);
 	return r;

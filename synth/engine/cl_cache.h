@@ -31,7 +31,8 @@ void cl_cache_close(struct cl_cache *c);
 /* A fresh private directory $TMPDIR/PREFIX-XXXXXX (default /var/tmp) into
  * *out, which the caller frees (NULL after an error). It holds a file
  * "lock", flocked through *lock_fd for as long as that stays open: the
- * caller removes the directory, then closes *lock_fd. Making one first
+ * caller removes the directory, then closes *lock_fd (-1 where flock does
+ * not work: no lock then, and no sweep takes the directory). Making one first
  * removes the caller's directories of the same prefix holding a lock that
  * nobody holds, left by a daemon killed before it could remove its own. */
 int cl_cache_temp_dir(const char *prefix, char **out, int *lock_fd);

@@ -148,6 +148,25 @@ cl_use_workload() {
   W=$(cd "$1" && pwd -P)
   exec 9>"$W/.lock"
   flock -s -w 1200 9 || cl_die "$W/.lock is held by a builder for 20 min"
+  [ -f "$W/.done" ] || cl_die "the workload in $W was removed while this test waited for it"
+}
+
+# cl_evict_fixtures ROOT PREFIX [KEEP...]: of the cached fixtures ROOT/PREFIX-<key>, keeps the
+# two used last (the script that makes them opens their .lock for writing at each use), and
+# the directories KEEP; removes every other one that nobody holds (a reader holds its .lock
+# shared, a builder exclusively). Without it the cache keeps one per version of the scripts.
+cl_evict_fixtures() {
+  local root=$1 prefix=$2 l d k n=0
+  shift 2
+  local locks=("$root/$prefix"-*/.lock)
+  [ -e "${locks[0]}" ] || return 0
+  while IFS= read -r l; do
+    n=$((n + 1))
+    d=${l%/.lock}
+    [ $n -gt 2 ] && [ ! -L "$d" ] || continue
+    for k in "$@"; do [ "$d" != "$k" ] || continue 2; done
+    flock -n -x "$l" rm -rf -- "$d" && cl_log "removed the unused fixture $d" || true
+  done < <(ls -1t -- "${locks[@]}")
 }
 
 # cl_workload_base: registers the workload's base ($W, see cl_use_workload)

@@ -15,13 +15,16 @@
 #   OUTDIR/times.txt, OUTDIR/.done (the key)
 # Use it with CLOUDLET_HOME=OUTDIR/home; never run a VM on its files (synthesis does not).
 # Key: the guest's key, this script and docs/FORMAT.md (the registry and overlay format).
+# Of the workloads and guests of other keys in the cache, the two used last stay, and every
+# guest such a workload links to (lib.sh, cl_evict_fixtures).
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd -P)
 source "$HERE/lib.sh"
 
 KEY=$({ bash "$HERE/build-debian-guest.sh" --print-key; sha256sum "$HERE/make-debian-workload.sh" \
 	"$HERE/../../docs/FORMAT.md" | cut -d' ' -f1; } | sha256sum | cut -c1-64)
-DEFAULT=${CL_DEBIAN_GUEST_CACHE:-/var/cache/cloudlet-test}/debian-workload-${KEY:0:12}
+CACHE_ROOT=${CL_DEBIAN_GUEST_CACHE:-/var/cache/cloudlet-test}
+DEFAULT=$CACHE_ROOT/debian-workload-${KEY:0:12}
 cached() { [ -f "$1/.done" ] && [ "$(cat "$1/.done")" = "$KEY" ] && [ -s "$1/ov/overlay-meta" ]; }
 case "${1:-}" in
 --print-dir) echo "$DEFAULT"; exit 0 ;;
@@ -33,8 +36,19 @@ mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd -P)
 exec 9>"$OUT/.lock"
 flock -w 3600 9 || cl_die "another make-debian-workload.sh holds $OUT/.lock"
+# evict: of the cached workloads and guests of other keys, the two used last
+# stay, and every guest a workload left links to.
+evict() {
+	local w keep=()
+	cl_evict_fixtures "$CACHE_ROOT" debian-workload "$OUT"
+	for w in "$OUT" "$CACHE_ROOT"/debian-workload-*; do
+		[ ! -L "$w/guest" ] || keep+=("$(readlink -f "$w/guest")")
+	done
+	cl_evict_fixtures "$CACHE_ROOT" debian-guest "${keep[@]}"
+}
 if cached "$OUT"; then
 	echo "make-debian-workload: cached in $OUT"
+	evict
 	exit 0
 fi
 rm -f "$OUT/.done"
@@ -81,4 +95,5 @@ chmod -R a+rX "$OUT"
 phase finished
 mv "$OUT/times.txt.part" "$OUT/times.txt"
 echo "$KEY" >"$OUT/.done"
+evict
 cl_log "make-debian-workload: done in $((SECONDS - T0)) s in $OUT"

@@ -1,6 +1,11 @@
 #!/bin/bash
 # SPDX-License-Identifier: GPL-2.0-only
-# make-workload.sh OUTDIR: the reference real-guest workload (cached).
+# make-workload.sh OUTDIR: the reference real-guest workload (cached in OUTDIR).
+# make-workload.sh --cached LINK: the same, cached for the whole machine in
+#   ${CL_WORKLOAD_CACHE:-/var/cache/cloudlet-test}/workload-<12 hex of the key>, and LINK made
+#   a symbolic link to it (a directory at LINK holding an older workload is removed); of the
+#   cached workloads of other keys, the two used last stay (tests/guest/lib.sh,
+#   cl_evict_fixtures). Key: this script, build-guest.sh and lib.sh.
 #
 #   OUTDIR/guest/   vmlinuz initrd.img disk.img(base disk template) kernel-version (build-guest.sh)
 #   OUTDIR/base/    disk.img memory.img state domain.xml   the freshly booted guest, snapshotted
@@ -18,16 +23,39 @@
 # Never resume on the files themselves: a resumed guest writes its disk and RAM file.
 set -euo pipefail
 
-MAKE_WORKLOAD_VERSION=1
 HERE=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=lib.sh
 source "$HERE/lib.sh"
 
-[ $# -eq 1 ] || cl_die "usage: $0 OUTDIR"
-mkdir -p "$1"
-OUT=$(cd "$1" && pwd -P)
-BG_VERSION=$(sed -n 's/^BUILD_GUEST_VERSION=//p' "$HERE/build-guest.sh")
-STAMP="make-workload=$MAKE_WORKLOAD_VERSION build-guest=$BG_VERSION"
+KEY=$(cat "$HERE/make-workload.sh" "$HERE/build-guest.sh" "$HERE/lib.sh" | sha256sum | cut -c1-64)
+STAMP="key=$KEY"
+LINK=
+CACHE_ROOT=${CL_WORKLOAD_CACHE:-/var/cache/cloudlet-test}
+case "$#:${1:-}" in
+2:--cached)
+  LINK=$2
+  if [ -d "$LINK" ] && [ ! -L "$LINK" ]; then
+    # An older build tree's own workload, or nothing: anything else stays.
+    [ -e "$LINK/.done" ] || [ -e "$LINK/times.txt.part" ] || [ -z "$(ls -A "$LINK")" ] ||
+      cl_die "$LINK is a directory that holds no workload; not replacing it"
+    rm -rf -- "$LINK"
+  fi
+  mkdir -p "$CACHE_ROOT/workload-${KEY:0:12}"
+  OUT=$(cd "$CACHE_ROOT/workload-${KEY:0:12}" && pwd -P)
+  ;;
+1:-*) cl_die "usage: $0 OUTDIR | --cached LINK" ;;
+1:*)
+  mkdir -p "$1"
+  OUT=$(cd "$1" && pwd -P)
+  ;;
+*) cl_die "usage: $0 OUTDIR | --cached LINK" ;;
+esac
+# finish: LINK pointed at the cached workload, other keys' workloads evicted.
+finish() {
+  [ -n "$LINK" ] || return 0
+  ln -sfn "$OUT" "$LINK"
+  cl_evict_fixtures "$CACHE_ROOT" workload "$OUT"
+}
 # One builder per OUTDIR at a time (tests take the lock shared while they read).
 exec 9>"$OUT/.lock"
 flock -w 1200 9 || cl_die "another make-workload.sh holds $OUT/.lock for 20 min"
@@ -42,6 +70,7 @@ workload_complete() {
 }
 if workload_complete; then
   echo "make-workload: cached in $OUT ($STAMP)"
+  finish
   exit 0
 fi
 rm -f "$OUT/.done"
@@ -137,4 +166,5 @@ phase finished
 mv "$OUT/times.txt.part" "$OUT/times.txt"
 echo "$STAMP" >"$OUT/.done"
 ls -ls "$B" "$C" >&2
+finish
 cl_log "make-workload: done in $((SECONDS - T0)) s; domain type $TYPE; output in $OUT"

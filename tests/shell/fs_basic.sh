@@ -588,6 +588,23 @@ fgpid=
 mounted "$MNT" && fail "still mounted after SIGTERM"
 ok "SIGTERM: clean exit, unmounted"
 
+# --- started with descriptors 0-2 closed: the private directories stay locked -----------
+CASE=closed_fds
+mkdir -p "$T/tmpfd"
+TMPDIR=$T/tmpfd timeout 60 "$FS" "$T/ov" "$MNT" -o base="$T/base.disk",no_cache <&- >&- 2>&- ||
+	fail "cloudletfs with descriptors 0-2 closed"
+mounted "$MNT" || fail "not mounted"
+for d in "$T"/tmpfd/cloudlet-cache-* "$T"/tmpfd/cloudlet-store-*; do
+	[ -f "$d/lock" ] && ! flock -n "$d/lock" true || fail "$d: its lock is not held"
+done
+[ "$(ls "$T/tmpfd" | wc -l)" = 2 ] || fail "private directories: $(ls "$T/tmpfd")"
+# The files it opened before detaching are still its own (not /dev/null).
+cmp -s "$MNT/disk/image" "$T/apply/disk.img" && cmp -s "$MNT/memory/image" "$T/apply/memory.img" ||
+	fail "images served wrong"
+cl umount "$MNT" || fail "umount"
+[ -z "$(ls -A "$T/tmpfd")" ] || fail "left after umount: $(ls -A "$T/tmpfd")"
+ok "images served right; the private cache and store locked while mounted, removed at umount"
+
 # --- a kept store: fsync makes writes durable, a remount over the store serves them ------
 CASE=keep_store
 ST=$T/store
@@ -617,14 +634,15 @@ PY
 kill -KILL "$pid"
 timeout 20 tail --pid="$pid" -f /dev/null
 timeout 10 fusermount3 -uz "$MNT" || fail "fusermount3 -uz after SIGKILL"
-cl mount "$T/base.disk" "$T/ov" "$MNT" -o no_cache,store_dir="$ST"
-[ $? = 1 ] && grep -q "holds a kept store" "$T/err" || fail "a kept store mounted without keep_store"
-mounted "$MNT" && fail "mounted without keep_store over a kept store"
 dead=$(echo "$T"/tmpks/cloudlet-cache-*)
 [ -d "$dead" ] || fail "no private cache of the killed daemon: $dead"
+# This mount fails, but only after making its own private cache.
+TMPDIR=$T/tmpks cl mount "$T/base.disk" "$T/ov" "$MNT" -o no_cache,store_dir="$ST"
+[ $? = 1 ] && grep -q "holds a kept store" "$T/err" || fail "a kept store mounted without keep_store"
+mounted "$MNT" && fail "mounted without keep_store over a kept store"
+[ -e "$dead" ] && fail "the killed daemon's private cache is still there after a new mount"
 TMPDIR=$T/tmpks cl mount "$T/base.disk" "$T/ov" "$MNT" -o no_cache,store_dir="$ST",keep_store ||
 	fail "remount"
-[ -e "$dead" ] && fail "the killed daemon's private cache is still there after a new mount"
 cmp -s "$MNT/disk/image" "$T/exp.disk" && cmp -s "$MNT/memory/image" "$T/exp.mem" ||
 	fail "the remount over the kept store does not serve the fsynced writes"
 [ "$(stat_of disk chunks_modified) $(stat_of memory chunks_modified)" = "2 2" ] ||
