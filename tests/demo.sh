@@ -14,7 +14,7 @@ cloudlet=$build/cloudlet
 export CLOUDLET=$cloudlet # lib.sh checks the host with it
 
 echo "== building the test guest and its snapshots (a few minutes the first time)"
-bash "$src/tests/guest/make-workload.sh" "$build/guest"
+bash "$src/tests/guest/make-workload.sh" --cached "$build/guest"
 w=$build/guest
 export CLOUDLET_HOME=$build/demo/home
 out=$build/demo

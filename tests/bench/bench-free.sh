@@ -23,8 +23,9 @@ cloudlet=$build/cloudlet
 export CLOUDLET=$cloudlet # lib.sh checks the host with it
 W=$build/guest
 [ -x "$cloudlet" ] || { echo "build first: cmake --build $build" >&2; exit 1; }
-bash "$src/tests/guest/make-workload.sh" "$W" >/dev/null
+bash "$src/tests/guest/make-workload.sh" --cached "$W" >/dev/null
 source "$src/tests/guest/lib.sh"
+cl_use_workload "$W" # held shared: no eviction or rebuild meanwhile
 cl_init
 QDIR=$(cl_qdir "$W")
 cl_scratch S "$QDIR" bench-free # QEMU must reach the bases' directories

@@ -30,7 +30,7 @@
 # Needs root (drop_caches, loop and FUSE mounts), fio, squashfuse,
 # squashfs-tools, nginx-light, curl.
 # Usage: tests/bench/bench-fs.sh [--only PARTS] [BUILD_DIR]
-#   (builds the workload in BUILD_DIR/guest if needed). BENCH_WORKLOAD=DIR
+#   (makes the workload if needed: make-workload.sh --cached BUILD_DIR/guest). BENCH_WORKLOAD=DIR
 #   takes a complete workload made elsewhere as it is, never rebuilding it
 #   (make-workload.sh of another version would), read under its lock.
 #   --only runs some parts: a comma list of throughput, latency, trace,
@@ -96,7 +96,9 @@ if [ -n "${BENCH_WORKLOAD:-}" ]; then
 		[ -s "$W/$f" ] || { echo "bench-fs.sh: $W/$f missing (BENCH_WORKLOAD)" >&2; exit 1; }
 	done
 else
-	bash "$src/tests/guest/make-workload.sh" "$W" >/dev/null
+	bash "$src/tests/guest/make-workload.sh" --cached "$W" >/dev/null
+	source "$src/tests/guest/lib.sh"
+	cl_use_workload "$W" # held shared: no eviction or rebuild meanwhile
 fi
 
 T=$(mktemp -d /var/tmp/cl-bench-fs.XXXXXX)

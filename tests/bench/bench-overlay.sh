@@ -15,7 +15,9 @@ build=$(cd "${1:-$src/build}" && pwd)
 cloudlet=$build/cloudlet
 W=$build/guest
 [ -x "$cloudlet" ] || { echo "build first: cmake --build $build" >&2; exit 1; }
-bash "$src/tests/guest/make-workload.sh" "$W" >/dev/null
+bash "$src/tests/guest/make-workload.sh" --cached "$W" >/dev/null
+source "$src/tests/guest/lib.sh"
+cl_use_workload "$W" # held shared: no eviction or rebuild meanwhile
 
 T=$(mktemp -d /var/tmp/cl-bench.XXXXXX)
 trap 'rm -rf "$T"' EXIT

@@ -67,7 +67,9 @@ drop() {
 med() { printf '%s\n' "$@" | sort -g | awk '{v[NR]=$1} END {print (NR%2) ? v[(NR+1)/2] : (v[NR/2]+v[NR/2+1])/2}'; }
 
 W=$build/guest
-bash "$src/tests/guest/make-workload.sh" "$W" >/dev/null
+bash "$src/tests/guest/make-workload.sh" --cached "$W" >/dev/null
+source "$src/tests/guest/lib.sh"
+cl_use_workload "$W" # held shared: no eviction or rebuild meanwhile
 T=$(mktemp -d /var/tmp/cl-bench-verify.XXXXXX)
 MOUNTS=()
 cleanup() {

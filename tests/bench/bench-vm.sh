@@ -73,8 +73,8 @@ source "$src/tests/lib/link.sh"
 
 cl_init
 W=$build/guest
-bash "$src/tests/guest/make-workload.sh" "$W" >&2
-W=$(cd "$W" && pwd -P)
+bash "$src/tests/guest/make-workload.sh" --cached "$W" >&2
+cl_use_workload "$W" # W physical, held shared: no eviction or rebuild meanwhile
 BW=$build/bench-vm
 mkdir -p "$BW"
 BW=$(cd "$BW" && pwd -P) # cl_qdir answers physical paths

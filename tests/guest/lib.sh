@@ -144,28 +144,54 @@ cl_sockdir() {
 # cl_use_workload DIR: W := the workload DIR that make-workload.sh made, as a physical path,
 # held with a shared lock on fd 9 (a builder takes it exclusively) for the rest of the test.
 cl_use_workload() {
-  [ -f "$1/.done" ] || cl_die "no workload in $1 (run tests/guest/make-workload.sh $1 first)"
+  [ -f "$1/.done" ] ||
+    cl_die "no workload in $1 (run tests/guest/make-workload.sh --cached $1 first)"
   W=$(cd "$1" && pwd -P)
   exec 9>"$W/.lock"
   flock -s -w 1200 9 || cl_die "$W/.lock is held by a builder for 20 min"
-  [ -f "$W/.done" ] || cl_die "the workload in $W was removed while this test waited for it"
+  cl_lock_current 9 "$W/.lock" && [ -f "$W/.done" ] ||
+    cl_die "the workload in $W was removed while this test waited for it; run it again"
 }
 
-# cl_evict_fixtures ROOT PREFIX [KEEP...]: of the cached fixtures ROOT/PREFIX-<key>, keeps the
-# two used last (the script that makes them opens their .lock for writing at each use), and
-# the directories KEEP; removes every other one that nobody holds (a reader holds its .lock
-# shared, a builder exclusively). Without it the cache keeps one per version of the scripts.
+# cl_lock_current FD PATH: whether FD is still the file at PATH (an eviction may have moved
+# the directory away while this process waited for its lock).
+cl_lock_current() {
+  [ "$(stat -L -c %d:%i "/proc/self/fd/$1")" = "$(stat -c %d:%i "$2" 2>/dev/null)" ]
+}
+
+# cl_remove_fixture DIR [NAME]: removes a fixture directory, once called NAME (default DIR),
+# and the directory cl_qdir made for it under $CL_STATE_ROOT (when QEMU's user could not
+# reach it), if that one names NAME its owner.
+cl_remove_fixture() {
+  local q
+  q=$(cat "$1/qemu-dir" 2>/dev/null || true)
+  if [ -n "$q" ] && [ "$q" != "${2:-$1}" ] && [ "${q#"$CL_STATE_ROOT"/}" != "$q" ] &&
+    [ "$(cat "$q/owner" 2>/dev/null)" = "${2:-$1}" ]; then
+    rm -rf -- "$q"
+  fi
+  rm -rf -- "$1"
+}
+
+# cl_evict_fixtures ROOT PREFIX [KEEP...]: of the cached fixtures ROOT/PREFIX-<key> besides
+# the directories KEEP, keeps the two used last (the scripts that make and use them open
+# their .lock for writing at each use) and removes every other one that nobody holds (a
+# reader holds its .lock shared, a builder exclusively): moved aside under its lock, so that
+# nobody finds it half removed. Without it the cache keeps one per version of the scripts.
 cl_evict_fixtures() {
-  local root=$1 prefix=$2 l d k n=0
+  local root=$1 prefix=$2 l d k gone n=0
   shift 2
   local locks=("$root/$prefix"-*/.lock)
   [ -e "${locks[0]}" ] || return 0
   while IFS= read -r l; do
-    n=$((n + 1))
     d=${l%/.lock}
-    [ $n -gt 2 ] && [ ! -L "$d" ] || continue
-    for k in "$@"; do [ "$d" != "$k" ] || continue 2; done
-    flock -n -x "$l" rm -rf -- "$d" && cl_log "removed the unused fixture $d" || true
+    [ ! -L "$d" ] || continue
+    for k in "$@"; do [ ! "$d" -ef "$k" ] || continue 2; done
+    n=$((n + 1))
+    [ $n -gt 2 ] || continue
+    gone=$root/.evicted.$$.$n
+    flock -n -x "$l" mv -T -- "$d" "$gone" || continue
+    cl_remove_fixture "$gone" "$d"
+    cl_log "removed the unused fixture $d"
   done < <(ls -1t -- "${locks[@]}")
 }
 

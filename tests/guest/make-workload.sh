@@ -5,7 +5,9 @@
 #   ${CL_WORKLOAD_CACHE:-/var/cache/cloudlet-test}/workload-<12 hex of the key>, and LINK made
 #   a symbolic link to it (a directory at LINK holding an older workload is removed); of the
 #   cached workloads of other keys, the two used last stay (tests/guest/lib.sh,
-#   cl_evict_fixtures). Key: this script, build-guest.sh and lib.sh.
+#   cl_evict_fixtures). Key: this script, build-guest.sh, lib.sh, guestctl.py and the
+#   settings CL_GUEST_DISK_MIB, CL_ACCEL, CL_SETTLE_SECONDS. Use it under cl_use_workload's
+#   shared lock (tests and benchmarks do).
 #
 #   OUTDIR/guest/   vmlinuz initrd.img disk.img(base disk template) kernel-version (build-guest.sh)
 #   OUTDIR/base/    disk.img memory.img state domain.xml   the freshly booted guest, snapshotted
@@ -27,7 +29,9 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=lib.sh
 source "$HERE/lib.sh"
 
-KEY=$(cat "$HERE/make-workload.sh" "$HERE/build-guest.sh" "$HERE/lib.sh" | sha256sum | cut -c1-64)
+# The key: whatever makes the workload's bytes (the settings included).
+KEY=$({ cat "$HERE/make-workload.sh" "$HERE/build-guest.sh" "$HERE/lib.sh" "$HERE/guestctl.py"
+  echo "${CL_GUEST_DISK_MIB:-} ${CL_ACCEL:-} ${CL_SETTLE_SECONDS:-}"; } | sha256sum | cut -c1-64)
 STAMP="key=$KEY"
 LINK=
 CACHE_ROOT=${CL_WORKLOAD_CACHE:-/var/cache/cloudlet-test}
@@ -35,16 +39,22 @@ case "$#:${1:-}" in
 2:--cached)
   LINK=$2
   if [ -d "$LINK" ] && [ ! -L "$LINK" ]; then
-    # An older build tree's own workload, or nothing: anything else stays.
-    [ -e "$LINK/.done" ] || [ -e "$LINK/times.txt.part" ] || [ -z "$(ls -A "$LINK")" ] ||
-      cl_die "$LINK is a directory that holds no workload; not replacing it"
-    rm -rf -- "$LINK"
+    # An older build tree's own workload (or what a run of it left): anything else stays.
+    for f in "$LINK"/* "$LINK"/.[!.]*; do
+      case ${f##*/} in
+      .done | .lock | times.txt | times.txt.part | qemu-dir | guest | base | custom | '*' | '.[!.]*') ;;
+      *) cl_die "$LINK holds $f, which is no part of a workload; not replacing it" ;;
+      esac
+    done
+    cl_remove_fixture "$(cd "$LINK" && pwd -P)"
   fi
   mkdir -p "$CACHE_ROOT/workload-${KEY:0:12}"
+  chmod 0755 "$CACHE_ROOT" "$CACHE_ROOT/workload-${KEY:0:12}" # QEMU's user reads it
   OUT=$(cd "$CACHE_ROOT/workload-${KEY:0:12}" && pwd -P)
   ;;
 1:-*) cl_die "usage: $0 OUTDIR | --cached LINK" ;;
 1:*)
+  [ ! -L "$1" ] || cl_die "$1 is a symbolic link (to a machine-wide workload?): use --cached $1"
   mkdir -p "$1"
   OUT=$(cd "$1" && pwd -P)
   ;;
@@ -56,9 +66,9 @@ finish() {
   ln -sfn "$OUT" "$LINK"
   cl_evict_fixtures "$CACHE_ROOT" workload "$OUT"
 }
-# One builder per OUTDIR at a time (tests take the lock shared while they read).
+# Tests read it under a shared lock, so a complete one is checked under a shared lock too;
+# one builder at a time takes it exclusively (flock drops the shared lock first).
 exec 9>"$OUT/.lock"
-flock -w 1200 9 || cl_die "another make-workload.sh holds $OUT/.lock for 20 min"
 
 workload_complete() {
   local f
@@ -68,11 +78,15 @@ workload_complete() {
     [ -s "$OUT/$f" ] || return 1
   done
 }
-if workload_complete; then
-  echo "make-workload: cached in $OUT ($STAMP)"
-  finish
-  exit 0
-fi
+for mode in -s -x; do
+  flock "$mode" -w 1200 9 || cl_die "$OUT/.lock has been held for 20 min"
+  cl_lock_current 9 "$OUT/.lock" || cl_die "$OUT was removed meanwhile (evicted); run again"
+  if workload_complete; then
+    echo "make-workload: cached in $OUT ($STAMP)"
+    finish
+    exit 0
+  fi
+done
 rm -f "$OUT/.done"
 
 T0=$SECONDS
