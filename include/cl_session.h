@@ -220,6 +220,11 @@ int cl_session_keep_snapshot(struct cl_session *s, char *dir, size_t cap);
 
 #define CL_SESSION_RUN_DIR "/run/cloudlet"
 
+/* cl_session_hint() when libvirt does not answer. */
+#define CL_SESSION_LIBVIRTD_HINT                                                                   \
+	"is libvirtd running? start it (`systemctl start libvirtd`, or `libvirtd -d` without "     \
+	"systemd)"
+
 /* Ends every wait of s (the current one returns CL_SESSION_END_STOP or
  * -EINTR): the session's own waits at once (a pipe wakes them), the VM
  * layer's polling loops within their tick (at most 200 ms). An atomic

@@ -7,6 +7,7 @@
 #include <stdatomic.h>
 #include <stdint.h>
 
+#include "cl_session.h"
 #include "cl_util.h"
 
 /* Each returns the process exit status. */
@@ -64,10 +65,14 @@ struct cl_overlay_stats;
 /* The overlay's size and chunks per recipe, as `cloudlet overlay` prints. */
 void cl_cli_overlay_stats(const char *outdir, const struct cl_overlay_stats *st);
 
+/* --help's lines for the environment every command that runs a VM reads. */
+#define CL_CLI_HELP_ENV_VM                                                                         \
+	"  CLOUDLET_LIBVIRT_URI  libvirt connection (default qemu:///system)\n"                    \
+	"  CLOUDLET_ACCEL        kvm or tcg: skip the check of whether KVM really runs a\n"        \
+	"                        guest here\n"
+
 /* The hint when libvirt does not answer. */
-#define CL_CLI_LIBVIRTD_HINT                                                                       \
-	"is libvirtd running? start it (`systemctl start libvirtd`, or `libvirtd -d` without "     \
-	"systemd)"
+#define CL_CLI_LIBVIRTD_HINT CL_SESSION_LIBVIRTD_HINT
 
 /* Warns (two lines on stderr) when this host makes libvirt slow to start
  * domains, for commands about to start one; never fails. */

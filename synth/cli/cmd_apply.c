@@ -31,8 +31,8 @@ static const char verify_usage[] =
     "SHA-256, and that every chunk of the base's disk and memory images matches the\n"
     "base's index (the hashes taken when it was registered; holes are checked\n"
     "without reading them), without writing anything. With IMAGE alone, checks only\n"
-    "the registered base against its index. Lists every fault; exits 0 only if all\n"
-    "hold.\n"
+    "the registered base against its index. Lists every fault (of base chunks, the\n"
+    "first 20 by name, then how many); exits 0 only if all hold.\n"
     "\n"
     "Options:\n"
     "      --quick  skip the check of every base chunk (the base chunks that\n"
@@ -53,7 +53,8 @@ static const char info_usage[] =
     "  -j, --json   print one JSON object\n"
     "  -h, --help   this help\n";
 
-/* Loads the meta and the base both commands need. */
+/* Loads the meta and the base both commands need: 0, or the exit status
+ * after printing why not. */
 static int open_pair(const char *image, const char *overlay, struct cl_base **b, struct cl_meta **m,
                      char **loc)
 {
@@ -61,13 +62,14 @@ static int open_pair(const char *image, const char *overlay, struct cl_base **b,
 
 	r = cl_meta_load(overlay, m, loc);
 	if (r < 0)
-		return r;
+		return cl_cli_fail(r, NULL);
 	r = cl_base_find(image, b);
 	if (r < 0) {
 		cl_meta_free(*m);
 		free(*loc);
+		return cl_cli_fail(r, r == -ENOENT ? CL_BASE_FIND_HINT : NULL);
 	}
-	return r;
+	return 0;
 }
 
 static int only_help(int argc, char **argv, const char *cmd, const char *text,
@@ -114,8 +116,8 @@ int cl_cmd_apply(int argc, char **argv)
 		return cl_cli_usage("apply", "-o DIR is required");
 	t0 = cl_now();
 	r = open_pair(argv[optind], argv[optind + 1], &b, &m, &loc);
-	if (r < 0)
-		return cl_cli_fail(r, NULL);
+	if (r)
+		return r;
 	r = cl_apply(b, m, loc, outdir, &st);
 	if (r == 0)
 		printf("synthesized %s/disk.img (%s) and %s/memory.img (%s)%s%s in %.2f s\n",
@@ -185,9 +187,13 @@ int cl_cmd_verify(int argc, char **argv)
 		quick = 1;
 	}
 	if (optind == argc - 1) {
+		if (quick)
+			return cl_cli_usage("verify",
+			                    "--quick needs an OVERLAY (IMAGE alone checks "
+			                    "the base, which --quick would skip)");
 		r = cl_base_find(argv[optind], &b);
 		if (r < 0)
-			return cl_cli_fail(r, NULL);
+			return cl_cli_fail(r, r == -ENOENT ? CL_BASE_FIND_HINT : NULL);
 		r = verify_base(b);
 		cl_base_free(b);
 		return r < 0 ? cl_cli_fail(r, NULL) : 0;
@@ -195,8 +201,8 @@ int cl_cmd_verify(int argc, char **argv)
 	if (optind != argc - 2)
 		return cl_cli_usage("verify", "expected IMAGE [OVERLAY]");
 	r = open_pair(argv[optind], argv[optind + 1], &b, &m, &loc);
-	if (r < 0)
-		return cl_cli_fail(r, NULL);
+	if (r)
+		return r;
 	r = cl_verify(b, m, loc, report_fault, &all, &st);
 	if (r == 0)
 		printf("%s: ok (base id, %u segments, %llu chunks)\n", loc, m->nsegments,

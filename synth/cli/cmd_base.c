@@ -15,12 +15,12 @@ static const char base_usage[] =
     "memory image (the guest's RAM as a raw page-aligned file). Every chunk of both\n"
     "is hashed once; the index, a copy of the device state and of the domain XML are\n"
     "kept in the registry, CLOUDLET_HOME/bases/<id>/ (CLOUDLET_HOME defaults to\n"
-    "/var/lib/cloudlet for root, ~/.local/share/cloudlet otherwise). The images\n"
-    "themselves stay where they are and must not change afterwards: a changed size\n"
-    "or mtime is refused at once, and every base chunk that apply, cloudletfs and\n"
-    "synthesis use is checked against the index first (`cloudlet verify` checks them\n"
-    "all). The copies of the device state and domain XML are hashed into base.conf\n"
-    "and checked before use.\n"
+    "/var/lib/cloudlet for root, $XDG_DATA_HOME/cloudlet or ~/.local/share/cloudlet\n"
+    "otherwise). The images themselves stay where they are and must not change\n"
+    "afterwards: a changed size or mtime is refused at once, and every base chunk\n"
+    "that apply, cloudletfs and synthesis use is checked against the index first\n"
+    "(`cloudlet verify` checks them all). The copies of the device state and domain\n"
+    "XML are hashed into base.conf and checked before use.\n"
     "\n"
     "Options:\n"
     "  -m, --memory RAMFILE     the base's memory image (required)\n"
@@ -109,8 +109,8 @@ int cl_cmd_base(int argc, char **argv)
 		return cl_cli_usage("base", "expected one IMAGE");
 	if (!memory)
 		return cl_cli_usage("base",
-		                    "--memory RAMFILE is required (booting a VM to make a base "
-		                    "is not available in this version)");
+		                    "--memory RAMFILE is required to register a VM (without "
+		                    "it, `cloudlet base IMAGE` boots IMAGE)");
 	return cl_cli_register_base(argv[optind], memory, state, domain, chunk);
 }
 

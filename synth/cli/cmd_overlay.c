@@ -29,9 +29,11 @@ static const char overlay_usage[] =
     "  -m, --memory FILE        the customized VM's memory image (required)\n"
     "  -s, --state FILE         its device state, carried as is\n"
     "  -d, --domain XML         its libvirt domain XML, carried as is\n"
-    "  -o, --output DIR         where to write the overlay (default: IMAGE's directory)\n"
+    "  -o, --output DIR         where to write the overlay (default: the directory of\n"
+    "                           the base's disk image)\n"
     "  -c, --codec xz|zstd      segment compression (default xz; zstd decodes faster)\n"
-    "  -l, --level N            compression level (default 9 for xz, 19 for zstd)\n"
+    "  -l, --level N            compression level: 0-9 for xz (default 9), 0-22 for\n"
+    "                           zstd (default 19)\n"
     "  -S, --segment-size BYTES uncompressed bytes per segment, exactly (default: 256K,\n"
     "                           runs of incompressible data cut at 64K for cheaper\n"
     "                           demand fetches)\n"
@@ -87,6 +89,7 @@ static int parse_offline(struct offline *f, int argc, char **argv)
 	    {NULL, 0, NULL, 0},
 	};
 	uint64_t v;
+	char *end;
 	int c;
 
 	optind = 1;
@@ -114,9 +117,10 @@ static int parse_offline(struct offline *f, int argc, char **argv)
 				                    optarg);
 			break;
 		case 'l':
-			f->o.level = atoi(optarg);
-			if (f->o.level < 0 || f->o.level > 22)
+			if (optarg[0] < '0' || optarg[0] > '9' ||
+			    (v = strtoul(optarg, &end, 10)) > 22 || *end)
 				return cl_cli_usage("overlay", "bad level '%s'", optarg);
+			f->o.level = (int)v;
 			break;
 		case 'S':
 			if (cl_parse_size(optarg, &v) < 0 || v > (32u << 20))
@@ -135,10 +139,12 @@ static int parse_offline(struct offline *f, int argc, char **argv)
 	}
 	if (optind != argc - 1)
 		return cl_cli_usage("overlay", "expected the base IMAGE");
+	if (f->o.codec != CL_CODEC_ZSTD && f->o.level > 9)
+		return cl_cli_usage("overlay", "xz's levels are 0 to 9 (zstd's 0 to 22)");
 	if (!f->disk || !f->memory)
 		return cl_cli_usage("overlay",
-		                    "--disk and --memory are required (making an overlay from a "
-		                    "running VM is not available in this version)");
+		                    "--disk and --memory go together (without both, `cloudlet "
+		                    "overlay IMAGE` resumes the base to customize it)");
 	return -1;
 }
 
@@ -162,18 +168,19 @@ int cl_cmd_overlay(int argc, char **argv)
 		free(f.outdir);
 		return r;
 	}
+	r = cl_base_find(argv[optind], &b);
+	if (r < 0) {
+		free(f.outdir);
+		return cl_cli_fail(r, r == -ENOENT ? CL_BASE_FIND_HINT : NULL);
+	}
+	/* IMAGE may be an id or a registry directory: the disk's own directory. */
 	if (!f.outdir) {
-		tmp = strdup(argv[optind]);
+		tmp = strdup(b->path[CL_DISK]);
 		f.outdir = tmp ? strdup(dirname(tmp)) : NULL;
 		free(tmp);
 	}
-	if (!f.outdir)
-		return cl_cli_fail(-ENOMEM, NULL);
-	r = cl_base_find(argv[optind], &b);
-	if (r == 0) {
-		r = cl_qcow_overlay_create(b, f.disk, f.memory, f.outdir, &f.o, &st);
-		cl_base_free(b);
-	}
+	r = f.outdir ? cl_qcow_overlay_create(b, f.disk, f.memory, f.outdir, &f.o, &st) : -ENOMEM;
+	cl_base_free(b);
 	if (r == 0)
 		cl_cli_overlay_stats(f.outdir, &st);
 	free(f.outdir);

@@ -31,16 +31,16 @@ static const char synthesis_usage[] =
     "\n"
     "Synthesizes the customized VM of OVERLAY (its overlay-meta, the directory\n"
     "holding it, or an http(s) URL of it) from the registered base IMAGE and runs it\n"
-    "under libvirt (qemu:///system): mounts cloudletfs, starts the VM paused on the\n"
-    "mounted disk and memory images, loads its device state and resumes it while\n"
-    "the rest of the overlay streams in; the pages and disk blocks it touches first\n"
-    "are fetched on demand. Prints a timeline (mounted, domain started in N s, VM\n"
-    "resumed, overlay complete, with the bytes fetched at each point), the endpoints\n"
-    "published into the VM and the VNC address, if the VM has one. A domain start\n"
-    "of seconds means a slow host (`cloudlet check`).\n"
-    "Runs until Ctrl-C, SIGTERM, the guest shutting down, or (when it is a terminal\n"
-    "or a pipe) stdin closing; then destroys and undefines the domain, unmounts,\n"
-    "and removes its files in " CL_SESSION_RUN_DIR "/NAME.\n"
+    "under libvirt (default qemu:///system): mounts cloudletfs, starts the VM paused\n"
+    "on the mounted disk and memory images, loads its device state and resumes it\n"
+    "while the rest of the overlay streams in; the pages and disk blocks it touches\n"
+    "first are fetched on demand. Prints a timeline (mounted, domain started in N s,\n"
+    "VM resumed, overlay complete, with the bytes fetched at each point), the\n"
+    "endpoints published into the VM and the VNC address, if the VM has one. A\n"
+    "domain start of seconds means a slow host (`cloudlet check`).\n"
+    "Runs until Ctrl-C, SIGTERM or SIGHUP, the guest shutting down, or (when it is a\n"
+    "terminal, a pipe or a socket) stdin closing; then destroys and undefines the\n"
+    "domain, unmounts, and removes its files in " CL_SESSION_RUN_DIR "/NAME.\n"
     "\n"
     "Options:\n"
     "  -n, --name NAME       domain name (default cloudlet-<8 hex digits>)\n"
@@ -59,7 +59,7 @@ static const char synthesis_usage[] =
     "                        otherwise, and listed in the mount's status. Needs a\n"
     "                        base on user-mode networking (`cloudlet base\n"
     "                        --network`); host ports below 1024 are refused (QEMU\n"
-    "                        runs unprivileged); repeatable\n"
+    "                        runs unprivileged); repeatable, up to 16 times\n"
     "      --memory-mode MODE\n"
     "                        where guest RAM comes from: postcopy (page by page as\n"
     "                        the guest asks, through QEMU's postcopy migration, from\n"
@@ -71,15 +71,13 @@ static const char synthesis_usage[] =
     "      --json            the timeline as one JSON object per line on stdout\n"
     "                        (events mounted, domain_started, endpoint, resumed,\n"
     "                        running, complete, memory_complete, memory_failed,\n"
-    "                        failed, ended, stopping, stopped); messages stay on\n"
-    "                        stderr\n"
+    "                        failed, ended, kept, stopping, stopped); messages stay\n"
+    "                        on stderr\n"
     "  -h, --help            this help\n"
     "\n"
-    "Environment:\n"
-    "  CLOUDLET_LIBVIRT_URI  libvirt connection (default qemu:///system)\n"
-    "  CLOUDLET_MEMORY_MODE  postcopy or mmap: the default of --memory-mode\n"
-    "  CLOUDLET_ACCEL        kvm or tcg: skip the check of whether KVM really runs a\n"
-    "                        guest here\n"
+    "Environment:\n" CL_CLI_HELP_ENV_VM
+    "  CLOUDLET_MEMORY_MODE  postcopy or mmap: the default of --memory-mode (read\n"
+    "                        only when --memory-mode is not given)\n"
     "\n"
     "A VM resumes only under the accelerator and CPU model its state was saved\n"
     "under (its domain XML says which): saved under TCG, it runs under TCG; saved\n"
@@ -415,11 +413,8 @@ static int parse_args(struct synth *s, int argc, char **argv)
 	    {NULL, 0, NULL, 0},
 	};
 	const char *p;
-	int c;
+	int c, mode_given = 0;
 
-	p = getenv("CLOUDLET_MEMORY_MODE");
-	if (p && *p && memory_mode(p, &s->o.memory) < 0)
-		return cl_cli_usage("synthesis", "CLOUDLET_MEMORY_MODE: postcopy or mmap");
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "n:Ekm:o:h", opts, NULL)) != -1) {
 		switch (c) {
@@ -463,6 +458,7 @@ static int parse_args(struct synth *s, int argc, char **argv)
 		case OPT_MEMORY:
 			if (memory_mode(optarg, &s->o.memory) < 0)
 				return cl_cli_usage("synthesis", "--memory-mode: postcopy or mmap");
+			mode_given = 1;
 			break;
 		case 'h':
 			fputs(synthesis_usage, stdout);
@@ -471,6 +467,9 @@ static int parse_args(struct synth *s, int argc, char **argv)
 			return cl_cli_usage("synthesis", "bad option");
 		}
 	}
+	p = getenv("CLOUDLET_MEMORY_MODE");
+	if (!mode_given && p && *p && memory_mode(p, &s->o.memory) < 0)
+		return cl_cli_usage("synthesis", "CLOUDLET_MEMORY_MODE: postcopy or mmap");
 	if (optind != argc - 2)
 		return cl_cli_usage("synthesis", "expected IMAGE and OVERLAY");
 	s->o.image = argv[optind];

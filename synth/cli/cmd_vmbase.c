@@ -67,6 +67,7 @@ const char cl_cli_base_boot_usage[] =
     "                          libvirt=NAME  the libvirt network NAME\n"
     "  -h, --help              this help\n"
     "\n"
+    "Environment:\n" CL_CLI_HELP_ENV_VM "\n"
     "With --memory, `cloudlet base` registers an existing VM instead:\n\n";
 
 const char cl_cli_overlay_vm_usage[] =
@@ -111,6 +112,7 @@ const char cl_cli_overlay_vm_usage[] =
     "                            repeatable\n"
     "  -h, --help                this help\n"
     "\n"
+    "Environment:\n" CL_CLI_HELP_ENV_VM "\n"
     "With --disk and --memory, `cloudlet overlay` works offline instead:\n\n";
 
 /* What base and overlay share: how the customization ends. */
@@ -290,7 +292,7 @@ static int session_fail(struct cl_session *s, int r)
 struct boot {
 	struct custom cu;
 	struct cl_boot_opts o;
-	const char *chunk_arg;
+	uint32_t chunk; /* 0: the default */
 	char image[PATH_MAX];
 };
 
@@ -341,7 +343,9 @@ static int parse_boot(struct boot *bt, int argc, char **argv)
 			bt->o.cmdline = optarg;
 			break;
 		case 'c':
-			bt->chunk_arg = optarg; /* checked when registering, as always */
+			/* Checked now: a typo must not cost the customized VM. */
+			if ((n = cl_cli_chunk_size(optarg, &bt->chunk)) >= 0)
+				return n;
 			break;
 		case 'F':
 			bt->o.no_free_memory = 1;
@@ -362,16 +366,13 @@ static int parse_boot(struct boot *bt, int argc, char **argv)
 static int register_boot(const struct boot *bt)
 {
 	char mem[PATH_MAX + 16], state[PATH_MAX + 16], xml[PATH_MAX + 16], dir[PATH_MAX];
-	uint32_t chunk = 4096;
 	int st, r;
 
 	snprintf(mem, sizeof(mem), "%s.memory", bt->image);
 	snprintf(state, sizeof(state), "%s.state", bt->image);
 	snprintf(xml, sizeof(xml), "%s.domain.xml", bt->image);
 	printf("saved %s and %s\n", state, xml);
-	if (bt->chunk_arg && (st = cl_cli_chunk_size(bt->chunk_arg, &chunk)) >= 0)
-		return st;
-	st = cl_cli_register_base(bt->image, mem, state, xml, chunk);
+	st = cl_cli_register_base(bt->image, mem, state, xml, bt->chunk ? bt->chunk : 4096);
 	if (st != 0 || !bt->o.kernel)
 		return st;
 	r = cl_session_keep_boot_files(bt->image, bt->o.kernel, bt->o.initrd, dir, sizeof(dir));

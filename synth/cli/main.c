@@ -30,7 +30,7 @@ static const char usage[] =
     "  overlay IMAGE [-o DIR]        resume base IMAGE, customize it, make its overlay\n"
     "  apply IMAGE OVERLAY -o DIR    synthesize the customized VM's files into DIR\n"
     "  info OVERLAY                  describe an overlay (--json for machines)\n"
-    "  verify IMAGE OVERLAY          check base id, every segment and every chunk\n"
+    "  verify IMAGE [OVERLAY]        check base id, every segment and every chunk\n"
     "  mount IMAGE OVERLAY MOUNTPOINT\n"
     "                                serve the customized VM lazily through cloudletfs\n"
     "  umount MOUNTPOINT             stop it (waiting reads fail, open files too)\n"

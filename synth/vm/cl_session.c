@@ -180,8 +180,10 @@ int cl_session_prepare(struct cl_session *s, const char *uri, int synth)
 	virDomainPtr other;
 	int r;
 
-	if (!s->conn && (r = cl_vm_connect(uri, &s->conn)) < 0)
+	if (!s->conn && (r = cl_vm_connect(uri, &s->conn)) < 0) {
+		s->hint = CL_SESSION_LIBVIRTD_HINT;
 		return r;
+	}
 	other = virDomainLookupByName(s->conn, s->name);
 	if (other) {
 		virDomainFree(other);

@@ -510,6 +510,7 @@ ok
 CASE="unregistered base"
 run apply "$g/stranger.disk" "$ov" -o "$out"
 expect_error "$g/stranger.disk" "not a registered base"
+grep -q '^hint: register it with `cloudlet base' "$T/stderr" || bad "no hint to register the base"
 intact "$out" "$good"
 run verify "$g/stranger.disk" "$ov"
 expect_error "$g/stranger.disk"
@@ -641,6 +642,46 @@ else
 fi
 
 # ---- bad usage: exit 2 -------------------------------------------------------
+CASE="libvirt unreachable"
+# synthesis runs only a base registered with its device state and domain XML.
+mkdir -p "$T/lv"
+truncate -s 1M "$T/lv/d.img" "$T/lv/m.img"
+echo state >"$T/lv/state"
+echo "<domain type='qemu'><name>lv</name><memory unit='KiB'>1024</memory><devices/></domain>" \
+	>"$T/lv/domain.xml"
+must base "$T/lv/d.img" --memory "$T/lv/m.img" --state "$T/lv/state" --domain "$T/lv/domain.xml"
+must overlay "$T/lv/d.img" --disk "$T/lv/d.img" --memory "$T/lv/m.img" -o "$T/lv/ov"
+CLOUDLET_LIBVIRT_URI="qemu:///system?socket=$T/no-libvirt.sock" run synthesis "$T/lv/d.img" "$T/lv/ov"
+expect_error "cannot connect to libvirt"
+grep -q '^hint: is libvirtd running' "$T/stderr" || bad "no hint to start libvirtd"
+ok
+
+# CLOUDLET_MEMORY_MODE is the default of --memory-mode: a bad value is a usage
+# error only where it would be used.
+CASE="memory mode from the environment"
+export CLOUDLET_LIBVIRT_URI="qemu:///system?socket=$T/no-libvirt.sock"
+CLOUDLET_MEMORY_MODE=bogus run synthesis "$T/lv/d.img" "$T/lv/ov"
+[ "$RC" = 2 ] && grep -q CLOUDLET_MEMORY_MODE "$T/stderr" || bad "bad CLOUDLET_MEMORY_MODE: exit $RC"
+CLOUDLET_MEMORY_MODE=bogus run synthesis --memory-mode mmap "$T/lv/d.img" "$T/lv/ov"
+[ "$RC" = 1 ] || bad "CLOUDLET_MEMORY_MODE judged although --memory-mode was given: exit $RC"
+CLOUDLET_MEMORY_MODE=bogus run synthesis --help
+[ "$RC" = 0 ] || bad "synthesis --help: exit $RC with a bad CLOUDLET_MEMORY_MODE"
+unset CLOUDLET_LIBVIRT_URI
+ok
+
+# Given by its id, the base's overlay goes next to its disk image by default,
+# not into the current directory.
+CASE="overlay of a base given by its id"
+id=$("$C" list-base | awk -v p="$g/a.disk" '$NF == p { print $1 }')
+[ -n "$id" ] || die "no id listed for $g/a.disk"
+mkdir -p "$T/cwd"
+(cd "$T/cwd" && "$C" -q overlay "$id" --disk "$g/new.disk" --memory "$g/new.mem" >/dev/null) ||
+	bad "overlay by id failed"
+[ -s "$g/overlay-meta" ] && [ -s "$g/overlay-blob" ] || bad "no overlay next to $g/a.disk"
+[ -z "$(ls -A "$T/cwd")" ] || bad "written into the current directory: $(ls -A "$T/cwd")"
+rm -f "$g/overlay-meta" "$g/overlay-blob"
+ok
+
 CASE="bad usage"
 while IFS= read -r args; do
 	# shellcheck disable=SC2086
@@ -661,6 +702,7 @@ apply $g/a.disk $ov -o
 apply $g/a.disk $ov -o $out extra
 apply --bogus $g/a.disk $ov -o $out
 verify
+verify --quick $g/a.disk
 info
 info --bogus $ov
 base $g/a.disk --ram lots
@@ -670,6 +712,9 @@ base $g/a.disk --memory $g/a.mem --chunk-size 2M
 overlay $g/a.disk --disk $g/new.disk
 overlay $g/a.disk --disk $g/new.disk --memory $g/new.mem --codec lz4
 overlay $g/a.disk --disk $g/new.disk --memory $g/new.mem --level 99
+overlay $g/a.disk --disk $g/new.disk --memory $g/new.mem --level 12
+overlay $g/a.disk --disk $g/new.disk --memory $g/new.mem --level 3x
+base $g/a.disk --chunk-size 1000 --kernel $T/no-kernel
 overlay $g/a.disk --disk $g/new.disk --memory $g/new.mem --segment-size lots
 overlay --disk $g/new.disk --memory $g/new.mem
 list-base extra
