@@ -72,11 +72,6 @@ int cl_base_seal(struct cl_base *b);
  * registered before hashes were), else -EBADMSG naming the file. */
 int cl_base_check_file(const struct cl_base *b, const char *path);
 
-/* What to tell a user when cl_base_find() answers -ENOENT. */
-#define CL_BASE_FIND_HINT                                                                          \
-	"register it with `cloudlet base IMAGE --memory RAMFILE`; `cloudlet list-base` lists "     \
-	"the registered bases"
-
 /* Opens the registered base whose disk image is image (or whose registry
  * directory or id prefix is image): its images, not its index. Fails with
  * a hint if none is registered or if an image changed since registration

@@ -67,7 +67,7 @@ static int open_pair(const char *image, const char *overlay, struct cl_base **b,
 	if (r < 0) {
 		cl_meta_free(*m);
 		free(*loc);
-		return cl_cli_fail(r, r == -ENOENT ? CL_BASE_FIND_HINT : NULL);
+		return cl_cli_fail(r, NULL);
 	}
 	return 0;
 }
@@ -193,7 +193,7 @@ int cl_cmd_verify(int argc, char **argv)
 			                    "the base, which --quick would skip)");
 		r = cl_base_find(argv[optind], &b);
 		if (r < 0)
-			return cl_cli_fail(r, r == -ENOENT ? CL_BASE_FIND_HINT : NULL);
+			return cl_cli_fail(r, NULL);
 		r = verify_base(b);
 		cl_base_free(b);
 		return r < 0 ? cl_cli_fail(r, NULL) : 0;

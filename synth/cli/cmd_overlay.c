@@ -171,7 +171,7 @@ int cl_cmd_overlay(int argc, char **argv)
 	r = cl_base_find(argv[optind], &b);
 	if (r < 0) {
 		free(f.outdir);
-		return cl_cli_fail(r, r == -ENOENT ? CL_BASE_FIND_HINT : NULL);
+		return cl_cli_fail(r, NULL);
 	}
 	/* IMAGE may be an id or a registry directory: the disk's own directory. */
 	if (!f.outdir) {

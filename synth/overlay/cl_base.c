@@ -775,8 +775,11 @@ int cl_base_find(const char *image, struct cl_base **out)
 	if (r < 0)
 		goto out;
 	if (f.matches == 0) {
-		r = cl_errorf(-ENOENT, "%s: not a registered base (registry: %s/bases)", image,
-		              cl_home());
+		/* The hint in the message: cloudletfs and the session API print it too. */
+		r = cl_errorf(-ENOENT,
+		              "%s: not a registered base (hint: register it with "
+		              "`cloudlet base %s --memory RAMFILE`; registry: %s/bases)",
+		              image, image, cl_home());
 		goto out;
 	}
 	if (f.matches > 1) {

@@ -417,8 +417,6 @@ int cl_session_synthesis(struct cl_session *s, const struct cl_synthesis_opts *o
 		return -ENOMEM;
 	s->synth = 1;
 	r = cl_base_find(o->image, &b);
-	if (r == -ENOENT)
-		s->hint = CL_BASE_FIND_HINT;
 	if (r == 0)
 		r = base_xml(s, b);
 	if (r == 0)
