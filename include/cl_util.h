@@ -52,7 +52,8 @@ int cl_out_commit(struct cl_out *o);
 void cl_out_abort(struct cl_out *o);
 /* Writes a whole buffer to path through cl_out. */
 int cl_write_file_atomic(const char *path, const void *data, size_t len, mode_t mode);
-/* Reads a whole regular file of at most max bytes; caller frees *buf. */
+/* Reads a whole regular file of at most max bytes into *buf, which the
+ * caller frees; a NUL follows the *len bytes read (not counted). */
 int cl_read_file(const char *path, size_t max, void **buf, size_t *len);
 
 /* mkdir -p: creates path and its missing parents. */

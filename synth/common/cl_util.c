@@ -302,11 +302,13 @@ int cl_read_file(const char *path, size_t max, void **buf, size_t *len)
 		              (long long)st.st_size, max);
 		goto out;
 	}
-	data = malloc(st.st_size ? (size_t)st.st_size : 1);
+	/* One byte more: the text readers parse it as a string. */
+	data = malloc((size_t)st.st_size + 1);
 	if (!data) {
 		r = -ENOMEM;
 		goto out;
 	}
+	((char *)data)[st.st_size] = '\0';
 	r = cl_pread_full(fd, data, (size_t)st.st_size, 0, path);
 	if (r < 0) {
 		free(data);

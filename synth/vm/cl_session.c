@@ -298,10 +298,6 @@ int cl_session_attach(struct cl_session *s, const char *rundir)
 	r = cl_read_file(path, 1u << 16, (void **)&text, &len);
 	if (r < 0)
 		return r;
-	text = realloc(text, len + 1);
-	if (!text)
-		return -ENOMEM;
-	text[len] = '\0';
 	strcpy(s->name, name);
 	strcpy(s->rundir, rundir);
 	r = session_value(text, "mount", s->mnt, sizeof(s->mnt));

@@ -106,7 +106,7 @@ static int console(struct cl_session *s)
 
 int cl_session_type_script(struct cl_session *s, const char *path, size_t *lines)
 {
-	char *text = NULL, *line, *save, *t;
+	char *text = NULL, *line, *save;
 	size_t len = 0, n = 0;
 	int r;
 
@@ -117,13 +117,6 @@ int cl_session_type_script(struct cl_session *s, const char *path, size_t *lines
 		r = cl_read_file(path, 1u << 20, (void **)&text, &len);
 	if (r < 0)
 		return r;
-	t = realloc(text, len + 1);
-	if (!t) {
-		free(text);
-		return -ENOMEM;
-	}
-	text = t;
-	text[len] = '\0';
 	for (line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
 		line[strcspn(line, "\r")] = '\0';
 		if (!line[strspn(line, " \t")] || line[strspn(line, " \t")] == '#')

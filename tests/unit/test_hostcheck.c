@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "cl_hostcheck.h"
+#include "cl_util.h"
 #include "cl_vm.h"
 
 static void test_parse_version(void **state)
@@ -109,6 +110,31 @@ static void test_conf_value(void **state)
 	assert_int_equal(cl_vm_conf_value(NULL, "user", out, sizeof(out)), -EINVAL);
 }
 
+/* A configuration file as cl_vm_qemu_conf reads it: its last line without
+ * a newline is parsed within the buffer (ASan read past it before
+ * cl_read_file ended its buffer with a NUL). */
+static void test_conf_file(void **state)
+{
+	static const char conf[] = "group = \"kvm\"\nuser = qemu";
+	char path[] = "/tmp/cl-test-conf-XXXXXX", out[64];
+	size_t len = 0;
+	char *text = NULL;
+	int fd;
+
+	(void)state;
+	fd = mkstemp(path);
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, conf, sizeof(conf) - 1), (ssize_t)sizeof(conf) - 1);
+	close(fd);
+	assert_int_equal(cl_read_file(path, 1u << 20, (void **)&text, &len), 0);
+	unlink(path);
+	assert_int_equal(len, sizeof(conf) - 1);
+	assert_int_equal(text[len], '\0');
+	assert_int_equal(cl_vm_conf_value(text, "user", out, sizeof(out)), 0);
+	assert_string_equal(out, "qemu");
+	free(text);
+}
+
 /* A PATH of one directory that holds only `qemu-fake`, a script that
  * prints a version line. */
 static void test_which(void **state)
@@ -150,11 +176,9 @@ static void test_which(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_parse_version),
-	    cmocka_unit_test(test_parse_version_refuses),
-	    cmocka_unit_test(test_postcopy_versions),
-	    cmocka_unit_test(test_conf_value),
-	    cmocka_unit_test(test_which),
+	    cmocka_unit_test(test_parse_version),     cmocka_unit_test(test_parse_version_refuses),
+	    cmocka_unit_test(test_postcopy_versions), cmocka_unit_test(test_conf_value),
+	    cmocka_unit_test(test_conf_file),         cmocka_unit_test(test_which),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
