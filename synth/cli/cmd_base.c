@@ -26,7 +26,8 @@ static const char base_usage[] =
     "  -m, --memory RAMFILE     the base's memory image (required)\n"
     "  -s, --state FILE         the base's device state (QEMU migration stream)\n"
     "  -d, --domain XML         the base's libvirt domain XML\n"
-    "  -c, --chunk-size BYTES   chunk size, a power of two from 512 to 1M (default 4096)\n"
+    "  -c, --chunk-size BYTES   chunk size, a power of two from 512 to 1M (default\n"
+    "                           4096)\n"
     "  -h, --help               this help\n"
     "\n"
     "Prints the base id and the registry directory.\n";

@@ -24,8 +24,8 @@
 #define OPT_MEMORY     1002
 
 static const char synthesis_usage[] =
-    "Usage: cloudlet synthesis IMAGE OVERLAY [--no-early-start] [--name NAME] [--keep]\n"
-    "                          [--mount DIR] [-o OPTIONS] [--json]\n"
+    "Usage: cloudlet synthesis IMAGE OVERLAY [--no-early-start] [--name NAME]\n"
+    "                          [--keep] [--mount DIR] [-o OPTIONS] [--json]\n"
     "                          [--publish [ADDR:]HOSTPORT:GUESTPORT]...\n"
     "                          [--memory-mode postcopy|mmap]\n"
     "\n"
