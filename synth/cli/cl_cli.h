@@ -7,7 +7,6 @@
 #include <stdatomic.h>
 #include <stdint.h>
 
-#include "cl_session.h"
 #include "cl_util.h"
 
 /* Each returns the process exit status. */
@@ -70,9 +69,6 @@ void cl_cli_overlay_stats(const char *outdir, const struct cl_overlay_stats *st)
 	"  CLOUDLET_LIBVIRT_URI  libvirt connection (default qemu:///system)\n"                    \
 	"  CLOUDLET_ACCEL        kvm or tcg: skip the check of whether KVM really runs a\n"        \
 	"                        guest here\n"
-
-/* The hint when libvirt does not answer. */
-#define CL_CLI_LIBVIRTD_HINT CL_SESSION_LIBVIRTD_HINT
 
 /* Warns (two lines on stderr) when this host makes libvirt slow to start
  * domains, for commands about to start one; never fails. */

@@ -5,6 +5,7 @@
 #include "cl_error.h"
 #include "cl_host.h"
 #include "cl_hostcheck.h"
+#include "cl_session.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -156,7 +157,7 @@ static int check_libvirt(struct ctx *c)
 	r = cl_host_open(NULL, &c->h);
 	if (r < 0) {
 		say("FAIL", "libvirt", "%s", cl_error_msg());
-		say("fix", "libvirt", "%s", CL_CLI_LIBVIRTD_HINT);
+		say("fix", "libvirt", "%s", CL_SESSION_LIBVIRTD_HINT);
 		return 1;
 	}
 	r = cl_host_libvirt(c->h, &v, uri, sizeof(uri));

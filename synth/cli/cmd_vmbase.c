@@ -202,7 +202,7 @@ static int open_session(struct cl_session **s)
 	cl_cli_signals(*s);
 	r = cl_session_connect(*s, NULL);
 	if (r < 0) {
-		cl_cli_fail(r, CL_CLI_LIBVIRTD_HINT);
+		cl_cli_fail(r, CL_SESSION_LIBVIRTD_HINT);
 		cl_cli_close(*s, 0);
 		return 1;
 	}
@@ -294,7 +294,7 @@ static int session_fail(struct cl_session *s, int r)
 struct boot {
 	struct custom cu;
 	struct cl_boot_opts o;
-	uint32_t chunk; /* 0: the default */
+	uint32_t chunk;
 	char image[PATH_MAX];
 };
 
@@ -374,7 +374,7 @@ static int register_boot(const struct boot *bt)
 	snprintf(state, sizeof(state), "%s.state", bt->image);
 	snprintf(xml, sizeof(xml), "%s.domain.xml", bt->image);
 	printf("saved %s and %s\n", state, xml);
-	st = cl_cli_register_base(bt->image, mem, state, xml, bt->chunk ? bt->chunk : 4096);
+	st = cl_cli_register_base(bt->image, mem, state, xml, bt->chunk);
 	if (st != 0 || !bt->o.kernel)
 		return st;
 	r = cl_session_keep_boot_files(bt->image, bt->o.kernel, bt->o.initrd, dir, sizeof(dir));
@@ -388,6 +388,7 @@ static int register_boot(const struct boot *bt)
 int cl_cli_base_boot(int argc, char **argv)
 {
 	struct boot bt = {.cu.timeout = WAIT_DEFAULT,
+	                  .chunk = 4096,
 	                  .o = {.ram_mib = 256, .vcpus = 1, .net = {.kind = CL_NET_USER}}};
 	struct cl_session *s;
 	int r;

@@ -87,6 +87,14 @@ static uint64_t dir_bytes(const char *dir)
 	return total;
 }
 
+/* Opens the lock file at at/path and takes it if nobody holds it: 1 then,
+ * held through *fd. The caller closes *fd whenever it is >= 0. */
+static int lock_unheld(int at, const char *path, int *fd)
+{
+	*fd = openat(at, path, O_RDWR | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+	return *fd >= 0 && flock(*fd, LOCK_EX | LOCK_NB) == 0;
+}
+
 /* Removes the least recently used overlays' caches (not ours, not in use)
  * until the cache root holds at most limit bytes plus what we will add. */
 static void evict(const char *root, const char *mine, uint64_t limit, uint64_t need)
@@ -131,9 +139,8 @@ static void evict(const char *root, const char *mine, uint64_t limit, uint64_t n
 		int fd;
 		if (asprintf(&lock, "%s/lock", e[i].path) < 0)
 			continue;
-		fd = open(lock, O_RDWR | O_NOFOLLOW | O_CLOEXEC);
 		/* A cache another daemon holds stays. */
-		if (fd >= 0 && flock(fd, LOCK_EX | LOCK_NB) == 0) {
+		if (lock_unheld(AT_FDCWD, lock, &fd)) {
 			cl_cache_rm_rf(e[i].path);
 			total -= e[i].bytes;
 		}
@@ -181,8 +188,7 @@ static int stale(int at, const char *name, int fd, int *lock)
 
 	if (fstat(fd, &st) < 0 || st.st_uid != geteuid())
 		return 0;
-	*lock = openat(fd, "lock", O_RDWR | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
-	if (*lock < 0 || flock(*lock, LOCK_EX | LOCK_NB) < 0)
+	if (!lock_unheld(fd, "lock", lock))
 		return 0;
 	/* Still the directory checked, and its lock not removed meanwhile by
 	 * a daemon closing or another sweep: the name is looked up again. */
