@@ -307,7 +307,8 @@ static void test_stream_hold(void **state)
 			assert_int_equal(present_after_nap(l), before);
 		if (round == 0) {
 			c = first_payload(m, CL_DISK);
-			assert_int_equal(read_sync(l, CL_DISK, c->index * CL_TEST_CS, 100, buf), 100);
+			assert_int_equal(read_sync(l, CL_DISK, c->index * CL_TEST_CS, 100, buf),
+			                 100);
 			before = present_after_nap(l);
 			assert_int_equal(present_after_nap(l), before);
 			assert_true(before < m->nsegments);
