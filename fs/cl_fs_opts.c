@@ -61,10 +61,6 @@ const char cl_fs_usage[] =
     "                         (default 5)\n"
     "  no_stream              fetch on demand only: no background stream (and, as\n"
     "                         the postcopy source, no push of pages not asked for)\n"
-    "  hold_stream=SECONDS    the background stream waits until the guest runs (a\n"
-    "                         read of memory/image, or the postcopy source's guest\n"
-    "                         resumes), at most this long (default 0: no wait;\n"
-    "                         `cloudlet synthesis` sets 5)\n"
     "  allow_other            let other users use the mount (QEMU runs as\n"
     "                         libvirt-qemu); the mode bits below still apply\n"
     "  default_permissions    let the kernel check the mode bits\n"
@@ -281,10 +277,6 @@ static int apply_option(struct cl_fs_args *a, const char *key, const char *val)
 		return parse_seconds(key, val, &o->memory_timeout_ms);
 	if (!strcmp(key, "fetch_timeout"))
 		return parse_seconds(key, val, &o->fetch_timeout_ms);
-	if (!strcmp(key, "hold_stream")) {
-		o->stream_hold_ms = 0;
-		return strcmp(val, "0") ? parse_seconds(key, val, &o->stream_hold_ms) : 0;
-	}
 	if (!strcmp(key, "uid"))
 		return parse_user(val, &a->uid);
 	if (!strcmp(key, "gid"))

@@ -42,9 +42,6 @@ struct cl_lazy_opts {
 	unsigned fetch_timeout_ms;  /* bound on one HTTP request; 0 = 30000 */
 	unsigned retries;           /* HTTP retries per request; 0 = 5 */
 	int no_stream;              /* 1: fetch on demand only, no background stream */
-	unsigned stream_hold_ms;    /* 0: the stream starts with cl_lazy_start(); else it
-	                             * waits for the guest to run (a read of the memory
-	                             * image, cl_lazy_stream_go()), at most this long */
 };
 
 /* Opens base image `base` (a registered base's disk image, id or directory)
@@ -56,10 +53,6 @@ int cl_lazy_open(const char *base, const char *overlay, const struct cl_lazy_opt
 /* Starts the background stream (if enabled). Separate from open so that a
  * daemon can fork first: threads do not survive fork(). */
 int cl_lazy_start(struct cl_lazy *l);
-
-/* Ends the stream's hold (cl_lazy_opts.stream_hold_ms): the guest runs.
- * Thread-safe. */
-void cl_lazy_stream_go(struct cl_lazy *l);
 
 /* Fails every waiting request with -EIO (they complete before this returns
  * or from their own threads right after), stops the threads, saves the

@@ -186,7 +186,6 @@ struct cl_lazy {
 	uint32_t segs_done;         /* lock */
 	uint32_t bg_next;           /* lock: background stream cursor */
 	double bg_resume;           /* lock: no background fetch before this time */
-	double hold_until;          /* lock: nor before this, unless the guest ran */
 	double bg_delay;            /* lock: current backoff */
 	unsigned bg_busy;           /* lock: workers on background segments */
 	unsigned demand_queue;      /* lock: demanded segments not yet taken */
@@ -326,8 +325,6 @@ int lazy_read_present(struct cl_lazy *l, enum cl_image_id im, uint64_t off, size
  * without a request: the stream runs and some segment with im's payloads
  * is being fetched or still ahead of the stream. */
 int lazy_stream_brings_locked(struct cl_lazy *l, enum cl_image_id im);
-/* Ends the stream's hold (cl_lazy_stream_go). */
-void lazy_stream_go_locked(struct cl_lazy *l);
 
 /* ---- cl_lazy_segment.c ---- */
 

@@ -131,9 +131,6 @@ static void attempt_read(struct cl_lazy *l, struct waiter *w)
 
 	for (;;) {
 		lazy_lock(l);
-		/* A read of guest memory that is an access: the guest runs. */
-		if (w->image == CL_MEMORY && !w->quiet)
-			lazy_stream_go_locked(l);
 		r = lazy_plan_locked(l, w->image, w->off, w->len, w->buf, &pl);
 		if (r == 0 && pl.nsegs) {
 			r = park_locked(l, w, &pl);

@@ -19,11 +19,7 @@
  * again). Demand first; one worker stays off the stream. The
  * stream also holds back while requests wait and for DEMAND_QUIET_S after
  * the last one (quiet reads, the postcopy push's, do not count): on a shared link its segments
- * would queue ahead of the demanded ones, and a resumed VM faults in bursts.
- * Under a hold it waits for the guest to run: until then what a VM needs
- * is asked for (its device state, the disk blocks QEMU opens), and what
- * the stream would bring is a guess that crosses the link before the
- * guest's first answer. */
+ * would queue ahead of the demanded ones, and a resumed VM faults in bursts. */
 static int64_t pick_locked(struct cl_lazy *l, int *background, double *wait_until)
 {
 	double t = cl_now();
@@ -53,8 +49,8 @@ static int64_t pick_locked(struct cl_lazy *l, int *background, double *wait_unti
 	}
 	if (!l->started || l->o.no_stream || l->bg_busy + 1 >= l->nthreads + (l->nthreads == 1))
 		return -1;
-	if (l->bg_resume > t || l->hold_until > t) {
-		*wait_until = l->bg_resume > l->hold_until ? l->bg_resume : l->hold_until;
+	if (l->bg_resume > t) {
+		*wait_until = l->bg_resume;
 		return -1;
 	}
 	if (l->loud_waiters || t < l->demand_at + DEMAND_QUIET_S) {
@@ -268,24 +264,6 @@ static void *timer_main(void *arg)
 	return NULL;
 }
 
-void lazy_stream_go_locked(struct cl_lazy *l)
-{
-	lazy_assert_locked(l);
-	if (!l->hold_until)
-		return;
-	l->hold_until = 0;
-	pthread_cond_broadcast(&l->work);
-}
-
-void cl_lazy_stream_go(struct cl_lazy *l)
-{
-	if (!l)
-		return;
-	lazy_lock(l);
-	lazy_stream_go_locked(l);
-	lazy_unlock(l);
-}
-
 int cl_lazy_start(struct cl_lazy *l)
 {
 	unsigned i, n;
@@ -300,8 +278,6 @@ int cl_lazy_start(struct cl_lazy *l)
 	lazy_lock(l);
 	l->started = 1;
 	l->nthreads = n;
-	if (l->o.stream_hold_ms)
-		l->hold_until = cl_now() + l->o.stream_hold_ms / 1000.0;
 	lazy_unlock(l);
 	for (i = 0; i < n; i++) {
 		r = pthread_create(&l->threads[i], NULL, l->ranges ? worker_main : stream_main, l);

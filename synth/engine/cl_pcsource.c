@@ -210,10 +210,8 @@ static int rp_message(struct cl_pcsource *ps, const struct cl_pcrp_msg *m)
 		return r;
 	}
 	pthread_mutex_lock(&ps->lock);
-	if (m->type == CL_PCRP_PONG && m->value == CL_PCSTREAM_PING_RUN) {
+	if (m->type == CL_PCRP_PONG && m->value == CL_PCSTREAM_PING_RUN)
 		ps->running = 1;
-		cl_lazy_stream_go(ps->l);
-	}
 	if (m->type == CL_PCRP_SHUT) {
 		ps->shut = 1;
 		ps->shut_rc = m->value;

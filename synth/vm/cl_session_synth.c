@@ -81,7 +81,7 @@ static int check_mount(struct cl_session *s, uint64_t *memsize)
 static int do_mount(struct cl_session *s, const struct cl_synthesis_opts *o,
                     const struct cl_base *b)
 {
-	const char *opts[2 + MAX_MOUNT_OPTS];
+	const char *opts[1 + MAX_MOUNT_OPTS];
 	struct cl_mount_opts mo = {.image = o->image, .overlay = o->overlay, .opts = opts};
 	char own[128];
 	size_t i;
@@ -99,10 +99,6 @@ static int do_mount(struct cl_session *s, const struct cl_synthesis_opts *o,
 	snprintf(own, sizeof(own), "allow_other,default_permissions,gid=%s", s->group);
 	mo.mnt = s->mnt;
 	opts[mo.nopts++] = own;
-	/* Early start: the guest's first faults, not a guess, decide what
-	 * crosses the link first (the stream waits for it to run, at most 5 s). */
-	if (!o->no_early_start)
-		opts[mo.nopts++] = "hold_stream=5";
 	for (i = 0; i < o->nmount_opts; i++)
 		opts[mo.nopts++] = o->mount_opts[i];
 	r = cl_mount_start(&mo, &st);

@@ -43,9 +43,6 @@
 # count, without the overlay's meta and HTTP's overhead) over the link rate,
 # plus the local resume time (a run from the overlay's directory, no link),
 # as issue 15 defines it: the guest's own work after the resume is not in it.
-# And a fifth kind, `nohold`: early start with `-o hold_stream=0`, the
-# background stream from the mount on instead of from the guest's first run
-# (synthesis's default), to show what the hold trades.
 set -euo pipefail
 src=$(cd "$(dirname "$0")/../.." && pwd)
 RUNS=3
@@ -174,7 +171,6 @@ run() {
 	case $kind in
 	eager) opt=(--no-early-start) ;;
 	limit) opt=(-o no_stream) ;;
-	nohold) opt=(-o hold_stream=0) ;;
 	local) url=$BW/www/$OV ;;
 	esac
 	[ "$mode" = "${mode#*-}" ] || opt+=(--memory-mode "${mode#*-}")
@@ -226,7 +222,7 @@ median() { sort -g | awk '{a[NR]=$1} END {v = (NR % 2) ? a[(NR+1)/2] : (a[NR/2] 
 modes=(early eager)
 if [ -n "$MEMS" ]; then
 	modes=()
-	for m in $MEMS; do modes+=("early-$m" "eager-$m" "limit-$m" "local-$m" "nohold-$m"); done
+	for m in $MEMS; do modes+=("early-$m" "eager-$m" "limit-$m" "local-$m"); done
 	old_uffd=$(cat /proc/sys/vm/unprivileged_userfaultfd)
 	cl_at_exit "echo $old_uffd >/proc/sys/vm/unprivileged_userfaultfd"
 	echo 1 >/proc/sys/vm/unprivileged_userfaultfd
@@ -278,10 +274,6 @@ if [ -n "$MEMS" ]; then
 		printf '%s: physical limit of the first response %.2f s (%.0f pack bytes without the stream at %d B/s + local resume %.2f s); first response / limit %.3f%s\n' \
 			"$m" "$lim" "$(med_of "limit-$m" 8)" "$RATE_BYTES" "$(med_of "local-$m" 2)" \
 			"$(echo "$(med_of "early-$m" 4) / $lim" | bc -l)" "$([ "$m" = postcopy ] && echo ' (goal <= 1.5)')"
-		printf '%s: stream held until the guest runs (default) / from the mount (-o hold_stream=0): first response %.3f, bytes before it %.3f, overlay complete %.3f\n' \
-			"$m" "$(echo "$(med_of "early-$m" 4) / $(med_of "nohold-$m" 4)" | bc -l)" \
-			"$(echo "$(med_of "early-$m" 5) / $(med_of "nohold-$m" 5)" | bc -l)" \
-			"$(echo "$(med_of "early-$m" 7) / $(med_of "nohold-$m" 7)" | bc -l)"
 	done
 	if [ "$MEMS" = "postcopy mmap" ]; then
 		printf 'postcopy/mmap, early start: first response %.3f, bytes before it %.3f (goal <= 0.35), overlay complete %.3f (goal <= 1.1)\n' \
@@ -290,9 +282,6 @@ if [ -n "$MEMS" ]; then
 			"$(echo "$(med_of early-postcopy 7) / $(med_of early-mmap 7)" | bc -l)"
 		printf 'postcopy/mmap, no stream (-o no_stream): bytes before the first response %.3f\n' \
 			"$(echo "$(med_of limit-postcopy 5) / $(med_of limit-mmap 5)" | bc -l)"
-		printf 'postcopy/mmap, stream from the mount (-o hold_stream=0): first response %.3f, bytes before it %.3f\n' \
-			"$(echo "$(med_of nohold-postcopy 4) / $(med_of nohold-mmap 4)" | bc -l)" \
-			"$(echo "$(med_of nohold-postcopy 5) / $(med_of nohold-mmap 5)" | bc -l)"
 	fi
 	exit 0
 fi

@@ -2,9 +2,7 @@
 /* How the lazy engine decodes a fetched segment: the chunks requests wait
  * on first, the requests answered before the rest of the segment is
  * decoded (seen from their completions, which run on the decoding thread),
- * and each payload decoded once for all the chunks that copy it. Also the
- * stream's hold: nothing fetched in the background before guest memory is
- * read, the hold ended, or its bound passed. */
+ * and each payload decoded once for all the chunks that copy it. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -257,81 +255,11 @@ static void test_decode_once(void **state)
 	cl_lazy_close(l);
 }
 
-/* The first chunk with a payload in image im. */
-static const struct cl_chunk *first_payload(const struct cl_meta *m, enum cl_image_id im)
-{
-	uint64_t i;
-
-	for (i = 0; i < m->nchunks; i++)
-		if (m->chunks[i].image == im && has_payload(&m->chunks[i]))
-			return &m->chunks[i];
-	fail_msg("no payload in image %d", im);
-	return NULL;
-}
-
-/* Segments present after a quiet spell: what arrived by then. */
-static uint32_t present_after_nap(struct cl_lazy *l)
-{
-	struct cl_lazy_stats st;
-
-	usleep(300000);
-	cl_lazy_stats(l, &st);
-	return st.segments_present;
-}
-
-/* Under a hold the stream waits: a disk read fetches its own segment only,
- * the first read of memory (the guest runs) lets the stream bring the
- * rest. cl_lazy_stream_go() and the bound end a hold too. */
-static void test_stream_hold(void **state)
-{
-	struct cl_lazy_opts o = {.no_cache = 1, .connections = 2, .stream_hold_ms = 600000};
-	const struct cl_chunk *c;
-	struct cl_lazy_stats st;
-	const struct cl_meta *m;
-	struct cl_lazy *l;
-	uint32_t before;
-	uint8_t buf[100];
-	int round;
-
-	(void)state;
-	make_overlay("ov-hold", CL_TEST_CS * 4);
-	for (round = 0; round < 3; round++) {
-		o.stream_hold_ms = round == 2 ? 300 : 600000;
-		assert_int_equal(cl_lazy_open(path("bd"), path("ov-hold"), &o, &l), 0);
-		m = cl_lazy_meta(l);
-		assert_true(m->nsegments > 4);
-		assert_int_equal(cl_lazy_start(l), 0);
-		cl_lazy_stats(l, &st);
-		before = st.segments_present;
-		if (round < 2)
-			assert_int_equal(present_after_nap(l), before);
-		if (round == 0) {
-			c = first_payload(m, CL_DISK);
-			assert_int_equal(read_sync(l, CL_DISK, c->index * CL_TEST_CS, 100, buf),
-			                 100);
-			before = present_after_nap(l);
-			assert_int_equal(present_after_nap(l), before);
-			assert_true(before < m->nsegments);
-			c = first_payload(m, CL_MEMORY);
-			assert_int_equal(read_sync(l, CL_MEMORY, c->index * CL_TEST_CS, 100, buf),
-			                 100);
-			assert_memory_equal(buf, want[CL_MEMORY] + c->index * CL_TEST_CS, 100);
-		}
-		if (round == 1)
-			cl_lazy_stream_go(l);
-		stats_when(l, &st, m->nsegments);
-		assert_int_equal(st.segments_present, m->nsegments);
-		assert_int_equal(st.state, CL_LAZY_COMPLETE);
-		cl_lazy_close(l);
-	}
-}
-
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_waiters_first),
 	    cmocka_unit_test(test_decode_once),
-	    cmocka_unit_test(test_stream_hold),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
