@@ -78,7 +78,7 @@ const char cl_fs_usage[] =
     "\n"
     "Other options:\n"
     "  -f              stay in the foreground\n"
-    "  -d              print every FUSE request (implies -f)\n"
+    "  -d, --debug     print every FUSE request (implies -f)\n"
     "  -h, --help      this help\n"
     "  -V, --version   print the version\n"
     "\n"

@@ -30,6 +30,9 @@
 # The script exits non-zero if any suite failed, after running them all.
 # Usage: tests/run-all.sh [BUILD_DIR]
 set -euo pipefail
+# One block, read whole before it runs: bash reads a script as it goes, and
+# this one runs for minutes while the tree may change.
+{
 src=$(cd "$(dirname "$0")/.." && pwd)
 build=${1:-$src/build}
 build=$(mkdir -p "$build" && cd "$build" && pwd)
@@ -246,3 +249,5 @@ if ((${#failed[@]})); then
 	echo "FAILED: ${failed[*]}" >&2
 	exit 1
 fi
+exit
+}

@@ -17,6 +17,9 @@
 # an application install leaves (archive downloaded, unpacked, deleted; a
 # build tree in tmpfs removed). Prints a markdown table and the chunks left out.
 set -euo pipefail
+# One block, read whole before it runs: bash reads a script as it goes, and
+# this one runs for minutes while the tree may change.
+{
 src=$(cd "$(dirname "$0")/../.." && pwd)
 build=$(cd "${1:-$src/build}" && pwd)
 cloudlet=$build/cloudlet
@@ -90,3 +93,5 @@ done
 echo
 cat "$S/notes"
 echo "(domain type $(sed -n "s/^<domain [^>]*type=.\([a-z]*\).*/\1/p" "$S"/home/bases/*/domain.xml | head -1); $((SECONDS - t)) s)"
+exit
+}

@@ -39,6 +39,9 @@
 #   mounts per codec (default 3). BENCH_RUNS: runs per timed figure of parts
 #   1 and 3 (default 3).
 set -euo pipefail
+# One block, read whole before it runs: bash reads a script as it goes, and
+# this one runs for minutes while the tree may change.
+{
 src=$(cd "$(dirname "$0")/../.." && pwd)
 only=
 if [ "${1:-}" = --only ]; then
@@ -613,3 +616,5 @@ Just mounted with \`no_stream\`, nothing fetched or read: VmRSS $(kmib "$rss0") 
 MD
 fi
 log "done in $SECONDS s"
+exit
+}

@@ -10,6 +10,9 @@
 # three runs. Prints a markdown report.
 # Usage: tests/bench/bench-overlay.sh [BUILD_DIR]   (builds the workload if needed)
 set -euo pipefail
+# One block, read whole before it runs: bash reads a script as it goes, and
+# this one runs for minutes while the tree may change.
+{
 src=$(cd "$(dirname "$0")/../.." && pwd)
 build=$(cd "${1:-$src/build}" && pwd)
 cloudlet=$build/cloudlet
@@ -87,3 +90,5 @@ Recipes (xz overlay):
 $("$cloudlet" info "$T/ov-xz" | sed -n '/^recipe/,$p')
 \`\`\`
 MD
+exit
+}

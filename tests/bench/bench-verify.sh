@@ -36,6 +36,9 @@
 # Needs root, fio, git.
 # Usage: tests/bench/bench-verify.sh [-r RUNS] [--ref REF] [--goal PCT] BUILD_DIR
 set -euo pipefail
+# One block, read whole before it runs: bash reads a script as it goes, and
+# this one runs for minutes while the tree may change.
+{
 src=$(cd "$(dirname "$0")/../.." && pwd)
 RUNS=3
 SEQ_READS=${SEQ_READS:-5}
@@ -232,3 +235,5 @@ for MODE in cold warm; do
 	row "daemon CPU per GiB read, memory/image sequential (s)" cpum 0
 	row "daemon CPU per 4 KiB random read (µs)" cpur 0
 done
+exit
+}

@@ -44,6 +44,9 @@
 # plus the local resume time (a run from the overlay's directory, no link),
 # as issue 15 defines it: the guest's own work after the resume is not in it.
 set -euo pipefail
+# One block, read whole before it runs: bash reads a script as it goes, and
+# this one runs for minutes while the tree may change.
+{
 src=$(cd "$(dirname "$0")/../.." && pwd)
 RUNS=3
 RATE=40mbit
@@ -292,3 +295,5 @@ if [ -n "$REF" ]; then
 else
 	printf 'early/eager time to first response: %.3f (goal <= 0.2)\n' "$(echo "$e / $l" | bc -l)"
 fi
+exit
+}
