@@ -410,7 +410,7 @@ CASE=options
 "$FS" --help >"$T/help" || fail "cloudletfs --help"
 for k in base= cache_dir= cache_limit= no_cache store_dir= keep_store connections= timeout= \
 	memory_timeout= fetch_timeout= retries= no_stream allow_other default_permissions uid= gid= \
-	' -f ' ' -d '; do
+	' -f ' ' -d, --debug '; do
 	grep -q -- "$k" "$T/help" || fail "--help does not mention '$k'"
 done
 for c in mount umount trace; do
